@@ -1,0 +1,30 @@
+"""alcore: a native-accelerated active-learning selection engine.
+
+Training code hands alcore what its model computed for the unlabeled items (probabilities
+or logits, Monte-Carlo / ensemble samples) and alcore picks the items a human should label
+next. See :mod:`alcore.scores` for the uncertainty scores and :func:`select_top` for the
+fused score + top-k selection.
+
+Heavy optional dependencies (faiss, numba, polars, dask, matplotlib) are imported lazily,
+where first needed, so ``import alcore`` stays fast.
+"""
+
+from alcore import scores
+from alcore._errors import AlcoreError, InvalidInputError
+from alcore._threads import get_num_threads, set_num_threads
+from alcore._version import __version__
+from alcore._warmup import warmup
+from alcore.selection import TopSelection, select_top, top_k
+
+__all__ = [
+    "AlcoreError",
+    "InvalidInputError",
+    "TopSelection",
+    "__version__",
+    "get_num_threads",
+    "scores",
+    "select_top",
+    "set_num_threads",
+    "top_k",
+    "warmup",
+]

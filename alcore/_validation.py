@@ -1,0 +1,295 @@
+"""The one validation helper every public function uses.
+
+Shapes, dtypes, layout and parameters are checked here, in Python, once. Element values
+(finiteness, probabilities in [0, 1], row sums) are checked by the native kernels in the
+same pass that scores the rows, so validation costs no extra read of a large matrix; the
+kernel reports the first offending element and :func:`raise_invalid_value` phrases it.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+
+from alcore._errors import InvalidInputError
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _describe_dtype(dtype: np.dtype) -> str:
+    return f"{dtype} (kind {dtype.kind!r})" if dtype.kind == "V" else str(dtype)
+
+
+def as_numpy(value: Any, name: str) -> np.ndarray:
+    """Convert what users hold (numpy, ``__array__``, DLPack, polars/pandas/pyarrow) without
+    copying where the layout allows."""
+    if isinstance(value, np.ndarray):
+        return value
+    if value is None:
+        raise InvalidInputError(f"{name} is None; pass an array")
+    if not hasattr(value, "__array__") and hasattr(value, "__dlpack__"):
+        try:
+            return np.from_dlpack(value)
+        except (TypeError, RuntimeError, BufferError) as exc:
+            raise InvalidInputError(
+                f"{name} could not be read through DLPack ({exc}); move it to CPU memory "
+                f"or pass a numpy array"
+            ) from None
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(
+            f"{name} could not be converted to an array ({exc}); pass a numeric numpy array"
+        ) from None
+
+
+def float_array(value: Any, name: str) -> np.ndarray:
+    """A float32/float64 C-contiguous, native-byte-order view of ``value``.
+
+    float32 and float64 are kept as given; float16 (and non-native byte order) is cast
+    once. A non-contiguous array (a slice, a transpose) is copied once to C order; a
+    memory-mapped array that is already contiguous is used in place.
+    """
+    arr = as_numpy(value, name)
+    dtype = arr.dtype
+    if dtype.kind != "f":
+        if dtype.kind in "iu":
+            hint = f"convert with {name}.astype(numpy.float32)"
+        elif dtype.kind == "b":
+            hint = f"pass probabilities or scores, not a boolean mask ({name}.astype(float))"
+        elif dtype.kind == "c":
+            hint = f"pass a real array (e.g. numpy.abs({name}) or {name}.real)"
+        elif dtype.kind == "O":
+            hint = "mixed or ragged input? pass a rectangular numeric array"
+        else:
+            hint = "pass a float32 or float64 array"
+        raise InvalidInputError(
+            f"{name} must have a floating dtype (float32 or float64), got "
+            f"{_describe_dtype(dtype)}; {hint}"
+        )
+    if dtype not in _FLOAT_DTYPES or not dtype.isnative:
+        target = np.float64 if dtype.itemsize > 4 else np.float32
+        arr = arr.astype(target)
+    if not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr)
+    return arr
+
+
+def probs_matrix(probs: Any, logits: Any) -> tuple[np.ndarray, bool, str]:
+    """Validate the (N, C) ``probs=`` or ``logits=`` argument; return (array, is_logits, name)."""
+    arr, is_logits, name = _one_of(probs, logits)
+    if arr.ndim != 2:
+        hint = f" (a single row: {name}[None, :])" if arr.ndim == 1 else ""
+        raise InvalidInputError(
+            f"{name} must be 2-D with shape (N items, C classes), got shape {arr.shape}{hint}"
+        )
+    _check_items_classes(arr.shape[0], arr.shape[1], arr.shape, name)
+    return arr, is_logits, name
+
+
+def samples_tensor(probs: Any, logits: Any) -> tuple[np.ndarray, bool, str]:
+    """Validate a (T, N, C) sample tensor, or a sequence of T arrays of shape (N, C)."""
+    if (probs is None) == (logits is None):
+        raise InvalidInputError(_ONE_OF_MESSAGE)
+    name = "probs" if logits is None else "logits"
+    value = probs if logits is None else logits
+    if isinstance(value, list | tuple):
+        if not value:
+            raise InvalidInputError(f"{name} has no samples (T = 0); pass at least one member")
+        members = [float_array(m, f"{name}[{i}]") for i, m in enumerate(value)]
+        for i, m in enumerate(members):
+            if m.shape != members[0].shape or m.dtype != members[0].dtype:
+                raise InvalidInputError(
+                    f"{name}[{i}] has shape {m.shape} and dtype {m.dtype} but {name}[0] has "
+                    f"shape {members[0].shape} and dtype {members[0].dtype}; every sample must "
+                    f"have the same (N items, C classes) and dtype"
+                )
+        if members[0].ndim != 2:
+            raise InvalidInputError(
+                f"each sample in {name} must be 2-D (N items, C classes), got shape "
+                f"{members[0].shape}"
+            )
+        arr = np.stack(members)
+    else:
+        arr = float_array(value, name)
+    if arr.ndim != 3:
+        raise InvalidInputError(
+            f"{name} must be 3-D with shape (T samples, N items, C classes), got shape "
+            f"{arr.shape}; stack ensemble members or MC-dropout passes along axis 0"
+        )
+    if arr.shape[0] == 0:
+        raise InvalidInputError(f"{name} has no samples (T = 0, shape {arr.shape})")
+    _check_items_classes(arr.shape[1], arr.shape[2], arr.shape, name)
+    return arr, logits is not None, name
+
+
+_ONE_OF_MESSAGE = "pass exactly one of probs= or logits="
+
+
+def _one_of(probs: Any, logits: Any) -> tuple[np.ndarray, bool, str]:
+    if (probs is None) == (logits is None):
+        raise InvalidInputError(_ONE_OF_MESSAGE)
+    if logits is None:
+        return float_array(probs, "probs"), False, "probs"
+    return float_array(logits, "logits"), True, "logits"
+
+
+def _check_items_classes(n: int, c: int, shape: tuple, name: str) -> None:
+    if n == 0:
+        raise InvalidInputError(f"{name} has no items (shape {shape}); pass at least one row")
+    if c < 2:
+        raise InvalidInputError(
+            f"{name} must have at least 2 classes (columns), got shape {shape}; for a binary "
+            f"model with one output column p pass numpy.column_stack([1 - p, p])"
+        )
+
+
+def tolerance(atol: Any) -> float:
+    """Validate the row-sum tolerance."""
+    try:
+        value = float(atol)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"atol must be a number, got {atol!r}") from None
+    if not (0.0 <= value < 1.0):
+        raise InvalidInputError(f"atol must be in [0, 1), got {atol!r}; the default is 1e-3")
+    return value
+
+
+def flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise InvalidInputError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def count(k: Any, name: str = "k") -> int:
+    """A positive integer parameter."""
+    if isinstance(k, bool | np.bool_):
+        raise InvalidInputError(f"{name} must be a positive integer, got {k!r}")
+    try:
+        k = operator.index(k)
+    except TypeError:
+        raise InvalidInputError(
+            f"{name} must be a positive integer, got {type(k).__name__} {k!r}"
+        ) from None
+    if k < 1:
+        raise InvalidInputError(f"{name} must be a positive integer, got {k}")
+    return k
+
+
+def exclude_mask(exclude: Any, n: int, items: str) -> tuple[np.ndarray | None, int]:
+    """Turn ``exclude`` (boolean mask of length n, or unique indices in [0, n)) into a
+    one-byte mask; return (mask or None, number excluded)."""
+    if exclude is None:
+        return None, 0
+    arr = as_numpy(exclude, "exclude")
+    if arr.ndim != 1:
+        raise InvalidInputError(
+            f"exclude must be 1-D (a boolean mask of length {n} or an index array), got "
+            f"shape {arr.shape}"
+        )
+    if arr.dtype.kind == "b":
+        if arr.shape[0] != n:
+            raise InvalidInputError(
+                f"exclude mask has length {arr.shape[0]} but {items} has {n} items; pass a "
+                f"boolean mask of length {n} or an index array"
+            )
+        mask = np.ascontiguousarray(arr).view(np.uint8)
+        return mask, int(np.count_nonzero(mask))
+    if arr.dtype.kind not in "iu":
+        if arr.size == 0 and arr.dtype.kind == "f":  # np.array([]) defaults to float64
+            return None, 0
+        raise InvalidInputError(
+            f"exclude must be a boolean mask or an integer index array, got dtype "
+            f"{_describe_dtype(arr.dtype)}"
+        )
+    if arr.size == 0:
+        return None, 0
+    low, high = int(arr.min()), int(arr.max())
+    if low < 0 or high >= n:
+        bad = low if low < 0 else high
+        raise InvalidInputError(
+            f"exclude holds index {bad}, outside [0, {n}) for {items} with {n} items; "
+            f"pass indices in range (negative indices are not wrapped)"
+        )
+    mask = np.zeros(n, dtype=np.uint8)
+    mask[arr] = 1
+    excluded = int(np.count_nonzero(mask))
+    if excluded != arr.shape[0]:
+        counts = np.bincount(arr.astype(np.int64, copy=False), minlength=n)
+        dup = int(np.flatnonzero(counts > 1)[0])
+        raise InvalidInputError(
+            f"exclude holds index {dup} {int(counts[dup])} times; pass unique indices "
+            f"(e.g. numpy.unique(exclude))"
+        )
+    return mask, excluded
+
+
+def check_k_available(k: int, n: int, excluded: int) -> None:
+    available = n - excluded
+    if k > available:
+        raise InvalidInputError(
+            f"k={k} exceeds the {available} items available ({n} items, {excluded} "
+            f"excluded); lower k or exclude fewer items"
+        )
+
+
+_PROBLEMS = {1: "not_finite", 2: "negative", 3: "above_one", 4: "row_sum", 5: "zero_sum"}
+
+
+def raise_invalid_value(err: Exception, name: str, *, atol: float, normalize: bool) -> None:
+    """Re-raise a native ``InvalidValue`` (problem, member, row, col, value) as an
+    ``InvalidInputError`` worded for the public argument ``name``."""
+    problem_code, member, row, col, value = err.args
+    problem = _PROBLEMS[problem_code]
+    where = f"{name}[{member}] row {row}" if member >= 0 else f"{name} row {row}"
+    if problem == "not_finite":
+        message = (
+            f"{name} must be finite: {where}, column {col} is {value}; replace NaN/inf "
+            f"(e.g. numpy.nan_to_num) or drop those rows"
+        )
+    elif problem == "negative":
+        message = (
+            f"{name} must lie in [0, 1]: {where}, column {col} is {value:.6g}; pass logits= "
+            f"if these are raw model outputs"
+        )
+    elif problem == "above_one":
+        message = (
+            f"{name} must lie in [0, 1]: {where}, column {col} is {value:.6g}; pass logits= "
+            f"if these are raw model outputs, or normalize=True for non-negative weights"
+        )
+    elif problem == "row_sum":
+        message = (
+            f"{name} rows must sum to 1 ({where} sums to {value:.6g}, atol={atol:g}); pass "
+            f"logits= for raw model outputs, normalize=True to renormalise, or a larger atol="
+        )
+    else:
+        message = (
+            f"{name} rows must have a positive sum to be renormalised ({where} sums to 0); "
+            f"drop that row or give it non-zero weights"
+        )
+    raise InvalidInputError(message) from None
+
+
+def score_name(score: Any, allowed: tuple[str, ...]) -> str:
+    if not isinstance(score, str) or score not in allowed:
+        raise InvalidInputError(
+            f"score must be one of {', '.join(repr(s) for s in allowed)}, got {score!r}"
+        )
+    return score
+
+
+__all__ = [
+    "as_numpy",
+    "check_k_available",
+    "count",
+    "exclude_mask",
+    "flag",
+    "float_array",
+    "probs_matrix",
+    "raise_invalid_value",
+    "samples_tensor",
+    "score_name",
+    "tolerance",
+]

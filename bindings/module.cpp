@@ -1,0 +1,174 @@
+// pybind11 glue for alcore._core: array checks, GIL release, exception mapping. No
+// algorithms here; the Python layer has already validated shapes and dtypes, so the checks
+// below only guard against misuse of this private module.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+
+#include "alcore/api.hpp"
+
+namespace py = pybind11;
+
+namespace {
+
+PyObject* invalid_value_type = nullptr;
+
+enum class Dtype { f32, f64 };
+
+Dtype float_dtype(const py::array& a, const char* name) {
+  if (!(a.flags() & py::array::c_style))
+    throw py::type_error(std::string(name) + " must be C-contiguous");
+  const auto dt = a.dtype();
+  if (dt.kind() == 'f' && dt.itemsize() == 4) return Dtype::f32;
+  if (dt.kind() == 'f' && dt.itemsize() == 8) return Dtype::f64;
+  throw py::type_error(std::string(name) + " must be float32 or float64");
+}
+
+const uint8_t* mask_pointer(const py::object& exclude, int64_t n) {
+  if (exclude.is_none()) return nullptr;
+  auto mask = py::cast<py::array>(exclude);
+  if (!(mask.flags() & py::array::c_style) || mask.itemsize() != 1 || mask.ndim() != 1 ||
+      mask.shape(0) != n)
+    throw py::type_error("exclude must be a C-contiguous one-byte mask of length n");
+  return static_cast<const uint8_t*>(mask.data());
+}
+
+alcore::ScoreOptions options(int score, bool logits, bool normalize, double atol,
+                             bool scale_entropy) {
+  if (score < 0 || score > 3) throw py::value_error("unknown score code");
+  alcore::ScoreOptions o;
+  o.score = static_cast<alcore::Score>(score);
+  o.logits = logits;
+  o.normalize = normalize;
+  o.atol = atol;
+  o.scale_entropy = scale_entropy;
+  return o;
+}
+
+template <class T>
+py::array score_rows_typed(const py::array& x, const alcore::ScoreOptions& o) {
+  const int64_t n = x.shape(0), c = x.shape(1);
+  py::array_t<T> out(n);
+  const T* src = static_cast<const T*>(x.data());
+  T* dst = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    alcore::score_rows<T>(src, n, c, o, dst);
+  }
+  return out;
+}
+
+py::array score_rows(const py::array& x, int score, bool logits, bool normalize, double atol,
+                     bool scale_entropy) {
+  if (x.ndim() != 2) throw py::type_error("x must be 2-D");
+  const auto o = options(score, logits, normalize, atol, scale_entropy);
+  return float_dtype(x, "x") == Dtype::f32 ? score_rows_typed<float>(x, o)
+                                           : score_rows_typed<double>(x, o);
+}
+
+template <class T>
+py::tuple select_top_typed(const py::array& x, const alcore::ScoreOptions& o,
+                           const uint8_t* exclude, int64_t k, bool all) {
+  const int64_t n = x.shape(0), c = x.shape(1);
+  py::array_t<int64_t> indices(k);
+  py::array_t<T> top_scores(k);
+  py::object all_scores = py::none();
+  T* all_ptr = nullptr;
+  if (all) {
+    py::array_t<T> a(n);
+    all_ptr = a.mutable_data();
+    all_scores = a;
+  }
+  const T* src = static_cast<const T*>(x.data());
+  int64_t* idx = indices.mutable_data();
+  T* top = top_scores.mutable_data();
+  {
+    py::gil_scoped_release release;
+    alcore::select_top<T>(src, n, c, o, exclude, k, idx, top, all_ptr);
+  }
+  return py::make_tuple(indices, top_scores, all_scores);
+}
+
+py::tuple select_top(const py::array& x, int score, bool logits, bool normalize, double atol,
+                     bool scale_entropy, const py::object& exclude, int64_t k, bool all) {
+  if (x.ndim() != 2) throw py::type_error("x must be 2-D");
+  const auto o = options(score, logits, normalize, atol, scale_entropy);
+  const uint8_t* mask = mask_pointer(exclude, x.shape(0));
+  return float_dtype(x, "x") == Dtype::f32 ? select_top_typed<float>(x, o, mask, k, all)
+                                           : select_top_typed<double>(x, o, mask, k, all);
+}
+
+template <class T>
+py::array top_k_typed(const py::array& scores, const uint8_t* exclude, int64_t k) {
+  const int64_t n = scores.shape(0);
+  py::array_t<int64_t> indices(k);
+  const T* src = static_cast<const T*>(scores.data());
+  int64_t* idx = indices.mutable_data();
+  {
+    py::gil_scoped_release release;
+    alcore::top_k<T>(src, n, exclude, k, idx);
+  }
+  return indices;
+}
+
+py::array top_k(const py::array& scores, const py::object& exclude, int64_t k) {
+  if (scores.ndim() != 1) throw py::type_error("scores must be 1-D");
+  const uint8_t* mask = mask_pointer(exclude, scores.shape(0));
+  return float_dtype(scores, "scores") == Dtype::f32 ? top_k_typed<float>(scores, mask, k)
+                                                     : top_k_typed<double>(scores, mask, k);
+}
+
+template <class T>
+py::array sample_scores_typed(const py::array& x, alcore::SampleScore score, bool normalize,
+                              double atol) {
+  const int64_t t = x.shape(0), n = x.shape(1), c = x.shape(2);
+  py::array_t<T> out(n);
+  const T* src = static_cast<const T*>(x.data());
+  T* dst = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    alcore::sample_scores<T>(src, t, n, c, score, normalize, atol, dst);
+  }
+  return out;
+}
+
+py::array sample_scores(const py::array& x, int score, bool normalize, double atol) {
+  if (x.ndim() != 3) throw py::type_error("x must be 3-D");
+  if (score < 0 || score > 2) throw py::value_error("unknown sample score code");
+  const auto s = static_cast<alcore::SampleScore>(score);
+  return float_dtype(x, "x") == Dtype::f32 ? sample_scores_typed<float>(x, s, normalize, atol)
+                                           : sample_scores_typed<double>(x, s, normalize, atol);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "alcore native core (private; use the alcore package)";
+  // Carries (problem, member, row, col, value) so the Python layer can phrase the message
+  // with the argument's public name.
+  invalid_value_type = PyErr_NewException("alcore._core.InvalidValue", PyExc_ValueError, nullptr);
+  m.add_object("InvalidValue", py::handle(invalid_value_type));
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const alcore::InvalidValue& e) {
+      const auto& b = e.bad;
+      py::tuple args = py::make_tuple(static_cast<int>(b.problem), b.member, b.row, b.col,
+                                      b.value);
+      PyErr_SetObject(invalid_value_type, args.ptr());
+    }
+  });
+
+  m.def("score_rows", &score_rows, py::arg("x"), py::arg("score"), py::arg("logits"),
+        py::arg("normalize"), py::arg("atol"), py::arg("scale_entropy"));
+  m.def("select_top", &select_top, py::arg("x"), py::arg("score"), py::arg("logits"),
+        py::arg("normalize"), py::arg("atol"), py::arg("scale_entropy"), py::arg("exclude"),
+        py::arg("k"), py::arg("all_scores"));
+  m.def("top_k", &top_k, py::arg("scores"), py::arg("exclude"), py::arg("k"));
+  m.def("sample_scores", &sample_scores, py::arg("x"), py::arg("score"), py::arg("normalize"),
+        py::arg("atol"));
+  m.def("set_num_threads", &alcore::set_num_threads, py::arg("n"));
+  m.def("get_num_threads", &alcore::get_num_threads);
+  m.def("isa", &alcore::isa_name);
+}

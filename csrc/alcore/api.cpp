@@ -1,0 +1,187 @@
+#include "alcore/api.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+#include <vector>
+
+#include "alcore/kernels.hpp"
+#include "alcore/parallel.hpp"
+#include "alcore/topk.hpp"
+
+namespace alcore {
+namespace {
+
+// Work per thread below which threads cost more than they save (elements).
+constexpr int64_t kMinElementsPerThread = 1 << 16;
+// Rows per block: enough to amortise per-block work, small enough to stay in L1/L2.
+constexpr int64_t kBlockElements = 4096;
+
+template <class T>
+const Kernels<T>& kernels();
+template <>
+const Kernels<float>& kernels<float>() { return kernels_f32(); }
+template <>
+const Kernels<double>& kernels<double>() { return kernels_f64(); }
+
+int64_t rows_per(int64_t elements, int64_t c) {
+  return std::max<int64_t>(1, elements / std::max<int64_t>(1, c));
+}
+
+std::string describe(const BadValue& bad) {
+  return "invalid value (problem " + std::to_string(static_cast<int>(bad.problem)) + ") at row " +
+         std::to_string(bad.row);
+}
+
+// The first bad value found by any chunk: chunks are contiguous, so the lowest row wins.
+class FirstBad {
+ public:
+  void offer(const BadValue& bad) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (bad_.problem == Problem::none || key(bad) < key(bad_)) bad_ = bad;
+  }
+  void throw_if_any() const {
+    if (bad_.problem != Problem::none) throw InvalidValue(bad_);
+  }
+
+ private:
+  static std::pair<int64_t, int64_t> key(const BadValue& b) { return {b.row, b.member}; }
+  std::mutex mutex_;
+  BadValue bad_;
+};
+
+void check_dims(int64_t n, int64_t c) {
+  if (n < 1) throw std::invalid_argument("need at least one row");
+  if (c < 2) throw std::invalid_argument("need at least two classes");
+}
+
+void check_k(int64_t k, int64_t n) {
+  if (k < 1 || k > n) throw std::invalid_argument("k must be in [1, n]");
+}
+
+}  // namespace
+
+InvalidValue::InvalidValue(const BadValue& b) : std::invalid_argument(describe(b)), bad(b) {}
+
+template <class T>
+void score_rows(const T* x, int64_t n, int64_t c, const ScoreOptions& options, T* out) {
+  check_dims(n, c);
+  const Kernels<T>& k = kernels<T>();
+  const int64_t block = rows_per(kBlockElements, c);
+  FirstBad first_bad;
+  parallel_chunks(n, rows_per(kMinElementsPerThread, c), [&](int, int64_t begin, int64_t end) {
+    std::vector<T> scratch;
+    BadValue bad;
+    for (int64_t r = begin; r < end; r += block) {
+      const int64_t rows = std::min(block, end - r);
+      if (!k.score_rows(x + r * c, rows, c, options, out + r, scratch, bad)) {
+        bad.row += r;
+        first_bad.offer(bad);
+        return;
+      }
+    }
+  });
+  first_bad.throw_if_any();
+}
+
+template <class T>
+void select_top(const T* x, int64_t n, int64_t c, const ScoreOptions& options,
+                const uint8_t* exclude, int64_t k, int64_t* out_indices, T* out_scores,
+                T* all_scores) {
+  check_dims(n, c);
+  check_k(k, n);
+  const Kernels<T>& kern = kernels<T>();
+  const int64_t block = rows_per(kBlockElements, c);
+  const int64_t min_rows = rows_per(kMinElementsPerThread, c);
+  std::vector<TopCollector<T>> collectors(static_cast<size_t>(planned_chunks(n, min_rows)),
+                                          TopCollector<T>(k));
+  FirstBad first_bad;
+  parallel_chunks(n, min_rows, [&](int chunk, int64_t begin, int64_t end) {
+    std::vector<T> scratch, local(all_scores ? 0 : static_cast<size_t>(block));
+    BadValue bad;
+    TopCollector<T>& top = collectors[static_cast<size_t>(chunk)];
+    for (int64_t r = begin; r < end; r += block) {
+      const int64_t rows = std::min(block, end - r);
+      T* scores = all_scores ? all_scores + r : local.data();
+      if (!kern.score_rows(x + r * c, rows, c, options, scores, scratch, bad)) {
+        bad.row += r;
+        first_bad.offer(bad);
+        return;
+      }
+      top.push_block(scores, rows, r, exclude ? exclude + r : nullptr);
+    }
+  });
+  first_bad.throw_if_any();
+  const auto best = merge_top(collectors, k);
+  if (static_cast<int64_t>(best.size()) < k)
+    throw std::invalid_argument("k exceeds the number of rows not excluded");
+  for (int64_t i = 0; i < k; ++i) {
+    out_indices[i] = best[static_cast<size_t>(i)].index;
+    if (out_scores) out_scores[i] = best[static_cast<size_t>(i)].score;
+  }
+}
+
+template <class T>
+void top_k(const T* scores, int64_t n, const uint8_t* exclude, int64_t k, int64_t* out_indices) {
+  check_k(k, n);
+  const int64_t min_items = kMinElementsPerThread;
+  std::vector<TopCollector<T>> collectors(static_cast<size_t>(planned_chunks(n, min_items)),
+                                          TopCollector<T>(k));
+  FirstBad first_bad;
+  parallel_chunks(n, min_items, [&](int chunk, int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      if (!std::isfinite(scores[i])) {
+        BadValue bad;
+        bad.problem = Problem::not_finite;
+        bad.row = i;
+        bad.value = static_cast<double>(scores[i]);
+        first_bad.offer(bad);
+        return;
+      }
+    }
+    collectors[static_cast<size_t>(chunk)].push_block(scores + begin, end - begin, begin,
+                                                      exclude ? exclude + begin : nullptr);
+  });
+  first_bad.throw_if_any();
+  const auto best = merge_top(collectors, k);
+  if (static_cast<int64_t>(best.size()) < k)
+    throw std::invalid_argument("k exceeds the number of items not excluded");
+  for (int64_t i = 0; i < k; ++i) out_indices[i] = best[static_cast<size_t>(i)].index;
+}
+
+template <class T>
+void sample_scores(const T* x, int64_t t, int64_t n, int64_t c, SampleScore score,
+                   bool normalize, double atol, T* out) {
+  if (t < 1) throw std::invalid_argument("need at least one sample");
+  check_dims(n, c);
+  const Kernels<T>& k = kernels<T>();
+  const int64_t block = rows_per(kBlockElements, c);
+  FirstBad first_bad;
+  parallel_chunks(n, rows_per(kMinElementsPerThread / t + 1, c),
+                  [&](int, int64_t begin, int64_t end) {
+                    std::vector<T> scratch;
+                    BadValue bad;
+                    for (int64_t r = begin; r < end; r += block) {
+                      const int64_t rows = std::min(block, end - r);
+                      if (!k.sample_rows(x, t, n, c, r, rows, score, normalize, atol, out + r,
+                                         scratch, bad)) {
+                        bad.row += r;
+                        first_bad.offer(bad);
+                        return;
+                      }
+                    }
+                  });
+  first_bad.throw_if_any();
+}
+
+#define ALCORE_INSTANTIATE(T)                                                                  \
+  template void score_rows<T>(const T*, int64_t, int64_t, const ScoreOptions&, T*);            \
+  template void select_top<T>(const T*, int64_t, int64_t, const ScoreOptions&, const uint8_t*, \
+                              int64_t, int64_t*, T*, T*);                                      \
+  template void top_k<T>(const T*, int64_t, const uint8_t*, int64_t, int64_t*);               \
+  template void sample_scores<T>(const T*, int64_t, int64_t, int64_t, SampleScore, bool,       \
+                                 double, T*);
+ALCORE_INSTANTIATE(float)
+ALCORE_INSTANTIATE(double)
+
+}  // namespace alcore

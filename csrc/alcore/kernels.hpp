@@ -1,0 +1,27 @@
+// Per-block kernels, compiled once per instruction set (kernels.cpp) and selected at run
+// time (dispatch.cpp). Internal to csrc.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "alcore/api.hpp"
+
+namespace alcore {
+
+template <class T>
+struct Kernels {
+  // Scores `rows` rows of x into out. Returns false at the first invalid row and describes
+  // it in bad (row relative to x). scratch is caller-owned, reused between calls.
+  bool (*score_rows)(const T* x, int64_t rows, int64_t c, const ScoreOptions& options, T* out,
+                     std::vector<T>& scratch, BadValue& bad);
+  // Scores items [row0, row0 + rows) of the (t, n, c) tensor x into out.
+  bool (*sample_rows)(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int64_t rows,
+                      SampleScore score, bool normalize, double atol, T* out,
+                      std::vector<T>& scratch, BadValue& bad);
+};
+
+const Kernels<float>& kernels_f32();
+const Kernels<double>& kernels_f64();
+
+}  // namespace alcore

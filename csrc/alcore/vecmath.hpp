@@ -1,0 +1,201 @@
+// Vectorised natural logarithm and exponential (Cephes-style range reduction and
+// polynomials) on GCC/Clang vector extensions. The vector width comes from
+// ALCORE_VEC_BYTES, set per instruction-set variant by CMake, so one source yields the
+// SSE2, AVX2 and AVX-512 versions. Every element of an array goes through the same vector
+// code (tails are padded), so a value's result never depends on its position.
+#pragma once
+
+#include <cfloat>
+#include <cstdint>
+#include <cstring>
+
+#ifndef ALCORE_VEC_BYTES
+#define ALCORE_VEC_BYTES 16
+#endif
+
+namespace alcore {
+namespace vec {
+
+template <class T>
+struct V;
+
+template <>
+struct V<float> {
+  typedef float type __attribute__((vector_size(ALCORE_VEC_BYTES)));
+  typedef int32_t itype __attribute__((vector_size(ALCORE_VEC_BYTES)));
+  static constexpr int lanes = ALCORE_VEC_BYTES / 4;
+};
+
+template <>
+struct V<double> {
+  typedef double type __attribute__((vector_size(ALCORE_VEC_BYTES)));
+  typedef int64_t itype __attribute__((vector_size(ALCORE_VEC_BYTES)));
+  static constexpr int lanes = ALCORE_VEC_BYTES / 8;
+};
+
+using vf = V<float>::type;
+using vfi = V<float>::itype;
+using vd = V<double>::type;
+using vdi = V<double>::itype;
+
+template <class VT, class S>
+inline VT splat(S s) {
+  VT v;
+  for (unsigned i = 0; i < sizeof(VT) / sizeof(s); ++i) v[i] = s;
+  return v;
+}
+
+template <class VT, class T>
+inline VT load(const T* p) {
+  VT v;
+  std::memcpy(&v, p, sizeof(VT));
+  return v;
+}
+
+template <class VT, class T>
+inline void store(T* p, VT v) {
+  std::memcpy(p, &v, sizeof(VT));
+}
+
+// ln(x) for x > 0 (subnormals included). x <= 0 gives an unspecified finite value: callers
+// mask those lanes.
+inline vf log(vf x) {
+  const vfi small = x < FLT_MIN;
+  x = small ? x * 8388608.0f : x;  // 2^23 brings subnormals into the normal range
+  vfi bits = (vfi)x;
+  vfi e = ((bits >> 23) & 0xff) - 126;
+  e = small ? e - 23 : e;
+  bits = (bits & 0x807fffff) | 0x3f000000;
+  vf m = (vf)bits;  // mantissa in [0.5, 1)
+  const vfi below = m < 0.707106781186547524f;
+  e = below ? e - 1 : e;
+  m = below ? m + m - 1.0f : m - 1.0f;
+  const vf fe = __builtin_convertvector(e, vf);
+  const vf z = m * m;
+  vf y = splat<vf>(7.0376836292e-2f);
+  y = y * m - 1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m - 1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m - 1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m - 2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = y * m * z;
+  y = y + fe * -2.12194440e-4f;
+  y = y - 0.5f * z;
+  return m + y + fe * 0.693359375f;
+}
+
+// e^x; results below the smallest normal float flush to 0.
+inline vf exp(vf x) {
+  const vfi under = x < -87.33654475f;
+  x = x > 88.3762626647949f ? splat<vf>(88.3762626647949f) : x;
+  x = under ? splat<vf>(0.0f) : x;
+  const vf t = x * 1.44269504088896341f + 0.5f;
+  vfi n = __builtin_convertvector(t, vfi);  // truncates toward zero
+  vf fn = __builtin_convertvector(n, vf);
+  const vfi over = fn > t;                  // floor for negative t
+  n = over ? n - 1 : n;
+  fn = over ? fn - 1.0f : fn;
+  x = x - fn * 0.693359375f;
+  x = x - fn * -2.12194440e-4f;
+  const vf z = x * x;
+  vf y = splat<vf>(1.9875691500e-4f);
+  y = y * x + 1.3981999507e-3f;
+  y = y * x + 8.3334519073e-3f;
+  y = y * x + 4.1665795894e-2f;
+  y = y * x + 1.6666665459e-1f;
+  y = y * x + 5.0000001201e-1f;
+  y = y * z + x + 1.0f;
+  const vf scale = (vf)((n + 127) << 23);
+  y = y * scale;
+  return under ? splat<vf>(0.0f) : y;
+}
+
+inline vd log(vd x) {
+  const vdi small = x < DBL_MIN;
+  x = small ? x * 18014398509481984.0 : x;  // 2^54
+  vdi bits = (vdi)x;
+  vdi e = ((bits >> 52) & 0x7ff) - 1022;
+  e = small ? e - 54 : e;
+  bits = (bits & (int64_t)0x800fffffffffffffULL) | (int64_t)0x3fe0000000000000ULL;
+  vd m = (vd)bits;
+  const vdi below = m < 0.70710678118654752440;
+  e = below ? e - 1 : e;
+  m = below ? m + m - 1.0 : m - 1.0;
+  const vd fe = __builtin_convertvector(e, vd);
+  const vd z = m * m;
+  vd p = splat<vd>(1.01875663804580931796e-4);
+  p = p * m + 4.97494994976747001425e-1;
+  p = p * m + 4.70579119878881725854e0;
+  p = p * m + 1.44989225341610930846e1;
+  p = p * m + 1.79368678507819816313e1;
+  p = p * m + 7.70838733755885391666e0;
+  vd q = m + 1.12873587189167450590e1;
+  q = q * m + 4.52279145837532221105e1;
+  q = q * m + 8.29875266912776603211e1;
+  q = q * m + 7.11544750618563894466e1;
+  q = q * m + 2.31251620126765340583e1;
+  vd y = m * (z * p / q);
+  y = y + fe * -2.121944400546905827679e-4;
+  y = y - 0.5 * z;
+  return m + y + fe * 0.693359375;
+}
+
+inline vd exp(vd x) {
+  const vdi under = x < -708.39641853226408;
+  x = x > 709.78271289338397 ? splat<vd>(709.78271289338397) : x;
+  x = under ? splat<vd>(0.0) : x;
+  const vd t = x * 1.4426950408889634073599 + 0.5;
+  vdi n = __builtin_convertvector(t, vdi);
+  vd fn = __builtin_convertvector(n, vd);
+  const vdi over = fn > t;
+  n = over ? n - 1 : n;
+  fn = over ? fn - 1.0 : fn;
+  x = x - fn * 6.93145751953125e-1;
+  x = x - fn * 1.42860682030941723212e-6;
+  const vd xx = x * x;
+  vd p = splat<vd>(1.26177193074810590878e-4);
+  p = p * xx + 3.02994407707441961300e-2;
+  p = p * xx + 9.99999999999999999910e-1;
+  p = p * x;
+  vd q = splat<vd>(3.00198505138664455042e-6);
+  q = q * xx + 2.52448340349684104192e-3;
+  q = q * xx + 2.27265548208155028766e-1;
+  q = q * xx + 2.00000000000000000009e0;
+  vd r = p / (q - p);
+  r = 1.0 + 2.0 * r;
+  // 2^n in two factors so that n = 1024 (x near the overflow bound) stays representable.
+  const vdi half = n >> 1;
+  const vd s1 = (vd)((half + 1023) << 52);
+  const vd s2 = (vd)((n - half + 1023) << 52);
+  r = r * s1 * s2;
+  return under ? splat<vd>(0.0) : r;
+}
+
+// x * ln(x), with 0 * ln(0) = 0.
+template <class VT>
+inline VT xlogx(VT x) {
+  const VT l = log(x);
+  return x > 0 ? x * l : x * 0;
+}
+
+// out[i] = f(in[i]) for i < n; the tail runs through the same vector code on a padded copy.
+template <class T, class F>
+inline void map(const T* in, T* out, int64_t n, T pad, F f) {
+  using VT = typename V<T>::type;
+  constexpr int L = V<T>::lanes;
+  int64_t i = 0;
+  for (; i + L <= n; i += L) store(out + i, f(load<VT>(in + i)));
+  if (i < n) {
+    T tmp[L];
+    for (int j = 0; j < L; ++j) tmp[j] = i + j < n ? in[i + j] : pad;
+    const VT r = f(load<VT>(tmp));
+    store(tmp, r);
+    for (int j = 0; i + j < n; ++j) out[i + j] = tmp[j];
+  }
+}
+
+}  // namespace vec
+}  // namespace alcore
