@@ -129,18 +129,27 @@ void top_k(const T* scores, int64_t n, const uint8_t* exclude, int64_t k, int64_
                                           TopCollector<T>(k));
   FirstBad first_bad;
   parallel_chunks(n, min_items, [&](int chunk, int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      if (!std::isfinite(scores[i])) {
-        BadValue bad;
-        bad.problem = Problem::not_finite;
-        bad.row = i;
-        bad.value = static_cast<double>(scores[i]);
-        first_bad.offer(bad);
-        return;
+    // Check a block, then push it while it is still in L1. x - x is 0 for every finite x and
+    // NaN for NaN and +-inf, so the check is one vectorisable pass.
+    for (int64_t b = begin; b < end; b += kBlockElements) {
+      const int64_t stop = std::min(end, b + kBlockElements);
+      int non_finite = 0;
+      for (int64_t i = b; i < stop; ++i) non_finite |= !(scores[i] - scores[i] == T(0));
+      if (non_finite) {
+        for (int64_t i = b; i < stop; ++i) {
+          if (!std::isfinite(scores[i])) {
+            BadValue bad;
+            bad.problem = Problem::not_finite;
+            bad.row = i;
+            bad.value = static_cast<double>(scores[i]);
+            first_bad.offer(bad);
+            return;
+          }
+        }
       }
+      collectors[static_cast<size_t>(chunk)].push_block(scores + b, stop - b, b,
+                                                        exclude ? exclude + b : nullptr);
     }
-    collectors[static_cast<size_t>(chunk)].push_block(scores + begin, end - begin, begin,
-                                                      exclude ? exclude + begin : nullptr);
   });
   first_bad.throw_if_any();
   const auto best = merge_top(collectors, k);

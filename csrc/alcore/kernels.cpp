@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "alcore/kernels.hpp"
+#include "alcore/rowreduce.hpp"
 #include "alcore/vecmath.hpp"
 
 #ifndef ALCORE_ISA
@@ -190,9 +191,208 @@ bool score_logits(const T* x, int64_t rows, int64_t c, const ScoreOptions& o, T*
   return true;
 }
 
+
+// Narrow rows (C <= kGroupedMaxC), the shape of most classifiers' outputs: groups of
+// `lanes` rows reduced together (rowreduce.hpp). Transcendentals run on whole vectors of a
+// flat buffer, not on the partly filled row vectors.
+template <class T>
+void store_group(T* out, int64_t r, int count, typename vec::V<T>::type result) {
+  if (count == vec::V<T>::lanes) {
+    vec::store(out + r, result);
+  } else {
+    for (int l = 0; l < count; ++l) out[r + l] = result[l];
+  }
+}
+
+template <class T, Score S>
+bool score_grouped_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions& o, T* out,
+                         std::vector<T>& scratch, BadValue& bad) {
+  using G = vec::RowGroups<T>;
+  using VT = typename G::VT;
+  using VI = typename G::VI;
+  constexpr int L = G::L;
+  const G& groups = G::get();
+  const T inf = std::numeric_limits<T>::infinity();
+  const T ceiling = value_ceiling<T>(o.normalize);
+  const T atol = static_cast<T>(o.atol);
+  const VT zero = vec::splat<VT>(T(0));
+  std::vector<T> neutral(static_cast<size_t>(c), T(0));
+  neutral[0] = T(1);  // a valid row with nothing to report, for padding a short group
+  vec::GroupLoader<T> loader(c, T(0), neutral.data());
+  vec::GroupLoader<T> term_loader(c, T(0), neutral.data() + 1);  // xlogx([1,0..]) = 0
+  const int nv = loader.vectors_per_row();
+  if (S == Score::entropy) {
+    scratch.resize(static_cast<size_t>(rows * c));
+    vec::map(x, scratch.data(), rows * c, T(1), [](auto p) { return vec::xlogx(p); });
+  }
+  VT v[L * G::kMaxVectors], first[L], second[L], sums[L];
+  for (int64_t r = 0; r < rows; r += L) {
+    const int count = loader.load(x, r, rows, v);
+    VI invalid = vec::splat<VI>(0);
+    for (int l = 0; l < L; ++l) {
+      VT f = vec::splat<VT>(-inf), sec = f, sum = zero;
+      for (int k = 0; k < nv; ++k) {
+        const VT p = v[l * nv + k];
+        invalid |= ~(p >= T(0)) | ~(p <= ceiling);
+        sum += p;
+        if (S == Score::margin || S == Score::ratio) sec = vec::max(sec, vec::min(f, p));
+        if (S != Score::entropy) f = vec::max(f, p);
+      }
+      first[l] = f, second[l] = sec, sums[l] = sum;
+    }
+    const VT sum = groups.fold_sum(sums);
+    invalid |= o.normalize ? ~(sum > T(0)) : ~(vec::abs(sum - T(1)) <= atol);
+    if (vec::any(invalid)) {
+      for (int l = 0; l < count; ++l) {
+        const T* row = x + (r + l) * c;
+        if (!probs_row_stats(row, c, o.normalize, atol).valid) {
+          bad = describe_probs_row(row, c, o.normalize, o.atol);
+          bad.row = r + l;
+          return false;
+        }
+      }
+    }
+    const VT inv = o.normalize ? T(1) / sum : vec::splat<VT>(T(1));
+    VT result;
+    if (S == Score::entropy) {
+      term_loader.load(scratch.data(), r, rows, v);
+      for (int l = 0; l < L; ++l) {
+        VT acc = v[l * nv];
+        for (int k = 1; k < nv; ++k) acc += v[l * nv + k];
+        sums[l] = acc;
+      }
+      const VT plogp = groups.fold_sum(sums);
+      result = o.normalize ? vec::log(sum) - plogp * inv : -plogp;
+      if (o.scale_entropy) result *= T(1) / std::log(static_cast<T>(c));
+      result = vec::max(result, zero);
+    } else if (S == Score::least_confidence) {
+      result = T(1) - groups.fold_max(first) * inv;
+    } else {
+      groups.fold_top2(first, second);
+      result = S == Score::margin ? T(1) - (first[0] - second[0]) * inv : second[0] / first[0];
+    }
+    store_group(out, r, count, result);
+  }
+  return true;
+}
+
+// Logits: with d = z - max and e = exp(d), s = sum(e): p_max = 1/s, p_second = e_second/s
+// and H = ln s - sum(e * d) / s, without forming probabilities.
+template <class T, Score S>
+bool score_grouped_logits(const T* x, int64_t rows, int64_t c, const ScoreOptions& o,
+                          T* out, std::vector<T>& scratch, BadValue& bad) {
+  using G = vec::RowGroups<T>;
+  using VT = typename G::VT;
+  using VI = typename G::VI;
+  constexpr int L = G::L;
+  const G& groups = G::get();
+  const T inf = std::numeric_limits<T>::infinity();
+  const VT zero = vec::splat<VT>(T(0));
+  const std::vector<T> neutral(static_cast<size_t>(c), T(0));
+  // Padding lanes hold the lowest finite value: exp(lowest - max) = 0 adds nothing.
+  vec::GroupLoader<T> loader(c, std::numeric_limits<T>::lowest(), neutral.data());
+  const int nv = loader.vectors_per_row();
+  // One group's shifted logits, exponentials and e*d terms, row-major with room for the
+  // last row's whole-vector stores and loads.
+  const int64_t span = L * c + nv * L;
+  scratch.resize(static_cast<size_t>(3 * span));
+  T* shifted = scratch.data();
+  T* expd = shifted + span;
+  T* weighted = expd + span;
+  VT v[L * G::kMaxVectors], first[L], second[L], sums[L];
+  for (int64_t r = 0; r < rows; r += L) {
+    const int count = loader.load(x, r, rows, v);
+    VI invalid = vec::splat<VI>(0);
+    for (int l = 0; l < L; ++l) {
+      VT f = vec::splat<VT>(-inf), sec = f;
+      for (int k = 0; k < nv; ++k) {
+        const VT z = v[l * nv + k];
+        invalid |= ~(vec::abs(z) <= std::numeric_limits<T>::max());
+        if (S == Score::margin || S == Score::ratio) sec = vec::max(sec, vec::min(f, z));
+        f = vec::max(f, z);
+      }
+      first[l] = f, second[l] = sec;
+    }
+    if (vec::any(invalid)) {
+      for (int l = 0; l < count; ++l) {
+        bad = describe_logits_row(x + (r + l) * c, c);
+        if (bad.problem != Problem::none) {
+          bad.row = r + l;
+          return false;
+        }
+      }
+    }
+    VT top, gap;
+    if (S == Score::margin || S == Score::ratio) {
+      groups.fold_top2(first, second);
+      top = first[0], gap = second[0] - first[0];
+    } else {
+      top = groups.fold_max(first);
+    }
+    VT result;
+    if (S == Score::ratio) {
+      result = vec::exp(gap);
+    } else {
+      // Rows are written in order, so each row's whole-vector store only spills into the
+      // next row's place, which that row then overwrites.
+      for (int l = 0; l < L; ++l) {
+        const VT shift = vec::splat<VT>(top[l]);
+        for (int k = 0; k < nv; ++k) vec::store(shifted + l * c + k * L, v[l * nv + k] - shift);
+      }
+      for (int64_t i = 0; i < L * c; i += L) {
+        const VT d = vec::load<VT>(shifted + i);
+        const VT e = vec::exp(d);
+        vec::store(expd + i, e);
+        // e == 0 where d underflowed (possibly to -inf): the term is 0, not 0 * -inf.
+        if (S == Score::entropy) vec::store(weighted + i, e > T(0) ? e * d : zero);
+      }
+      for (int l = 0; l < L; ++l) {
+        VT acc = zero;
+        for (int k = 0; k < nv; ++k) acc += loader.row_vector_or_zero(expd + l * c, k);
+        sums[l] = acc;
+      }
+      const VT inv = T(1) / groups.fold_sum(sums);
+      if (S == Score::least_confidence) {
+        result = T(1) - inv;
+      } else if (S == Score::margin) {
+        result = T(1) - (T(1) - vec::exp(gap)) * inv;
+      } else {
+        for (int l = 0; l < L; ++l) {
+          VT acc = zero;
+          for (int k = 0; k < nv; ++k) acc += loader.row_vector_or_zero(weighted + l * c, k);
+          sums[l] = acc;
+        }
+        result = -vec::log(inv) - groups.fold_sum(sums) * inv;
+        if (o.scale_entropy) result *= T(1) / std::log(static_cast<T>(c));
+        result = vec::max(result, zero);
+      }
+    }
+    store_group(out, r, count, result);
+  }
+  return true;
+}
+
+template <class T>
+bool score_grouped(const T* x, int64_t rows, int64_t c, const ScoreOptions& o, T* out,
+                   std::vector<T>& scratch, BadValue& bad) {
+#define ALCORE_SCORE_CASE(S)                                                             \
+  case S:                                                                                \
+    return o.logits ? score_grouped_logits<T, S>(x, rows, c, o, out, scratch, bad)       \
+                    : score_grouped_probs<T, S>(x, rows, c, o, out, scratch, bad);
+  switch (o.score) {
+    ALCORE_SCORE_CASE(Score::least_confidence)
+    ALCORE_SCORE_CASE(Score::margin)
+    ALCORE_SCORE_CASE(Score::ratio)
+    ALCORE_SCORE_CASE(Score::entropy)
+  }
+#undef ALCORE_SCORE_CASE
+  return false;
+}
+
 template <class T>
 bool score_rows(const T* x, int64_t rows, int64_t c, const ScoreOptions& o, T* out,
                 std::vector<T>& scratch, BadValue& bad) {
+  if (c <= vec::kGroupedMaxC) return score_grouped(x, rows, c, o, out, scratch, bad);
   return o.logits ? score_logits(x, rows, c, o, out, scratch, bad)
                   : score_probs(x, rows, c, o, out, scratch, bad);
 }

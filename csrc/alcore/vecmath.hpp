@@ -9,11 +9,16 @@
 #include <cstdint>
 #include <cstring>
 
-#ifndef ALCORE_VEC_BYTES
-#define ALCORE_VEC_BYTES 16
+
+#if !defined(ALCORE_VEC_BYTES) || !defined(ALCORE_ISA)
+#error "ALCORE_VEC_BYTES and ALCORE_ISA are set per instruction-set variant by CMake"
 #endif
 
+// Every definition here lives in the per-variant namespace ALCORE_ISA: the same inline
+// functions and classes compiled for different vector widths must not be merged by the
+// linker (that would break the one-definition rule and mix AVX-512 code with SSE layouts).
 namespace alcore {
+namespace ALCORE_ISA {
 namespace vec {
 
 template <class T>
@@ -174,6 +179,33 @@ inline vd exp(vd x) {
   return under ? splat<vd>(0.0) : r;
 }
 
+template <class VT>
+inline VT max(VT a, VT b) {
+  return a > b ? a : b;
+}
+
+template <class VT>
+inline VT min(VT a, VT b) {
+  return a < b ? a : b;
+}
+
+template <class VT>
+inline VT abs(VT a) {
+  return a < 0 ? -a : a;
+}
+
+// True if any lane of a comparison mask is set. OR-folds halves, which compiles to a few
+// vector instructions instead of one extract and branch per lane.
+template <class VI>
+inline bool any(VI mask) {
+  constexpr unsigned n = sizeof(VI) / sizeof(int64_t);
+  int64_t words[n];
+  std::memcpy(words, &mask, sizeof(VI));
+  int64_t acc = 0;
+  for (unsigned i = 0; i < n; ++i) acc |= words[i];
+  return acc != 0;
+}
+
 // x * ln(x), with 0 * ln(0) = 0.
 template <class VT>
 inline VT xlogx(VT x) {
@@ -198,4 +230,5 @@ inline void map(const T* in, T* out, int64_t n, T pad, F f) {
 }
 
 }  // namespace vec
+}  // namespace ALCORE_ISA
 }  // namespace alcore

@@ -1,0 +1,146 @@
+// Reductions of many short rows at once. A group of `lanes` rows is loaded as one vector
+// (or a few) per row; a transposition tree of two-source shuffles then folds the group so
+// that lane i of the result holds row i's reduction. Per row this costs a handful of
+// vector instructions, where a scalar loop over a 10-class row costs dozens, and where a
+// gather per column (one lane per row) is microcoded and slow on several CPUs.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "alcore/vecmath.hpp"
+
+// Per-variant namespace, as in vecmath.hpp.
+namespace alcore {
+namespace ALCORE_ISA {
+namespace vec {
+
+// Rows of at most this many columns take the grouped path.
+constexpr int64_t kGroupedMaxC = 32;
+
+template <class T>
+struct RowGroups {
+  using VT = typename V<T>::type;
+  using VI = typename V<T>::itype;
+  static constexpr int L = V<T>::lanes;
+  static constexpr int kMaxVectors = (kGroupedMaxC + L - 1) / L;  // vectors per row, at most
+  static constexpr int kLevels = L == 16 ? 4 : L == 8 ? 3 : L == 4 ? 2 : L == 2 ? 1 : 0;
+
+  // Shuffle masks of each tree level: `low` gathers the first half of every row's partials
+  // from a pair of vectors, `high` the second half.
+  VI low[kLevels > 0 ? kLevels : 1], high[kLevels > 0 ? kLevels : 1];
+
+  RowGroups() {
+    int g = L;  // partials per row in each input vector of this level
+    for (int k = 0; k < kLevels; ++k, g /= 2) {
+      const int rows_in = L / g;
+      for (int q = 0; q < 2 * rows_in; ++q) {
+        const int base = (q < rows_in ? 0 : L) + (q % rows_in) * g;
+        for (int h = 0; h < g / 2; ++h) {
+          low[k][q * (g / 2) + h] = base + h;
+          high[k][q * (g / 2) + h] = base + g / 2 + h;
+        }
+      }
+    }
+  }
+
+  static const RowGroups& get() {
+    static const RowGroups groups;
+    return groups;
+  }
+
+  // v[0..L) hold one row each; returns lane i = combine over row i's lanes. Destroys v.
+  template <class Combine>
+  VT fold(VT* v, Combine combine) const {
+    int count = L;
+    for (int k = 0; count > 1; ++k, count /= 2)
+      for (int i = 0; i < count / 2; ++i) {
+        const VT a = v[2 * i], b = v[2 * i + 1];
+        v[i] = combine(__builtin_shuffle(a, b, low[k]), __builtin_shuffle(a, b, high[k]));
+      }
+    return v[0];
+  }
+
+  VT fold_sum(VT* v) const {
+    return fold(v, [](VT a, VT b) { return a + b; });
+  }
+
+  VT fold_max(VT* v) const {
+    return fold(v, [](VT a, VT b) { return max(a, b); });
+  }
+
+  // Per row: the largest and second-largest value (equal when the maximum repeats).
+  // first[i], second[i] hold row i's lane-wise candidates. Destroys both arrays.
+  void fold_top2(VT* first, VT* second) const {
+    int count = L;
+    for (int k = 0; count > 1; ++k, count /= 2)
+      for (int i = 0; i < count / 2; ++i) {
+        const VT fa = first[2 * i], fb = first[2 * i + 1];
+        const VT sa = second[2 * i], sb = second[2 * i + 1];
+        const VT f0 = __builtin_shuffle(fa, fb, low[k]), f1 = __builtin_shuffle(fa, fb, high[k]);
+        const VT s0 = __builtin_shuffle(sa, sb, low[k]), s1 = __builtin_shuffle(sa, sb, high[k]);
+        first[i] = max(f0, f1);
+        second[i] = max(min(f0, f1), max(s0, s1));
+      }
+  }
+};
+
+// Loads groups of L rows of c <= kGroupedMaxC columns as row vectors: row r of the group is
+// vectors [r * nv, (r + 1) * nv), lanes past column c set to `fill`. Rows past the end of
+// the data (a short last group) are copies of `neutral_row`.
+template <class T>
+class GroupLoader {
+ public:
+  using VT = typename V<T>::type;
+  using VI = typename V<T>::itype;
+  static constexpr int L = V<T>::lanes;
+
+  GroupLoader(int64_t c, T fill, const T* neutral_row)
+      : c_(c), nv_(static_cast<int>((c + L - 1) / L)), fill_(fill), neutral_(neutral_row) {
+    for (int l = 0; l < L; ++l) tail_mask_[l] = l < c - (nv_ - 1) * L ? -1 : 0;
+  }
+
+  int vectors_per_row() const { return nv_; }
+
+  // Vector k of a row starting at `row` (which must have nv * L readable elements), lanes
+  // past column c set to 0.
+  VT row_vector_or_zero(const T* row, int k) const {
+    const VT v = vec::load<VT>(row + k * L);
+    return k == nv_ - 1 ? (tail_mask_ ? v : splat<VT>(T(0))) : v;
+  }
+
+  // Rows [r, r + L) of x (rows in total); returns how many are real.
+  int load(const T* x, int64_t r, int64_t rows, VT* out) {
+    const int count = static_cast<int>(std::min<int64_t>(L, rows - r));
+    // Whole-vector loads read up to L - 1 elements past a row: fine inside x, not past it.
+    const bool direct = (r + L - 1) * c_ + nv_ * L <= rows * c_;
+    const T* src = x + r * c_;
+    if (!direct) {
+      pad_.assign(static_cast<size_t>(L * c_ + nv_ * L), fill_);
+      std::copy(src, src + count * c_, pad_.begin());
+      for (int l = count; l < L; ++l) std::copy(neutral_, neutral_ + c_, pad_.begin() + l * c_);
+      src = pad_.data();
+    }
+    const VT fill = splat<VT>(fill_);
+    for (int l = 0; l < L; ++l) {
+      const T* row = src + l * c_;
+      for (int v = 0; v < nv_ - 1; ++v) out[l * nv_ + v] = vec::load<VT>(row + v * L);
+      const VT last = vec::load<VT>(row + (nv_ - 1) * L);
+      out[l * nv_ + nv_ - 1] = tail_mask_ ? last : fill;
+    }
+    return count;
+  }
+
+ private:
+  int64_t c_;
+  int nv_;
+  T fill_;
+  const T* neutral_;
+  VI tail_mask_;
+  std::vector<T> pad_;
+};
+
+}  // namespace vec
+}  // namespace ALCORE_ISA
+}  // namespace alcore
