@@ -416,12 +416,106 @@ BadValue first_bad_sample(const T* x, int64_t t, int64_t n, int64_t c, int64_t r
   return BadValue{};
 }
 
+// BALD for narrow rows: per member, one grouped validation pass (row sums via folds), then
+// whole-vector passes over the flat block that add the member into the running mean and
+// its x ln x terms into a running total; the per-row sums of both happen once, at the end.
+template <class T>
+bool bald_grouped(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int64_t rows,
+                  bool normalize, double atol_d, T* out, std::vector<T>& scratch,
+                  BadValue& bad) {
+  using G = vec::RowGroups<T>;
+  using VT = typename G::VT;
+  using VI = typename G::VI;
+  constexpr int L = G::L;
+  const G& groups = G::get();
+  const T atol = static_cast<T>(atol_d);
+  const T ceiling = value_ceiling<T>(normalize);
+  const VT zero = vec::splat<VT>(T(0));
+  std::vector<T> neutral(static_cast<size_t>(c), T(0));
+  neutral[0] = T(1);
+  vec::GroupLoader<T> loader(c, T(0), neutral.data());
+  vec::GroupLoader<T> term_loader(c, T(0), neutral.data() + 1);
+  const int nv = loader.vectors_per_row();
+  const int64_t total = rows * c;
+  const int64_t padded = total + nv * L;  // room for the last row's whole-vector stores
+  scratch.assign(static_cast<size_t>(3 * padded), T(0));
+  T* mean = scratch.data();
+  T* plogp = mean + padded;
+  T* member = plogp + padded;  // renormalised member rows, then x ln x of the mean
+  VT v[L * G::kMaxVectors], sums[L];
+  for (int64_t m = 0; m < t; ++m) {
+    const T* block = x + (m * n + row0) * c;
+    for (int64_t r = 0; r < rows; r += L) {
+      const int count = loader.load(block, r, rows, v);
+      VI invalid = vec::splat<VI>(0);
+      for (int l = 0; l < L; ++l) {
+        VT sum = zero;
+        for (int k = 0; k < nv; ++k) {
+          const VT p = v[l * nv + k];
+          invalid |= ~(p >= T(0)) | ~(p <= ceiling);
+          sum += p;
+        }
+        sums[l] = sum;
+      }
+      const VT sum = groups.fold_sum(sums);
+      invalid |= normalize ? ~(sum > T(0)) : ~(vec::abs(sum - T(1)) <= atol);
+      if (vec::any(invalid)) {
+        // Rows of earlier groups are not yet checked for later members: scan the block.
+        bad = first_bad_sample(x, t, n, c, row0, rows, normalize, atol);
+        return false;
+      }
+      if (normalize) {
+        const VT inv = T(1) / sum;
+        for (int l = 0; l < count; ++l)
+          for (int k = 0; k < nv; ++k)
+            vec::store(member + (r + l) * c + k * L, v[l * nv + k] * inv[l]);
+      }
+    }
+    const T* src = normalize ? member : block;
+    int64_t i = 0;
+    for (; i + L <= total; i += L) {
+      const VT p = vec::load<VT>(src + i);
+      vec::store(mean + i, vec::load<VT>(mean + i) + p);
+      vec::store(plogp + i, vec::load<VT>(plogp + i) + vec::xlogx(p));
+    }
+    for (; i < total; ++i) {  // at most L - 1 elements: same arithmetic through a padded vector
+      VT p = vec::splat<VT>(T(1));
+      p[0] = src[i];
+      mean[i] += src[i];
+      plogp[i] += vec::xlogx(p)[0];
+    }
+  }
+  const T inv_t = T(1) / static_cast<T>(t);
+  vec::map(mean, member, total, T(1), [inv_t](auto p) { return vec::xlogx(p * inv_t); });
+  for (int64_t r = 0; r < rows; r += L) {
+    const int count = term_loader.load(member, r, rows, v);
+    for (int l = 0; l < L; ++l) {
+      VT acc = v[l * nv];
+      for (int k = 1; k < nv; ++k) acc += v[l * nv + k];
+      sums[l] = acc;
+    }
+    const VT mean_terms = groups.fold_sum(sums);
+    term_loader.load(plogp, r, rows, v);
+    for (int l = 0; l < L; ++l) {
+      VT acc = v[l * nv];
+      for (int k = 1; k < nv; ++k) acc += v[l * nv + k];
+      sums[l] = acc;
+    }
+    const VT member_terms = groups.fold_sum(sums);
+    // H(mean) - mean H = -sum(mean ln mean) + sum_t sum(p ln p) / T; >= 0 up to rounding.
+    store_group(out, r, count, vec::max(member_terms * inv_t - mean_terms, zero));
+  }
+  return true;
+}
+
 // Items [row0, row0 + rows) of a (t, n, c) tensor. Reads member by member so every read is
 // a contiguous rows*c run.
 template <class T>
 bool sample_rows(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int64_t rows,
                  SampleScore score, bool normalize, double atol_d, T* out,
                  std::vector<T>& scratch, BadValue& bad) {
+  if (score == SampleScore::bald && c <= vec::kGroupedMaxC)
+    return bald_grouped(x, t, n, c, row0, rows, normalize, atol_d, out, scratch, bad);
   const T atol = static_cast<T>(atol_d);
   const int64_t total = rows * c;
   scratch.assign(static_cast<size_t>(3 * total + rows), T(0));
