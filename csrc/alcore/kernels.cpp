@@ -572,12 +572,12 @@ bool sample_rows(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int6
     if (score == SampleScore::variation_ratio) {
       T most = 0;
       for (int64_t j = 0; j < c; ++j) most = std::max(most, votes[j]);
-      out[r] = T(1) - most * inv_t;
+      out[r] = T(1) - most / static_cast<T>(t);  // a division: exactly 0 when all agree
     } else {
       T acc = 0;
       for (int64_t j = 0; j < c; ++j) {
         if (votes[j] > 0) {
-          const T share = votes[j] * inv_t;
+          const T share = votes[j] / static_cast<T>(t);
           acc -= share * std::log(share);
         }
       }
