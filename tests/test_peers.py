@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given
-from strategies import prob_matrices
+from strategies import prob_matrices, tolerance
 
 from alcore import scores
 
@@ -32,7 +32,7 @@ def test_scikit_activeml_uncertainty_scores(method, probs):
 @given(probs=prob_matrices(dtype=np.float32))
 def test_scikit_activeml_uncertainty_scores_float32(method, probs):
     want = skactiveml_pool.uncertainty_scores(probs.astype(np.float64), method=method)
-    np.testing.assert_allclose(METHODS[method](probs), want, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(METHODS[method](probs), want, **tolerance(np.float32))
 
 
 class _FixedProbabilities:

@@ -33,7 +33,7 @@ def test_matches_reference(name, probs):
 def test_float32_agrees_with_float64(name, probs):
     f64 = getattr(scores, name)(probs)
     f32 = getattr(scores, name)(probs.astype(np.float32))
-    np.testing.assert_allclose(f32, f64, rtol=0, atol=5e-6)
+    np.testing.assert_allclose(f32, f64, **tolerance(np.float32))
 
 
 @pytest.mark.parametrize("name", SCORE_NAMES)

@@ -16,6 +16,9 @@ namespace {
 constexpr int64_t kMinElementsPerThread = 1 << 16;
 // Rows per block: enough to amortise per-block work, small enough to stay in L1/L2.
 constexpr int64_t kBlockElements = 4096;
+// Sample tensors are read member by member, one contiguous run per member and block: longer
+// runs keep the hardware prefetchers ahead of T separate streams.
+constexpr int64_t kSampleBlockElements = 32768;
 
 template <class T>
 const Kernels<T>& kernels();
@@ -164,7 +167,7 @@ void sample_scores(const T* x, int64_t t, int64_t n, int64_t c, SampleScore scor
   if (t < 1) throw std::invalid_argument("need at least one sample");
   check_dims(n, c);
   const Kernels<T>& k = kernels<T>();
-  const int64_t block = rows_per(kBlockElements, c);
+  const int64_t block = rows_per(kSampleBlockElements, c);
   FirstBad first_bad;
   parallel_chunks(n, rows_per(kMinElementsPerThread / t + 1, c),
                   [&](int, int64_t begin, int64_t end) {

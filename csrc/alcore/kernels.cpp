@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "alcore/kernels.hpp"
@@ -204,7 +205,7 @@ void store_group(T* out, int64_t r, int count, typename vec::V<T>::type result) 
   }
 }
 
-template <class T, Score S>
+template <class T, Score S, int NV>
 bool score_grouped_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions& o, T* out,
                          std::vector<T>& scratch, BadValue& bad) {
   using G = vec::RowGroups<T>;
@@ -220,14 +221,14 @@ bool score_grouped_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions
   neutral[0] = T(1);  // a valid row with nothing to report, for padding a short group
   vec::GroupLoader<T> loader(c, T(0), neutral.data());
   vec::GroupLoader<T> term_loader(c, T(0), neutral.data() + 1);  // xlogx([1,0..]) = 0
-  const int nv = loader.vectors_per_row();
+  const int nv = NV > 0 ? NV : loader.vectors_per_row();
   if (S == Score::entropy) {
     scratch.resize(static_cast<size_t>(rows * c));
     vec::map(x, scratch.data(), rows * c, T(1), [](auto p) { return vec::xlogx(p); });
   }
   VT v[L * G::kMaxVectors], first[L], second[L], sums[L];
   for (int64_t r = 0; r < rows; r += L) {
-    const int count = loader.load(x, r, rows, v);
+    const int count = loader.template load<NV>(x, r, rows, v);
     VI invalid = vec::splat<VI>(0);
     for (int l = 0; l < L; ++l) {
       VT f = vec::splat<VT>(-inf), sec = f, sum = zero;
@@ -255,7 +256,7 @@ bool score_grouped_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions
     const VT inv = o.normalize ? T(1) / sum : vec::splat<VT>(T(1));
     VT result;
     if (S == Score::entropy) {
-      term_loader.load(scratch.data(), r, rows, v);
+      term_loader.template load<NV>(scratch.data(), r, rows, v);
       for (int l = 0; l < L; ++l) {
         VT acc = v[l * nv];
         for (int k = 1; k < nv; ++k) acc += v[l * nv + k];
@@ -278,7 +279,7 @@ bool score_grouped_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions
 
 // Logits: with d = z - max and e = exp(d), s = sum(e): p_max = 1/s, p_second = e_second/s
 // and H = ln s - sum(e * d) / s, without forming probabilities.
-template <class T, Score S>
+template <class T, Score S, int NV>
 bool score_grouped_logits(const T* x, int64_t rows, int64_t c, const ScoreOptions& o,
                           T* out, std::vector<T>& scratch, BadValue& bad) {
   using G = vec::RowGroups<T>;
@@ -291,7 +292,7 @@ bool score_grouped_logits(const T* x, int64_t rows, int64_t c, const ScoreOption
   const std::vector<T> neutral(static_cast<size_t>(c), T(0));
   // Padding lanes hold the lowest finite value: exp(lowest - max) = 0 adds nothing.
   vec::GroupLoader<T> loader(c, std::numeric_limits<T>::lowest(), neutral.data());
-  const int nv = loader.vectors_per_row();
+  const int nv = NV > 0 ? NV : loader.vectors_per_row();
   // One group's shifted logits, exponentials and e*d terms, row-major with room for the
   // last row's whole-vector stores and loads.
   const int64_t span = L * c + nv * L;
@@ -301,7 +302,7 @@ bool score_grouped_logits(const T* x, int64_t rows, int64_t c, const ScoreOption
   T* weighted = expd + span;
   VT v[L * G::kMaxVectors], first[L], second[L], sums[L];
   for (int64_t r = 0; r < rows; r += L) {
-    const int count = loader.load(x, r, rows, v);
+    const int count = loader.template load<NV>(x, r, rows, v);
     VI invalid = vec::splat<VI>(0);
     for (int l = 0; l < L; ++l) {
       VT f = vec::splat<VT>(-inf), sec = f;
@@ -348,7 +349,7 @@ bool score_grouped_logits(const T* x, int64_t rows, int64_t c, const ScoreOption
       }
       for (int l = 0; l < L; ++l) {
         VT acc = zero;
-        for (int k = 0; k < nv; ++k) acc += loader.row_vector_or_zero(expd + l * c, k);
+        for (int k = 0; k < nv; ++k) acc += loader.template row_vector_or_zero<NV>(expd + l * c, k);
         sums[l] = acc;
       }
       const VT inv = T(1) / groups.fold_sum(sums);
@@ -359,7 +360,7 @@ bool score_grouped_logits(const T* x, int64_t rows, int64_t c, const ScoreOption
       } else {
         for (int l = 0; l < L; ++l) {
           VT acc = zero;
-          for (int k = 0; k < nv; ++k) acc += loader.row_vector_or_zero(weighted + l * c, k);
+          for (int k = 0; k < nv; ++k) acc += loader.template row_vector_or_zero<NV>(weighted + l * c, k);
           sums[l] = acc;
         }
         result = -vec::log(inv) - groups.fold_sum(sums) * inv;
@@ -372,21 +373,33 @@ bool score_grouped_logits(const T* x, int64_t rows, int64_t c, const ScoreOption
   return true;
 }
 
+// Vectors per row as a compile-time constant for the common widths (C <= 2 * lanes).
+template <class F>
+bool with_vectors_per_row(int64_t c, int lanes, F f) {
+  const int64_t nv = (c + lanes - 1) / lanes;
+  if (nv == 1) return f(std::integral_constant<int, 1>{});
+  if (nv == 2) return f(std::integral_constant<int, 2>{});
+  return f(std::integral_constant<int, 0>{});
+}
+
 template <class T>
 bool score_grouped(const T* x, int64_t rows, int64_t c, const ScoreOptions& o, T* out,
                    std::vector<T>& scratch, BadValue& bad) {
-#define ALCORE_SCORE_CASE(S)                                                             \
-  case S:                                                                                \
-    return o.logits ? score_grouped_logits<T, S>(x, rows, c, o, out, scratch, bad)       \
-                    : score_grouped_probs<T, S>(x, rows, c, o, out, scratch, bad);
-  switch (o.score) {
-    ALCORE_SCORE_CASE(Score::least_confidence)
-    ALCORE_SCORE_CASE(Score::margin)
-    ALCORE_SCORE_CASE(Score::ratio)
-    ALCORE_SCORE_CASE(Score::entropy)
-  }
+  return with_vectors_per_row(c, vec::V<T>::lanes, [&](auto nv) {
+    constexpr int NV = decltype(nv)::value;
+#define ALCORE_SCORE_CASE(S)                                                               \
+  case S:                                                                                  \
+    return o.logits ? score_grouped_logits<T, S, NV>(x, rows, c, o, out, scratch, bad)     \
+                    : score_grouped_probs<T, S, NV>(x, rows, c, o, out, scratch, bad);
+    switch (o.score) {
+      ALCORE_SCORE_CASE(Score::least_confidence)
+      ALCORE_SCORE_CASE(Score::margin)
+      ALCORE_SCORE_CASE(Score::ratio)
+      ALCORE_SCORE_CASE(Score::entropy)
+    }
+    return false;
+  });
 #undef ALCORE_SCORE_CASE
-  return false;
 }
 
 template <class T>
@@ -419,7 +432,7 @@ BadValue first_bad_sample(const T* x, int64_t t, int64_t n, int64_t c, int64_t r
 // BALD for narrow rows: per member, one grouped validation pass (row sums via folds), then
 // whole-vector passes over the flat block that add the member into the running mean and
 // its x ln x terms into a running total; the per-row sums of both happen once, at the end.
-template <class T>
+template <class T, int NV>
 bool bald_grouped(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int64_t rows,
                   bool normalize, double atol_d, T* out, std::vector<T>& scratch,
                   BadValue& bad) {
@@ -435,7 +448,7 @@ bool bald_grouped(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int
   neutral[0] = T(1);
   vec::GroupLoader<T> loader(c, T(0), neutral.data());
   vec::GroupLoader<T> term_loader(c, T(0), neutral.data() + 1);
-  const int nv = loader.vectors_per_row();
+  const int nv = NV > 0 ? NV : loader.vectors_per_row();
   const int64_t total = rows * c;
   const int64_t padded = total + nv * L;  // room for the last row's whole-vector stores
   scratch.assign(static_cast<size_t>(3 * padded), T(0));
@@ -446,19 +459,15 @@ bool bald_grouped(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int
   for (int64_t m = 0; m < t; ++m) {
     const T* block = x + (m * n + row0) * c;
     for (int64_t r = 0; r < rows; r += L) {
-      const int count = loader.load(block, r, rows, v);
-      VI invalid = vec::splat<VI>(0);
+      const int count = loader.template load<NV>(block, r, rows, v);
       for (int l = 0; l < L; ++l) {
-        VT sum = zero;
-        for (int k = 0; k < nv; ++k) {
-          const VT p = v[l * nv + k];
-          invalid |= ~(p >= T(0)) | ~(p <= ceiling);
-          sum += p;
-        }
+        VT sum = v[l * nv];
+        for (int k = 1; k < nv; ++k) sum += v[l * nv + k];
         sums[l] = sum;
       }
+      // Element ranges are checked in the whole-vector pass below; here the row sums.
       const VT sum = groups.fold_sum(sums);
-      invalid |= normalize ? ~(sum > T(0)) : ~(vec::abs(sum - T(1)) <= atol);
+      const VI invalid = normalize ? ~(sum > T(0)) : ~(vec::abs(sum - T(1)) <= atol);
       if (vec::any(invalid)) {
         // Rows of earlier groups are not yet checked for later members: scan the block.
         bad = first_bad_sample(x, t, n, c, row0, rows, normalize, atol);
@@ -472,30 +481,39 @@ bool bald_grouped(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int
       }
     }
     const T* src = normalize ? member : block;
+    VI out_of_range = vec::splat<VI>(0);
     int64_t i = 0;
     for (; i + L <= total; i += L) {
-      const VT p = vec::load<VT>(src + i);
+      const VT raw = vec::load<VT>(block + i);
+      out_of_range |= ~(raw >= T(0)) | ~(raw <= ceiling);
+      const VT p = normalize ? vec::load<VT>(src + i) : raw;
       vec::store(mean + i, vec::load<VT>(mean + i) + p);
       vec::store(plogp + i, vec::load<VT>(plogp + i) + vec::xlogx(p));
     }
     for (; i < total; ++i) {  // at most L - 1 elements: same arithmetic through a padded vector
       VT p = vec::splat<VT>(T(1));
+      p[0] = block[i];
+      out_of_range |= ~(p >= T(0)) | ~(p <= ceiling);
       p[0] = src[i];
       mean[i] += src[i];
       plogp[i] += vec::xlogx(p)[0];
+    }
+    if (vec::any(out_of_range)) {
+      bad = first_bad_sample(x, t, n, c, row0, rows, normalize, atol);
+      return false;
     }
   }
   const T inv_t = T(1) / static_cast<T>(t);
   vec::map(mean, member, total, T(1), [inv_t](auto p) { return vec::xlogx(p * inv_t); });
   for (int64_t r = 0; r < rows; r += L) {
-    const int count = term_loader.load(member, r, rows, v);
+    const int count = term_loader.template load<NV>(member, r, rows, v);
     for (int l = 0; l < L; ++l) {
       VT acc = v[l * nv];
       for (int k = 1; k < nv; ++k) acc += v[l * nv + k];
       sums[l] = acc;
     }
     const VT mean_terms = groups.fold_sum(sums);
-    term_loader.load(plogp, r, rows, v);
+    term_loader.template load<NV>(plogp, r, rows, v);
     for (int l = 0; l < L; ++l) {
       VT acc = v[l * nv];
       for (int k = 1; k < nv; ++k) acc += v[l * nv + k];
@@ -515,7 +533,10 @@ bool sample_rows(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int6
                  SampleScore score, bool normalize, double atol_d, T* out,
                  std::vector<T>& scratch, BadValue& bad) {
   if (score == SampleScore::bald && c <= vec::kGroupedMaxC)
-    return bald_grouped(x, t, n, c, row0, rows, normalize, atol_d, out, scratch, bad);
+    return with_vectors_per_row(c, vec::V<T>::lanes, [&](auto nv) {
+      return bald_grouped<T, decltype(nv)::value>(x, t, n, c, row0, rows, normalize, atol_d,
+                                                  out, scratch, bad);
+    });
   const T atol = static_cast<T>(atol_d);
   const int64_t total = rows * c;
   scratch.assign(static_cast<size_t>(3 * total + rows), T(0));

@@ -105,13 +105,18 @@ class GroupLoader {
 
   // Vector k of a row starting at `row` (which must have nv * L readable elements), lanes
   // past column c set to 0.
+  template <int NV = 0>
   VT row_vector_or_zero(const T* row, int k) const {
+    const int nv = NV > 0 ? NV : nv_;
     const VT v = vec::load<VT>(row + k * L);
-    return k == nv_ - 1 ? (tail_mask_ ? v : splat<VT>(T(0))) : v;
+    return k == nv - 1 ? (tail_mask_ ? v : splat<VT>(T(0))) : v;
   }
 
-  // Rows [r, r + L) of x (rows in total); returns how many are real.
+  // Rows [r, r + L) of x (rows in total); returns how many are real. NV > 0 states the
+  // vectors per row at compile time, so the loops unroll and stay in registers.
+  template <int NV = 0>
   int load(const T* x, int64_t r, int64_t rows, VT* out) {
+    const int nv_ = NV > 0 ? NV : this->nv_;
     const int count = static_cast<int>(std::min<int64_t>(L, rows - r));
     // Whole-vector loads read up to L - 1 elements past a row: fine inside x, not past it.
     const bool direct = (r + L - 1) * c_ + nv_ * L <= rows * c_;
