@@ -83,108 +83,81 @@ inline RowStats<T> probs_row_stats(const T* p, int64_t c, bool normalize, T atol
   return {sum, first, second, !bad && sum_ok};
 }
 
-template <class T>
-inline T top2_score(Score score, T first, T second, T inv_sum) {
-  switch (score) {
-    case Score::least_confidence: return T(1) - first * inv_sum;
-    case Score::margin: return T(1) - (first - second) * inv_sum;
-    case Score::ratio: return second / first;
-    default: return T(0);
+// Wide rows (C > kGroupedMaxC): one row at a time with the lanes across the row, and the
+// horizontal reductions once per row, where they are cheap next to C elements of work.
+template <class T, class VT>
+T lane_sum(VT v) {
+  T total = 0;
+  for (int i = 0; i < vec::V<T>::lanes; ++i) total += v[i];
+  return total;
+}
+
+// The largest and second-largest of all lanes' (first, second) candidates.
+template <class T, class VT>
+void lane_top2(VT first, VT second, T& top, T& runner_up) {
+  top = runner_up = -std::numeric_limits<T>::infinity();
+  for (int i = 0; i < vec::V<T>::lanes; ++i) {
+    if (first[i] > top) {
+      runner_up = std::max(top, second[i]);
+      top = first[i];
+    } else {
+      runner_up = std::max(runner_up, first[i]);
+    }
   }
 }
 
-template <class T>
-bool score_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions& o, T* out,
-                 std::vector<T>& scratch, BadValue& bad) {
-  const T atol = static_cast<T>(o.atol);
-  if (o.score != Score::entropy) {
-    for (int64_t r = 0; r < rows; ++r) {
-      const RowStats<T> s = probs_row_stats(x + r * c, c, o.normalize, atol);
-      if (!s.valid) {
-        bad = describe_probs_row(x + r * c, c, o.normalize, o.atol);
-        bad.row = r;
-        return false;
-      }
-      out[r] = top2_score(o.score, s.first, s.second, o.normalize ? T(1) / s.sum : T(1));
-    }
-    return true;
+// Calls step(vector) over a row, the tail padded with `fill`.
+template <class T, class Step>
+ALCORE_INLINE void for_row_vectors(const T* row, int64_t c, T fill, Step step) {
+  using VT = typename vec::V<T>::type;
+  constexpr int L = vec::V<T>::lanes;
+  int64_t i = 0;
+  for (; i + L <= c; i += L) step(vec::load<VT>(row + i));
+  if (i < c) {
+    T tail[L];
+    for (int j = 0; j < L; ++j) tail[j] = i + j < c ? row[i + j] : fill;
+    step(vec::load<VT>(tail));
   }
-  // Entropy: validate (and renormalise into scratch if asked), then x ln x over the whole
-  // block in vector code, then per-row sums.
-  const int64_t total = rows * c;
-  scratch.resize(static_cast<size_t>(2 * total));
-  T* normalized = scratch.data();
-  T* terms = scratch.data() + total;
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* p = x + r * c;
-    const RowStats<T> s = probs_row_stats(p, c, o.normalize, atol);
-    if (!s.valid) {
-      bad = describe_probs_row(p, c, o.normalize, o.atol);
-      bad.row = r;
-      return false;
-    }
-    if (o.normalize) {
-      const T inv = T(1) / s.sum;
-      for (int64_t j = 0; j < c; ++j) normalized[r * c + j] = p[j] * inv;
-    }
-  }
-  const T* src = o.normalize ? normalized : x;
-  vec::map(src, terms, total, T(1), [](auto v) { return vec::xlogx(v); });
-  const T scale = o.scale_entropy ? T(-1) / std::log(static_cast<T>(c)) : T(-1);
-  for (int64_t r = 0; r < rows; ++r) {
-    T acc = 0;
-    for (int64_t j = 0; j < c; ++j) acc += terms[r * c + j];
-    out[r] = std::max(T(0), acc * scale);
-  }
-  return true;
 }
 
-// Logits: softmax statistics per row without forming probabilities. With d = z - max and
-// e = exp(d), s = sum(e): p_max = 1/s, p_second = e_second/s and
-// H = ln s - sum(e * d) / s.
-template <class T>
-bool score_logits(const T* x, int64_t rows, int64_t c, const ScoreOptions& o, T* out,
-                  std::vector<T>& scratch, BadValue& bad) {
-  const int64_t total = rows * c;
-  scratch.resize(static_cast<size_t>(2 * total + rows));
-  T* shifted = scratch.data();
-  T* expd = scratch.data() + total;
-  T* second_gap = scratch.data() + 2 * total;
+template <class T, Score S>
+bool score_wide_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions& o, T* out,
+                      BadValue& bad) {
+  using VT = typename vec::V<T>::type;
+  using VI = typename vec::V<T>::itype;
+  const T inf = std::numeric_limits<T>::infinity();
+  const T ceiling = value_ceiling<T>(o.normalize);
   for (int64_t r = 0; r < rows; ++r) {
-    const T* z = x + r * c;
-    T first = -std::numeric_limits<T>::infinity(), second = first;
-    bool bad_row = false;
-    for (int64_t j = 0; j < c; ++j) {
-      const T v = z[j];
-      bad_row |= !(std::fabs(v) <= std::numeric_limits<T>::max());
-      second = std::max(second, std::min(first, v));
-      first = std::max(first, v);
-    }
-    if (bad_row) {
-      bad = describe_logits_row(z, c);
+    const T* row = x + r * c;
+    VT sum = vec::splat<VT>(T(0)), plogp = sum, first = vec::splat<VT>(-inf), second = first;
+    VI invalid = vec::splat<VI>(0);
+    for_row_vectors(row, c, T(0), [&](VT p) {
+      invalid |= ~(p >= T(0)) | ~(p <= ceiling);
+      sum += p;
+      if (S == Score::margin || S == Score::ratio) second = vec::max(second, vec::min(first, p));
+      if (S != Score::entropy) first = vec::max(first, p);
+      if (S == Score::entropy) plogp += vec::xlogx(p);
+    });
+    const T total = lane_sum<T>(sum);
+    const bool sum_ok = o.normalize ? total > T(0)
+                                    : std::fabs(total - T(1)) <= static_cast<T>(o.atol);
+    if (vec::any(invalid) || !sum_ok) {
+      bad = describe_probs_row(row, c, o.normalize, o.atol);
       bad.row = r;
       return false;
     }
-    for (int64_t j = 0; j < c; ++j) shifted[r * c + j] = z[j] - first;
-    second_gap[r] = second - first;
-  }
-  vec::map(shifted, expd, total, T(0), [](auto v) { return vec::exp(v); });
-  const T entropy_scale = o.scale_entropy ? T(1) / std::log(static_cast<T>(c)) : T(1);
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* e = expd + r * c;
-    const T* d = shifted + r * c;
-    T sum = 0;
-    for (int64_t j = 0; j < c; ++j) sum += e[j];
-    const T inv = T(1) / sum;
-    switch (o.score) {
-      case Score::least_confidence: out[r] = T(1) - inv; break;
-      case Score::margin: out[r] = T(1) - (T(1) - std::exp(second_gap[r])) * inv; break;
-      case Score::ratio: out[r] = std::exp(second_gap[r]); break;
+    const T inv = o.normalize ? T(1) / total : T(1);
+    T top, runner_up;
+    lane_top2<T>(first, second, top, runner_up);
+    switch (S) {
+      case Score::least_confidence: out[r] = T(1) - top * inv; break;
+      case Score::margin: out[r] = T(1) - (top - runner_up) * inv; break;
+      case Score::ratio: out[r] = runner_up / top; break;
       case Score::entropy: {
-        T weighted = 0;
-        // e == 0 where d underflowed (possibly to -inf): its term is 0, not 0 * -inf.
-        for (int64_t j = 0; j < c; ++j) weighted += e[j] > T(0) ? e[j] * d[j] : T(0);
-        out[r] = std::max(T(0), (std::log(sum) - weighted * inv) * entropy_scale);
+        const T terms = lane_sum<T>(plogp);
+        T h = o.normalize ? std::log(total) - terms * inv : -terms;
+        if (o.scale_entropy) h /= std::log(static_cast<T>(c));
+        out[r] = std::max(T(0), h);
         break;
       }
     }
@@ -192,6 +165,58 @@ bool score_logits(const T* x, int64_t rows, int64_t c, const ScoreOptions& o, T*
   return true;
 }
 
+// Logits: with d = z - max and e = exp(d), s = sum(e): p_max = 1/s, p_second = e_second/s
+// and H = ln s - sum(e * d) / s, without forming probabilities.
+template <class T, Score S>
+bool score_wide_logits(const T* x, int64_t rows, int64_t c, const ScoreOptions& o, T* out,
+                       BadValue& bad) {
+  using VT = typename vec::V<T>::type;
+  using VI = typename vec::V<T>::itype;
+  const T inf = std::numeric_limits<T>::infinity();
+  const T lowest = std::numeric_limits<T>::lowest();  // padding: exp(lowest - max) = 0
+  const VT zero = vec::splat<VT>(T(0));
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = x + r * c;
+    VT first = vec::splat<VT>(-inf), second = first;
+    VI invalid = vec::splat<VI>(0);
+    for_row_vectors(row, c, lowest, [&](VT z) {
+      invalid |= ~(vec::abs(z) <= std::numeric_limits<T>::max());
+      second = vec::max(second, vec::min(first, z));
+      first = vec::max(first, z);
+    });
+    if (vec::any(invalid)) {
+      bad = describe_logits_row(row, c);
+      bad.row = r;
+      return false;
+    }
+    T top, runner_up;
+    lane_top2<T>(first, second, top, runner_up);
+    if (S == Score::ratio) {
+      out[r] = std::exp(runner_up - top);
+      continue;
+    }
+    const VT shift = vec::splat<VT>(top);
+    VT sum = zero, weighted = zero;
+    for_row_vectors(row, c, lowest, [&](VT z) {
+      const VT d = z - shift;
+      const VT e = vec::exp(d);
+      sum += e;
+      // e == 0 where d underflowed (possibly to -inf): the term is 0, not 0 * -inf.
+      if (S == Score::entropy) weighted += e > T(0) ? e * d : zero;
+    });
+    const T inv = T(1) / lane_sum<T>(sum);
+    if (S == Score::least_confidence) {
+      out[r] = T(1) - inv;
+    } else if (S == Score::margin) {
+      out[r] = T(1) - (T(1) - std::exp(runner_up - top)) * inv;
+    } else {
+      T h = -std::log(inv) - lane_sum<T>(weighted) * inv;
+      if (o.scale_entropy) h /= std::log(static_cast<T>(c));
+      out[r] = std::max(T(0), h);
+    }
+  }
+  return true;
+}
 
 // Narrow rows (C <= kGroupedMaxC), the shape of most classifiers' outputs: groups of
 // `lanes` rows reduced together (rowreduce.hpp). Transcendentals run on whole vectors of a
@@ -406,8 +431,18 @@ template <class T>
 bool score_rows(const T* x, int64_t rows, int64_t c, const ScoreOptions& o, T* out,
                 std::vector<T>& scratch, BadValue& bad) {
   if (c <= vec::kGroupedMaxC) return score_grouped(x, rows, c, o, out, scratch, bad);
-  return o.logits ? score_logits(x, rows, c, o, out, scratch, bad)
-                  : score_probs(x, rows, c, o, out, scratch, bad);
+#define ALCORE_SCORE_CASE(S)                                                \
+  case S:                                                                   \
+    return o.logits ? score_wide_logits<T, S>(x, rows, c, o, out, bad)      \
+                    : score_wide_probs<T, S>(x, rows, c, o, out, bad);
+  switch (o.score) {
+    ALCORE_SCORE_CASE(Score::least_confidence)
+    ALCORE_SCORE_CASE(Score::margin)
+    ALCORE_SCORE_CASE(Score::ratio)
+    ALCORE_SCORE_CASE(Score::entropy)
+  }
+#undef ALCORE_SCORE_CASE
+  return false;
 }
 
 // The invalid (row, member) with the lowest row, then member, in a block known to hold one,
