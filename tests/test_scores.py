@@ -185,8 +185,9 @@ def test_portable_variants_agree(isa):
     import json
 
     env = dict(os.environ, ALCORE_ISA=isa)
+    # Outside the repository, so the installed package (with its compiled core) is imported.
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                            text=True, check=True)
+                            text=True, check=True, cwd=os.sep)
     got = json.loads(result.stdout)
     assert got.pop("isa") in (isa, "baseline")
     rng = np.random.default_rng(7)
