@@ -83,6 +83,44 @@ inline RowStats<T> probs_row_stats(const T* p, int64_t c, bool normalize, T atol
   return {sum, first, second, !bad && sum_ok};
 }
 
+// A row whose sum failed the vector check. The scalar re-check in the slow paths sums in
+// another order and can disagree at the tolerance boundary; the vector verdict stands and
+// this describes it.
+inline BadValue sum_problem(bool normalize, double sum, int64_t row) {
+  BadValue bad;
+  bad.problem = normalize ? Problem::zero_sum : Problem::row_sum;
+  bad.row = row;
+  bad.value = sum;
+  return bad;
+}
+
+// The first invalid lane of a per-row verdict, as a row offset.
+template <class VI>
+int first_set_lane(VI mask, int count) {
+  for (int l = 0; l < count; ++l)
+    if (mask[l]) return l;
+  return -1;
+}
+
+// The first row of a block with an element out of range, known to exist (slow path): the
+// scalar element test is the vector one, so it finds the same elements.
+template <class T>
+bool first_bad_probs_row(const T* x, int64_t rows, int64_t c, const ScoreOptions& o,
+                         BadValue& bad) {
+  const T ceiling = value_ceiling<T>(o.normalize);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < c; ++j) {
+      const T v = x[r * c + j];
+      if (!(v >= T(0)) || !(v <= ceiling)) {
+        bad = describe_probs_row(x + r * c, c, o.normalize, o.atol);
+        bad.row = r;
+        return false;
+      }
+    }
+  }
+  return false;
+}
+
 // Wide rows (C > kGroupedMaxC): one row at a time with the lanes across the row, and the
 // horizontal reductions once per row, where they are cheap next to C elements of work.
 template <class T, class VT>
@@ -242,41 +280,48 @@ bool score_grouped_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions
   const T ceiling = value_ceiling<T>(o.normalize);
   const T atol = static_cast<T>(o.atol);
   const VT zero = vec::splat<VT>(T(0));
-  std::vector<T> neutral(static_cast<size_t>(c), T(0));
-  neutral[0] = T(1);  // a valid row with nothing to report, for padding a short group
+  // neutral[0, c) is a valid row with nothing to report, for padding a short group;
+  // neutral[1, c + 1) is all zeros, the x ln x terms of that row.
+  std::vector<T> neutral(static_cast<size_t>(c + 1), T(0));
+  neutral[0] = T(1);
   vec::GroupLoader<T> loader(c, T(0), neutral.data());
-  vec::GroupLoader<T> term_loader(c, T(0), neutral.data() + 1);  // xlogx([1,0..]) = 0
+  vec::GroupLoader<T> term_loader(c, T(0), neutral.data() + 1);
   const int nv = NV > 0 ? NV : loader.vectors_per_row();
   if (S == Score::entropy) {
-    scratch.resize(static_cast<size_t>(rows * c));
-    vec::map(x, scratch.data(), rows * c, T(1), [](auto p) { return vec::xlogx(p); });
+    // x ln x over the whole block in full vectors; the element range check rides along
+    // (the row pass below then checks only the sums).
+    const int64_t total = rows * c;
+    scratch.resize(static_cast<size_t>(total));
+    VI out_of_range = vec::splat<VI>(0);
+    vec::map(x, scratch.data(), total, T(1), [&](VT p) {
+      out_of_range |= ~(p >= T(0)) | ~(p <= ceiling);
+      return vec::xlogx(p);
+    });
+    if (vec::any(out_of_range)) return first_bad_probs_row(x, rows, c, o, bad);
   }
   VT v[L * G::kMaxVectors], first[L], second[L], sums[L];
   for (int64_t r = 0; r < rows; r += L) {
     const int count = loader.template load<NV>(x, r, rows, v);
-    VI invalid = vec::splat<VI>(0);
+    VI out_of_range = vec::splat<VI>(0);
     for (int l = 0; l < L; ++l) {
       VT f = vec::splat<VT>(-inf), sec = f, sum = zero;
       for (int k = 0; k < nv; ++k) {
         const VT p = v[l * nv + k];
-        invalid |= ~(p >= T(0)) | ~(p <= ceiling);
+        if (S != Score::entropy) out_of_range |= ~(p >= T(0)) | ~(p <= ceiling);
         sum += p;
         if (S == Score::margin || S == Score::ratio) sec = vec::max(sec, vec::min(f, p));
         if (S != Score::entropy) f = vec::max(f, p);
       }
       first[l] = f, second[l] = sec, sums[l] = sum;
     }
+    if (vec::any(out_of_range)) return first_bad_probs_row(x, rows, c, o, bad);
     const VT sum = groups.fold_sum(sums);
-    invalid |= o.normalize ? ~(sum > T(0)) : ~(vec::abs(sum - T(1)) <= atol);
-    if (vec::any(invalid)) {
-      for (int l = 0; l < count; ++l) {
-        const T* row = x + (r + l) * c;
-        if (!probs_row_stats(row, c, o.normalize, atol).valid) {
-          bad = describe_probs_row(row, c, o.normalize, o.atol);
-          bad.row = r + l;
-          return false;
-        }
-      }
+    const VI bad_sum = o.normalize ? ~(sum > T(0)) : ~(vec::abs(sum - T(1)) <= atol);
+    if (vec::any(bad_sum)) {
+      // Rows of earlier groups passed; any element problem was caught above.
+      const int l = first_set_lane(bad_sum, count);
+      bad = sum_problem(o.normalize, static_cast<double>(sum[l]), r + l);
+      return false;
     }
     const VT inv = o.normalize ? T(1) / sum : vec::splat<VT>(T(1));
     VT result;
@@ -479,7 +524,7 @@ bool bald_grouped(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int
   const T atol = static_cast<T>(atol_d);
   const T ceiling = value_ceiling<T>(normalize);
   const VT zero = vec::splat<VT>(T(0));
-  std::vector<T> neutral(static_cast<size_t>(c), T(0));
+  std::vector<T> neutral(static_cast<size_t>(c + 1), T(0));  // as in score_grouped_probs
   neutral[0] = T(1);
   vec::GroupLoader<T> loader(c, T(0), neutral.data());
   vec::GroupLoader<T> term_loader(c, T(0), neutral.data() + 1);
@@ -504,8 +549,14 @@ bool bald_grouped(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int
       const VT sum = groups.fold_sum(sums);
       const VI invalid = normalize ? ~(sum > T(0)) : ~(vec::abs(sum - T(1)) <= atol);
       if (vec::any(invalid)) {
-        // Rows of earlier groups are not yet checked for later members: scan the block.
+        // Rows of earlier groups are not yet checked for later members: scan the block,
+        // and if the scalar re-check disagrees at the tolerance boundary, report this row.
         bad = first_bad_sample(x, t, n, c, row0, rows, normalize, atol);
+        if (bad.problem == Problem::none) {
+          const int l = first_set_lane(invalid, count);
+          bad = sum_problem(normalize, static_cast<double>(sum[l]), r + l);
+          bad.member = m;
+        }
         return false;
       }
       if (normalize) {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -55,7 +56,8 @@ using vdi = V<double>::itype;
 template <class VT, class S>
 ALCORE_INLINE VT splat(S s) {
   VT v;
-  for (unsigned i = 0; i < sizeof(VT) / sizeof(s); ++i) v[i] = s;
+  using Element = std::remove_reference_t<decltype(v[0])>;
+  for (unsigned i = 0; i < sizeof(VT) / sizeof(Element); ++i) v[i] = static_cast<Element>(s);
   return v;
 }
 
