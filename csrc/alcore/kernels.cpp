@@ -363,14 +363,7 @@ bool score_grouped_logits(const T* x, int64_t rows, int64_t c, const ScoreOption
   // Padding lanes hold the lowest finite value: exp(lowest - max) = 0 adds nothing.
   vec::GroupLoader<T> loader(c, std::numeric_limits<T>::lowest(), neutral.data());
   const int nv = NV > 0 ? NV : loader.vectors_per_row();
-  // One group's shifted logits, exponentials and e*d terms, row-major with room for the
-  // last row's whole-vector stores and loads.
-  const int64_t span = L * c + nv * L;
-  scratch.resize(static_cast<size_t>(3 * span));
-  T* shifted = scratch.data();
-  T* expd = shifted + span;
-  T* weighted = expd + span;
-  VT v[L * G::kMaxVectors], first[L], second[L], sums[L];
+  VT v[L * G::kMaxVectors], first[L], second[L], sums[L], terms[L];
   for (int64_t r = 0; r < rows; r += L) {
     const int count = loader.template load<NV>(x, r, rows, v);
     VI invalid = vec::splat<VI>(0);
@@ -404,23 +397,20 @@ bool score_grouped_logits(const T* x, int64_t rows, int64_t c, const ScoreOption
     if (S == Score::ratio) {
       result = vec::exp(gap);
     } else {
-      // Rows are written in order, so each row's whole-vector store only spills into the
-      // next row's place, which that row then overwrites.
+      // exp on the row vectors themselves: some lanes are padding (exp(lowest - max) = 0),
+      // but nothing goes through memory, which costs more here than the idle lanes.
       for (int l = 0; l < L; ++l) {
         const VT shift = vec::splat<VT>(top[l]);
-        for (int k = 0; k < nv; ++k) vec::store(shifted + l * c + k * L, v[l * nv + k] - shift);
-      }
-      for (int64_t i = 0; i < L * c; i += L) {
-        const VT d = vec::load<VT>(shifted + i);
-        const VT e = vec::exp(d);
-        vec::store(expd + i, e);
-        // e == 0 where d underflowed (possibly to -inf): the term is 0, not 0 * -inf.
-        if (S == Score::entropy) vec::store(weighted + i, e > T(0) ? e * d : zero);
-      }
-      for (int l = 0; l < L; ++l) {
-        VT acc = zero;
-        for (int k = 0; k < nv; ++k) acc += loader.template row_vector_or_zero<NV>(expd + l * c, k);
-        sums[l] = acc;
+        VT sum = zero, weighted = zero;
+        for (int k = 0; k < nv; ++k) {
+          const VT d = v[l * nv + k] - shift;
+          const VT e = vec::exp(d);
+          sum += e;
+          // e == 0 where d underflowed (possibly to -inf): the term is 0, not 0 * -inf.
+          if (S == Score::entropy) weighted += e > T(0) ? e * d : zero;
+        }
+        sums[l] = sum;
+        terms[l] = weighted;
       }
       const VT inv = T(1) / groups.fold_sum(sums);
       if (S == Score::least_confidence) {
@@ -428,12 +418,7 @@ bool score_grouped_logits(const T* x, int64_t rows, int64_t c, const ScoreOption
       } else if (S == Score::margin) {
         result = T(1) - (T(1) - vec::exp(gap)) * inv;
       } else {
-        for (int l = 0; l < L; ++l) {
-          VT acc = zero;
-          for (int k = 0; k < nv; ++k) acc += loader.template row_vector_or_zero<NV>(weighted + l * c, k);
-          sums[l] = acc;
-        }
-        result = -vec::log(inv) - groups.fold_sum(sums) * inv;
+        result = -vec::log(inv) - groups.fold_sum(terms) * inv;
         if (o.scale_entropy) result *= T(1) / std::log(static_cast<T>(c));
         result = vec::max(result, zero);
       }
