@@ -59,28 +59,26 @@ BadValue describe_logits_row(const T* z, int64_t c) {
   return bad;
 }
 
-// One pass over a probability row: validity, sum and the two largest values.
+// Scalar check of one probability row (slow paths and the generic sample kernel).
 template <class T>
 struct RowStats {
-  T sum, first, second;
+  T sum;
   bool valid;
 };
 
 template <class T>
 inline RowStats<T> probs_row_stats(const T* p, int64_t c, bool normalize, T atol) {
   const T ceiling = value_ceiling<T>(normalize);
-  T sum = 0, first = -std::numeric_limits<T>::infinity(), second = first;
+  T sum = 0;
   bool bad = false;
   for (int64_t j = 0; j < c; ++j) {
     const T v = p[j];
     // NaN fails both comparisons, so this one test covers NaN, inf, < 0 and > ceiling.
     bad |= !(v >= T(0)) | !(v <= ceiling);
     sum += v;
-    second = std::max(second, std::min(first, v));
-    first = std::max(first, v);
   }
   const bool sum_ok = normalize ? sum > T(0) : std::fabs(sum - T(1)) <= atol;
-  return {sum, first, second, !bad && sum_ok};
+  return {sum, !bad && sum_ok};
 }
 
 // A row whose sum failed the vector check. The scalar re-check in the slow paths sums in
@@ -327,12 +325,7 @@ bool score_grouped_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions
     VT result;
     if (S == Score::entropy) {
       term_loader.template load<NV>(scratch.data(), r, rows, v);
-      for (int l = 0; l < L; ++l) {
-        VT acc = v[l * nv];
-        for (int k = 1; k < nv; ++k) acc += v[l * nv + k];
-        sums[l] = acc;
-      }
-      const VT plogp = groups.fold_sum(sums);
+      const VT plogp = groups.row_sums(v, nv);
       result = o.normalize ? vec::log(sum) - plogp * inv : -plogp;
       if (o.scale_entropy) result *= T(1) / std::log(static_cast<T>(c));
       result = vec::max(result, zero);
@@ -520,18 +513,13 @@ bool bald_grouped(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int
   T* mean = scratch.data();
   T* plogp = mean + padded;
   T* member = plogp + padded;  // renormalised member rows, then x ln x of the mean
-  VT v[L * G::kMaxVectors], sums[L];
+  VT v[L * G::kMaxVectors];
   for (int64_t m = 0; m < t; ++m) {
     const T* block = x + (m * n + row0) * c;
     for (int64_t r = 0; r < rows; r += L) {
       const int count = loader.template load<NV>(block, r, rows, v);
-      for (int l = 0; l < L; ++l) {
-        VT sum = v[l * nv];
-        for (int k = 1; k < nv; ++k) sum += v[l * nv + k];
-        sums[l] = sum;
-      }
       // Element ranges are checked in the whole-vector pass below; here the row sums.
-      const VT sum = groups.fold_sum(sums);
+      const VT sum = groups.row_sums(v, nv);
       const VI invalid = normalize ? ~(sum > T(0)) : ~(vec::abs(sum - T(1)) <= atol);
       if (vec::any(invalid)) {
         // Rows of earlier groups are not yet checked for later members: scan the block,
@@ -578,19 +566,9 @@ bool bald_grouped(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int
   vec::map(mean, member, total, T(1), [inv_t](auto p) { return vec::xlogx(p * inv_t); });
   for (int64_t r = 0; r < rows; r += L) {
     const int count = term_loader.template load<NV>(member, r, rows, v);
-    for (int l = 0; l < L; ++l) {
-      VT acc = v[l * nv];
-      for (int k = 1; k < nv; ++k) acc += v[l * nv + k];
-      sums[l] = acc;
-    }
-    const VT mean_terms = groups.fold_sum(sums);
+    const VT mean_terms = groups.row_sums(v, nv);
     term_loader.template load<NV>(plogp, r, rows, v);
-    for (int l = 0; l < L; ++l) {
-      VT acc = v[l * nv];
-      for (int k = 1; k < nv; ++k) acc += v[l * nv + k];
-      sums[l] = acc;
-    }
-    const VT member_terms = groups.fold_sum(sums);
+    const VT member_terms = groups.row_sums(v, nv);
     // H(mean) - mean H = -sum(mean ln mean) + sum_t sum(p ln p) / T; >= 0 up to rounding.
     store_group(out, r, count, vec::max(member_terms * inv_t - mean_terms, zero));
   }

@@ -66,6 +66,17 @@ struct RowGroups {
     return fold(v, [](VT a, VT b) { return a + b; });
   }
 
+  // Per row of a group loaded by GroupLoader (nv vectors per row): the sum of its lanes.
+  ALCORE_INLINE VT row_sums(const VT* v, int nv) const {
+    VT partial[L];
+    for (int l = 0; l < L; ++l) {
+      VT acc = v[l * nv];
+      for (int k = 1; k < nv; ++k) acc += v[l * nv + k];
+      partial[l] = acc;
+    }
+    return fold_sum(partial);
+  }
+
   VT fold_max(VT* v) const {
     return fold(v, [](VT a, VT b) { return max(a, b); });
   }
