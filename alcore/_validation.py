@@ -3,7 +3,7 @@
 Shapes, dtypes, layout and parameters are checked here, in Python, once. Element values
 (finiteness, probabilities in [0, 1], row sums) are checked by the native kernels in the
 same pass that scores the rows, so validation costs no extra read of a large matrix; the
-kernel reports the first offending element and :func:`raise_invalid_value` phrases it.
+kernel reports the first offending element and :func:`invalid_value_error` phrases it.
 """
 
 from __future__ import annotations
@@ -238,9 +238,9 @@ def check_k_available(k: int, n: int, excluded: int) -> None:
 _PROBLEMS = {1: "not_finite", 2: "negative", 3: "above_one", 4: "row_sum", 5: "zero_sum"}
 
 
-def raise_invalid_value(err: Exception, name: str, *, atol: float, normalize: bool) -> None:
-    """Re-raise a native ``InvalidValue`` (problem, member, row, col, value) as an
-    ``InvalidInputError`` worded for the public argument ``name``."""
+def invalid_value_error(err: Exception, name: str, *, atol: float) -> InvalidInputError:
+    """Word a native ``InvalidValue`` (problem, member, row, col, value) as an
+    ``InvalidInputError`` for the public argument ``name``."""
     problem_code, member, row, col, value = err.args
     problem = _PROBLEMS[problem_code]
     where = f"{name}[{member}] row {row}" if member >= 0 else f"{name} row {row}"
@@ -269,7 +269,7 @@ def raise_invalid_value(err: Exception, name: str, *, atol: float, normalize: bo
             f"{name} rows must have a positive sum to be renormalised ({where} sums to 0); "
             f"drop that row or give it non-zero weights"
         )
-    raise InvalidInputError(message) from None
+    return InvalidInputError(message)
 
 
 def score_name(score: Any, allowed: tuple[str, ...]) -> str:
@@ -287,8 +287,8 @@ __all__ = [
     "exclude_mask",
     "flag",
     "float_array",
+    "invalid_value_error",
     "probs_matrix",
-    "raise_invalid_value",
     "samples_tensor",
     "score_name",
     "tolerance",

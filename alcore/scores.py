@@ -40,8 +40,7 @@ def _rows(code: int, probs: Any, logits: Any, normalize: Any, atol: Any,
     try:
         return _core.score_rows(x, code, is_logits, normalize, atol, scale_entropy)
     except _core.InvalidValue as err:
-        v.raise_invalid_value(err, name, atol=atol, normalize=normalize)
-        raise  # unreachable: raise_invalid_value always raises
+        raise v.invalid_value_error(err, name, atol=atol) from None
 
 
 def least_confidence(probs: Any = None, *, logits: Any = None, normalize: bool = False,
@@ -133,8 +132,7 @@ def _samples(code: int, probs: Any, logits: Any, normalize: Any, atol: Any) -> n
     try:
         return _core.sample_scores(x, code, normalize, atol)
     except _core.InvalidValue as err:
-        v.raise_invalid_value(err, name, atol=atol, normalize=normalize)
-        raise
+        raise v.invalid_value_error(err, name, atol=atol) from None
 
 
 _SAMPLES_DOC = """

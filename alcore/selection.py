@@ -56,8 +56,8 @@ def top_k(scores: Any, k: int, exclude: Any = None) -> np.ndarray:
     except _core.InvalidValue as err:
         _, _, row, _, value = err.args
         raise InvalidInputError(
-            f"scores must be finite: scores[{row}] is {value}; replace NaN/inf "
-            f"(e.g. numpy.nan_to_num(scores, nan=-numpy.inf) then exclude=) or drop those items"
+            f"scores must be finite: scores[{row}] is {value}; leave those items out with "
+            f"exclude= (after replacing the value, e.g. numpy.nan_to_num(scores, nan=0.0))"
         ) from None
 
 
@@ -111,8 +111,7 @@ def select_top(k: int, probs: Any = None, logits: Any = None, score: str = "marg
             return_scores,
         )
     except _core.InvalidValue as err:
-        v.raise_invalid_value(err, name, atol=atol, normalize=normalize)
-        raise
+        raise v.invalid_value_error(err, name, atol=atol) from None
     return TopSelection(indices, all_scores) if return_scores else indices
 
 
