@@ -15,7 +15,7 @@ namespace {
 // Work per thread below which threads cost more than they save (elements).
 constexpr int64_t kMinElementsPerThread = 1 << 16;
 // Rows per block: enough to amortise per-block work, small enough to stay in L1/L2.
-constexpr int64_t kBlockElements = 4096;
+constexpr int64_t kBlockElements = 16384;
 // Sample tensors are read member by member, one contiguous run per member and block: longer
 // runs keep the hardware prefetchers ahead of T separate streams.
 constexpr int64_t kSampleBlockElements = 32768;

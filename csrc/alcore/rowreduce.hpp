@@ -132,6 +132,11 @@ class GroupLoader {
     // Whole-vector loads read up to L - 1 elements past a row: fine inside x, not past it.
     const bool direct = (r + L - 1) * c_ + nv_ * L <= rows * c_;
     const T* src = x + r * c_;
+    // Ask for the group four groups ahead: the hardware prefetchers alone leave a single
+    // thread short of memory bandwidth here.
+    const int64_t group_elements = L * c_;
+    for (int64_t e = 0; e < group_elements; e += 64 / sizeof(T))
+      __builtin_prefetch(src + 4 * group_elements + e, 0, 0);
     if (!direct) {
       pad_.assign(static_cast<size_t>(L * c_ + nv_ * L), fill_);
       std::copy(src, src + count * c_, pad_.begin());

@@ -275,7 +275,10 @@ ALCORE_INLINE void map(const T* in, T* out, int64_t n, T pad, F f) {
   using VT = typename V<T>::type;
   constexpr int L = V<T>::lanes;
   int64_t i = 0;
-  for (; i + L <= n; i += L) store(out + i, f(load<VT>(in + i)));
+  for (; i + L <= n; i += L) {
+    __builtin_prefetch(in + i + 1024, 0, 0);  // ~4 KB ahead: first touch of a large input
+    store(out + i, f(load<VT>(in + i)));
+  }
   if (i < n) {
     T tmp[L];
     for (int j = 0; j < L; ++j) tmp[j] = i + j < n ? in[i + j] : pad;
