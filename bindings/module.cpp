@@ -4,9 +4,12 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 
 #include "alcore/api.hpp"
+#include "alcore/kcenter.hpp"
 
 namespace py = pybind11;
 
@@ -141,6 +144,36 @@ py::array sample_scores(const py::array& x, int score, bool normalize, double at
                                            : sample_scores_typed<double>(x, s, normalize, atol);
 }
 
+py::tuple kcenter(const py::array& x, const py::array& initial, int64_t k, int64_t first,
+                  const py::object& progress, bool prune) {
+  if (x.ndim() != 2 || !(x.flags() & py::array::c_style) || x.dtype().kind() != 'f' ||
+      x.itemsize() != 4)
+    throw py::type_error("x must be a C-contiguous 2-D float32 array");
+  if (initial.ndim() != 1 || !(initial.flags() & py::array::c_style) ||
+      initial.dtype().kind() != 'i' || initial.itemsize() != 8)
+    throw py::type_error("initial must be a C-contiguous 1-D int64 array");
+  std::function<void(int64_t, int64_t)> report;
+  if (!progress.is_none()) {
+    report = [&progress](int64_t done, int64_t total) {
+      py::gil_scoped_acquire acquire;
+      progress(done, total);
+    };
+  }
+  const float* data = static_cast<const float*>(x.data());
+  const int64_t* init = static_cast<const int64_t*>(initial.data());
+  alcore::KCenterResult result;
+  {
+    py::gil_scoped_release release;
+    result = alcore::kcenter_greedy(data, x.shape(0), x.shape(1), init, initial.shape(0), k,
+                                    first, report, prune);
+  }
+  py::array_t<int64_t> picks(static_cast<py::ssize_t>(result.picks.size()));
+  py::array_t<float> radii(static_cast<py::ssize_t>(result.radii.size()));
+  std::copy(result.picks.begin(), result.picks.end(), picks.mutable_data());
+  std::copy(result.radii.begin(), result.radii.end(), radii.mutable_data());
+  return py::make_tuple(picks, radii);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -168,6 +201,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("top_k", &top_k, py::arg("scores"), py::arg("exclude"), py::arg("k"));
   m.def("sample_scores", &sample_scores, py::arg("x"), py::arg("score"), py::arg("normalize"),
         py::arg("atol"));
+  m.def("kcenter", &kcenter, py::arg("x"), py::arg("initial"), py::arg("k"), py::arg("first"),
+        py::arg("progress"), py::arg("prune"));
   m.def("set_num_threads", &alcore::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &alcore::get_num_threads);
   m.def("isa", &alcore::isa_name);

@@ -6,6 +6,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "alcore/distances.hpp"
 #include "alcore/kernels.hpp"
 #include "alcore/rowreduce.hpp"
 #include "alcore/vecmath.hpp"
@@ -661,8 +662,10 @@ bool sample_rows(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int6
 
 extern const Kernels<float> table_f32;
 extern const Kernels<double> table_f64;
-const Kernels<float> table_f32 = {&score_rows<float>, &sample_rows<float>};
-const Kernels<double> table_f64 = {&score_rows<double>, &sample_rows<double>};
+const Kernels<float> table_f32 = {&score_rows<float>, &sample_rows<float>,
+                                  &sq_distances<float>, &nearest_centers<float>};
+const Kernels<double> table_f64 = {&score_rows<double>, &sample_rows<double>,
+                                   &sq_distances<double>, &nearest_centers<double>};
 
 }  // namespace ALCORE_ISA
 }  // namespace alcore

@@ -19,6 +19,16 @@ struct Kernels {
   bool (*sample_rows)(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int64_t rows,
                       SampleScore score, bool normalize, double atol, T* out,
                       std::vector<T>& scratch, BadValue& bad);
+  // out[i] = squared L2 distance between point (d values) and row rows[i] of x (n x d),
+  // summed in the order of the vector lanes (the same for every call of one variant).
+  void (*sq_distances)(const T* x, int64_t d, const int64_t* rows, int64_t count,
+                       const T* point, T* out);
+  // For rows [row_begin, row_end) of x: the smallest squared distance to the rows listed in
+  // centers (min_sq) and the position in centers of the first center reaching it (which).
+  // Distances are bit-identical to sq_distances'.
+  void (*nearest_centers)(const T* x, int64_t d, int64_t row_begin, int64_t row_end,
+                          const int64_t* centers, int64_t n_centers, T* min_sq,
+                          int64_t* which);
 };
 
 const Kernels<float>& kernels_f32();

@@ -1,0 +1,27 @@
+// Greedy k-center (farthest-first traversal, Sener & Savarese's core-set selection), exact,
+// with triangle-inequality pruning.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+namespace alcore {
+
+struct KCenterResult {
+  std::vector<int64_t> picks;  // in pick order
+  std::vector<float> radii;    // coverage radius (L2) after each pick
+};
+
+// x: n x d float32, row-major. initial: indices of the existing centers (labeled items),
+// unique, in [0, n). When there are none, `first` is the first pick. Picks k more items, each
+// the one farthest from every center so far (ties to the lower index), never a center again.
+// progress(done, k) is called from the calling thread now and then. With prune = false every
+// distance is computed (the plain running-minimum greedy, for tests); the picks are
+// identical either way.
+KCenterResult kcenter_greedy(const float* x, int64_t n, int64_t d, const int64_t* initial,
+                             int64_t n_initial, int64_t k, int64_t first,
+                             const std::function<void(int64_t, int64_t)>& progress,
+                             bool prune = true);
+
+}  // namespace alcore
