@@ -3,13 +3,13 @@
 Training code hands alcore what its model computed for the unlabeled items (probabilities
 or logits, Monte-Carlo / ensemble samples) and alcore picks the items a human should label
 next. See :mod:`alcore.scores` for the uncertainty scores and :func:`select_top` for the
-fused score + top-k selection.
+fused score + top-k selection, :mod:`alcore.diversity` for diversity-aware batches.
 
 Heavy optional dependencies (faiss, numba, polars, dask, matplotlib) are imported lazily,
 where first needed, so ``import alcore`` stays fast.
 """
 
-from alcore import scores
+from alcore import diversity, scores
 from alcore._errors import AlcoreError, InvalidInputError
 from alcore._threads import get_num_threads, set_num_threads
 from alcore._version import __version__
@@ -21,6 +21,7 @@ __all__ = [
     "InvalidInputError",
     "TopSelection",
     "__version__",
+    "diversity",
     "get_num_threads",
     "scores",
     "select_top",

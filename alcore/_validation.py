@@ -146,6 +146,38 @@ def _check_items_classes(n: int, c: int, shape: tuple, name: str) -> None:
         )
 
 
+def embeddings_matrix(embeddings: Any, name: str = "embeddings") -> np.ndarray:
+    """A finite (N, d) float32 C-contiguous matrix; float64 (or float16) is converted once."""
+    arr = float_array(embeddings, name)
+    if arr.ndim != 2:
+        raise InvalidInputError(
+            f"{name} must be 2-D with shape (N items, d dimensions), got shape {arr.shape}"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InvalidInputError(f"{name} is empty (shape {arr.shape}); pass at least one item")
+    if arr.dtype != np.float32:
+        arr = arr.astype(np.float32)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        row, col = np.argwhere(~finite)[0]
+        raise InvalidInputError(
+            f"{name} must be finite: row {row}, column {col} is {arr[row, col]}; replace "
+            f"NaN/inf or drop those items"
+        )
+    return arr
+
+
+def rng(seed: Any) -> np.random.Generator:
+    """``seed`` as a Generator: an int (or None for fresh entropy) or a Generator itself."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
+        raise InvalidInputError(
+            f"seed must be an int or a numpy.random.Generator, got {type(seed).__name__}"
+        )
+    return np.random.default_rng(seed)
+
+
 def tolerance(atol: Any) -> float:
     """Validate the row-sum tolerance."""
     try:
@@ -178,21 +210,23 @@ def count(k: Any, name: str = "k") -> int:
     return k
 
 
-def exclude_mask(exclude: Any, n: int, items: str) -> tuple[np.ndarray | None, int]:
+def exclude_mask(exclude: Any, n: int, items: str,
+                 name: str = "exclude") -> tuple[np.ndarray | None, int]:
     """Turn ``exclude`` (boolean mask of length n, or unique indices in [0, n)) into a
-    one-byte mask; return (mask or None, number excluded)."""
+    one-byte mask; return (mask or None, number of items in it). ``name`` is the argument
+    named in error messages."""
     if exclude is None:
         return None, 0
-    arr = as_numpy(exclude, "exclude")
+    arr = as_numpy(exclude, name)
     if arr.ndim != 1:
         raise InvalidInputError(
-            f"exclude must be 1-D (a boolean mask of length {n} or an index array), got "
+            f"{name} must be 1-D (a boolean mask of length {n} or an index array), got "
             f"shape {arr.shape}"
         )
     if arr.dtype.kind == "b":
         if arr.shape[0] != n:
             raise InvalidInputError(
-                f"exclude mask has length {arr.shape[0]} but {items} has {n} items; pass a "
+                f"{name} mask has length {arr.shape[0]} but {items} has {n} items; pass a "
                 f"boolean mask of length {n} or an index array"
             )
         mask = np.ascontiguousarray(arr).view(np.uint8)
@@ -201,7 +235,7 @@ def exclude_mask(exclude: Any, n: int, items: str) -> tuple[np.ndarray | None, i
         if arr.size == 0 and arr.dtype.kind == "f":  # np.array([]) defaults to float64
             return None, 0
         raise InvalidInputError(
-            f"exclude must be a boolean mask or an integer index array, got dtype "
+            f"{name} must be a boolean mask or an integer index array, got dtype "
             f"{_describe_dtype(arr.dtype)}"
         )
     if arr.size == 0:
@@ -210,7 +244,7 @@ def exclude_mask(exclude: Any, n: int, items: str) -> tuple[np.ndarray | None, i
     if low < 0 or high >= n:
         bad = low if low < 0 else high
         raise InvalidInputError(
-            f"exclude holds index {bad}, outside [0, {n}) for {items} with {n} items; "
+            f"{name} holds index {bad}, outside [0, {n}) for {items} with {n} items; "
             f"pass indices in range (negative indices are not wrapped)"
         )
     mask = np.zeros(n, dtype=np.uint8)
@@ -220,8 +254,8 @@ def exclude_mask(exclude: Any, n: int, items: str) -> tuple[np.ndarray | None, i
         counts = np.bincount(arr.astype(np.int64, copy=False), minlength=n)
         dup = int(np.flatnonzero(counts > 1)[0])
         raise InvalidInputError(
-            f"exclude holds index {dup} {int(counts[dup])} times; pass unique indices "
-            f"(e.g. numpy.unique(exclude))"
+            f"{name} holds index {dup} {int(counts[dup])} times; pass unique indices "
+            f"(e.g. numpy.unique({name}))"
         )
     return mask, excluded
 
@@ -284,11 +318,13 @@ __all__ = [
     "as_numpy",
     "check_k_available",
     "count",
+    "embeddings_matrix",
     "exclude_mask",
     "flag",
     "float_array",
     "invalid_value_error",
     "probs_matrix",
+    "rng",
     "samples_tensor",
     "score_name",
     "tolerance",

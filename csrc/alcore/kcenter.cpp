@@ -34,7 +34,8 @@ class Greedy {
   Greedy(const float* x, int64_t n, int64_t d, bool prune)
       : x_(x), n_(n), d_(d), prune_(prune), min_sq_(static_cast<size_t>(n),
                                                     std::numeric_limits<float>::infinity()),
-        is_center_(static_cast<size_t>(n), 0), moved_(static_cast<size_t>(n), 0) {}
+        is_center_(static_cast<size_t>(n), 0), moved_(static_cast<size_t>(n), 0),
+        owner_(static_cast<size_t>(n), -1) {}
 
   // Starts from many centers at once: each item's nearest center by one blocked pass over
   // the matrix (compute-bound), where adding them one by one would re-read it per center.
@@ -47,8 +48,10 @@ class Greedy {
     });
     clusters_.resize(static_cast<size_t>(count));
     for (int64_t j = 0; j < count; ++j) clusters_[static_cast<size_t>(j)].center = centers[j];
-    for (int64_t i = 0; i < n_; ++i)
+    for (int64_t i = 0; i < n_; ++i) {
+      owner_[static_cast<size_t>(i)] = which[static_cast<size_t>(i)];
       clusters_[static_cast<size_t>(which[static_cast<size_t>(i)])].members.push_back(i);
+    }
     for (int64_t j = 0; j < count; ++j) is_center_[static_cast<size_t>(centers[j])] = 1;
     for (Cluster& cl : clusters_) refresh(cl);
   }
@@ -106,9 +109,14 @@ class Greedy {
     }
     is_center_[static_cast<size_t>(c)] = 1;
     if (!moved_[static_cast<size_t>(c)]) {
-      // c was already at distance 0 of another center (a duplicate): it stays there.
-      min_sq_[static_cast<size_t>(c)] = 0.0f;
+      // c was already at distance 0 of another center (a duplicate): it stays in that
+      // cluster, whose farthest item may have been c itself.
+      const int64_t home = owner_[static_cast<size_t>(c)];
+      if (std::find(touched_.begin(), touched_.end(), home) == touched_.end())
+        touched_.push_back(home);
     }
+    const int64_t fresh_index = static_cast<int64_t>(clusters_.size());
+    for (int64_t i : fresh.members) owner_[static_cast<size_t>(i)] = fresh_index;
     for (int64_t j : touched_) {
       Cluster& cl = clusters_[static_cast<size_t>(j)];
       auto keep = std::remove_if(cl.members.begin(), cl.members.end(),
@@ -154,6 +162,7 @@ class Greedy {
   bool prune_;
   std::vector<float> min_sq_;
   std::vector<uint8_t> is_center_, moved_;
+  std::vector<int64_t> owner_;  // cluster of each item
   std::vector<Cluster> clusters_;
   std::vector<int64_t> candidates_, touched_;
   std::vector<float> distances_;

@@ -1,0 +1,159 @@
+"""k-center greedy: exact against the plain running-minimum greedy and scikit-activeml."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import alcore
+from alcore import _core
+from alcore.diversity import kcenter
+
+
+def naive_greedy(x: np.ndarray, k: int, labeled: np.ndarray, first: int | None = None):
+    """The definition, in float64: running minimum of squared distances, argmax with ties to
+    the lower index, centers never picked again."""
+    x = x.astype(np.float64)
+    n = len(x)
+    mind = np.full(n, np.inf)
+    centers = list(labeled)
+    for c in centers:
+        mind = np.minimum(mind, ((x - x[c]) ** 2).sum(axis=1))
+    picks, radii = [], []
+    for step in range(k):
+        if step == 0 and not centers:
+            pick = first
+        else:
+            candidates = mind.copy()
+            candidates[centers] = -1.0
+            pick = int(np.argmax(candidates))
+        picks.append(pick)
+        centers.append(pick)
+        mind = np.minimum(mind, ((x - x[pick]) ** 2).sum(axis=1))
+        rest = mind.copy()
+        rest[centers] = -1.0
+        radii.append(np.sqrt(max(rest.max(), 0.0)))
+    return np.array(picks), np.array(radii)
+
+
+@st.composite
+def integer_clouds(draw):
+    """Small-integer coordinates: exact float32 distances, many exact ties, duplicates."""
+    n = draw(st.integers(2, 120))
+    d = draw(st.integers(1, 20))
+    x = draw(hnp.arrays(np.int8, (n, d), elements=st.integers(-3, 3))).astype(np.float32)
+    n_labeled = draw(st.integers(0, min(5, n - 1)))
+    labeled = draw(st.permutations(range(n)))[:n_labeled]
+    k = draw(st.integers(1, n - n_labeled))
+    return x, np.array(labeled, dtype=np.int64), k
+
+
+@given(integer_clouds(), st.integers(0, 2**31))
+def test_matches_naive_greedy_with_ties(case, seed):
+    x, labeled, k = case
+    result = kcenter(x, k, labeled=labeled if len(labeled) else None, seed=seed)
+    first = int(np.random.default_rng(seed).integers(len(x))) if len(labeled) == 0 else None
+    picks, radii = naive_greedy(x, k, labeled, first)
+    np.testing.assert_array_equal(result.indices, picks)
+    np.testing.assert_allclose(result.radii, radii, rtol=1e-6)
+
+
+@pytest.mark.parametrize("d", [3, 16, 33, 128])
+def test_pruning_changes_nothing(d):
+    """Bit-exact against the same native greedy with every distance computed."""
+    rng = np.random.default_rng(d)
+    centers = rng.standard_normal((20, d)).astype(np.float32) * 4
+    x = (centers[rng.integers(20, size=5000)] + rng.standard_normal((5000, d))).astype(
+        np.float32)
+    labeled = rng.choice(5000, size=30, replace=False).astype(np.int64)
+    for init in (labeled, np.empty(0, dtype=np.int64)):
+        pruned = _core.kcenter(x, init, 200, 7, None, True)
+        plain = _core.kcenter(x, init, 200, 7, None, False)
+        np.testing.assert_array_equal(pruned[0], plain[0])
+        np.testing.assert_array_equal(pruned[1], plain[1])
+
+
+def test_matches_naive_greedy_on_continuous_data():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3000, 24)).astype(np.float32)
+    labeled = rng.choice(3000, size=10, replace=False)
+    result = kcenter(x, 60, labeled=labeled)
+    picks, radii = naive_greedy(x, 60, labeled)
+    np.testing.assert_array_equal(result.indices, picks)
+    np.testing.assert_allclose(result.radii, radii, rtol=1e-5)
+    assert (np.diff(result.radii) <= 1e-6).all()  # coverage only improves
+
+
+def test_equals_scikit_activeml_k_greedy_center():
+    core_set = pytest.importorskip("skactiveml.pool._core_set")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((800, 10))
+    y = np.full(800, np.nan)
+    labeled = rng.choice(800, size=15, replace=False)
+    y[labeled] = 0
+    want, _ = core_set.k_greedy_center(x, y, batch_size=25, random_state=0)
+    got = kcenter(x, 25, labeled=labeled)
+    np.testing.assert_array_equal(got.indices, want)
+
+
+def test_cosine_uses_directions():
+    x = np.array([[1.0, 0.0], [10.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    # Item 1 points where item 0 does: at cosine distance 0 it is never the farthest.
+    result = kcenter(x, 2, labeled=[0], metric="cosine")
+    np.testing.assert_array_equal(result.indices, [2, 3])
+
+
+def test_threads_and_progress():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((20_000, 32)).astype(np.float32)
+    calls = []
+    alcore.set_num_threads(1)
+    try:
+        one = kcenter(x, 150, labeled=np.arange(5), progress=lambda d, t: calls.append((d, t)))
+    finally:
+        alcore.set_num_threads(2)
+    two = kcenter(x, 150, labeled=np.arange(5))
+    np.testing.assert_array_equal(one.indices, two.indices)
+    assert calls[-1] == (150, 150) and all(t == 150 for _, t in calls)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_duplicates_and_exhausting_the_pool():
+    x = np.array([[0.0], [0.0], [1.0], [1.0]])
+    result = kcenter(x, 3, labeled=[0])
+    np.testing.assert_array_equal(result.indices, [2, 1, 3])
+    np.testing.assert_array_equal(result.radii, [0.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"embeddings": np.zeros((0, 3)), "k": 1}, r"embeddings is empty"),
+        ({"embeddings": np.zeros(3), "k": 1}, r"embeddings must be 2-D"),
+        ({"embeddings": np.array([[0.0, np.nan]]), "k": 1},
+         r"embeddings must be finite: row 0, column 1 is nan"),
+        ({"embeddings": np.zeros((3, 2), dtype=int), "k": 1},
+         r"embeddings must have a floating dtype"),
+        ({"embeddings": np.zeros((3, 2)), "k": 0}, r"k must be a positive integer"),
+        ({"embeddings": np.zeros((3, 2)), "k": 3, "labeled": [0]},
+         r"k=3 exceeds the 2 unlabeled items \(3 items, 1 labeled\)"),
+        ({"embeddings": np.zeros((3, 2)), "k": 1, "labeled": [5]},
+         r"labeled holds index 5, outside \[0, 3\)"),
+        ({"embeddings": np.zeros((3, 2)), "k": 1, "labeled": np.ones(2, bool)},
+         r"labeled mask has length 2 but embeddings has 3 items"),
+        ({"embeddings": np.zeros((3, 2)), "k": 1, "metric": "manhattan"},
+         r"metric must be 'l2' or 'cosine'"),
+        ({"embeddings": np.zeros((3, 2)), "k": 1, "metric": "cosine"},
+         r"embeddings row 0 has zero norm"),
+        ({"embeddings": np.zeros((3, 2)), "k": 1, "seed": 1.5},
+         r"seed must be an int or a numpy.random.Generator"),
+        ({"embeddings": np.zeros((3, 2)), "k": 1, "progress": 3},
+         r"progress must be a callable"),
+    ],
+)
+def test_bad_input(kwargs, match):
+    with pytest.raises(alcore.InvalidInputError, match=match):
+        kcenter(**kwargs)
