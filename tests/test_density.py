@@ -1,0 +1,100 @@
+"""kNN density: exact path against brute force, approximate path's recall, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import alcore
+from alcore.density import knn_density
+
+
+def brute_force(x: np.ndarray, k: int) -> np.ndarray:
+    """Mean distance to the k nearest others, from the full distance matrix (float64)."""
+    x = x.astype(np.float64)
+    dist = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(axis=2))
+    np.fill_diagonal(dist, np.inf)
+    return np.sort(dist, axis=1)[:, :k].mean(axis=1)
+
+
+@settings(max_examples=40)
+@given(
+    hnp.arrays(np.float32, st.tuples(st.integers(2, 60), st.integers(1, 8)),
+               elements=st.floats(-10, 10, width=32) | st.sampled_from([0.0, 1.0])),
+    st.integers(1, 5),
+)
+def test_exact_matches_brute_force(x, k):
+    k = min(k, len(x) - 1)
+    mean = brute_force(x, k)
+    got = knn_density(x, k, exact=True, return_neighbors=True)
+    assert got.index.kind == "flat"
+    assert np.isfinite(got.density).all() and (got.density > 0).all()
+    # FAISS's exact search expands |x - y|^2 = |x|^2 + |y|^2 - 2 x.y in float32.
+    scale = float(np.abs(x).max()) + 1.0
+    np.testing.assert_allclose(got.distances.mean(axis=1), mean, atol=2e-3 * scale, rtol=1e-3)
+    assert not (got.ids == np.arange(len(x))[:, None]).any() or (mean == 0).any()
+    positive = mean > 1e-2 * scale
+    np.testing.assert_allclose(got.density[positive], 1 / mean[positive], rtol=5e-3)
+
+
+def test_duplicates_get_the_largest_finite_density():
+    x = np.array([[0.0, 0.0]] * 4 + [[5.0, 5.0]])
+    density = knn_density(x, 2)
+    assert density[0] == np.finfo(np.float32).max
+    assert np.isfinite(density).all()
+
+
+def test_approximate_index_recall():
+    """Large enough for the approximate path: recall@10 against exact search >= 0.95."""
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((60, 32)).astype(np.float32) * 3
+    x = centers[rng.integers(60, size=120_000)] + rng.standard_normal((120_000, 32),
+                                                                        dtype=np.float32)
+    approx = knn_density(x, 10, return_neighbors=True, seed=1)
+    assert approx.index.kind == "ivf"
+    sample = rng.choice(len(x), size=300, replace=False)
+    exact = brute_force_ids(x, sample, 10)
+    recall = np.mean([len(set(approx.ids[i]) & set(exact[j])) / 10
+                      for j, i in enumerate(sample)])
+    assert recall >= 0.95, recall
+    # The densities themselves follow: within a few percent of the exact ones.
+    exact_mean = np.array([np.sqrt(((x[exact[j]] - x[i]) ** 2).sum(axis=1)).mean()
+                           for j, i in enumerate(sample)])
+    np.testing.assert_allclose(1 / approx.density[sample], exact_mean, rtol=0.05)
+
+
+def brute_force_ids(x: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    out = []
+    for i in rows:
+        d = ((x - x[i]) ** 2).sum(axis=1)
+        d[i] = np.inf
+        out.append(np.argsort(d, kind="stable")[:k])
+    return np.array(out)
+
+
+def test_progress_reports_every_batch():
+    x = np.random.default_rng(2).standard_normal((40_000, 4)).astype(np.float32)
+    calls = []
+    knn_density(x, 3, progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (40_000, 40_000) and len(calls) >= 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"embeddings": np.zeros((3, 2)), "k": 3}, r"k=3 needs at least 4 items"),
+        ({"embeddings": np.zeros((3, 2)), "k": 0}, r"k must be a positive integer"),
+        ({"embeddings": [[np.inf, 0.0], [0.0, 0.0]], "k": 1},
+         r"embeddings must be finite: row 0, column 0 is inf"),
+        ({"embeddings": np.zeros((3, 2)), "k": 1, "exact": "yes"},
+         r"exact must be True or False"),
+        ({"embeddings": np.zeros((3, 2)), "k": 1, "seed": "x"},
+         r"seed must be an int or a numpy.random.Generator"),
+    ],
+)
+def test_bad_input(kwargs, match):
+    with pytest.raises(alcore.InvalidInputError, match=match):
+        knn_density(**kwargs)
