@@ -95,3 +95,25 @@ def knn(x: np.ndarray, k: int, choice: IndexChoice, seed: int,
             progress(stop, n)
     np.maximum(distances, 0, out=distances)  # BLAS distance expansion can dip below 0
     return distances, ids
+
+
+class GrowingIndex:
+    """An exact index that grows as items are taken (flat L2: it holds the labeled and
+    the taken items, thousands, not the pool)."""
+
+    def __init__(self, d: int):
+        self._index = faiss_module().IndexFlatL2(d)
+
+    def __len__(self) -> int:
+        return self._index.ntotal
+
+    def add(self, vectors: np.ndarray) -> None:
+        if len(vectors):
+            self._index.add(vectors)
+
+    def nearest_sq(self, queries: np.ndarray) -> np.ndarray:
+        """Squared L2 distance from each query to its nearest indexed item (inf if none)."""
+        if self._index.ntotal == 0:
+            return np.full(len(queries), np.inf, dtype=np.float32)
+        distances, _ = self._index.search(queries, 1)
+        return np.maximum(distances[:, 0], 0)

@@ -2,6 +2,8 @@
 uncertain corner of it.
 
 :func:`kcenter` is the greedy k-center (core-set) selection: exact, O(N) memory, native.
+:func:`spread` thins a ranking (e.g. by uncertainty) so that no two picks are closer than a
+minimum distance.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from alcore import _core
+from alcore import _core, _faiss
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
 from alcore._progress import ProgressCallback, reporter
@@ -101,4 +103,116 @@ def kcenter(embeddings: Any, k: int, labeled: Any = None, metric: str = "l2",
     return KCenterResult(indices, radii)
 
 
-__all__ = ["KCenterResult", "kcenter"]
+# Candidates checked per batch in spread(): one index search for the whole batch.
+_SPREAD_BATCH = 4096
+
+
+def _ranking(ranked: Any, n: int) -> np.ndarray:
+    arr = v.as_numpy(ranked, "ranked")
+    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+        raise InvalidInputError(
+            f"ranked must be a 1-D integer array of item indices, best first (e.g. "
+            f"alcore.top_k(scores, N)), got {arr.dtype} with shape {arr.shape}"
+        )
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
+        bad = int(arr.min()) if int(arr.min()) < 0 else int(arr.max())
+        raise InvalidInputError(f"ranked holds index {bad}, outside [0, {n})")
+    if np.unique(arr).size != arr.size:
+        raise InvalidInputError("ranked holds an index twice; pass each item at most once")
+    return arr.astype(np.int64, copy=False)
+
+
+def _min_sq(points: np.ndarray, item: np.ndarray) -> float:
+    """Smallest squared L2 distance from item to any of points, exact (float64 differences)."""
+    if not len(points):
+        return float("inf")
+    diff = points.astype(np.float64) - item.astype(np.float64)
+    return float(np.einsum("ij,ij->i", diff, diff).min())
+
+
+def spread(ranked: Any, embeddings: Any, k: int, min_distance: float, labeled: Any = None,
+           metric: str = "l2") -> np.ndarray:
+    """Walk a ranking and take each item at least ``min_distance`` from everything already
+    taken or labeled (the coverage constraint), until k are taken.
+
+    Parameters
+    ----------
+    ranked : array-like of int
+        Item indices, most wanted first (e.g. ``alcore.top_k(scores, N)``); unique.
+    embeddings : array-like of shape (N, d)
+        float32 (float64 converted once), finite.
+    k : int
+        Items to take.
+    min_distance : float
+        Smallest allowed distance (L2; for ``metric="cosine"``, between normalised rows)
+        between two taken items, or a taken and a labeled one. 0 takes the ranking as is.
+    labeled : array-like, optional
+        Boolean mask or unique indices of labeled items: never taken, and they count as
+        taken for the constraint.
+    metric : {"l2", "cosine"}
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        The taken items in ranking order; fewer than k when the ranking runs out.
+
+    Notes
+    -----
+    Exact: the result is that of checking every candidate, in order, against every item
+    taken before it, with float64 distances (an item exactly at ``min_distance`` is taken).
+    Candidates go in batches through one FAISS search against the taken and labeled items
+    (a clear rejection there is final: the set only grows; borderline cases are recomputed
+    exactly); survivors are then checked against each other in order.
+    """
+    x = v.embeddings_matrix(embeddings)
+    n = x.shape[0]
+    order = _ranking(ranked, n)
+    k = v.count(k)
+    try:
+        radius = float(min_distance)
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"min_distance must be a number >= 0, got {min_distance!r}") from None
+    if not radius >= 0 or not np.isfinite(radius):
+        raise InvalidInputError(f"min_distance must be a finite number >= 0, got {min_distance!r}")
+    if not isinstance(metric, str) or metric not in _METRICS:
+        raise InvalidInputError(f"metric must be 'l2' or 'cosine', got {metric!r}")
+    mask, _ = v.exclude_mask(labeled, n, "embeddings", name="labeled")
+    if metric == "cosine":
+        x = _unit_rows(x)
+    if mask is not None:
+        order = order[mask[order] == 0]
+    radius_sq = radius * radius
+    index = _faiss.GrowingIndex(x.shape[1])
+    anchors = x[mask.astype(bool)] if mask is not None else x[:0]  # labeled, then taken
+    index.add(anchors)
+    taken: list[int] = []
+    for start in range(0, len(order), _SPREAD_BATCH):
+        batch = order[start:start + _SPREAD_BATCH]
+        # FAISS (float32, |a|^2 + |b|^2 - 2ab) decides only where it is clear by a margin far
+        # above its rounding; the rest is decided with exact float64 differences.
+        approx = index.nearest_sq(x[batch])
+        unclear = np.flatnonzero((approx >= radius_sq * (1 - 1e-4))
+                                 & (approx < radius_sq * (1 + 1e-4) + 1e-30))
+        keep = approx >= radius_sq * (1 + 1e-4) + 1e-30
+        for j in unclear:
+            keep[j] = _min_sq(anchors, x[batch[j]]) >= radius_sq
+        survivors = batch[keep]
+        # Survivors against each other, in ranking order.
+        chosen: list[int] = []
+        for j, item in enumerate(survivors):
+            if chosen and _min_sq(x[survivors[chosen]], x[item]) < radius_sq:
+                continue
+            chosen.append(j)
+            if len(taken) + len(chosen) == k:
+                break
+        picked = survivors[chosen]
+        taken.extend(picked.tolist())
+        index.add(x[picked])
+        anchors = np.concatenate([anchors, x[picked]])
+        if len(taken) == k:
+            break
+    return np.array(taken, dtype=np.int64)
+
+
+__all__ = ["KCenterResult", "kcenter", "spread"]
