@@ -117,3 +117,19 @@ class GrowingIndex:
             return np.full(len(queries), np.inf, dtype=np.float32)
         distances, _ = self._index.search(queries, 1)
         return np.maximum(distances[:, 0], 0)
+
+
+def kmeans(x: np.ndarray, n_clusters: int, seed: int, iterations: int = 20,
+           restarts: int = 3) -> np.ndarray:
+    """FAISS k-means: the int64 cluster of every row. Trained on at most 256 points per
+    cluster (FAISS's default sample); the best of ``restarts`` random initialisations is
+    kept, since a single one often merges two groups and splits another."""
+    faiss = faiss_module()
+    n, d = x.shape
+    if n_clusters >= n:
+        return np.arange(n, dtype=np.int64)  # one item per cluster
+    km = faiss.Kmeans(d, n_clusters, niter=iterations, nredo=restarts, seed=seed,
+                      max_points_per_centroid=256, min_points_per_centroid=1)
+    km.train(x)
+    _, labels = km.index.search(x, 1)
+    return labels[:, 0].astype(np.int64)

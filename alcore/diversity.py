@@ -3,6 +3,7 @@ uncertain corner of it.
 
 :func:`kcenter` is the greedy k-center (core-set) selection: exact, O(N) memory, native.
 :func:`badge` samples diverse, uncertain items in gradient-embedding space (BADGE).
+:func:`typiclust` picks the most typical item of each large uncovered cluster (TypiClust).
 :func:`spread` thins a ranking (e.g. by uncertainty) so that no two picks are closer than a
 minimum distance.
 """
@@ -308,4 +309,101 @@ def badge(probs: Any, embeddings: Any, k: int, labeled: Any = None,
     return np.array(picks, dtype=np.int64)
 
 
-__all__ = ["KCenterResult", "badge", "kcenter", "spread"]
+def _typicality(x: np.ndarray, members: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """1 / mean distance to the n_neighbors nearest other members (exact, within the
+    cluster); a single member gets 1."""
+    if len(members) == 1:
+        return np.ones(1)
+    k = min(n_neighbors, len(members) - 1)
+    sq, ids = _faiss.knn(x[members], k + 1, _faiss.IndexChoice("flat"), 0)
+    is_self = ids == np.arange(len(members))[:, None]
+    is_self[~is_self.any(axis=1), -1] = True
+    dist = np.sqrt(np.where(is_self, 0.0, sq.astype(np.float64)))
+    mean = dist.sum(axis=1) / k
+    return 1.0 / np.maximum(mean, np.finfo(np.float64).tiny)
+
+
+def typiclust(embeddings: Any, k: int, labeled: Any = None,
+              seed: int | np.random.Generator | None = 0, *, n_neighbors: int = 20,
+              clusters: Any = None) -> np.ndarray:
+    """TypiClust (Hacohen et al. 2022, TPC-RP): cover the pool's clusters with their most
+    typical items.
+
+    The pool is clustered into ``n_labeled + k`` clusters (FAISS k-means); then, k times,
+    the largest cluster holding no labeled or picked item gives up its most typical
+    unlabeled member, typicality being 1 / mean distance to the ``n_neighbors`` nearest
+    other members of the cluster.
+
+    Parameters
+    ----------
+    embeddings : array-like of shape (N, d)
+        float32 (float64 converted once), finite.
+    k : int
+        Batch size.
+    labeled : array-like, optional
+        Boolean mask or unique indices of labeled items (they cover their clusters).
+    seed : int or numpy.random.Generator
+        Seeds k-means.
+    n_neighbors : int
+        Neighbours for typicality (20 in the paper).
+    clusters : array-like of int, optional
+        Precomputed cluster labels of shape (N,) instead of k-means.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (k,)
+
+    Notes
+    -----
+    Deterministic for a seed: equal cluster sizes go to the lower cluster label, equal
+    typicality to the lower index (scikit-activeml breaks those ties at random). When
+    every non-empty cluster is covered, later picks come from the largest clusters not yet
+    picked from, covered ones included.
+    """
+    x = v.embeddings_matrix(embeddings)
+    n = x.shape[0]
+    k = v.count(k)
+    n_neighbors = v.count(n_neighbors, "n_neighbors")
+    mask, n_labeled = v.exclude_mask(labeled, n, "embeddings", name="labeled")
+    if k > n - n_labeled:
+        raise InvalidInputError(
+            f"k={k} exceeds the {n - n_labeled} unlabeled items ({n} items, {n_labeled} "
+            f"labeled); lower k"
+        )
+    if clusters is None:
+        labels = _faiss.kmeans(x, n_labeled + k, int(v.rng(seed).integers(2**31)))
+    else:
+        labels = v.as_numpy(clusters, "clusters")
+        if labels.shape != (n,) or labels.dtype.kind not in "iu" or (labels < 0).any():
+            raise InvalidInputError(
+                f"clusters must be non-negative integer labels of shape ({n},), got dtype "
+                f"{labels.dtype} and shape {labels.shape}"
+            )
+        labels = labels.astype(np.int64)
+    available = np.ones(n, dtype=bool) if mask is None else mask == 0
+    sizes = np.bincount(labels, minlength=int(labels.max()) + 1)
+    covered = np.zeros(len(sizes), dtype=bool)
+    covered[labels[~available]] = True
+    picked_from = np.zeros(len(sizes), dtype=bool)
+    picks: list[int] = []
+    for _ in range(k):
+        # Largest uncovered cluster with an unlabeled member; once none is left, the largest
+        # cluster not yet picked from. np.argmax takes the lower label among equals.
+        has_candidates = np.bincount(labels[available], minlength=len(sizes)) > 0
+        eligible = has_candidates & ~covered & ~picked_from
+        if not eligible.any():
+            eligible = has_candidates & ~picked_from
+        if not eligible.any():
+            eligible = has_candidates
+        cluster = int(np.argmax(np.where(eligible, sizes, -1)))
+        members = np.flatnonzero(labels == cluster)
+        typicality = _typicality(x, members, n_neighbors)
+        typicality[~available[members]] = -np.inf
+        pick = int(members[int(np.argmax(typicality))])
+        picks.append(pick)
+        available[pick] = False
+        covered[cluster] = picked_from[cluster] = True
+    return np.array(picks, dtype=np.int64)
+
+
+__all__ = ["KCenterResult", "badge", "kcenter", "spread", "typiclust"]

@@ -1,0 +1,104 @@
+"""TypiClust against scikit-activeml (same clustering) and a direct reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import alcore
+from alcore.diversity import typiclust
+
+
+class FixedClusters:
+    """A clustering 'algorithm' that returns given labels, to compare selection logic."""
+
+    def __init__(self, n_clusters=None, labels=None):
+        self.labels = labels
+
+    def fit_predict(self, x):
+        return self.labels
+
+
+def clustered(seed, sizes, d=6):
+    rng = np.random.default_rng(seed)
+    labels = np.concatenate([np.full(s, i) for i, s in enumerate(sizes)])
+    centers = rng.standard_normal((len(sizes), d)) * 10
+    x = centers[labels] + rng.standard_normal((len(labels), d))
+    perm = rng.permutation(len(labels))
+    return x[perm], labels[perm]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_equals_scikit_activeml_with_the_same_clusters(seed):
+    tc = pytest.importorskip("skactiveml.pool._typi_clust")
+    sizes = [40, 35, 31, 27, 22, 18, 15, 12, 9]  # distinct: no random tie-breaks
+    x, labels = clustered(seed, sizes)
+    labeled = np.flatnonzero(labels == 1)[:2]  # cluster 1 is covered
+    y = np.full(len(x), np.nan)
+    y[labeled] = 0
+    strategy = tc.TypiClust(cluster_algo=FixedClusters,
+                            cluster_algo_dict={"labels": labels}, k=5, random_state=0)
+    # scikit-activeml asks for n_labeled + batch_size clusters: 2 + 7 = 9, as given.
+    want = strategy.query(x, y, batch_size=7)
+    got = typiclust(x, 7, labeled=labeled, clusters=labels, n_neighbors=5)
+    np.testing.assert_array_equal(got, want)
+
+
+def reference(x, k, labeled, labels, n_neighbors):
+    x = x.astype(np.float64)
+    available = np.ones(len(x), bool)
+    available[labeled] = False
+    sizes = np.bincount(labels)
+    used = set(labels[labeled].tolist())
+    picks = []
+    for _ in range(k):
+        order = sorted((c for c in range(len(sizes)) if c not in used
+                        and available[labels == c].any()), key=lambda c: (-sizes[c], c))
+        cluster = order[0]
+        members = np.flatnonzero(labels == cluster)
+        m = len(members) - 1
+        best, best_i = -np.inf, -1
+        for i in members:
+            if not available[i]:
+                continue
+            dist = np.sort(np.sqrt(((x[members] - x[i]) ** 2).sum(axis=1)))[1:]
+            typ = 1 / dist[:min(n_neighbors, m)].mean() if m else 1.0
+            if typ > best:
+                best, best_i = typ, i
+        picks.append(best_i)
+        available[best_i] = False
+        used.add(cluster)
+    return np.array(picks)
+
+
+def test_matches_reference():
+    x, labels = clustered(4, [30, 30, 25, 25, 20, 10, 5, 1])
+    labeled = np.flatnonzero(labels == 0)[:3]
+    got = typiclust(x, 6, labeled=labeled, clusters=labels, n_neighbors=4)
+    np.testing.assert_array_equal(got, reference(x, 6, labeled, labels, 4))
+
+
+def test_kmeans_path_covers_distinct_clusters():
+    x, truth = clustered(5, [300] * 8, d=16)
+    picks = typiclust(x, 8, seed=3)
+    assert len(set(truth[picks].tolist())) == 8  # one per well-separated group
+    np.testing.assert_array_equal(picks, typiclust(x, 8, seed=3))  # seeded
+
+
+def test_more_picks_than_uncovered_clusters():
+    x, labels = clustered(6, [5, 4, 3])
+    picks = typiclust(x, 7, clusters=labels, labeled=[0])
+    assert len(set(picks.tolist())) == 7 and 0 not in picks
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"k": 5, "labeled": [0, 1]}, r"k=5 exceeds the 4 unlabeled items"),
+        ({"k": 1, "clusters": [0, 1]}, r"clusters must be non-negative integer labels"),
+        ({"k": 1, "n_neighbors": 0}, r"n_neighbors must be a positive integer"),
+    ],
+)
+def test_bad_input(kwargs, match):
+    with pytest.raises(alcore.InvalidInputError, match=match):
+        typiclust(np.zeros((6, 2)), **kwargs)
