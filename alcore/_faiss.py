@@ -133,3 +133,40 @@ def kmeans(x: np.ndarray, n_clusters: int, seed: int, iterations: int = 20,
     km.train(x)
     _, labels = km.index.search(x, 1)
     return labels[:, 0].astype(np.int64)
+
+
+def range_graph(x: np.ndarray, radius: float,
+                progress: Callable[[int, int], Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs within ``radius`` (L2, inclusive, each row's own index included), as a
+    symmetric CSR graph: neighbours of row i are ids[offsets[i]:offsets[i + 1]], sorted.
+
+    FAISS's exact search (float32, |a|^2 + |b|^2 - 2ab, strict <) finds the candidates with
+    a margin; pairs near the boundary are decided again with float64 differences, so the
+    graph is that of the exact distances (a pair at exactly ``radius`` is an edge).
+    """
+    faiss = faiss_module()
+    n, d = x.shape
+    index = faiss.IndexFlatL2(d)
+    index.add(x)
+    radius_sq = radius * radius
+    margin = 1e-4 * radius_sq + 1e-6 * float(np.max(np.einsum("ij,ij->i", x, x)))
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    chunks: list[np.ndarray] = []
+    for start in range(0, n, QUERY_BATCH):
+        stop = min(n, start + QUERY_BATCH)
+        lims, dist, ids = index.range_search(x[start:stop], radius_sq + margin)
+        lims = lims.astype(np.int64)
+        rows = np.repeat(np.arange(start, stop), np.diff(lims))
+        unclear = np.flatnonzero(dist >= radius_sq - margin)
+        keep = np.ones(len(ids), dtype=bool)
+        if len(unclear):
+            diff = x[rows[unclear]].astype(np.float64) - x[ids[unclear]].astype(np.float64)
+            keep[unclear] = np.einsum("ij,ij->i", diff, diff) <= radius_sq
+        rows, ids = rows[keep], ids[keep].astype(np.int64)
+        order = np.lexsort((ids, rows))
+        chunks.append(ids[order])
+        offsets[start + 1:stop + 1] = np.bincount(rows - start, minlength=stop - start)
+        if progress is not None:
+            progress(stop, n)
+    np.cumsum(offsets, out=offsets)
+    return offsets, np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64)

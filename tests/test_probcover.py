@@ -1,0 +1,85 @@
+"""ProbCover: greedy coverage on a sparse radius graph, against a dense reference and
+scikit-activeml."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import alcore
+from alcore.diversity import probcover
+
+
+def dense_reference(x, k, radius, labeled):
+    """scikit-activeml's loop with an N x N edge matrix, ties to the lower index."""
+    x = x.astype(np.float64)
+    dist_sq = ((x[:, None, :] - x[None, :, :]) ** 2).sum(axis=2)
+    edges = dist_sq <= radius * radius
+    candidate = np.ones(len(x), dtype=bool)
+    candidate[list(labeled)] = False
+    picks = []
+    for _ in range(k):
+        covered = edges[~candidate].any(axis=0)
+        edges[:, covered] = False
+        gain = np.where(candidate, edges.sum(axis=1), -1)
+        pick = int(np.argmax(gain))
+        picks.append(pick)
+        candidate[pick] = False
+    return np.array(picks)
+
+
+@settings(max_examples=60)
+@given(hnp.arrays(np.float32, st.tuples(st.integers(1, 40), st.integers(1, 3)),
+                  elements=st.integers(-4, 4).map(float)), st.data())
+def test_matches_dense_reference(x, data):
+    n = len(x)
+    labeled = data.draw(st.lists(st.integers(0, n - 1), unique=True, max_size=3))
+    k = data.draw(st.integers(1, n - len(labeled))) if n > len(labeled) else None
+    if k is None:
+        return
+    radius = data.draw(st.sampled_from([0.5, 1.0, np.sqrt(2.0), 2.0, 3.0]))
+    got = probcover(x, k, radius, labeled=labeled or None)
+    np.testing.assert_array_equal(got, dense_reference(x, k, radius, set(labeled)))
+
+
+@pytest.mark.filterwarnings("ignore:The maximum purity:UserWarning")
+def test_same_clusters_as_scikit_activeml():
+    """Tight groups of distinct sizes: each pick covers one group, largest first. Within a
+    group scikit-activeml breaks ties at random, so the groups are compared."""
+    pc = pytest.importorskip("skactiveml.pool._prob_cover")
+    rng = np.random.default_rng(0)
+    sizes = [50, 40, 30, 20, 10]
+    group = np.concatenate([np.full(s, g) for g, s in enumerate(sizes)])
+    x = np.array([[10.0 * g, 0.0] for g in group]) + rng.uniform(-0.1, 0.1, (len(group), 2))
+    labeled = [int(np.flatnonzero(group == 1)[0])]
+    y = np.full(len(x), np.nan)
+    y[labeled] = 0
+    strategy = pc.ProbCover(deltas=[1.0], random_state=0)
+    want = strategy.query(x, y, batch_size=4)
+    got = probcover(x, 4, 1.0, labeled=labeled)
+    np.testing.assert_array_equal(group[got], group[want])
+    np.testing.assert_array_equal(group[got], [0, 2, 3, 4])
+
+
+def test_sparse_graph_scales():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((30_000, 8)).astype(np.float32)
+    calls = []
+    picks = probcover(x, 20, 1.0, progress=lambda d, t: calls.append(d))
+    assert len(set(picks.tolist())) == 20 and calls[-1] == 30_000
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"k": 1, "radius": 0}, r"radius must be a finite number > 0"),
+        ({"k": 1, "radius": "x"}, r"radius must be a number > 0"),
+        ({"k": 4, "radius": 1.0, "labeled": [0]}, r"k=4 exceeds the 3 unlabeled items"),
+    ],
+)
+def test_bad_input(kwargs, match):
+    with pytest.raises(alcore.InvalidInputError, match=match):
+        probcover(np.zeros((4, 2)), **kwargs)
