@@ -1,0 +1,78 @@
+"""Cluster-Margin against a direct reference of the round-robin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import alcore
+from alcore.diversity import cluster_margin
+
+
+def reference(probs, k, labeled, clusters, per_pick):
+    # Margin order as alcore defines it (score 1 - (p1 - p2), ties to the lower index).
+    score = alcore.scores.margin(probs)
+    order = [i for i in np.lexsort((np.arange(len(probs)), -score)) if i not in labeled]
+    candidates = order[:min(per_pick * k, len(order))]
+    by_cluster = {}
+    for i in candidates:
+        by_cluster.setdefault(int(clusters[i]), []).append(i)
+    sequence = sorted(by_cluster, key=lambda c: (len(by_cluster[c]), c))
+    picks, depth = [], 0
+    while len(picks) < k:
+        for c in sequence:
+            if depth < len(by_cluster[c]) and len(picks) < k:
+                picks.append(by_cluster[c][depth])
+        depth += 1
+    return np.array(picks)
+
+
+@settings(max_examples=50)
+@given(st.integers(1, 80), st.integers(2, 5), st.integers(1, 6), st.integers(0, 2**31),
+       st.data())
+def test_matches_reference(n, c, n_clusters, seed, data):
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(c), size=n)
+    if data.draw(st.booleans()):
+        probs = np.round(probs, 1)  # ties in the margin
+        probs[:, 0] += 1 - probs.sum(axis=1)
+        probs = np.abs(probs) / np.abs(probs).sum(axis=1, keepdims=True)
+    clusters = rng.integers(n_clusters, size=n)
+    labeled = data.draw(st.lists(st.integers(0, n - 1), unique=True, max_size=n - 1))
+    k = data.draw(st.integers(1, n - len(labeled)))
+    per_pick = data.draw(st.integers(1, 4))
+    got = cluster_margin(probs, None, k, labeled=labeled or None, clusters=clusters,
+                         candidates_per_pick=per_pick)
+    np.testing.assert_array_equal(got, reference(probs, k, set(labeled), clusters, per_pick))
+
+
+def test_small_clusters_first():
+    probs = np.tile([[0.5, 0.5]], (6, 1))  # all equally uncertain: margin order = index
+    clusters = np.array([0, 0, 0, 1, 1, 2])
+    got = cluster_margin(probs, None, 4, clusters=clusters)
+    np.testing.assert_array_equal(got, [5, 3, 0, 4])
+
+
+def test_kmeans_on_candidates():
+    rng = np.random.default_rng(1)
+    groups = rng.integers(4, size=400)
+    emb = np.eye(4)[groups] * 20 + rng.standard_normal((400, 4))
+    probs = rng.dirichlet(np.ones(3), size=400)
+    picks = cluster_margin(probs, emb, 4, n_clusters=4, seed=2)
+    assert sorted(groups[picks].tolist()) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"k": 1, "clusters": [0, 1]}, r"clusters must be integer labels of shape \(3,\)"),
+        ({"k": 1, "embeddings": np.zeros((2, 2))}, r"embeddings has 2 rows but probs has 3"),
+        ({"k": 1, "candidates_per_pick": 0}, r"candidates_per_pick must be a positive integer"),
+    ],
+)
+def test_bad_input(kwargs, match):
+    kwargs.setdefault("embeddings", np.zeros((3, 2)))
+    with pytest.raises(alcore.InvalidInputError, match=match):
+        cluster_margin(np.full((3, 2), 0.5), **kwargs)
