@@ -220,7 +220,8 @@ def spread(ranked: Any, embeddings: Any, k: int, min_distance: float, labeled: A
 
 
 def badge(probs: Any, embeddings: Any, k: int, labeled: Any = None,
-          seed: int | np.random.Generator | None = 0, *, logits: Any = None) -> np.ndarray:
+          seed: int | np.random.Generator | None = 0, *, logits: Any = None,
+          progress: ProgressCallback | None = None, verbose: bool = False) -> np.ndarray:
     """BADGE batch selection (Ash et al. 2020): k-means++ seeding on gradient embeddings.
 
     Item i's gradient embedding is ``g_i = (onehot(argmax p_i) - p_i) ⊗ h_i`` (the gradient
@@ -240,6 +241,8 @@ def badge(probs: Any, embeddings: Any, k: int, labeled: Any = None,
         Boolean mask or unique indices of items never to pick.
     seed : int or numpy.random.Generator
         Drives the D² sampling.
+    progress, verbose
+        ``progress(done, k)`` after each pick; a bar on stderr.
 
     Returns
     -------
@@ -282,6 +285,7 @@ def badge(probs: Any, embeddings: Any, k: int, labeled: Any = None,
             f"labeled); lower k"
         )
     generator = v.rng(seed)
+    report = reporter(progress, v.flag(verbose, "verbose"), "BADGE")
     a = -p
     a[np.arange(n), p.argmax(axis=1)] += 1.0
     a_sq = np.einsum("ij,ij->i", a, a)
@@ -291,7 +295,9 @@ def badge(probs: Any, embeddings: Any, k: int, labeled: Any = None,
     first = int(np.argmax(np.where(available, g_sq, -1.0)))
     picks = [first]
     nearest = np.full(n, np.inf)
-    for _ in range(k - 1):
+    for step in range(1, k):
+        if report is not None:
+            report(step, k)
         c = picks[-1]
         dist = g_sq + g_sq[c] - 2.0 * (a @ a[c]) * (h @ h[c])
         np.minimum(nearest, np.maximum(dist, 0.0), out=nearest)
@@ -308,6 +314,8 @@ def badge(probs: Any, embeddings: Any, k: int, labeled: Any = None,
         else:
             pick = int(np.argmax(available))
         picks.append(pick)
+    if report is not None:
+        report(k, k)
     return np.array(picks, dtype=np.int64)
 
 
@@ -327,7 +335,8 @@ def _typicality(x: np.ndarray, members: np.ndarray, n_neighbors: int) -> np.ndar
 
 def typiclust(embeddings: Any, k: int, labeled: Any = None,
               seed: int | np.random.Generator | None = 0, *, n_neighbors: int = 20,
-              clusters: Any = None) -> np.ndarray:
+              clusters: Any = None, progress: ProgressCallback | None = None,
+              verbose: bool = False) -> np.ndarray:
     """TypiClust (Hacohen et al. 2022, TPC-RP): cover the pool's clusters with their most
     typical items.
 
@@ -350,6 +359,8 @@ def typiclust(embeddings: Any, k: int, labeled: Any = None,
         Neighbours for typicality (20 in the paper).
     clusters : array-like of int, optional
         Precomputed cluster labels of shape (N,) instead of k-means.
+    progress, verbose
+        ``progress(done, k)`` after each pick; a bar on stderr.
 
     Returns
     -------
@@ -382,6 +393,7 @@ def typiclust(embeddings: Any, k: int, labeled: Any = None,
                 f"{labels.dtype} and shape {labels.shape}"
             )
         labels = labels.astype(np.int64)
+    report = reporter(progress, v.flag(verbose, "verbose"), "TypiClust")
     available = np.ones(n, dtype=bool) if mask is None else mask == 0
     sizes = np.bincount(labels, minlength=int(labels.max()) + 1)
     covered = np.zeros(len(sizes), dtype=bool)
@@ -405,6 +417,8 @@ def typiclust(embeddings: Any, k: int, labeled: Any = None,
         picks.append(pick)
         available[pick] = False
         covered[cluster] = picked_from[cluster] = True
+        if report is not None:
+            report(len(picks), k)
     return np.array(picks, dtype=np.int64)
 
 

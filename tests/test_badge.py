@@ -97,3 +97,11 @@ def test_scale_runs_without_the_gradient_matrix():
 def test_bad_input(args, kwargs, match):
     with pytest.raises(alcore.InvalidInputError, match=match):
         badge(*args, **kwargs)
+
+
+def test_progress():
+    rng = np.random.default_rng(3)
+    calls = []
+    badge(rng.dirichlet(np.ones(3), size=50), rng.standard_normal((50, 4)), 7,
+          progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, 7) for i in range(1, 8)]

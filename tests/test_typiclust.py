@@ -102,3 +102,10 @@ def test_more_picks_than_uncovered_clusters():
 def test_bad_input(kwargs, match):
     with pytest.raises(alcore.InvalidInputError, match=match):
         typiclust(np.zeros((6, 2)), **kwargs)
+
+
+def test_progress():
+    x, labels = clustered(7, [10, 8, 6])
+    calls = []
+    typiclust(x, 3, clusters=labels, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
