@@ -319,17 +319,29 @@ def badge(probs: Any, embeddings: Any, k: int, labeled: Any = None,
     return np.array(picks, dtype=np.int64)
 
 
+# Clusters up to this size get their typicality from one dense float64 distance matrix;
+# larger ones from an exact FAISS search (O(m) memory).
+_DENSE_TYPICALITY_MAX = 2048
+
+
 def _typicality(x: np.ndarray, members: np.ndarray, n_neighbors: int) -> np.ndarray:
     """1 / mean distance to the n_neighbors nearest other members (exact, within the
     cluster); a single member gets 1."""
     if len(members) == 1:
         return np.ones(1)
     k = min(n_neighbors, len(members) - 1)
-    sq, ids = _faiss.knn(x[members], k + 1, _faiss.IndexChoice("flat"), 0)
-    is_self = ids == np.arange(len(members))[:, None]
-    is_self[~is_self.any(axis=1), -1] = True
-    dist = np.sqrt(np.where(is_self, 0.0, sq.astype(np.float64)))
-    mean = dist.sum(axis=1) / k
+    if len(members) <= _DENSE_TYPICALITY_MAX:
+        points = x[members].astype(np.float64)
+        sq = np.einsum("ij,ij->i", points, points)
+        dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * points @ points.T, 0))
+        np.fill_diagonal(dist, np.inf)
+        nearest = np.partition(dist, k - 1, axis=1)[:, :k]
+    else:
+        sq_knn, ids = _faiss.knn(x[members], k + 1, _faiss.IndexChoice("flat"), 0)
+        is_self = ids == np.arange(len(members))[:, None]
+        is_self[~is_self.any(axis=1), -1] = True
+        nearest = np.sqrt(np.where(is_self, 0.0, sq_knn.astype(np.float64)))
+    mean = nearest.sum(axis=1) / k
     return 1.0 / np.maximum(mean, np.finfo(np.float64).tiny)
 
 
@@ -435,6 +447,7 @@ def _neighbours_of(offsets: np.ndarray, ids: np.ndarray, rows: np.ndarray) -> np
 
 
 def probcover(embeddings: Any, k: int, radius: float, labeled: Any = None, *,
+              seed: int | np.random.Generator | None = 0,
               progress: ProgressCallback | None = None, verbose: bool = False) -> np.ndarray:
     """ProbCover (Yehuda et al. 2022): greedy maximum coverage of radius-balls.
 
@@ -453,6 +466,9 @@ def probcover(embeddings: Any, k: int, radius: float, labeled: Any = None, *,
         balls stay 95 % class-pure under k-means pseudo-labels.
     labeled : array-like, optional
         Boolean mask or unique indices of labeled items.
+    seed : int or numpy.random.Generator
+        Seeds the clustering that prunes the graph construction (the graph, and so the
+        picks, do not depend on it).
     progress, verbose
         Report the neighbourhood-graph construction, the expensive part.
 
@@ -463,9 +479,10 @@ def probcover(embeddings: Any, k: int, radius: float, labeled: Any = None, *,
 
     Notes
     -----
-    The graph is sparse (CSR, built by blocked exact FAISS range search, boundary pairs
-    decided in float64), never N x N; each pick updates the coverage counts of the newly
-    covered items' neighbours only, O(edges) over the whole run.
+    The graph is sparse (CSR), never N x N: built cluster against cluster, skipping pairs
+    of clusters the triangle inequality rules out, boundary pairs decided in float64. Each
+    pick updates the coverage counts of the newly covered items' neighbours only,
+    O(edges) over the whole run.
     """
     x = v.embeddings_matrix(embeddings)
     n = x.shape[0]
@@ -482,7 +499,8 @@ def probcover(embeddings: Any, k: int, radius: float, labeled: Any = None, *,
             f"k={k} exceeds the {n - n_labeled} unlabeled items ({n} items, {n_labeled} "
             f"labeled); lower k"
         )
-    offsets, ids = _faiss.range_graph(x, delta, reporter(progress, verbose, "ProbCover graph"))
+    offsets, ids = _faiss.range_graph(x, delta, int(v.rng(seed).integers(2**31)),
+                                      reporter(progress, verbose, "ProbCover graph"))
     available = np.ones(n, dtype=bool) if mask is None else mask == 0
     covered = np.zeros(n, dtype=bool)
     covered[_neighbours_of(offsets, ids, np.flatnonzero(~available))] = True
