@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from alcore import _threads
+from alcore import _core, _threads
 
-# Below this many items an exact (brute-force, BLAS) search is fast enough and always
-# recall 1; above it an inverted-file index is built (see _approximate_index).
+# Below this many items FAISS's brute-force search (BLAS) is the fastest exact search;
+# above it the cluster-pruned self-join (knn_self_join) is.
 EXACT_MAX_ITEMS = 100_000
 # Queries per FAISS call: bounds the (batch x k) result buffers and paces progress reports.
 QUERY_BATCH = 16_384
@@ -41,28 +41,20 @@ def faiss_module() -> Any:
 class IndexChoice:
     """How a neighbour search is run; recorded in results so users can see it."""
 
-    kind: str  # "flat" (exact) or "ivf" (approximate)
-    nlist: int = 0
-    nprobe: int = 0
-    train_size: int = 0
+    kind: str  # "flat" (FAISS brute force) or "clustered" (cluster-pruned self-join)
+    clusters: int = 0
 
 
 def choose_index(n: int, exact: bool | None) -> IndexChoice:
-    """Exact search up to EXACT_MAX_ITEMS items (or when asked); otherwise IVF.
-
-    IVF parameters: nlist = 1024 cells for 1M items (scaled with sqrt(N), 64 at least),
-    trained on 40 points per cell, vectors stored as 8-bit scalar codes (SQ8: a quarter of
-    the memory traffic of float32, distances within ~1 % ), and nprobe = nlist / 128 (8 for
-    1M). Measured on clustered 128-d embeddings (benchmarks/conftest.py: mixture), 1M items:
-    recall@10 = 0.96 against exact search at 1/23 of its time (IVF1024,Flat: 0.98 at 1/13;
-    nprobe 6: 0.91). tests/test_density.py checks recall >= 0.95 on data large enough to use
-    this path.
+    """FAISS brute force up to EXACT_MAX_ITEMS items or when ``exact`` is True; above, the
+    cluster-pruned self-join (knn_self_join), which is exact as well: no approximate index
+    is needed. Measured on clustered 128-d embeddings (benchmarks/conftest.py: mixture),
+    1M items, k = 10: the self-join took 1/xx of brute force's time, where an IVF-SQ8 index
+    (nlist 1024, nprobe 8) reached recall@10 = 0.96 at 1/19 and IVF-Flat 0.98 at 1/13.
     """
-    if exact or (exact is None and n <= EXACT_MAX_ITEMS):
+    if exact or n <= EXACT_MAX_ITEMS:
         return IndexChoice("flat")
-    nlist = int(max(64, min(4096, round(1024 * np.sqrt(n / 1_000_000)))))
-    nprobe = max(8, nlist // 128)
-    return IndexChoice("ivf", nlist=nlist, nprobe=nprobe, train_size=min(n, 40 * nlist))
+    return IndexChoice("clustered", clusters=round(n / 1000))
 
 
 def knn(x: np.ndarray, k: int, choice: IndexChoice, seed: int,
@@ -72,19 +64,11 @@ def knn(x: np.ndarray, k: int, choice: IndexChoice, seed: int,
     Returns squared L2 distances (float32, >= 0) and ids (int64), both of shape (N, k),
     sorted by distance.
     """
+    if choice.kind == "clustered":
+        return knn_self_join(x, k, seed, progress)
     faiss = faiss_module()
     n, d = x.shape
-    if choice.kind == "flat":
-        index = faiss.IndexFlatL2(d)
-    else:
-        quantizer = faiss.IndexFlatL2(d)
-        index = faiss.IndexIVFScalarQuantizer(quantizer, d, choice.nlist,
-                                              faiss.ScalarQuantizer.QT_8bit)
-        rng = np.random.default_rng(seed)
-        sample = x[np.sort(rng.choice(n, size=choice.train_size, replace=False))]
-        index.cp.seed = int(rng.integers(2**31))
-        index.train(sample)
-        index.nprobe = choice.nprobe
+    index = faiss.IndexFlatL2(d)
     index.add(x)
     distances = np.empty((n, k), dtype=np.float32)
     ids = np.empty((n, k), dtype=np.int64)
@@ -163,6 +147,58 @@ def kmeans(x: np.ndarray, n_clusters: int, seed: int, iterations: int = 10) -> n
     return labels[:, 0].astype(np.int64)
 
 
+@dataclass(frozen=True)
+class ClusterGeometry:
+    """Rows grouped by cluster, with each cluster's centre and radius (float64): what the
+    triangle-inequality searches below need."""
+
+    order: np.ndarray  # row indices grouped by cluster
+    bounds: np.ndarray  # cluster c owns order[bounds[c]:bounds[c + 1]]
+    centers: np.ndarray  # (K, d) float64
+    radius: np.ndarray  # largest member distance to the centre
+    center_dist: np.ndarray  # (K, K) distances between centres
+
+    def members(self, c: int) -> np.ndarray:
+        return self.order[self.bounds[c]:self.bounds[c + 1]]
+
+    def members_of(self, clusters: np.ndarray) -> np.ndarray:
+        return np.concatenate([self.members(int(c)) for c in clusters])
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return np.diff(self.bounds)
+
+
+def cluster_geometry(x: np.ndarray, n_clusters: int, seed: int) -> ClusterGeometry:
+    n, d = x.shape
+    n_clusters = int(min(n, max(1, n_clusters)))
+    labels = kmeans(x, n_clusters, seed) if n_clusters > 1 else np.zeros(n, dtype=np.int64)
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(n_clusters + 1))
+    sums = np.zeros((n_clusters, d))
+    np.add.at(sums, labels, x)
+    centers = sums / np.maximum(np.diff(bounds), 1)[:, None]
+    radius = np.zeros(n_clusters)
+    for start in range(0, n, 65_536):  # float64 deviations a block at a time
+        block = slice(start, start + 65_536)
+        deviation = x[block] - centers[labels[block]]
+        np.maximum.at(radius, labels[block],
+                      np.sqrt(np.einsum("ij,ij->i", deviation, deviation)))
+    c_sq = np.einsum("ij,ij->i", centers, centers)
+    center_dist = np.sqrt(np.maximum(c_sq[:, None] + c_sq[None, :] - 2 * centers @ centers.T, 0))
+    return ClusterGeometry(order, bounds, centers, radius, center_dist)
+
+
+def _sq_distances(x: np.ndarray, norms: np.ndarray, rows: np.ndarray,
+                  cols: np.ndarray) -> np.ndarray:
+    """(len(rows), len(cols)) squared L2 distances, float32, by one matrix product."""
+    sq = x[rows] @ x[cols].T
+    sq *= -2
+    sq += norms[rows][:, None]
+    sq += norms[cols][None, :]
+    return sq
+
+
 def range_graph(x: np.ndarray, radius: float, seed: int = 0,
                 progress: Callable[[int, int], Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """All pairs within ``radius`` (L2, inclusive, each row's own index included), as a
@@ -175,21 +211,9 @@ def range_graph(x: np.ndarray, radius: float, seed: int = 0,
     margin of ``radius`` are decided again with float64 differences, so the graph is that
     of the exact distances (a pair at exactly ``radius`` is an edge).
     """
-    n, d = x.shape
-    n_clusters = int(min(n, max(1, round(np.sqrt(n)))))
-    labels = kmeans(x, n_clusters, seed) if n_clusters > 1 else np.zeros(n, dtype=np.int64)
-    order = np.argsort(labels, kind="stable")
-    bounds = np.searchsorted(labels[order], np.arange(n_clusters + 1))
-    sizes = np.diff(bounds)
-    x64 = x.astype(np.float64)
-    sums = np.zeros((n_clusters, d))
-    np.add.at(sums, labels, x64)
-    centers = sums / np.maximum(sizes, 1)[:, None]
-    spread = np.sqrt(np.einsum("ij,ij->i", x64 - centers[labels], x64 - centers[labels]))
-    cluster_radius = np.zeros(n_clusters)
-    np.maximum.at(cluster_radius, labels, spread)
-    c_sq = np.einsum("ij,ij->i", centers, centers)
-    center_dist = np.sqrt(np.maximum(c_sq[:, None] + c_sq[None, :] - 2 * centers @ centers.T, 0))
+    n = x.shape[0]
+    geometry = cluster_geometry(x, round(np.sqrt(n)), seed)
+    sizes = geometry.sizes
     radius_sq = radius * radius
     norms = np.einsum("ij,ij->i", x, x)
     # float32 expansion error stays far below this (relative 1e-4 of radius^2, and of the
@@ -198,19 +222,19 @@ def range_graph(x: np.ndarray, radius: float, seed: int = 0,
     rows_out: list[np.ndarray] = []
     cols_out: list[np.ndarray] = []
     done = 0
-    for a in range(n_clusters):
-        if sizes[a] == 0:
-            continue
-        reach = cluster_radius[a] + cluster_radius + radius
-        near = np.flatnonzero((center_dist[a] <= reach * (1 + 1e-9) + 1e-9) & (sizes > 0))
-        rows = order[bounds[a]:bounds[a + 1]]
-        cols = np.concatenate([order[bounds[b]:bounds[b + 1]] for b in near])
-        sq = norms[rows][:, None] + norms[cols][None, :] - 2 * (x[rows] @ x[cols].T)
+    for a in np.flatnonzero(sizes):
+        reach = geometry.radius[a] + geometry.radius + radius
+        near = np.flatnonzero((geometry.center_dist[a] <= reach * (1 + 1e-9) + 1e-9)
+                              & (sizes > 0))
+        rows = geometry.members(a)
+        cols = geometry.members_of(near)
+        sq = _sq_distances(x, norms, rows, cols)
         r, c = np.nonzero(sq <= radius_sq + margin)
         unclear = np.flatnonzero(sq[r, c] >= radius_sq - margin)
         keep = np.ones(len(r), dtype=bool)
         if len(unclear):
-            diff = x64[rows[r[unclear]]] - x64[cols[c[unclear]]]
+            diff = (x[rows[r[unclear]]].astype(np.float64)
+                    - x[cols[c[unclear]]].astype(np.float64))
             keep[unclear] = np.einsum("ij,ij->i", diff, diff) <= radius_sq
         rows_out.append(rows[r[keep]])
         cols_out.append(cols[c[keep]])
@@ -223,3 +247,78 @@ def range_graph(x: np.ndarray, radius: float, seed: int = 0,
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(src, minlength=n), out=offsets[1:])
     return offsets, dst[by_row]
+
+
+def knn_self_join(x: np.ndarray, k: int, seed: int,
+                  progress: Callable[[int, int], Any] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest rows of every row of x (itself included), for large N.
+
+    Rows are clustered (about 1000 per cluster). For a cluster A, its own members give
+    every row p a first k-th distance U_p. A row p can then have a true neighbour in
+    cluster B only if |p - c_B| - r_B <= U_p (triangle inequality), so only the clusters
+    some row still needs are searched, which on clustered embeddings is a handful.
+    Distances come from float32 matrix products on the rows sorted by cluster (contiguous
+    blocks, no gathers), ranked without the row's own norm (constant per row) and the k
+    smallest per row taken by a native selection. Returns squared distances (float32,
+    >= 0) and ids (int64), shape (N, k), nearest first.
+    """
+    n = x.shape[0]
+    geometry = cluster_geometry(x, round(n / 1000), seed)
+    sizes, bounds, order = geometry.sizes, geometry.bounds, geometry.order
+    xs = x[order]  # rows grouped by cluster: every cluster is a contiguous block
+    norms = np.einsum("ij,ij->i", xs, xs)
+    c_sq = np.einsum("ij,ij->i", geometry.centers, geometry.centers)
+    out_sq = np.empty((n, k), dtype=np.float32)
+    out_ids = np.empty((n, k), dtype=np.int64)
+
+    def block(clusters: np.ndarray) -> np.ndarray:
+        """Sorted-space positions of the members of ``clusters``."""
+        return np.concatenate([np.arange(bounds[c], bounds[c + 1]) for c in clusters])
+
+    def partial_sq(queries: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """|y|^2 - 2 q.y: the squared distance less |q|^2, which does not change a row's
+        ranking."""
+        d = queries @ xs[cols].T
+        d *= -2
+        d += norms[cols][None, :]
+        return d
+
+    done = 0
+    for a in np.flatnonzero(sizes):
+        queries = xs[bounds[a]:bounds[a + 1]]
+        own_norms = norms[bounds[a]:bounds[a + 1]]
+        # First candidates: the cluster itself, widened by the nearest clusters (by the
+        # cluster-level bound) while it holds fewer than k items.
+        lower = np.maximum(geometry.center_dist[a] - geometry.radius[a] - geometry.radius, 0)
+        lower[sizes == 0] = np.inf
+        lower[a] = -1.0
+        by_bound = np.argsort(lower, kind="stable")
+        first = int(np.searchsorted(np.cumsum(sizes[by_bound]), k)) + 1
+        searched = by_bound[:first]
+        cols = block(searched)
+        part, pos = _core.smallest_k_per_row(partial_sq(queries, cols), k)
+        ids = cols[pos]
+        # Per-row bound: which clusters can still hold a neighbour of some row.
+        points = queries.astype(np.float64)
+        to_centers = np.sqrt(np.maximum(
+            np.einsum("ij,ij->i", points, points)[:, None] + c_sq[None, :]
+            - 2 * points @ geometry.centers.T, 0))
+        kth = np.sqrt(np.maximum(part[:, -1].astype(np.float64) + own_norms, 0))
+        need = (to_centers - geometry.radius[None, :]) <= (kth * (1 + 1e-5) + 1e-6)[:, None]
+        need[:, searched] = False
+        need[:, sizes == 0] = False
+        more_clusters = np.flatnonzero(need.any(axis=0))
+        if len(more_clusters):
+            more = block(more_clusters)
+            merged = np.hstack([part, partial_sq(queries, more)])
+            part, pos = _core.smallest_k_per_row(merged, k)
+            ids = np.where(pos < k, np.take_along_axis(ids, np.minimum(pos, k - 1), axis=1),
+                           more[np.maximum(pos - k, 0)])
+        rows = order[bounds[a]:bounds[a + 1]]
+        out_sq[rows] = np.maximum(part + own_norms[:, None], 0)
+        out_ids[rows] = order[ids]
+        done += len(rows)
+        if progress is not None:
+            progress(done, n)
+    return out_sq, out_ids

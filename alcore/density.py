@@ -19,12 +19,12 @@ class KnnDensity(NamedTuple):
     density: np.ndarray
     """float32 (N,): 1 / mean distance to the k nearest other items."""
     ids: np.ndarray
-    """int64 (N, k): those neighbours, nearest first (-1 where the approximate index found
-    fewer than k)."""
+    """int64 (N, k): those neighbours, nearest first."""
     distances: np.ndarray
-    """float32 (N, k): their L2 distances (inf where ids is -1)."""
+    """float32 (N, k): their L2 distances."""
     index: _faiss.IndexChoice
-    """The search that produced them (exact "flat" or approximate "ivf", with parameters)."""
+    """The search that produced them: FAISS brute force ("flat") or the cluster-pruned
+    self-join ("clustered"); both exact."""
 
 
 def _drop_self(sq: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,13 +50,16 @@ def knn_density(embeddings: Any, k: int = 10, exact: bool | None = None, *,
     k : int
         Neighbours per item.
     exact : bool, optional
-        True: exact search. False: the approximate index. None (default): exact up to
-        100 000 items, approximate above (an inverted-file index with 8-bit codes, tuned
-        for recall@10 >= 0.95; see ``alcore._faiss.choose_index``).
+        True forces FAISS's brute-force search. Otherwise (default) brute force up to
+        100 000 items and, above, a self-join pruned by k-means clusters and the triangle
+        inequality (``alcore._faiss.knn_self_join``). Both are exact (recall 1): on
+        clustered embeddings the pruned search beats approximate indexes here, so none is
+        used.
     return_neighbors : bool
         Also return the neighbour ids and distances.
     seed : int or numpy.random.Generator
-        Seeds the approximate index's training sample and k-means (unused when exact).
+        Seeds the k-means that prunes the large-N search (the result does not depend on it,
+        up to the order of equally distant neighbours).
     progress : callable, optional
         ``progress(done, N)`` as queries complete.
     verbose : bool
@@ -83,12 +86,8 @@ def knn_density(embeddings: Any, k: int = 10, exact: bool | None = None, *,
     choice = _faiss.choose_index(n, exact)
     sq, ids = _faiss.knn(x, k + 1, choice, index_seed, reporter(progress, verbose, "k-NN"))
     sq, ids = _drop_self(sq, ids, k)
-    missing = ids < 0
     distances = np.sqrt(sq, dtype=np.float32)
-    distances[missing] = np.inf
-    found = (~missing).sum(axis=1)
-    total = np.where(missing, 0, distances).sum(axis=1, dtype=np.float64)
-    mean = np.divide(total, found, out=np.full(n, np.inf), where=found > 0)
+    mean = distances.mean(axis=1, dtype=np.float64)
     with np.errstate(divide="ignore"):
         density = (1.0 / mean).astype(np.float32)
     density[mean == 0] = np.finfo(np.float32).max

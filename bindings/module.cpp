@@ -174,6 +174,23 @@ py::tuple kcenter(const py::array& x, const py::array& initial, int64_t k, int64
   return py::make_tuple(picks, radii);
 }
 
+py::tuple smallest_k_per_row(const py::array& m, int64_t k) {
+  if (m.ndim() != 2 || !(m.flags() & py::array::c_style) || m.dtype().kind() != 'f' ||
+      m.itemsize() != 4)
+    throw py::type_error("m must be a C-contiguous 2-D float32 array");
+  const int64_t rows = m.shape(0), cols = m.shape(1);
+  py::array_t<float> values({rows, k});
+  py::array_t<int64_t> columns({rows, k});
+  const float* src = static_cast<const float*>(m.data());
+  float* v = values.mutable_data();
+  int64_t* c = columns.mutable_data();
+  {
+    py::gil_scoped_release release;
+    alcore::smallest_k_per_row(src, rows, cols, k, v, c);
+  }
+  return py::make_tuple(values, columns);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -203,6 +220,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("atol"));
   m.def("kcenter", &kcenter, py::arg("x"), py::arg("initial"), py::arg("k"), py::arg("first"),
         py::arg("progress"), py::arg("prune"));
+  m.def("smallest_k_per_row", &smallest_k_per_row, py::arg("m"), py::arg("k"));
   m.def("set_num_threads", &alcore::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &alcore::get_num_threads);
   m.def("isa", &alcore::isa_name);

@@ -186,6 +186,29 @@ void sample_scores(const T* x, int64_t t, int64_t n, int64_t c, SampleScore scor
   first_bad.throw_if_any();
 }
 
+void smallest_k_per_row(const float* m, int64_t rows, int64_t cols, int64_t k,
+                        float* out_values, int64_t* out_columns) {
+  if (k < 1 || k > cols) throw std::invalid_argument("k must be in [1, cols]");
+  parallel_chunks(rows, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, cols)),
+                  [&](int, int64_t begin, int64_t end) {
+    std::vector<float> negated(static_cast<size_t>(cols));
+    for (int64_t r = begin; r < end; ++r) {
+      // The largest of -m is the smallest of m, with the same lower-index tie rule.
+      const float* row = m + r * cols;
+      for (int64_t j = 0; j < cols; ++j)
+        negated[static_cast<size_t>(j)] = row[j] == row[j] ? -row[j] : -INFINITY;
+      TopCollector<float> top(k);
+      top.push_block(negated.data(), cols, 0, nullptr);
+      std::vector<Candidate<float>> best = top.candidates();
+      std::sort(best.begin(), best.end(), RanksBefore{});
+      for (int64_t i = 0; i < k; ++i) {
+        out_values[r * k + i] = -best[static_cast<size_t>(i)].score;
+        out_columns[r * k + i] = best[static_cast<size_t>(i)].index;
+      }
+    }
+  });
+}
+
 #define ALCORE_INSTANTIATE(T)                                                                  \
   template void score_rows<T>(const T*, int64_t, int64_t, const ScoreOptions&, T*);            \
   template void select_top<T>(const T*, int64_t, int64_t, const ScoreOptions&, const uint8_t*, \

@@ -71,6 +71,11 @@ template <class T>
 void sample_scores(const T* x, int64_t t, int64_t n, int64_t c, SampleScore score,
                    bool normalize, double atol, T* out);
 
+// For each row of m (rows x cols): the k smallest values, ascending (equal values to the
+// lower column), written to out_values/out_columns (rows x k). NaN is never smallest.
+void smallest_k_per_row(const float* m, int64_t rows, int64_t cols, int64_t k,
+                        float* out_values, int64_t* out_columns);
+
 void set_num_threads(int n);
 int get_num_threads();
 // Name of the instruction-set variant the kernels run with ("avx512", "avx2", "baseline").
