@@ -175,15 +175,23 @@ def cluster_geometry(x: np.ndarray, n_clusters: int, seed: int) -> ClusterGeomet
     labels = kmeans(x, n_clusters, seed) if n_clusters > 1 else np.zeros(n, dtype=np.int64)
     order = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[order], np.arange(n_clusters + 1))
-    sums = np.zeros((n_clusters, d))
-    np.add.at(sums, labels, x)
-    centers = sums / np.maximum(np.diff(bounds), 1)[:, None]
-    radius = np.zeros(n_clusters)
+    sizes = np.diff(bounds)
+    nonempty = sizes > 0
+    xs = x[order]
+    # Sums and maxima over each cluster's contiguous block (reduceat; empty clusters masked).
+    centers = np.zeros((n_clusters, d))
+    centers[nonempty] = np.add.reduceat(xs, bounds[:-1][nonempty], axis=0, dtype=np.float64)
+    centers[nonempty] /= sizes[nonempty, None]
+    spread = np.empty(n)
     for start in range(0, n, 65_536):  # float64 deviations a block at a time
-        block = slice(start, start + 65_536)
-        deviation = x[block] - centers[labels[block]]
-        np.maximum.at(radius, labels[block],
-                      np.sqrt(np.einsum("ij,ij->i", deviation, deviation)))
+        stop = min(n, start + 65_536)
+        deviation = xs[start:stop] - centers[labels[order[start:stop]]]
+        spread[start:stop] = np.sqrt(np.einsum("ij,ij->i", deviation, deviation))
+    # Any point can serve as a cluster's centre for the triangle inequality as long as the
+    # radius is the largest distance to that same point, so float rounding in the centre
+    # does not matter.
+    radius = np.zeros(n_clusters)
+    radius[nonempty] = np.maximum.reduceat(spread, bounds[:-1][nonempty])
     c_sq = np.einsum("ij,ij->i", centers, centers)
     center_dist = np.sqrt(np.maximum(c_sq[:, None] + c_sq[None, :] - 2 * centers @ centers.T, 0))
     return ClusterGeometry(order, bounds, centers, radius, center_dist)
@@ -311,10 +319,12 @@ def knn_self_join(x: np.ndarray, k: int, seed: int,
         more_clusters = np.flatnonzero(need.any(axis=0))
         if len(more_clusters):
             more = block(more_clusters)
-            merged = np.hstack([part, partial_sq(queries, more)])
-            part, pos = _core.smallest_k_per_row(merged, k)
-            ids = np.where(pos < k, np.take_along_axis(ids, np.minimum(pos, k - 1), axis=1),
-                           more[np.maximum(pos - k, 0)])
+            extra, extra_pos = _core.smallest_k_per_row(partial_sq(queries, more),
+                                                        min(k, len(more)))
+            # The k best of both candidate lists (2k columns, not k + len(more)).
+            part, pos = _core.smallest_k_per_row(np.hstack([part, extra]), k)
+            both = np.hstack([ids, more[extra_pos]])
+            ids = np.take_along_axis(both, pos, axis=1)
         rows = order[bounds[a]:bounds[a + 1]]
         out_sq[rows] = np.maximum(part + own_norms[:, None], 0)
         out_ids[rows] = order[ids]
