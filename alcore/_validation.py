@@ -260,6 +260,18 @@ def exclude_mask(exclude: Any, n: int, items: str,
     return mask, excluded
 
 
+def labeled_and_k(labeled: Any, n: int, items: str, k: int) -> tuple[np.ndarray | None, int]:
+    """Validate ``labeled`` (mask or unique indices) and that k items remain unlabeled;
+    return (one-byte mask or None, number labeled)."""
+    mask, n_labeled = exclude_mask(labeled, n, items, name="labeled")
+    if k > n - n_labeled:
+        raise InvalidInputError(
+            f"k={k} exceeds the {n - n_labeled} unlabeled items ({n} items, {n_labeled} "
+            f"labeled); lower k"
+        )
+    return mask, n_labeled
+
+
 def check_k_available(k: int, n: int, excluded: int) -> None:
     available = n - excluded
     if k > available:
@@ -323,6 +335,7 @@ __all__ = [
     "flag",
     "float_array",
     "invalid_value_error",
+    "labeled_and_k",
     "probs_matrix",
     "rng",
     "samples_tensor",

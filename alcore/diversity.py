@@ -89,12 +89,7 @@ def kcenter(embeddings: Any, k: int, labeled: Any = None, metric: str = "l2",
     k = v.count(k)
     if not isinstance(metric, str) or metric not in _METRICS:
         raise InvalidInputError(f"metric must be 'l2' or 'cosine', got {metric!r}")
-    mask, n_labeled = v.exclude_mask(labeled, n, "embeddings", name="labeled")
-    if k > n - n_labeled:
-        raise InvalidInputError(
-            f"k={k} exceeds the {n - n_labeled} unlabeled items ({n} items, {n_labeled} "
-            f"labeled); lower k"
-        )
+    mask, n_labeled = v.labeled_and_k(labeled, n, "embeddings", k)
     generator = v.rng(seed)
     verbose = v.flag(verbose, "verbose")
     if metric == "cosine":
@@ -278,12 +273,7 @@ def badge(probs: Any, embeddings: Any, k: int, labeled: Any = None,
             f"embeddings has {h.shape[0]} rows but {name} has {n}; pass one row per item"
         )
     k = v.count(k)
-    mask, n_labeled = v.exclude_mask(labeled, n, name, name="labeled")
-    if k > n - n_labeled:
-        raise InvalidInputError(
-            f"k={k} exceeds the {n - n_labeled} unlabeled items ({n} items, {n_labeled} "
-            f"labeled); lower k"
-        )
+    mask, _ = v.labeled_and_k(labeled, n, name, k)
     generator = v.rng(seed)
     report = reporter(progress, v.flag(verbose, "verbose"), "BADGE")
     a = -p
@@ -389,12 +379,7 @@ def typiclust(embeddings: Any, k: int, labeled: Any = None,
     n = x.shape[0]
     k = v.count(k)
     n_neighbors = v.count(n_neighbors, "n_neighbors")
-    mask, n_labeled = v.exclude_mask(labeled, n, "embeddings", name="labeled")
-    if k > n - n_labeled:
-        raise InvalidInputError(
-            f"k={k} exceeds the {n - n_labeled} unlabeled items ({n} items, {n_labeled} "
-            f"labeled); lower k"
-        )
+    mask, n_labeled = v.labeled_and_k(labeled, n, "embeddings", k)
     if clusters is None:
         labels = _faiss.kmeans(x, n_labeled + k, int(v.rng(seed).integers(2**31)))
     else:
@@ -493,12 +478,7 @@ def probcover(embeddings: Any, k: int, radius: float, labeled: Any = None, *,
         raise InvalidInputError(f"radius must be a number > 0, got {radius!r}") from None
     if not (delta > 0 and np.isfinite(delta)):
         raise InvalidInputError(f"radius must be a finite number > 0, got {radius!r}")
-    mask, n_labeled = v.exclude_mask(labeled, n, "embeddings", name="labeled")
-    if k > n - n_labeled:
-        raise InvalidInputError(
-            f"k={k} exceeds the {n - n_labeled} unlabeled items ({n} items, {n_labeled} "
-            f"labeled); lower k"
-        )
+    mask, _ = v.labeled_and_k(labeled, n, "embeddings", k)
     offsets, ids = _faiss.range_graph(x, delta, int(v.rng(seed).integers(2**31)),
                                       reporter(progress, verbose, "ProbCover graph"))
     available = np.ones(n, dtype=bool) if mask is None else mask == 0
@@ -568,12 +548,7 @@ def cluster_margin(probs: Any, embeddings: Any, k: int, labeled: Any = None, *,
     n = x.shape[0]
     k = v.count(k)
     per_pick = v.count(candidates_per_pick, "candidates_per_pick")
-    mask, n_labeled = v.exclude_mask(labeled, n, name, name="labeled")
-    if k > n - n_labeled:
-        raise InvalidInputError(
-            f"k={k} exceeds the {n - n_labeled} unlabeled items ({n} items, {n_labeled} "
-            f"labeled); lower k"
-        )
+    mask, n_labeled = v.labeled_and_k(labeled, n, name, k)
     m = min(per_pick * k, n - n_labeled)
     exclude = None if mask is None else mask.view(bool)
     candidates = (select_top(m, logits=x, score="margin", exclude=exclude) if is_logits
