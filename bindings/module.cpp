@@ -10,6 +10,7 @@
 
 #include "alcore/api.hpp"
 #include "alcore/kcenter.hpp"
+#include "alcore/stream_gate.hpp"
 
 namespace py = pybind11;
 
@@ -191,6 +192,42 @@ py::tuple smallest_k_per_row(const py::array& m, int64_t k) {
   return py::make_tuple(values, columns);
 }
 
+bool gate_decide_one(alcore::StreamGate& gate, const py::array& row) {
+  if (row.ndim() != 1 || !(row.flags() & py::array::c_style))
+    throw py::type_error("row must be a C-contiguous 1-D array");
+  return float_dtype(row, "row") == Dtype::f32
+             ? gate.decide_one(static_cast<const float*>(row.data()), row.shape(0))
+             : gate.decide_one(static_cast<const double*>(row.data()), row.shape(0));
+}
+
+py::array gate_decide_many(alcore::StreamGate& gate, const py::array& rows) {
+  if (rows.ndim() != 2) throw py::type_error("rows must be 2-D");
+  const int64_t n = rows.shape(0), c = rows.shape(1);
+  py::array_t<bool> out(n);
+  auto* dst = reinterpret_cast<uint8_t*>(out.mutable_data());
+  const bool f32 = float_dtype(rows, "rows") == Dtype::f32;
+  const void* src = rows.data();
+  {
+    py::gil_scoped_release release;
+    if (f32) gate.decide_many(static_cast<const float*>(src), n, c, dst);
+    else gate.decide_many(static_cast<const double*>(src), n, c, dst);
+  }
+  return out;
+}
+
+py::tuple gate_state(const alcore::StreamGate& gate) {
+  const alcore::GateState s = gate.state();
+  return py::make_tuple(s.spent, s.theta, s.seen, s.queried, s.draws, s.classes);
+}
+
+void gate_set_state(alcore::StreamGate& gate, double spent, double theta, int64_t seen,
+                    int64_t queried, uint64_t draws, int64_t classes) {
+  alcore::GateState s;
+  s.spent = spent, s.theta = theta, s.seen = seen, s.queried = queried, s.draws = draws;
+  s.classes = classes;
+  gate.set_state(s);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -221,6 +258,23 @@ PYBIND11_MODULE(_core, m) {
   m.def("kcenter", &kcenter, py::arg("x"), py::arg("initial"), py::arg("k"), py::arg("first"),
         py::arg("progress"), py::arg("prune"));
   m.def("smallest_k_per_row", &smallest_k_per_row, py::arg("m"), py::arg("k"));
+  py::class_<alcore::StreamGate>(m, "StreamGate")
+      .def(py::init([](int strategy, int utility, double budget, int64_t window, double theta,
+                       double step, double delta, double split, double atol, uint64_t seed) {
+             alcore::GateParams p;
+             p.strategy = static_cast<alcore::GateStrategy>(strategy);
+             p.utility = static_cast<alcore::GateUtility>(utility);
+             p.budget = budget, p.window = window, p.theta = theta, p.step = step;
+             p.delta = delta, p.split = split, p.atol = atol, p.seed = seed;
+             return std::make_unique<alcore::StreamGate>(p);
+           }),
+           py::arg("strategy"), py::arg("utility"), py::arg("budget"), py::arg("window"),
+           py::arg("theta"), py::arg("step"), py::arg("delta"), py::arg("split"),
+           py::arg("atol"), py::arg("seed"))
+      .def("decide_one", &gate_decide_one, py::arg("row"))
+      .def("decide_many", &gate_decide_many, py::arg("rows"))
+      .def("state", &gate_state)
+      .def("set_state", &gate_set_state);
   m.def("set_num_threads", &alcore::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &alcore::get_num_threads);
   m.def("isa", &alcore::isa_name);

@@ -1,0 +1,160 @@
+#include "alcore/stream_gate.hpp"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "alcore/api.hpp"
+
+namespace alcore {
+namespace {
+
+// SplitMix64 of (seed, counter): the n-th random number depends only on the seed and n, so
+// a gate restored from its state continues the same sequence.
+uint64_t mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+StreamGate::StreamGate(const GateParams& params) : params_(params) {
+  if (!(params.budget > 0 && params.budget <= 1))
+    throw std::invalid_argument("budget must be in (0, 1]");
+  if (params.window < 1) throw std::invalid_argument("window must be >= 1");
+  state_.theta = params.theta;
+}
+
+GateState StreamGate::state() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return state_;
+}
+
+void StreamGate::set_state(const GateState& state) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  state_ = state;
+}
+
+double StreamGate::uniform() {
+  const uint64_t bits = mix(params_.seed ^ mix(state_.draws++));
+  return static_cast<double>(bits >> 11) * 0x1.0p-53;
+}
+
+double StreamGate::normal() {
+  // Box-Muller; 1 - u keeps the logarithm's argument in (0, 1].
+  const double u1 = 1.0 - uniform(), u2 = uniform();
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+}
+
+template <class T>
+void StreamGate::validate(const T* rows, int64_t n, int64_t c) const {
+  if (c < 2) throw std::invalid_argument("need at least two classes");
+  if (state_.classes >= 0 && c != state_.classes)
+    throw std::invalid_argument("class count differs from the gate's");
+  for (int64_t r = 0; r < n; ++r) {
+    const T* p = rows + r * c;
+    double sum = 0;
+    for (int64_t j = 0; j < c; ++j) {
+      const T v = p[j];
+      BadValue bad;
+      if (!std::isfinite(v)) bad.problem = Problem::not_finite;
+      else if (v < 0) bad.problem = Problem::negative;
+      else if (v > 1) bad.problem = Problem::above_one;
+      if (bad.problem != Problem::none) {
+        bad.row = r, bad.col = j, bad.value = static_cast<double>(v);
+        throw InvalidValue(bad);
+      }
+      sum += static_cast<double>(v);
+    }
+    if (std::fabs(sum - 1.0) > params_.atol) {
+      BadValue bad;
+      bad.problem = Problem::row_sum, bad.row = r, bad.value = sum;
+      throw InvalidValue(bad);
+    }
+  }
+}
+
+template <class T>
+double StreamGate::utility(const T* p, int64_t c) const {
+  double first = -1, second = -1, entropy = 0;
+  for (int64_t j = 0; j < c; ++j) {
+    const double v = static_cast<double>(p[j]);
+    if (v > first) second = first, first = v;
+    else if (v > second) second = v;
+    if (v > 0) entropy -= v * std::log(v);
+  }
+  switch (params_.utility) {
+    case GateUtility::least_confidence: return 1.0 - first;
+    case GateUtility::margin: return 1.0 - (first - second);
+    case GateUtility::entropy: return entropy / std::log(static_cast<double>(c));
+  }
+  return 0.0;
+}
+
+bool StreamGate::step(double utility, int64_t c) {
+  const double confidence = 1.0 - utility;
+  const double w = static_cast<double>(params_.window);
+  const bool budget_left = state_.spent / w < params_.budget;
+  bool query = false;
+  switch (params_.strategy) {
+    case GateStrategy::fixed: {
+      const double theta = 1.0 / c + params_.budget * (1.0 - 1.0 / c);
+      query = budget_left && confidence <= theta;
+      break;
+    }
+    case GateStrategy::variable_uncertainty:
+    case GateStrategy::randomized_variable_uncertainty:
+      if (budget_left) {
+        double theta = state_.theta;
+        if (params_.strategy == GateStrategy::randomized_variable_uncertainty)
+          theta *= 1.0 + params_.delta * normal();
+        query = confidence < theta;
+        state_.theta *= query ? 1.0 - params_.step : 1.0 + params_.step;
+      }
+      break;
+    case GateStrategy::split:
+      if (budget_left) {
+        if (params_.split > uniform()) {
+          query = uniform() <= params_.budget;
+        } else {
+          query = confidence < state_.theta;
+          state_.theta *= query ? 1.0 - params_.step : 1.0 + params_.step;
+        }
+      }
+      break;
+    case GateStrategy::random: {
+      const bool draw = uniform() <= params_.budget;
+      query = budget_left && draw;
+      break;
+    }
+  }
+  state_.spent = state_.spent * ((w - 1.0) / w) + (query ? 1.0 : 0.0);
+  ++state_.seen;
+  state_.queried += query;
+  return query;
+}
+
+template <class T>
+bool StreamGate::decide_one(const T* row, int64_t c) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  validate(row, 1, c);
+  state_.classes = c;
+  return step(utility(row, c), c);
+}
+
+template <class T>
+void StreamGate::decide_many(const T* rows, int64_t n, int64_t c, uint8_t* out) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  validate(rows, n, c);
+  if (n > 0) state_.classes = c;
+  for (int64_t r = 0; r < n; ++r) out[r] = step(utility(rows + r * c, c), c);
+}
+
+template bool StreamGate::decide_one<float>(const float*, int64_t);
+template bool StreamGate::decide_one<double>(const double*, int64_t);
+template void StreamGate::decide_many<float>(const float*, int64_t, int64_t, uint8_t*);
+template void StreamGate::decide_many<double>(const double*, int64_t, int64_t, uint8_t*);
+
+}  // namespace alcore
