@@ -78,19 +78,21 @@ void StreamGate::validate(const T* rows, int64_t n, int64_t c) const {
 
 template <class T>
 double StreamGate::utility(const T* p, int64_t c) const {
-  double first = -1, second = -1, entropy = 0;
+  if (params_.utility == GateUtility::entropy) {
+    double entropy = 0;
+    for (int64_t j = 0; j < c; ++j) {
+      const double v = static_cast<double>(p[j]);
+      if (v > 0) entropy -= v * std::log(v);
+    }
+    return entropy / std::log(static_cast<double>(c));
+  }
+  double first = -1, second = -1;
   for (int64_t j = 0; j < c; ++j) {
     const double v = static_cast<double>(p[j]);
-    if (v > first) second = first, first = v;
-    else if (v > second) second = v;
-    if (v > 0) entropy -= v * std::log(v);
+    second = v > first ? first : (v > second ? v : second);
+    first = v > first ? v : first;
   }
-  switch (params_.utility) {
-    case GateUtility::least_confidence: return 1.0 - first;
-    case GateUtility::margin: return 1.0 - (first - second);
-    case GateUtility::entropy: return entropy / std::log(static_cast<double>(c));
-  }
-  return 0.0;
+  return params_.utility == GateUtility::margin ? 1.0 - (first - second) : 1.0 - first;
 }
 
 bool StreamGate::step(double utility, int64_t c) {
