@@ -24,10 +24,11 @@ STRATEGIES = {
     "randomized_variable_uncertainty": 2,
     "split": 3,
     "random": 4,
+    "quantile": 5,
 }
 UTILITIES = {"least_confidence": 0, "margin": 1, "entropy": 2}
 # Strategy parameters and their defaults (scikit-activeml's names).
-PARAMETERS = {"theta": 1.0, "s": 0.01, "delta": 1.0, "v": 0.1, "atol": 1e-3}
+PARAMETERS = {"theta": 1.0, "s": 0.01, "delta": 1.0, "v": 0.1, "w_tol": 50.0, "atol": 1e-3}
 _FORMAT = "alcore.StreamGate"
 _VERSION = 1
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -56,7 +57,9 @@ class StreamGate:
         (threshold theta shrinks by (1 - s) after a query, grows by (1 + s) otherwise),
         ``"randomized_variable_uncertainty"`` (the same against theta * N(1, delta)),
         ``"split"`` (with probability v a random query at the budget rate, else a variable
-        step) or ``"random"`` (query with probability budget).
+        step), ``"random"`` (query with probability budget) or ``"quantile"`` (the
+        balanced incremental quantile filter: utility >= the (1 - budget) quantile of the
+        last ``window`` utilities, lowered by range x labels owed / w_tol).
     budget : float
         Share of items that may be labeled, in (0, 1].
     utility : str
@@ -68,8 +71,8 @@ class StreamGate:
     seed : int
         Seeds the counter-based random numbers (randomized, split and random strategies).
     **params
-        ``theta`` (1.0), ``s`` (0.01), ``delta`` (1.0), ``v`` (0.1), ``atol`` (1e-3, the
-        allowed |row sum - 1|).
+        ``theta`` (1.0), ``s`` (0.01), ``delta`` (1.0), ``v`` (0.1), ``w_tol`` (50, the
+        quantile filter's tolerance window), ``atol`` (1e-3, the allowed |row sum - 1|).
 
     Notes
     -----
@@ -104,13 +107,16 @@ class StreamGate:
         for name in ("s", "delta", "v", "atol"):
             if values[name] < 0:
                 raise InvalidInputError(f"{name} must be >= 0, got {values[name]!r}")
+        if values["w_tol"] <= 0:
+            raise InvalidInputError(f"w_tol must be > 0, got {values['w_tol']!r}")
         if values["v"] > 1 or values["s"] >= 1:
             raise InvalidInputError("v must be in [0, 1] and s in [0, 1)")
         self.strategy, self.utility, self.budget, self.window = strategy, utility, budget, window
         self.seed, self.params = int(seed), values
         self._gate = _core.StreamGate(
             STRATEGIES[strategy], UTILITIES[utility], budget, window, values["theta"],
-            values["s"], values["delta"], values["v"], values["atol"], int(seed) % 2**64,
+            values["s"], values["delta"], values["v"], values["atol"], values["w_tol"],
+            int(seed) % 2**64,
         )
         self._lock = threading.Lock()  # guards to_json's read of params + state together
 
@@ -154,21 +160,21 @@ class StreamGate:
 
     @property
     def stats(self) -> GateStats:
-        spent, theta, seen, queried, _, _ = self._gate.state()
+        spent, theta, seen, queried = self._gate.state()[:4]
         return GateStats(seen, queried, queried / seen if seen else 0.0, spent / self.window,
                          theta)
 
     def to_json(self) -> str:
         """The configuration and the full state, as JSON (no pickle)."""
         with self._lock:
-            spent, theta, seen, queried, draws, classes = self._gate.state()
+            spent, theta, seen, queried, draws, classes, history = self._gate.state()
         return json.dumps({
             "format": _FORMAT, "version": _VERSION,
             "config": {"strategy": self.strategy, "budget": self.budget,
                        "utility": self.utility, "window": self.window, "seed": self.seed,
                        "params": self.params},
             "state": {"spent": spent, "theta": theta, "seen": seen, "queried": queried,
-                      "draws": draws, "classes": classes},
+                      "draws": draws, "classes": classes, "history": history},
         })
 
     @classmethod
@@ -185,9 +191,10 @@ class StreamGate:
                        config["window"], config["seed"], **config["params"])
             numbers = [state[key] for key in ("spent", "theta", "seen", "queried", "draws",
                                               "classes")]
+            history = [float(u) for u in state["history"]]
         except InvalidInputError:
             raise
-        except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as err:
+        except (json.JSONDecodeError, TypeError, KeyError, AttributeError, ValueError) as err:
             raise InvalidInputError(f"corrupt StreamGate state ({err!r}); pass the text "
                                     f"StreamGate.to_json() produced") from None
         spent, theta, seen, queried, draws, classes = numbers
@@ -196,9 +203,10 @@ class StreamGate:
                 or not all(isinstance(x, int | float) for x in (spent, theta))
                 or seen < 0 or not 0 <= queried <= seen or draws < 0 or classes < -1
                 or classes in (0, 1) or not np.isfinite(spent) or not np.isfinite(theta)
-                or spent < 0):
+                or spent < 0 or len(history) > gate.window
+                or not all(np.isfinite(history))):
             raise InvalidInputError("corrupt StreamGate state: counters out of range")
-        gate._gate.set_state(float(spent), float(theta), seen, queried, draws, classes)
+        gate._gate.set_state(float(spent), float(theta), seen, queried, draws, classes, history)
         return gate
 
 

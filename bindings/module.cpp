@@ -3,6 +3,7 @@
 // below only guard against misuse of this private module.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -217,14 +218,16 @@ py::array gate_decide_many(alcore::StreamGate& gate, const py::array& rows) {
 
 py::tuple gate_state(const alcore::StreamGate& gate) {
   const alcore::GateState s = gate.state();
-  return py::make_tuple(s.spent, s.theta, s.seen, s.queried, s.draws, s.classes);
+  return py::make_tuple(s.spent, s.theta, s.seen, s.queried, s.draws, s.classes,
+                        py::cast(s.history));
 }
 
 void gate_set_state(alcore::StreamGate& gate, double spent, double theta, int64_t seen,
-                    int64_t queried, uint64_t draws, int64_t classes) {
+                    int64_t queried, uint64_t draws, int64_t classes,
+                    const std::vector<double>& history) {
   alcore::GateState s;
   s.spent = spent, s.theta = theta, s.seen = seen, s.queried = queried, s.draws = draws;
-  s.classes = classes;
+  s.classes = classes, s.history = history;
   gate.set_state(s);
 }
 
@@ -260,17 +263,19 @@ PYBIND11_MODULE(_core, m) {
   m.def("smallest_k_per_row", &smallest_k_per_row, py::arg("m"), py::arg("k"));
   py::class_<alcore::StreamGate>(m, "StreamGate")
       .def(py::init([](int strategy, int utility, double budget, int64_t window, double theta,
-                       double step, double delta, double split, double atol, uint64_t seed) {
+                       double step, double delta, double split, double atol, double w_tol,
+                       uint64_t seed) {
              alcore::GateParams p;
              p.strategy = static_cast<alcore::GateStrategy>(strategy);
              p.utility = static_cast<alcore::GateUtility>(utility);
              p.budget = budget, p.window = window, p.theta = theta, p.step = step;
              p.delta = delta, p.split = split, p.atol = atol, p.seed = seed;
+             p.tolerance_window = w_tol;
              return std::make_unique<alcore::StreamGate>(p);
            }),
            py::arg("strategy"), py::arg("utility"), py::arg("budget"), py::arg("window"),
            py::arg("theta"), py::arg("step"), py::arg("delta"), py::arg("split"),
-           py::arg("atol"), py::arg("seed"))
+           py::arg("atol"), py::arg("w_tol"), py::arg("seed"))
       .def("decide_one", &gate_decide_one, py::arg("row"))
       .def("decide_many", &gate_decide_many, py::arg("rows"))
       .def("state", &gate_state)

@@ -43,6 +43,20 @@ def test_fixed_and_variable_equal_scikit_activeml(budget):
             assert gate.decide_one(p) == (len(queried) == 1), name
 
 
+@pytest.mark.parametrize("utility", ["least_confidence", "margin"])
+def test_quantile_filter_equals_scikit_activeml(utility):
+    bm = pytest.importorskip("skactiveml.stream.budgetmanager")
+    probs = stream(3000, 4, 8)
+    gate = StreamGate("quantile", 0.1, utility, window=100, w_tol=50)
+    peer = bm.BalancedIncrementalQuantileFilter(w=100, w_tol=50, budget=0.1)
+    top2 = np.sort(probs, axis=1)[:, -2:]
+    utilities = (1 - top2[:, 1]) if utility == "least_confidence" else 1 - (top2[:, 1] - top2[:, 0])
+    for p, u in zip(probs, utilities, strict=True):
+        queried = peer.query_by_utility(np.array([u]))
+        peer.update(np.zeros((1, 1)), queried, utilities=np.array([u]))
+        assert gate.decide_one(p) == (len(queried) == 1)
+
+
 @settings(max_examples=30)
 @given(st.sampled_from(list(STRATEGIES)), st.floats(0.01, 1.0), st.integers(1, 200),
        st.integers(0, 2**32), st.sampled_from(["least_confidence", "margin", "entropy"]))
@@ -68,7 +82,7 @@ def test_json_round_trip_continues_identically(strategy):
 
 @pytest.mark.parametrize("kind", ["stationary", "drifting", "bursty"])
 @pytest.mark.parametrize("strategy", ["variable_uncertainty", "randomized_variable_uncertainty",
-                                      "split"])
+                                      "split", "quantile"])
 def test_budget_adherence_on_a_million_items(strategy, kind):
     probs = stream(1_000_000, 10, 3, drift=kind == "drifting", bursty=kind == "bursty")
     gate = StreamGate(strategy, 0.1, seed=1)

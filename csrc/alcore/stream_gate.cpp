@@ -1,5 +1,6 @@
 #include "alcore/stream_gate.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -24,6 +25,7 @@ StreamGate::StreamGate(const GateParams& params) : params_(params) {
   if (!(params.budget > 0 && params.budget <= 1))
     throw std::invalid_argument("budget must be in (0, 1]");
   if (params.window < 1) throw std::invalid_argument("window must be >= 1");
+  if (!(params.tolerance_window > 0)) throw std::invalid_argument("w_tol must be > 0");
   state_.theta = params.theta;
 }
 
@@ -95,7 +97,34 @@ double StreamGate::utility(const T* p, int64_t c) const {
   return params_.utility == GateUtility::margin ? 1.0 - (first - second) : 1.0 - first;
 }
 
+// The balanced incremental quantile filter (Kottke et al. 2015), as scikit-activeml's
+// BalancedIncrementalQuantileFilter: theta is the (1 - budget) quantile of the last
+// `window` utilities (numpy's linear interpolation, reproduced bit for bit), lowered by
+// range * (labels owed) / w_tol so that spending catches up with the budget.
+bool StreamGate::quantile_step(double utility) {
+  auto& history = state_.history;
+  if (static_cast<int64_t>(history.size()) == params_.window) history.erase(history.begin());
+  history.push_back(utility);
+  sorted_.assign(history.begin(), history.end());
+  std::sort(sorted_.begin(), sorted_.end());
+  const double position = (static_cast<double>(sorted_.size()) - 1) * (1.0 - params_.budget);
+  const double below = std::floor(position);
+  const double t = position - below;
+  const size_t lo = static_cast<size_t>(below);
+  const size_t hi = std::min(lo + 1, sorted_.size() - 1);
+  const double a = sorted_[lo], b = sorted_[hi], diff = b - a;
+  const double theta = t >= 0.5 ? b - diff * (1 - t) : a + diff * t;
+  const double range = sorted_.back() - sorted_.front();
+  ++state_.seen;
+  const double owed = params_.budget * static_cast<double>(state_.seen) -
+                      static_cast<double>(state_.queried);
+  const bool query = utility >= theta - range * (owed / params_.tolerance_window);
+  state_.queried += query;
+  return query;
+}
+
 bool StreamGate::step(double utility, int64_t c) {
+  if (params_.strategy == GateStrategy::quantile) return quantile_step(utility);
   const double confidence = 1.0 - utility;
   const double w = static_cast<double>(params_.window);
   const bool budget_left = state_.spent / w < params_.budget;
@@ -131,6 +160,8 @@ bool StreamGate::step(double utility, int64_t c) {
       query = budget_left && draw;
       break;
     }
+    case GateStrategy::quantile:
+      break;  // handled by quantile_step
   }
   state_.spent = state_.spent * ((w - 1.0) / w) + (query ? 1.0 : 0.0);
   ++state_.seen;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <mutex>
+#include <vector>
 
 namespace alcore {
 
@@ -13,6 +14,7 @@ enum class GateStrategy : int {
   randomized_variable_uncertainty = 2,  // the same against theta * N(1, delta)
   split = 3,                            // with prob. v a random budget-rate query, else (1)
   random = 4,                           // query with probability = budget
+  quantile = 5,                         // balanced incremental quantile filter
 };
 
 enum class GateUtility : int { least_confidence = 0, margin = 1, entropy = 2 };
@@ -27,6 +29,7 @@ struct GateParams {
   double delta = 1.0;  // spread of the randomized threshold
   double split = 0.1;  // v: share of random queries of the split strategy
   double atol = 1e-3;  // allowed |row sum - 1|
+  double tolerance_window = 50;  // w_tol of the quantile filter
   uint64_t seed = 0;
 };
 
@@ -37,6 +40,7 @@ struct GateState {
   int64_t queried = 0;
   uint64_t draws = 0;   // random numbers drawn so far (counter-based generator)
   int64_t classes = -1; // fixed by the first row
+  std::vector<double> history;  // quantile filter: the last `window` utilities, oldest first
 };
 
 class StreamGate {
@@ -65,9 +69,11 @@ class StreamGate {
   bool step(double utility, int64_t c);
   double uniform();
   double normal();
+  bool quantile_step(double utility);
 
   GateParams params_;
   GateState state_;
+  std::vector<double> sorted_;  // scratch of the quantile filter
   mutable std::mutex mutex_;
 };
 
