@@ -54,8 +54,11 @@ def main(path: str) -> None:
             by_role[b["extra_info"].get("role", "peer")].append(b)
         if "absolute" in by_role:
             for b in by_role["absolute"]:
+                extra = b["extra_info"]
+                detail = ", ".join(f"{key[:-2]} {fmt_time(value)}" for key, value in extra.items()
+                                   if key.endswith("_s"))
                 lines.append(f"| {group} | {fmt_time(b['stats']['median'])} | "
-                             f"`{b['extra_info']['contender']}` | | |")
+                             f"`{extra['contender']}` | {detail} | |")
             continue
         alcore_bench = by_role["alcore"][0]
         alcore = alcore_bench["stats"]["median"]
