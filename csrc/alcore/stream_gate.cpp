@@ -51,30 +51,38 @@ double StreamGate::normal() {
 }
 
 template <class T>
-void StreamGate::validate(const T* rows, int64_t n, int64_t c) const {
+void StreamGate::validate(const T* rows, int64_t n, int64_t c, double* utilities) const {
   if (c < 2) throw std::invalid_argument("need at least two classes");
   if (state_.classes >= 0 && c != state_.classes)
     throw std::invalid_argument("class count differs from the gate's");
+  const T atol = static_cast<T>(params_.atol);
   for (int64_t r = 0; r < n; ++r) {
     const T* p = rows + r * c;
-    double sum = 0;
+    // Branch-free fast check (NaN fails both comparisons); the slow path names the value.
+    bool bad = false;
+    T sum = 0;
+    for (int64_t j = 0; j < c; ++j) {
+      bad |= !(p[j] >= T(0)) | !(p[j] <= T(1));
+      sum += p[j];
+    }
+    if (!bad && std::fabs(sum - T(1)) <= atol) {
+      utilities[r] = utility(p, c);  // while the row is in L1
+      continue;
+    }
     for (int64_t j = 0; j < c; ++j) {
       const T v = p[j];
-      BadValue bad;
-      if (!std::isfinite(v)) bad.problem = Problem::not_finite;
-      else if (v < 0) bad.problem = Problem::negative;
-      else if (v > 1) bad.problem = Problem::above_one;
-      if (bad.problem != Problem::none) {
-        bad.row = r, bad.col = j, bad.value = static_cast<double>(v);
-        throw InvalidValue(bad);
+      BadValue problem;
+      if (!std::isfinite(v)) problem.problem = Problem::not_finite;
+      else if (v < 0) problem.problem = Problem::negative;
+      else if (v > 1) problem.problem = Problem::above_one;
+      if (problem.problem != Problem::none) {
+        problem.row = r, problem.col = j, problem.value = static_cast<double>(v);
+        throw InvalidValue(problem);
       }
-      sum += static_cast<double>(v);
     }
-    if (std::fabs(sum - 1.0) > params_.atol) {
-      BadValue bad;
-      bad.problem = Problem::row_sum, bad.row = r, bad.value = sum;
-      throw InvalidValue(bad);
-    }
+    BadValue problem;
+    problem.problem = Problem::row_sum, problem.row = r, problem.value = static_cast<double>(sum);
+    throw InvalidValue(problem);
   }
 }
 
@@ -88,13 +96,13 @@ double StreamGate::utility(const T* p, int64_t c) const {
     }
     return entropy / std::log(static_cast<double>(c));
   }
-  double first = -1, second = -1;
+  T first = -1, second = -1;
   for (int64_t j = 0; j < c; ++j) {
-    const double v = static_cast<double>(p[j]);
-    second = v > first ? first : (v > second ? v : second);
-    first = v > first ? v : first;
+    second = std::max(second, std::min(first, p[j]));
+    first = std::max(first, p[j]);
   }
-  return params_.utility == GateUtility::margin ? 1.0 - (first - second) : 1.0 - first;
+  const double top = static_cast<double>(first), next = static_cast<double>(second);
+  return params_.utility == GateUtility::margin ? 1.0 - (top - next) : 1.0 - top;
 }
 
 // The balanced incremental quantile filter (Kottke et al. 2015), as scikit-activeml's
@@ -172,17 +180,21 @@ bool StreamGate::step(double utility, int64_t c) {
 template <class T>
 bool StreamGate::decide_one(const T* row, int64_t c) {
   std::lock_guard<std::mutex> lock(mutex_);
-  validate(row, 1, c);
+  double u;
+  validate(row, 1, c, &u);
   state_.classes = c;
-  return step(utility(row, c), c);
+  return step(u, c);
 }
 
 template <class T>
 void StreamGate::decide_many(const T* rows, int64_t n, int64_t c, uint8_t* out) {
   std::lock_guard<std::mutex> lock(mutex_);
-  validate(rows, n, c);
+  // All rows are checked (and scored) before the first decision: a rejected call must
+  // leave the state as it was.
+  utilities_.resize(static_cast<size_t>(n));
+  validate(rows, n, c, utilities_.data());
   if (n > 0) state_.classes = c;
-  for (int64_t r = 0; r < n; ++r) out[r] = step(utility(rows + r * c, c), c);
+  for (int64_t r = 0; r < n; ++r) out[r] = step(utilities_[static_cast<size_t>(r)], c);
 }
 
 template bool StreamGate::decide_one<float>(const float*, int64_t);

@@ -62,8 +62,9 @@ class StreamGate {
   const GateParams& params() const { return params_; }
 
  private:
+  // Checks every row and writes its utility; throws at the first bad row.
   template <class T>
-  void validate(const T* rows, int64_t n, int64_t c) const;
+  void validate(const T* rows, int64_t n, int64_t c, double* utilities) const;
   template <class T>
   double utility(const T* row, int64_t c) const;
   bool step(double utility, int64_t c);
@@ -73,7 +74,8 @@ class StreamGate {
 
   GateParams params_;
   GateState state_;
-  std::vector<double> sorted_;  // scratch of the quantile filter
+  std::vector<double> sorted_;     // scratch of the quantile filter
+  std::vector<double> utilities_;  // scratch of decide_many
   mutable std::mutex mutex_;
 };
 
