@@ -222,4 +222,131 @@ def _number(value: Any, name: str) -> float:
     return number
 
 
-__all__ = ["GateStats", "StreamGate"]
+
+
+
+class Route:
+    """Where the router sends an item."""
+
+    AUTO_LABEL = "auto_label"  # confident enough to take the model's label
+    ANNOTATE = "annotate"      # the gate queried it: an annotator labels it
+    EXPERT = "expert"          # the hardest items, or a disagreeing committee
+    SKIP = "skip"              # not labeled
+
+    ALL = (AUTO_LABEL, ANNOTATE, EXPERT, SKIP)
+
+
+_SCORE_OF_UTILITY = {"least_confidence": "least_confidence", "margin": "margin",
+                     "entropy": "entropy"}
+
+
+class Router:
+    """Tiered routing in front of a :class:`StreamGate`, aware of the annotators' queue.
+
+    For each item, in order: ``AUTO_LABEL`` when max p >= ``auto_label_at`` (no budget
+    spent); ``SKIP`` when its utility is below the queue threshold (so a filling queue
+    lowers inflow and the gate's budget is not spent on items nobody will label); otherwise
+    the gate decides, and a queried item goes to ``EXPERT`` when its utility is >=
+    ``expert_at`` (or, given committee samples, their vote disagreement is >=
+    ``expert_disagreement``) and to ``ANNOTATE`` otherwise.
+
+    The queue threshold is ``pressure ** 2`` times the largest possible utility, with
+    ``pressure = min(1, depth / queue_capacity)`` from :meth:`set_queue_depth`: 0 with an
+    empty queue, rising steeply as it nears capacity, back to 0 as it drains.
+
+    Parameters
+    ----------
+    gate : StreamGate
+    auto_label_at : float or None
+        Max-probability threshold for auto-labelling (None: never).
+    expert_at : float or None
+        Utility (the gate's, in [0, 1]) from which a queried item goes to an expert.
+    expert_disagreement : float
+        Vote-entropy share (of ln T) from which committee samples send it to an expert.
+    queue_capacity : int or None
+        The annotators' queue size; None disables queue awareness.
+    """
+
+    def __init__(self, gate: StreamGate, auto_label_at: float | None = 0.98,
+                 expert_at: float | None = None, expert_disagreement: float = 0.5,
+                 queue_capacity: int | None = None):
+        if not isinstance(gate, StreamGate):
+            raise InvalidInputError(f"gate must be a StreamGate, got {type(gate).__name__}")
+        self.gate = gate
+        self.auto_label_at = None if auto_label_at is None else _unit(auto_label_at,
+                                                                       "auto_label_at")
+        self.expert_at = None if expert_at is None else _unit(expert_at, "expert_at")
+        self.expert_disagreement = _unit(expert_disagreement, "expert_disagreement")
+        self.queue_capacity = (None if queue_capacity is None
+                               else v.count(queue_capacity, "queue_capacity"))
+        self._depth = 0
+        self.counts = dict.fromkeys(Route.ALL, 0)
+
+    def set_queue_depth(self, depth: int) -> None:
+        """Tell the router how many items wait for annotators now."""
+        if isinstance(depth, bool) or not isinstance(depth, int | np.integer) or depth < 0:
+            raise InvalidInputError(f"depth must be a non-negative int, got {depth!r}")
+        self._depth = int(depth)
+
+    @property
+    def queue_threshold(self) -> float:
+        """The utility an item needs to reach the gate now (0 = no restriction)."""
+        if self.queue_capacity is None:
+            return 0.0
+        pressure = min(1.0, self._depth / self.queue_capacity)
+        return pressure * pressure
+
+    def route_many(self, probs: Any, samples: Any = None) -> np.ndarray:
+        """Routes of rows (N, C), in order; ``samples`` (T, N, C) adds committee
+        disagreement. Returns an array of route names (str)."""
+        from alcore import scores
+
+        x = v.float_array(probs, "probs")
+        if x.ndim != 2:
+            raise InvalidInputError(
+                f"probs must be 2-D with shape (N items, C classes), got shape {x.shape}")
+        n, c = x.shape
+        utility = getattr(scores, _SCORE_OF_UTILITY[self.gate.utility])(
+            x, normalize=self.gate.utility == "entropy", atol=self.gate.params["atol"])
+        if self.gate.utility == "least_confidence":
+            utility = utility / (1.0 - 1.0 / c)  # onto [0, 1] like the others
+        routes = np.full(n, Route.SKIP, dtype=object)
+        auto = (np.zeros(n, dtype=bool) if self.auto_label_at is None
+                else x.max(axis=1) >= self.auto_label_at)
+        routes[auto] = Route.AUTO_LABEL
+        eligible = ~auto & (utility >= self.queue_threshold)
+        rows = np.flatnonzero(eligible)
+        queried = rows[self.gate.decide_many(np.ascontiguousarray(x[rows]))]
+        hard = np.zeros(n, dtype=bool)
+        if self.expert_at is not None:
+            hard |= utility >= self.expert_at
+        if samples is not None:
+            disagreement = scores.vote_entropy(samples)
+            if disagreement.shape != (n,):
+                raise InvalidInputError(
+                    f"samples must have shape (T, {n}, C) to match probs, got "
+                    f"{np.shape(samples)}")
+            members = np.shape(samples)[0]
+            if members > 1:
+                hard |= disagreement / np.log(members) >= self.expert_disagreement
+        routes[queried] = np.where(hard[queried], Route.EXPERT, Route.ANNOTATE)
+        for route in Route.ALL:
+            self.counts[route] += int(np.count_nonzero(routes == route))
+        return routes
+
+    def route(self, p: Any, samples: Any = None) -> str:
+        """The route of one probability row of shape (C,)."""
+        row = v.float_array(p, "p")
+        if row.ndim != 1:
+            raise InvalidInputError(f"p must be one probability row of shape (C,), got "
+                                    f"shape {row.shape}; use route_many for a batch")
+        committee = None if samples is None else np.asarray(samples)[:, None, :]
+        return str(self.route_many(row[None, :], committee)[0])
+
+
+def _unit(value: Any, name: str) -> float:
+    number = _number(value, name)
+    if not 0 <= number <= 1:
+        raise InvalidInputError(f"{name} must be in [0, 1], got {value!r}")
+    return number
+__all__ = ["GateStats", "Route", "Router", "StreamGate"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import numpy as np
@@ -174,3 +175,70 @@ def test_tampered_counters_are_rejected():
     data["state"]["queried"] = 5  # more than seen
     with pytest.raises(alcore.InvalidInputError, match=r"counters out of range"):
         StreamGate.from_json(json.dumps(data))
+
+
+def test_router_tiers_and_counts():
+    from alcore.stream import Route, Router
+
+    probs = np.array([[0.99, 0.005, 0.005], [0.34, 0.33, 0.33], [0.6, 0.3, 0.1]])
+    router = Router(StreamGate("variable_uncertainty", 1.0), auto_label_at=0.98,
+                    expert_at=0.95)
+    routes = router.route_many(probs)
+    assert list(routes) == [Route.AUTO_LABEL, Route.EXPERT, Route.ANNOTATE]
+    assert router.counts == {"auto_label": 1, "annotate": 1, "expert": 1, "skip": 0}
+
+
+def test_router_batch_equals_one_by_one():
+    from alcore.stream import Router
+
+    probs = stream(3000, 4, 9)
+    a = Router(StreamGate("split", 0.2, seed=4), auto_label_at=0.9, expert_at=0.8,
+               queue_capacity=100)
+    b = Router(StreamGate("split", 0.2, seed=4), auto_label_at=0.9, expert_at=0.8,
+               queue_capacity=100)
+    a.set_queue_depth(40)
+    b.set_queue_depth(40)
+    batch = a.route_many(probs)
+    single = [b.route(p) for p in probs]
+    assert list(batch) == single
+    assert a.counts == b.counts
+
+
+def test_router_queue_pressure_lowers_the_annotation_rate():
+    from alcore.stream import Route, Router
+
+    probs = stream(50_000, 10, 10)
+    rates = []
+    for depth in (0, 50, 80, 95, 100):
+        router = Router(StreamGate("variable_uncertainty", 0.2), auto_label_at=None,
+                        queue_capacity=100)
+        router.set_queue_depth(depth)
+        routes = router.route_many(probs)
+        rates.append(np.mean(routes == Route.ANNOTATE))
+    assert all(later < earlier for earlier, later in itertools.pairwise(rates))
+    assert rates[0] > 0.15 and rates[-1] < 0.02
+
+
+def test_router_committee_disagreement_goes_to_experts():
+    from alcore.stream import Route, Router
+
+    probs = np.array([[0.5, 0.5], [0.5, 0.5]])
+    samples = np.array([[[0.9, 0.1], [0.9, 0.1]], [[0.1, 0.9], [0.9, 0.1]]])  # T=2
+    router = Router(StreamGate("random", 1.0, seed=1), auto_label_at=None)
+    assert list(router.route_many(probs, samples)) == [Route.EXPERT, Route.ANNOTATE]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"gate": "gate"}, r"gate must be a StreamGate"),
+        ({"auto_label_at": 1.5}, r"auto_label_at must be in \[0, 1\]"),
+        ({"queue_capacity": 0}, r"queue_capacity must be a positive integer"),
+    ],
+)
+def test_router_bad_configuration(kwargs, match):
+    from alcore.stream import Router
+
+    kwargs.setdefault("gate", StreamGate("fixed", 0.1))
+    with pytest.raises(alcore.InvalidInputError, match=match):
+        Router(**kwargs)
