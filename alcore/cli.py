@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from collections.abc import Sequence
 
@@ -32,7 +33,52 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-k", type=_positive_int, default=1000, help="batch size")
     demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.add_argument("--repeats", type=_positive_int, default=5, help="timing repeats")
+    gate = commands.add_parser("gate", help="replay a recorded stream through a StreamGate")
+    gate.add_argument("stream", help="Parquet, CSV, NDJSON or Arrow file of probability rows")
+    gate.add_argument("--strategy", default="variable_uncertainty",
+                      help="fixed, variable_uncertainty, randomized_variable_uncertainty, "
+                           "split, random or quantile")
+    gate.add_argument("--budget", type=float, default=0.1, help="share of items to label")
+    gate.add_argument("--utility", default="least_confidence",
+                      help="least_confidence, margin or entropy")
+    gate.add_argument("--window", type=_positive_int, default=100, help="budget window")
+    gate.add_argument("--seed", type=int, default=0, help="random seed")
+    gate.add_argument("--probs", help="list column, one column, or a pattern like 'prob_*' "
+                                      "(default: column 'probs', else p0, p1, ...)")
+    gate.add_argument("--id", default="id", help="id column copied to the output if present")
+    gate.add_argument("--out", required=True, help="decisions file (.parquet, .csv, .ndjson)")
+    gate.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     return parser
+
+
+def _gate(args: argparse.Namespace) -> None:
+    import numpy as np
+    import polars as pl
+
+    from alcore import io
+    from alcore.stream import StreamGate
+
+    table = io.read_table(args.stream)
+    probs = io.probability_matrix(table, args.probs)
+    gate = StreamGate(args.strategy, args.budget, args.utility, window=args.window,
+                      seed=args.seed)
+    # Decide in ten slices to report the threshold's trajectory (same decisions as one call).
+    bounds = np.linspace(0, len(probs), 11).astype(int)
+    decisions, trajectory = [], []
+    for start, stop in itertools.pairwise(bounds):
+        decisions.append(gate.decide_many(probs[start:stop]))
+        trajectory.append(gate.stats.threshold)
+    queried = np.concatenate(decisions) if decisions else np.zeros(0, dtype=bool)
+    out = pl.DataFrame({"row": np.arange(len(probs)), "query": queried})
+    if args.id in table.columns:
+        out = out.insert_column(0, table[args.id])
+    io.write_table(out, args.out, overwrite=args.overwrite)
+    stats = gate.stats
+    print(f"{args.stream}: {stats.seen} items, {stats.queried} queried "
+          f"({stats.budget_used:.2%}; budget {args.budget:.2%}), strategy {args.strategy}")
+    if args.strategy in ("variable_uncertainty", "randomized_variable_uncertainty", "split"):
+        print("threshold after each tenth: " + " ".join(f"{t:.3f}" for t in trajectory))
+    print(f"decisions written to {args.out}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error(f"-k {args.k} exceeds --items {args.items}")
             demo.run(n=args.items, classes=args.classes, k=args.k, seed=args.seed,
                      repeats=args.repeats)
+        elif args.command == "gate":
+            _gate(args)
     except alcore.InvalidInputError as err:
         print(f"alcore: error: {err}", file=sys.stderr)
         return 2

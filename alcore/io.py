@@ -1,0 +1,105 @@
+"""Reading pools and streams from files (through polars) and writing results atomically."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alcore._errors import InvalidInputError
+
+_READERS = {".parquet": "read_parquet", ".csv": "read_csv", ".ndjson": "read_ndjson",
+            ".jsonl": "read_ndjson", ".arrow": "read_ipc", ".ipc": "read_ipc",
+            ".feather": "read_ipc"}
+
+
+def read_table(path: str | os.PathLike) -> Any:
+    """A polars DataFrame from Parquet, CSV, NDJSON or Arrow IPC (chosen by extension)."""
+    import polars as pl
+
+    path = Path(path)
+    reader = _READERS.get(path.suffix.lower())
+    if reader is None:
+        raise InvalidInputError(
+            f"{path.name}: unknown file type {path.suffix!r}; use one of "
+            f"{', '.join(sorted(_READERS))}")
+    if not path.exists():
+        raise InvalidInputError(f"{path}: no such file")
+    try:
+        return getattr(pl, reader)(path)
+    except Exception as err:  # polars raises several types for unreadable files
+        raise InvalidInputError(f"{path.name}: could not be read as {path.suffix} ({err})") \
+            from None
+
+
+def probability_matrix(table: Any, spec: str | None = None) -> np.ndarray:
+    """(N, C) float64 probabilities from a table: a list or fixed-size Array column (``spec``
+    or ``probs``), one column named ``spec``, columns matching a glob ``spec`` (``prob_*``),
+    or, by default, numbered columns ``p0 … p{C-1}``."""
+    import polars as pl
+
+    columns = table.columns
+    if spec is None and "probs" in columns:
+        spec = "probs"
+    if spec is not None and spec in columns:
+        series = table[spec]
+        if isinstance(series.dtype, pl.List):
+            widths = series.list.len().unique()
+            if len(widths) != 1:
+                raise InvalidInputError(
+                    f"column {spec!r} holds lists of different lengths "
+                    f"({sorted(widths.to_list())[:5]}); every row needs one value per class")
+            series = series.list.to_array(int(widths[0]))
+        if isinstance(series.dtype, pl.Array):
+            return np.asarray(series.to_numpy(), dtype=np.float64)
+        raise InvalidInputError(
+            f"column {spec!r} is {series.dtype}, not a list of probabilities; pass a list "
+            f"column, or a pattern matching one column per class (e.g. --probs 'p*')")
+    if spec is not None:
+        chosen = [c for c in columns if fnmatch.fnmatchcase(c, spec)]
+        if not chosen:
+            raise InvalidInputError(
+                f"no column matches {spec!r}; columns are {', '.join(columns[:20])}")
+        chosen.sort(key=_natural_key)
+    else:
+        chosen = sorted((c for c in columns if re.fullmatch(r"p\d+", c)), key=_natural_key)
+        if not chosen:
+            raise InvalidInputError(
+                f"no probability columns: expected a list column 'probs' or columns p0, p1, "
+                f"...; columns are {', '.join(columns[:20])}; name them with --probs")
+    try:
+        return table.select(chosen).to_numpy().astype(np.float64)
+    except Exception as err:
+        raise InvalidInputError(f"probability columns {chosen[:5]} are not numeric ({err})") \
+            from None
+
+
+def _natural_key(name: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def write_table(table: Any, path: str | os.PathLike, overwrite: bool = False) -> None:
+    """Write a polars DataFrame (Parquet, CSV or NDJSON by extension) atomically: to a
+    temporary file beside the target, then renamed over it."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    writer = {".parquet": "write_parquet", ".csv": "write_csv", ".ndjson": "write_ndjson",
+              ".jsonl": "write_ndjson", ".json": "write_json"}.get(suffix)
+    if writer is None:
+        raise InvalidInputError(
+            f"{path.name}: cannot write {suffix!r}; use .parquet, .csv, .ndjson or .json")
+    if path.exists() and not overwrite:
+        raise InvalidInputError(f"{path} exists; pass --overwrite to replace it")
+    handle, temp = tempfile.mkstemp(suffix=suffix, dir=path.parent or Path("."))
+    os.close(handle)
+    try:
+        getattr(table, writer)(temp)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.remove(temp)
