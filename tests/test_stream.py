@@ -242,3 +242,27 @@ def test_router_bad_configuration(kwargs, match):
     kwargs.setdefault("gate", StreamGate("fixed", 0.1))
     with pytest.raises(alcore.InvalidInputError, match=match):
         Router(**kwargs)
+
+
+@pytest.mark.parametrize("strategy, peer_name", [
+    ("randomized_variable_uncertainty", "RandomVariableUncertaintyBudgetManager"),
+    ("split", "SplitBudgetManager"),
+    ("random", "RandomBudgetManager"),
+])
+def test_randomized_strategies_match_scikit_activeml_statistically(strategy, peer_name):
+    """Different random number generators, so the decisions differ item by item; the
+    share queried and the share of the most uncertain items queried must agree."""
+    bm = pytest.importorskip("skactiveml.stream.budgetmanager")
+    probs = stream(20_000, 4, 12)
+    utilities = 1 - probs.max(axis=1)
+    peer = getattr(bm, peer_name)(budget=0.1, random_state=0)
+    theirs = []
+    for u in utilities:
+        queried = peer.query_by_utility(np.array([u]))
+        peer.update(np.zeros((1, 1)), queried)
+        theirs.append(len(queried) == 1)
+    theirs = np.array(theirs)
+    ours = StreamGate(strategy, 0.1, seed=0).decide_many(probs)
+    assert abs(ours.mean() - theirs.mean()) < 0.01
+    hard = utilities >= np.quantile(utilities, 0.9)
+    assert abs(ours[hard].mean() - theirs[hard].mean()) < 0.05
