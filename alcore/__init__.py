@@ -9,7 +9,7 @@ Heavy optional dependencies (faiss, numba, polars, dask, matplotlib) are importe
 where first needed, so ``import alcore`` stays fast.
 """
 
-from alcore import density, diversity, scores, stream
+from alcore import density, diversity, scores, stopping, stream
 from alcore._errors import AlcoreError, InvalidInputError
 from alcore._threads import get_num_threads, set_num_threads
 from alcore._version import __version__
@@ -27,6 +27,7 @@ __all__ = [
     "scores",
     "select_top",
     "set_num_threads",
+    "stopping",
     "stream",
     "top_k",
     "warmup",
