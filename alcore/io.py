@@ -7,7 +7,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -47,19 +47,11 @@ def probability_matrix(table: Any, spec: str | None = None) -> np.ndarray:
     if spec is None and "probs" in columns:
         spec = "probs"
     if spec is not None and spec in columns:
-        series = table[spec]
-        if isinstance(series.dtype, pl.List):
-            widths = series.list.len().unique()
-            if len(widths) != 1:
-                raise InvalidInputError(
-                    f"column {spec!r} holds lists of different lengths "
-                    f"({sorted(widths.to_list())[:5]}); every row needs one value per class")
-            series = series.list.to_array(int(widths[0]))
-        if isinstance(series.dtype, pl.Array):
-            return np.asarray(series.to_numpy(), dtype=np.float64)
-        raise InvalidInputError(
-            f"column {spec!r} is {series.dtype}, not a list of probabilities; pass a list "
-            f"column, or a pattern matching one column per class (e.g. --probs 'p*')")
+        if not isinstance(table[spec].dtype, pl.List | pl.Array):
+            raise InvalidInputError(
+                f"column {spec!r} is {table[spec].dtype}, not a list of probabilities; pass "
+                f"a list column, or a pattern matching one column per class (e.g. 'p*')")
+        return _matrix_column(table, spec, np.float64)
     if spec is not None:
         chosen = [c for c in columns if fnmatch.fnmatchcase(c, spec)]
         if not chosen:
@@ -77,6 +69,73 @@ def probability_matrix(table: Any, spec: str | None = None) -> np.ndarray:
     except Exception as err:
         raise InvalidInputError(f"probability columns {chosen[:5]} are not numeric ({err})") \
             from None
+
+
+def _matrix_column(table: Any, name: str, dtype: Any = np.float32) -> np.ndarray:
+    """A list or fixed-size Array column as an (N, width) matrix of ``dtype``, without a
+    Python loop over rows."""
+    import polars as pl
+
+    series = table[name]
+    if isinstance(series.dtype, pl.List):
+        widths = series.list.len().unique()
+        if len(widths) != 1:
+            raise InvalidInputError(
+                f"column {name!r} holds lists of different lengths "
+                f"({sorted(widths.to_list())[:5]}); every row needs the same length")
+        series = series.list.to_array(int(widths[0]))
+    if not isinstance(series.dtype, pl.Array):
+        raise InvalidInputError(
+            f"column {name!r} is {series.dtype}, not a list or array of numbers")
+    try:
+        return np.ascontiguousarray(series.to_numpy(), dtype=dtype)
+    except Exception as err:
+        raise InvalidInputError(f"column {name!r} is not numeric ({err})") from None
+
+
+class Pool(NamedTuple):
+    """What :func:`read_pool` returns."""
+
+    ids: np.ndarray
+    """(N,): the id column, or 0 … N-1 when the file has none."""
+    probs: np.ndarray | None
+    """(N, C) float32 probabilities, or None when the file has none."""
+    embeddings: np.ndarray | None
+    """(N, d) float32 embeddings, or None when the file has none."""
+
+
+def read_pool(path: str | os.PathLike, id: str = "id", probs: str | None = None,
+              embeddings: str | None = None) -> Pool:
+    """Read a pool from Parquet, Arrow IPC, CSV or NDJSON through polars.
+
+    Parameters
+    ----------
+    path : str or path-like
+    id : str
+        Id column (default ``id``; row numbers when absent).
+    probs : str, optional
+        Probabilities: a list/Array column, one column per class by a glob pattern
+        (``prob_*``), or by default the column ``probs``, else ``p0 … p{C-1}``.
+    embeddings : str, optional
+        A list/Array column (default ``embedding``, else ``emb``).
+
+    Returns
+    -------
+    Pool
+    """
+    table = read_table(path)
+    columns = table.columns
+    ids = (table[id].to_numpy() if id in columns else np.arange(table.height, dtype=np.int64))
+    if embeddings is None:
+        embeddings = next((c for c in ("embedding", "emb") if c in columns), None)
+    elif embeddings not in columns:
+        raise InvalidInputError(
+            f"no embedding column {embeddings!r}; columns are {', '.join(columns[:20])}")
+    has_probs = probs is not None or "probs" in columns or any(
+        re.fullmatch(r"p\d+", c) for c in columns)
+    matrix = probability_matrix(table, probs).astype(np.float32) if has_probs else None
+    emb = _matrix_column(table, embeddings) if embeddings is not None else None
+    return Pool(ids, matrix, emb)
 
 
 def _natural_key(name: str) -> list:
