@@ -14,10 +14,12 @@ from alcore._errors import AlcoreError, InvalidInputError
 from alcore._threads import get_num_threads, set_num_threads
 from alcore._version import __version__
 from alcore._warmup import warmup
+from alcore.batching import BatchSizer
 from alcore.selection import TopSelection, select_top, top_k
 
 __all__ = [
     "AlcoreError",
+    "BatchSizer",
     "InvalidInputError",
     "TopSelection",
     "__version__",

@@ -1,0 +1,61 @@
+"""Adaptive batch sizing."""
+
+from __future__ import annotations
+
+import pytest
+
+import alcore
+from alcore.batching import BatchSizer
+
+
+def test_fixed_and_bounds():
+    assert BatchSizer(10_000, size=50).next_size() == 50
+    assert BatchSizer(10_000, size=5000, max_fraction=0.1).next_size() == 1000
+    assert BatchSizer(10_000, size=1, min_fraction=0.01).next_size() == 100
+    assert BatchSizer(10_000).next_size() == 100  # 1 % by default
+
+
+def test_schedule_per_round():
+    sizer = BatchSizer(1000, "schedule", fraction=[0.01, 0.02, 0.05])
+    sizes = []
+    for labels in (10, 30, 80, 130):
+        sizes.append(sizer.next_size())
+        sizer.record(labels, 0.5)
+    assert sizes == [10, 20, 50, 50]
+
+
+def test_plateau_grows_when_learning_flattens():
+    sizer = BatchSizer(100_000, "plateau", size=100, min_gain=1e-4, rounds=2)
+    curve = [(100, 0.50), (200, 0.60), (300, 0.68), (400, 0.70), (500, 0.701), (600, 0.7015)]
+    sizes = []
+    for labels, acc in curve:
+        sizer.record(labels, acc)
+        sizes.append(sizer.next_size())
+    assert sizes[:3] == [100, 100, 100]  # steep: 1e-3 per label
+    assert sizes[-1] > sizes[2] and sizes == sorted(sizes)
+    assert max(sizes) <= 10_000
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"policy": "greedy"}, r"policy must be one of 'fixed'"),
+        ({"policy": "schedule"}, r"policy 'schedule' needs fraction="),
+        ({"policy": "schedule", "fraction": 1.5}, r"fraction must be in \(0, 1\]"),
+        ({"min_fraction": 0.5, "max_fraction": 0.1}, r"need 0 <= min_fraction"),
+        ({"growth": 1.0}, r"growth must be > 1"),
+        ({"size": 0}, r"size must be a positive integer"),
+    ],
+)
+def test_bad_configuration(kwargs, match):
+    with pytest.raises(alcore.InvalidInputError, match=match):
+        BatchSizer(1000, **kwargs)
+
+
+def test_bad_records():
+    sizer = BatchSizer(1000)
+    sizer.record(10, 0.5)
+    with pytest.raises(alcore.InvalidInputError, match=r"n_labeled went down"):
+        sizer.record(5, 0.6)
+    with pytest.raises(alcore.InvalidInputError, match=r"accuracy must be a number in \[0, 1\]"):
+        sizer.record(20, 1.5)
