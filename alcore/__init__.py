@@ -15,18 +15,21 @@ from alcore._threads import get_num_threads, set_num_threads
 from alcore._version import __version__
 from alcore._warmup import warmup
 from alcore.batching import BatchSizer
+from alcore.select import Selection, select
 from alcore.selection import TopSelection, select_top, top_k
 
 __all__ = [
     "AlcoreError",
     "BatchSizer",
     "InvalidInputError",
+    "Selection",
     "TopSelection",
     "__version__",
     "density",
     "diversity",
     "get_num_threads",
     "scores",
+    "select",
     "select_top",
     "set_num_threads",
     "stopping",
