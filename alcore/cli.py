@@ -48,7 +48,75 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--id", default="id", help="id column copied to the output if present")
     gate.add_argument("--out", required=True, help="decisions file (.parquet, .csv, .ndjson)")
     gate.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    select = commands.add_parser("select", help="choose the next batch from a pool file")
+    select.add_argument("pool", help="Parquet, CSV, NDJSON or Arrow file")
+    select.add_argument("-k", type=_positive_int, required=True, help="batch size")
+    select.add_argument("--score", default="margin",
+                        help="least_confidence, margin, ratio or entropy")
+    select.add_argument("--density", choices=["knn", "information"], help="density weighting")
+    select.add_argument("--beta", type=float, default=1.0, help="density exponent")
+    select.add_argument("--diversity", help="kcenter, badge, typiclust, cluster_margin, "
+                                            "probcover (--radius) or spread (--min-distance)")
+    select.add_argument("--candidates", type=_positive_int,
+                        help="keep candidates x k best items before the diversity stage")
+    select.add_argument("--radius", type=float, help="ProbCover ball radius")
+    select.add_argument("--min-distance", type=float, help="spread's minimum distance")
+    select.add_argument("--labeled", help="boolean column marking labeled items")
+    select.add_argument("--id", default="id", help="id column (default: id, else row number)")
+    select.add_argument("--probs", help="probability list column or pattern like 'prob_*' "
+                                        "(default: probs, else p0, p1, ...)")
+    select.add_argument("--embeddings", help="embedding list column (default: embedding, emb)")
+    select.add_argument("--seed", type=int, default=0, help="random seed")
+    select.add_argument("--out", required=True, help="batch file (.parquet, .csv, .json)")
+    select.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    select.add_argument("--explain", action="store_true",
+                        help="add the score components and print the stage timings")
     return parser
+
+
+def _select(args: argparse.Namespace) -> None:
+    import numpy as np
+    import polars as pl
+
+    import alcore
+    from alcore import io
+
+    pool = io.read_pool(args.pool, id=args.id, probs=args.probs, embeddings=args.embeddings)
+    if pool.probs is None:
+        raise alcore.InvalidInputError(
+            f"{args.pool}: no probabilities (a list column 'probs' or columns p0, p1, ...); "
+            f"name them with --probs")
+    labeled = None
+    if args.labeled is not None:
+        table = io.read_table(args.pool)
+        if args.labeled not in table.columns:
+            raise alcore.InvalidInputError(f"no column {args.labeled!r} for --labeled")
+        labeled = table[args.labeled].cast(pl.Boolean).to_numpy()
+    params = {}
+    if args.diversity == "probcover":
+        if args.radius is None:
+            raise alcore.InvalidInputError("--diversity probcover needs --radius")
+        params["radius"] = args.radius
+    if args.diversity == "spread":
+        if args.min_distance is None:
+            raise alcore.InvalidInputError("--diversity spread needs --min-distance")
+        params["min_distance"] = args.min_distance
+    if args.diversity in ("kcenter", "badge", "typiclust", "probcover"):
+        params["verbose"] = True  # a progress bar on stderr for the long step
+    chosen = alcore.select(args.k, pool.probs, embeddings=pool.embeddings, labeled=labeled,
+                           score=args.score, density=args.density, beta=args.beta,
+                           diversity=args.diversity, candidates=args.candidates,
+                           seed=args.seed, **params)
+    columns = {"id": pool.ids[chosen.indices], "rank": np.arange(1, len(chosen.indices) + 1),
+               "score": chosen.scores, "reason": chosen.reasons}
+    if args.explain:
+        columns.update({name: values for name, values in chosen.components.items()})
+    io.write_table(pl.DataFrame(columns), args.out, overwrite=args.overwrite)
+    print(f"{args.pool}: {len(pool.ids)} items; {len(chosen.indices)} selected "
+          f"({chosen.reasons[0] if chosen.reasons else 'none'}) -> {args.out}")
+    if args.explain:
+        print("timings: " + ", ".join(f"{stage} {seconds:.3f}s"
+                                      for stage, seconds in chosen.timings.items()))
 
 
 def _gate(args: argparse.Namespace) -> None:
@@ -101,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      repeats=args.repeats)
         elif args.command == "gate":
             _gate(args)
+        elif args.command == "select":
+            _select(args)
     except alcore.InvalidInputError as err:
         print(f"alcore: error: {err}", file=sys.stderr)
         return 2
