@@ -1,0 +1,1 @@
+"""Drop-in adapters for other active-learning libraries (imported on demand)."""
