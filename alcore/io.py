@@ -138,6 +138,64 @@ def read_pool(path: str | os.PathLike, id: str = "id", probs: str | None = None,
     return Pool(ids, matrix, emb)
 
 
+def top_k_from_file(path: str | os.PathLike, k: int, score: str = "margin",
+                    probs: str | None = None, id: str = "id",
+                    chunk_rows: int = 1_000_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The k highest-scoring rows of a pool file, scored out of core.
+
+    The file is scanned ``chunk_rows`` rows at a time (polars' lazy scan reads only the
+    rows of each slice); each chunk is scored natively and only its best k rows are kept,
+    then merged with the best so far. Peak memory is about one chunk:
+    ``chunk_rows x (8 C + 8)`` bytes for float64 probabilities and their ids, plus the
+    reader's buffers, whatever the file's size.
+
+    Returns
+    -------
+    (row numbers int64 (k,), ids (k,), scores float64 (k,)), best first; equal scores go to
+    the lower row number, exactly as alcore.select_top on the whole file would.
+    """
+    import polars as pl
+
+    from alcore import _validation as v
+    from alcore.selection import select_top, top_k
+
+    k = v.count(k)
+    chunk_rows = v.count(chunk_rows, "chunk_rows")
+    path = Path(path)
+    scanners = {".parquet": pl.scan_parquet, ".arrow": pl.scan_ipc, ".ipc": pl.scan_ipc,
+                ".feather": pl.scan_ipc, ".csv": pl.scan_csv, ".ndjson": pl.scan_ndjson,
+                ".jsonl": pl.scan_ndjson}
+    scan = scanners.get(path.suffix.lower())
+    if scan is None:
+        raise InvalidInputError(f"{path.name}: unknown file type {path.suffix!r}")
+    if not path.exists():
+        raise InvalidInputError(f"{path}: no such file")
+    lazy = scan(path)
+    total = lazy.select(pl.len()).collect().item()
+    best_rows = np.empty(0, dtype=np.int64)
+    best_scores = np.empty(0, dtype=np.float64)
+    best_ids: list[Any] = []
+    for offset in range(0, total, chunk_rows):
+        chunk = lazy.slice(offset, chunk_rows).collect()
+        matrix = probability_matrix(chunk, probs)
+        m = min(k, len(matrix))
+        picked = select_top(m, matrix, score=score, return_scores=True)
+        rows = picked.indices + offset
+        ids = (chunk[id].to_numpy()[picked.indices] if id in chunk.columns else rows)
+        # Merge: all candidates so far, ranked by (score desc, row asc) as select_top ranks.
+        merged_rows = np.concatenate([best_rows, rows])
+        merged_scores = np.concatenate([best_scores, picked.scores[picked.indices]])
+        merged_ids = list(best_ids) + list(ids)
+        keep = top_k(merged_scores, min(k, len(merged_rows)))
+        order = np.lexsort((merged_rows[keep], -merged_scores[keep]))
+        keep = keep[order]
+        best_rows, best_scores = merged_rows[keep], merged_scores[keep]
+        best_ids = [merged_ids[i] for i in keep]
+    if len(best_rows) < k:
+        raise InvalidInputError(f"k={k} exceeds the {len(best_rows)} rows of {path.name}")
+    return best_rows, np.asarray(best_ids), best_scores
+
+
 def _natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
