@@ -71,7 +71,28 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     select.add_argument("--explain", action="store_true",
                         help="add the score components and print the stage timings")
+    simulate = commands.add_parser("simulate", help="learning curves of strategies on data")
+    simulate.add_argument("--dataset", default="digits",
+                          help="digits, breast_cancer, wine, or a table file")
+    simulate.add_argument("--label-column", help="label column of a table file")
+    simulate.add_argument("--strategies", default="random,margin,margin+kcenter,"
+                          "skactiveml-margin", help="comma-separated strategy names")
+    simulate.add_argument("--rounds", type=_positive_int, default=10)
+    simulate.add_argument("--batch", type=_positive_int, default=10)
+    simulate.add_argument("--seeds", type=_positive_int, default=3)
+    simulate.add_argument("--out", default="alcore-simulation", help="output directory")
     return parser
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    from alcore import simulate
+
+    x, y = simulate.load_dataset(args.dataset, args.label_column)
+    results = simulate.run(x, y, args.strategies.split(","), rounds=args.rounds,
+                           batch=args.batch, seeds=args.seeds)
+    files = simulate.write(results, args.out, f"{args.dataset}: {args.seeds} seeds")
+    print(simulate.table(results))
+    print("wrote " + ", ".join(str(f) for f in files))
 
 
 def _select(args: argparse.Namespace) -> None:
@@ -171,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _gate(args)
         elif args.command == "select":
             _select(args)
+        elif args.command == "simulate":
+            _simulate(args)
     except alcore.InvalidInputError as err:
         print(f"alcore: error: {err}", file=sys.stderr)
         return 2
