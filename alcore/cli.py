@@ -55,8 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="least_confidence, margin, ratio or entropy")
     select.add_argument("--density", choices=["knn", "information"], help="density weighting")
     select.add_argument("--beta", type=float, default=1.0, help="density exponent")
-    select.add_argument("--diversity", help="kcenter, badge, typiclust, cluster_margin, "
-                                            "probcover (--radius) or spread (--min-distance)")
+    select.add_argument("--diversity", default="auto",
+                        help="auto (default: kcenter over 5k margin candidates when the pool "
+                             "has embeddings), none, kcenter, badge, typiclust, "
+                             "cluster_margin, probcover (--radius) or spread (--min-distance)")
     select.add_argument("--candidates", type=_positive_int,
                         help="keep candidates x k best items before the diversity stage")
     select.add_argument("--radius", type=float, help="ProbCover ball radius")
@@ -124,9 +126,10 @@ def _select(args: argparse.Namespace) -> None:
         params["min_distance"] = args.min_distance
     if args.diversity in ("kcenter", "badge", "typiclust", "probcover"):
         params["verbose"] = True  # a progress bar on stderr for the long step
+    diversity = None if args.diversity == "none" else args.diversity
     chosen = alcore.select(args.k, pool.probs, embeddings=pool.embeddings, labeled=labeled,
                            score=args.score, density=args.density, beta=args.beta,
-                           diversity=args.diversity, candidates=args.candidates,
+                           diversity=diversity, candidates=args.candidates,
                            seed=args.seed, **params)
     columns = {"id": pool.ids[chosen.indices], "rank": np.arange(1, len(chosen.indices) + 1),
                "score": chosen.scores, "reason": chosen.reasons}

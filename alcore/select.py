@@ -15,7 +15,14 @@ from alcore._errors import InvalidInputError
 from alcore.selection import top_k
 
 DENSITIES = (None, "knn", "information")
-DIVERSITIES = (None, "kcenter", "badge", "typiclust", "cluster_margin", "probcover", "spread")
+DIVERSITIES = (None, "auto", "kcenter", "badge", "typiclust", "cluster_margin", "probcover",
+               "spread")
+# The default, from `alcore simulate` (LogisticRegression, batches of 10, 15 rounds, 5 seeds):
+# margin + k-center over the 5k best-margin candidates had the highest area under the
+# learning curve on digits (0.849 vs 0.839 for margin alone and for scikit-activeml's best)
+# and on breast cancer (0.960 vs 0.960; 20 labels to 98 % of full-pool accuracy vs 60 for
+# random).
+_AUTO_DIVERSITY, _AUTO_CANDIDATES = "kcenter", 5
 
 
 class Selection(NamedTuple):
@@ -37,7 +44,7 @@ class Selection(NamedTuple):
 
 def select(k: int, probs: Any = None, logits: Any = None, embeddings: Any = None,
            labeled: Any = None, score: str = "margin", density: str | None = None,
-           beta: float = 1.0, diversity: str | None = None, candidates: int | None = None,
+           beta: float = 1.0, diversity: str | None = "auto", candidates: int | None = None,
            seed: int = 0, **diversity_params: Any) -> Selection:
     """Choose k items to label, composing the stages of this library.
 
@@ -48,9 +55,11 @@ def select(k: int, probs: Any = None, logits: Any = None, embeddings: Any = None
        both raised to ``beta``.
     3. **candidates** (optional): keep the ``candidates * k`` best items by the combined
        score before the diversity stage (as Cluster-Margin and SEALS do).
-    4. **diversity** (optional): ``"kcenter"``, ``"badge"``, ``"typiclust"``,
-       ``"probcover"`` (needs ``radius=``), ``"spread"`` (needs ``min_distance=``) over the
-       candidates, or ``"cluster_margin"`` over the pool. Without it, the top k.
+    4. **diversity**: ``"kcenter"``, ``"badge"``, ``"typiclust"``, ``"probcover"`` (needs
+       ``radius=``), ``"spread"`` (needs ``min_distance=``) over the candidates, or
+       ``"cluster_margin"`` over the pool; None takes the top k. The default ``"auto"`` is
+       k-center over the 5k best candidates when embeddings are given (the best strategy
+       in this library's simulations, see ``alcore simulate``), else the top k.
 
     Parameters
     ----------
@@ -63,9 +72,7 @@ def select(k: int, probs: Any = None, logits: Any = None, embeddings: Any = None
         Boolean mask or unique indices of labeled items: never chosen; diversity treats
         them as already covered.
     score, density, beta, diversity, candidates, seed
-        As above. The defaults (margin, no density, no diversity) are the cheapest strong
-        baseline; the simulation harness (issue 5) will decide whether another default
-        labels better.
+        As above.
     **diversity_params
         Passed to the diversity function (e.g. ``radius=`` for probcover).
 
@@ -78,6 +85,11 @@ def select(k: int, probs: Any = None, logits: Any = None, embeddings: Any = None
               "diversity": diversity, "candidates": candidates, "seed": seed,
               **diversity_params}
     k = v.count(k)
+    if diversity == "auto":
+        diversity = _AUTO_DIVERSITY if embeddings is not None else None
+        if diversity is not None and candidates is None:
+            candidates = _AUTO_CANDIDATES
+        config.update(diversity=diversity, candidates=candidates)
     if density not in DENSITIES:
         raise InvalidInputError(f"density must be None, 'knn' or 'information', got {density!r}")
     if diversity not in DIVERSITIES:

@@ -45,10 +45,11 @@ def _skactiveml(method: str) -> Strategy:
 
 STRATEGIES: dict[str, Strategy] = {
     "random": _random,
-    "margin": _alcore_strategy(score="margin"),
-    "entropy": _alcore_strategy(score="entropy"),
+    "margin": _alcore_strategy(score="margin", diversity=None),
+    "entropy": _alcore_strategy(score="entropy", diversity=None),
     "margin+kcenter": _alcore_strategy(score="margin", diversity="kcenter", candidates=5),
-    "margin+knn-density": _alcore_strategy(score="margin", density="knn"),
+    "margin+knn-density": _alcore_strategy(score="margin", density="knn", diversity=None),
+    "default": _alcore_strategy(),
     "skactiveml-margin": _skactiveml("margin_sampling"),
     "skactiveml-entropy": _skactiveml("entropy"),
 }

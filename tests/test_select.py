@@ -25,7 +25,7 @@ def test_default_is_top_margin(pool):
 
 def test_density_weighting(pool):
     probs, emb = pool
-    got = alcore.select(20, probs, embeddings=emb, density="knn", beta=2.0)
+    got = alcore.select(20, probs, embeddings=emb, density="knn", beta=2.0, diversity=None)
     density = alcore.density.knn_density(emb, 10).astype(np.float64)
     combined = alcore.scores.margin(probs) * (density / density.max()) ** 2
     np.testing.assert_array_equal(got.indices, alcore.top_k(combined, 20))
@@ -45,6 +45,15 @@ def test_diversity_over_candidates(pool, method, params):
     assert len(set(got.indices.tolist())) == len(got.indices) <= 25
     assert set(got.indices.tolist()) <= top
     assert not set(got.indices.tolist()) & set(labeled.tolist())
+
+
+def test_default_with_embeddings_is_kcenter_over_margin_candidates(pool):
+    probs, emb = pool
+    got = alcore.select(10, probs, embeddings=emb, labeled=[0])
+    want = alcore.select(10, probs, embeddings=emb, labeled=[0], diversity="kcenter",
+                         candidates=5)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    assert got.config["diversity"] == "kcenter" and got.config["candidates"] == 5
 
 
 def test_cluster_margin_passes_through(pool):
