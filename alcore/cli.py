@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-k", type=_positive_int, default=1000, help="batch size")
     demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.add_argument("--repeats", type=_positive_int, default=5, help="timing repeats")
+    demo.add_argument("--out", default="alcore-demo-out", help="directory for the plot")
     gate = commands.add_parser("gate", help="replay a recorded stream through a StreamGate")
     gate.add_argument("stream", help="Parquet, CSV, NDJSON or Arrow file of probability rows")
     gate.add_argument("--strategy", default="variable_uncertainty",
@@ -189,8 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             if args.k > args.items:
                 parser.error(f"-k {args.k} exceeds --items {args.items}")
-            demo.run(n=args.items, classes=args.classes, k=args.k, seed=args.seed,
-                     repeats=args.repeats)
+            demo.tour(n=args.items, classes=args.classes, k=args.k, seed=args.seed,
+                      repeats=args.repeats, out_dir=args.out)
         elif args.command == "gate":
             _gate(args)
         elif args.command == "select":

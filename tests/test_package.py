@@ -58,14 +58,19 @@ def test_warmup_runs_every_kernel():
     assert all(t >= 0 for t in timings.values())
 
 
-def test_cli_demo_runs_small():
+def test_cli_demo_runs_small(tmp_path):
     result = run_python("-m", "alcore.cli", "demo", "--items", "20000", "-k", "50",
-                        "--repeats", "1", check=True)
-    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+                        "--repeats", "1", "--out", str(tmp_path), check=True)
+    pool_part = result.stdout.split("numpy = ")[0]
+    lines = {line.split()[0]: line for line in pool_part.splitlines() if line.strip()}
     for name in ("least_confidence", "margin", "ratio", "entropy"):
         # alcore's batch is the same set as the numpy code's (the pool has no ties).
         assert lines[name].endswith("yes"), lines[name]
     assert "bald" in lines
+    assert "stream: 20,000 items gated" in result.stdout
+    assert "tour finished" in result.stdout
+    if "simulation on digits" in result.stdout:
+        assert (tmp_path / "learning_curves.png").exists()
 
 
 def test_cli_help_and_errors():
