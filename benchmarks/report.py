@@ -11,6 +11,7 @@ import json
 import platform
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 COMMAND = ("pytest benchmarks --benchmark-only --benchmark-json=benchmarks/latest.json && "
            "python benchmarks/report.py benchmarks/latest.json > benchmarks/RESULTS.md")
@@ -76,6 +77,11 @@ def main(path: str) -> None:
             t = b["stats"]["median"]
             lines.append(f"| {group} | {fmt_time(alcore)} | memory floor | {fmt_time(t)} | "
                          f"**{alcore / t:.2f}x floor** |")
+    # Measurements that are not pytest-benchmark runs (simulations, end-to-end CLI), kept
+    # by hand in SIMULATIONS.md beside this script.
+    extra = Path(__file__).with_name("SIMULATIONS.md")
+    if extra.exists():
+        lines += ["", extra.read_text().rstrip()]
     print("\n".join(lines))
 
 
