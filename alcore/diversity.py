@@ -254,18 +254,10 @@ def badge(probs: Any, embeddings: Any, k: int, labeled: Any = None,
     k-means++ with the origin as a centre, the first pick here is the largest gradient, as in
     the paper's reference implementation.
     """
-    if logits is None:
-        x, is_logits, name = v.probs_matrix(probs, None)
-    else:
-        x, is_logits, name = v.probs_matrix(probs, logits)
+    x, is_logits, name = v.probs_matrix(probs, logits)
     scores.least_confidence(x if not is_logits else None,
                             logits=x if is_logits else None)  # validates every row natively
-    if is_logits:
-        z = x.astype(np.float64) - x.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-    else:
-        p = x.astype(np.float64)
+    p = scores._softmax(x.astype(np.float64)) if is_logits else x.astype(np.float64)
     h = v.embeddings_matrix(embeddings).astype(np.float64)
     n = p.shape[0]
     if h.shape[0] != n:

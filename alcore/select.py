@@ -103,7 +103,7 @@ def select(k: int, probs: Any = None, logits: Any = None, embeddings: Any = None
     timings["score"] = time.perf_counter() - start
     mask, n_labeled = v.labeled_and_k(labeled, n, "probs", k)
     emb = None
-    if density is not None or diversity not in (None,):
+    if density is not None or diversity is not None:
         if embeddings is None:
             raise InvalidInputError(
                 f"density={density!r} / diversity={diversity!r} need embeddings=")

@@ -114,15 +114,6 @@ class GroupLoader {
 
   int vectors_per_row() const { return nv_; }
 
-  // Vector k of a row starting at `row` (which must have nv * L readable elements), lanes
-  // past column c set to 0.
-  template <int NV = 0>
-  VT row_vector_or_zero(const T* row, int k) const {
-    const int nv = NV > 0 ? NV : nv_;
-    const VT v = vec::load<VT>(row + k * L);
-    return k == nv - 1 ? (tail_mask_ ? v : splat<VT>(T(0))) : v;
-  }
-
   // Rows [r, r + L) of x (rows in total); returns how many are real. NV > 0 states the
   // vectors per row at compile time, so the loops unroll and stay in registers.
   template <int NV = 0>
