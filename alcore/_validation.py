@@ -9,7 +9,7 @@ kernel reports the first offending element and :func:`invalid_value_error` phras
 from __future__ import annotations
 
 import operator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -87,6 +87,25 @@ def probs_matrix(probs: Any, logits: Any) -> tuple[np.ndarray, bool, str]:
         )
     _check_items_classes(arr.shape[0], arr.shape[1], arr.shape, name)
     return arr, is_logits, name
+
+
+def outputs_matrix(values: Any, logits: Any = False) -> tuple[np.ndarray, bool, str]:
+    """The public convention's (N, C) model outputs: one positional array, probabilities
+    unless ``logits=True``. Returns (array, is_logits, the argument's name for messages)."""
+    is_logits = flag(logits, "logits")
+    if values is None:
+        raise InvalidInputError("probs is None; pass an (N, C) array of probabilities "
+                                "(or logits with logits=True)")
+    return probs_matrix(None, values) if is_logits else probs_matrix(values, None)
+
+
+def outputs_tensor(values: Any, logits: Any = False) -> tuple[np.ndarray, bool, str]:
+    """As :func:`outputs_matrix` for (T, N, C) samples (or a sequence of T (N, C) arrays)."""
+    is_logits = flag(logits, "logits")
+    if values is None:
+        raise InvalidInputError("probs is None; pass (T, N, C) samples of probabilities "
+                                "(or logits with logits=True)")
+    return samples_tensor(None, values) if is_logits else samples_tensor(values, None)
 
 
 def samples_tensor(probs: Any, logits: Any) -> tuple[np.ndarray, bool, str]:
@@ -190,6 +209,8 @@ def tolerance(atol: Any) -> float:
 
 
 def flag(value: Any, name: str) -> bool:
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind == "b":
+        value = bool(value)
     if not isinstance(value, bool | np.bool_):
         raise InvalidInputError(f"{name} must be True or False, got {value!r}")
     return bool(value)
@@ -253,6 +274,12 @@ def exclude_mask(exclude: Any, n: int, items: str,
     if excluded != arr.shape[0]:
         counts = np.bincount(arr.astype(np.int64, copy=False), minlength=n)
         dup = int(np.flatnonzero(counts > 1)[0])
+        if arr.shape[0] == n and low >= 0 and high <= 1:
+            raise InvalidInputError(
+                f"{name} looks like a 0/1 mask of integers (it holds index {dup} "
+                f"{int(counts[dup])} times); pass {name}.astype(bool) for a mask, or the "
+                f"unique indices of the items"
+            )
         raise InvalidInputError(
             f"{name} holds index {dup} {int(counts[dup])} times; pass unique indices "
             f"(e.g. numpy.unique({name}))"
@@ -279,6 +306,131 @@ def check_k_available(k: int, n: int, excluded: int) -> None:
             f"k={k} exceeds the {available} items available ({n} items, {excluded} "
             f"excluded); lower k or exclude fewer items"
         )
+
+
+def number(value: Any, name: str, *, low: float | None = None, high: float | None = None,
+           low_open: bool = False, high_open: bool = False, hint: str = "") -> float:
+    """A finite real number from a Python number, a numpy scalar or a 0-d array.
+
+    ``low``/``high`` bound it (inclusive unless ``low_open``/``high_open``). Booleans,
+    strings, NaN and inf are refused with an :class:`InvalidInputError` naming ``name``.
+    The one parser of numeric parameters: every public function uses it.
+    """
+    if isinstance(value, bool | np.bool_) or isinstance(value, str | bytes):
+        raise InvalidInputError(f"{name} must be a number, got {value!r}{_hint(hint)}")
+    if isinstance(value, np.ndarray):
+        if value.ndim != 0 or value.dtype.kind not in "iuf":
+            raise InvalidInputError(
+                f"{name} must be a number (or a 0-d numeric array), got an array of shape "
+                f"{value.shape} and dtype {value.dtype}{_hint(hint)}")
+        value = value[()]
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"{name} must be a number, got {type(value).__name__} {value!r}{_hint(hint)}"
+        ) from None
+    if not np.isfinite(result):
+        raise InvalidInputError(f"{name} must be finite, got {value!r}{_hint(hint)}")
+    if low is not None and (result < low or (low_open and result == low)):
+        raise InvalidInputError(
+            f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}{_hint(hint)}")
+    if high is not None and (result > high or (high_open and result == high)):
+        raise InvalidInputError(
+            f"{name} must be {'<' if high_open else '<='} {high:g}, got {value!r}{_hint(hint)}")
+    return result
+
+
+def integer(value: Any, name: str, *, low: int | None = 0, high: int | None = None,
+            hint: str = "") -> int:
+    """An integer from a Python int, a numpy integer or a 0-d integer array (not a bool,
+    not a float), bounded by ``low``/``high`` (inclusive)."""
+    if isinstance(value, bool | np.bool_):
+        raise InvalidInputError(f"{name} must be an integer, got {value!r}{_hint(hint)}")
+    try:
+        result = operator.index(value)
+    except TypeError:
+        raise InvalidInputError(
+            f"{name} must be an integer, got {type(value).__name__} {value!r}{_hint(hint)}"
+        ) from None
+    if low is not None and result < low:
+        raise InvalidInputError(f"{name} must be >= {low}, got {result}{_hint(hint)}")
+    if high is not None and result > high:
+        raise InvalidInputError(f"{name} must be <= {high}, got {result}{_hint(hint)}")
+    return result
+
+
+def choice(value: Any, name: str, allowed: tuple[Any, ...] | list[Any] | dict) -> Any:
+    """``value`` if it is one of ``allowed`` (strings, or None where allowed), else an
+    :class:`InvalidInputError` listing them."""
+    options = tuple(allowed)
+    if (value is None or isinstance(value, str)) and value in options:
+        return value
+    listed = ", ".join(repr(o) for o in options)
+    close = ""
+    if isinstance(value, str):
+        import difflib
+
+        near = difflib.get_close_matches(value, [o for o in options if isinstance(o, str)], 1)
+        close = f" (did you mean {near[0]!r}?)" if near else ""
+    raise InvalidInputError(f"{name} must be one of {listed}, got {value!r}{close}")
+
+
+def _hint(hint: str) -> str:
+    return f"; {hint}" if hint else ""
+
+
+class ItemMasks(NamedTuple):
+    """What :func:`item_masks` returns: one-byte masks (or None when empty)."""
+
+    labeled: np.ndarray | None
+    """Covered and never picked."""
+    never: np.ndarray | None
+    """Never picked: labeled or excluded."""
+    n_labeled: int
+    n_never: int
+
+
+def _labeled_from_y(arr: np.ndarray, n: int) -> np.ndarray | None:
+    """scikit-activeml's ``y`` (float, NaN = unlabeled) as a boolean mask, or None when
+    ``arr`` is not such a vector."""
+    if arr.dtype.kind == "f" and arr.ndim == 1 and arr.shape[0] == n and (
+            n != 0 or arr.size == 0):
+        return ~np.isnan(arr)
+    return None
+
+
+def item_masks(n: int, items: str, *, labeled: Any = None, exclude: Any = None,
+               k: int | None = None) -> ItemMasks:
+    """Validate ``labeled=`` and ``exclude=`` for a function that picks among n items.
+
+    Each is a boolean mask of length n, unique int indices in [0, n), or None;
+    ``labeled`` may also be scikit-activeml's ``y`` (a float vector of length n with NaN
+    for unlabeled items). An item in both is allowed (it is labeled). With ``k``, checks
+    that k items remain pickable.
+    """
+    lab_arr = None if labeled is None else as_numpy(labeled, "labeled")
+    y_mask = None if lab_arr is None else _labeled_from_y(lab_arr, n)
+    if y_mask is not None:
+        lab_mask = np.ascontiguousarray(y_mask).view(np.uint8)
+        n_lab = int(np.count_nonzero(lab_mask))
+        lab_mask = lab_mask if n_lab else None
+    else:
+        lab_mask, n_lab = exclude_mask(lab_arr, n, items, name="labeled")
+    exc_mask, n_exc = exclude_mask(exclude, n, items, name="exclude")
+    if exc_mask is None:
+        never, n_never = lab_mask, n_lab
+    elif lab_mask is None:
+        never, n_never = exc_mask, n_exc
+    else:
+        never = np.maximum(lab_mask, exc_mask)
+        n_never = int(np.count_nonzero(never))
+    if k is not None and k > n - n_never:
+        raise InvalidInputError(
+            f"k={k} exceeds the {n - n_never} items that can be picked ({n} items, "
+            f"{n_lab} labeled, {n_exc} excluded); lower k"
+        )
+    return ItemMasks(lab_mask, never, n_lab, n_never)
 
 
 _PROBLEMS = {1: "not_finite", 2: "negative", 3: "above_one", 4: "row_sum", 5: "zero_sum"}
@@ -327,15 +479,22 @@ def score_name(score: Any, allowed: tuple[str, ...]) -> str:
 
 
 __all__ = [
+    "ItemMasks",
     "as_numpy",
     "check_k_available",
+    "choice",
     "count",
     "embeddings_matrix",
     "exclude_mask",
     "flag",
     "float_array",
+    "integer",
     "invalid_value_error",
+    "item_masks",
     "labeled_and_k",
+    "number",
+    "outputs_matrix",
+    "outputs_tensor",
     "probs_matrix",
     "rng",
     "samples_tensor",
