@@ -131,3 +131,43 @@ def test_any_dtype_layout_and_offset(dtype, n, d, offset, strided, k):
     assert got.dtype == np.float32 and got.shape == (n,)
     positive = mean > 1e-3
     np.testing.assert_allclose(1 / got[positive], mean[positive], rtol=2e-3)
+
+
+def _run_python(code: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_faiss_calls_leave_the_environment_as_it_was():
+    _run_python("""
+import os
+import numpy as np
+import alcore
+before = dict(os.environ)
+alcore.density.knn_density(np.random.default_rng(0).standard_normal((50, 3)), 3)
+assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items())
+assert "OMP_WAIT_POLICY" not in os.environ
+""")
+
+
+def test_faiss_thread_count_is_alcores_only_during_its_calls():
+    _run_python("""
+import faiss
+import numpy as np
+import alcore
+faiss.omp_set_num_threads(1)
+alcore.set_num_threads(2)
+inside = []
+x = np.random.default_rng(0).standard_normal((50, 3)).astype(np.float32)
+alcore.density.knn_density(x, 3, progress=lambda d, t: inside.append(faiss.omp_get_max_threads()))
+assert inside and set(inside) == {2}, inside
+assert faiss.omp_get_max_threads() == 1, faiss.omp_get_max_threads()
+alcore.diversity.typiclust(x, 3)  # k-means
+assert faiss.omp_get_max_threads() == 1, faiss.omp_get_max_threads()
+""")
