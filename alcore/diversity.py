@@ -391,12 +391,17 @@ def _typicality(x: np.ndarray, members: np.ndarray, n_neighbors: int) -> np.ndar
         points -= points.mean(axis=0)
         sq_norm = np.einsum("ij,ij->i", points, points)
         norm = np.sqrt(sq_norm)
-        sq = sq_norm[:, None] + sq_norm[None, :] - 2 * points @ points.T
-        r, c = np.nonzero(sq <= _distances.bound64(x.shape[1], norm[:, None], norm[None, :]))
+        sq = points @ points.T
+        sq *= -2
+        sq += sq_norm[:, None]
+        sq += sq_norm[None, :]
+        np.fill_diagonal(sq, np.inf)  # an item is not its own neighbour
+        # One bound per row (with the largest norm): a vector, not another matrix.
+        r, c = np.nonzero(sq <= _distances.bound64(x.shape[1], norm, norm.max())[:, None])
         if len(r):
             sq[r, c] = _distances.exact_sq(x, members[r], members[c])
-        dist = np.sqrt(np.maximum(sq, 0))
-        np.fill_diagonal(dist, np.inf)
+        np.maximum(sq, 0, out=sq)
+        dist = np.sqrt(sq, out=sq)
         nearest = np.partition(dist, k - 1, axis=1)[:, :k]
     else:
         sq_knn, ids = _faiss.knn(x[members], k + 1, _faiss.IndexChoice("flat"), 0)
