@@ -171,3 +171,19 @@ assert faiss.omp_get_max_threads() == 1, faiss.omp_get_max_threads()
 alcore.diversity.typiclust(x, 3)  # k-means
 assert faiss.omp_get_max_threads() == 1, faiss.omp_get_max_threads()
 """)
+
+
+def test_threads_change_nothing():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5000, 16)).astype(np.float32)
+    saved = alcore.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3, 7):
+            alcore.set_num_threads(threads)
+            results.append(knn_density(x, 5, return_neighbors=True))
+    finally:
+        alcore.set_num_threads(saved)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other.ids, results[0].ids)
+        np.testing.assert_allclose(other.density, results[0].density, rtol=1e-6)

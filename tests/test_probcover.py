@@ -118,3 +118,25 @@ def test_offset_and_dtype_change_nothing(x, offset, dtype, data):
     want = dense_reference(x[keep].astype(np.float32), k, radius,
                            {position[i] for i in labeled})
     np.testing.assert_array_equal(got, keep[want])
+
+
+@pytest.mark.parametrize("emb", [None, "x", [[0.0], [1.0, 2.0]], np.zeros((3, 0)),
+                                 np.full((3, 2), np.nan), np.zeros((3, 2), dtype=np.int8)])
+def test_wrong_embeddings_are_invalid_input(emb):
+    with pytest.raises(alcore.InvalidInputError, match="embeddings"):
+        probcover(emb, 1, radius=1.0)
+
+
+def test_threads_change_nothing():
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((3000, 6)) + 40).astype(np.float32)
+    saved = alcore.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3, 7):
+            alcore.set_num_threads(threads)
+            results.append(probcover(x, 15, radius=1.5, labeled=np.arange(4), seed=2))
+    finally:
+        alcore.set_num_threads(saved)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
