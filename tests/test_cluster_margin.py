@@ -98,6 +98,7 @@ def test_bad_input(kwargs, match):
         cluster_margin(np.full((3, 2), 0.5), **kwargs)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")
 @settings(max_examples=40)
 @given(st.sampled_from([np.float16, np.float32, np.float64, np.int64]), st.integers(1, 30),
        st.booleans(), st.sampled_from([None, "nan", "inf", "sum"]), st.integers(0, 2**16))
