@@ -260,7 +260,9 @@ def _spread_walk(x: np.ndarray, rows: np.ndarray, norms: np.ndarray, items: np.n
         if len(chosen) == k or j + 1 == m:
             break
         rest = slice(j + 1, m)
-        approx = sq[rest] + sq[j] - 2.0 * (rows[rest] @ rows[j]).astype(np.float64)
+        # einsum rather than BLAS gemv: no wait on a busy BLAS thread pool per taken item.
+        dots = np.einsum("ij,j->i", rows[rest], rows[j]).astype(np.float64)
+        approx = sq[rest] + sq[j] - 2.0 * dots
         err = _distances.bound(d, norms[rest], norms[j])
         later = items[j + 1:]
         close = _distances.less_than(
