@@ -175,23 +175,32 @@ def exact_sq(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     for start in range(0, len(rows), step):
         diff = x[rows[start:start + step]].astype(np.float64)
         diff -= x[cols[start:start + step]]
-        out[start:start + step] = np.einsum("ij,ij->i", diff, diff)
+        # square then sum over the last axis: the same (pairwise) summation as a plain
+        # ((a - b) ** 2).sum(axis=-1), so both round alike.
+        np.square(diff, out=diff)
+        out[start:start + step] = diff.sum(axis=1)
     return out
 
 
 def exact_min_sq(x: np.ndarray, queries: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     """For each row index in ``queries``, the smallest squared distance (float64 differences)
-    to the rows ``anchors`` of x (inf when there are none)."""
+    to the rows ``anchors`` of x (inf when there are none). Blocked over both queries and
+    anchors: O(block) temporaries however many anchors there are."""
     out = np.full(len(queries), np.inf)
     if not len(anchors) or not len(queries):
         return out
     d = x.shape[1]
-    points = x[anchors].astype(np.float64)
-    step = max(1, _BLOCK_ELEMENTS // max(d * len(anchors), 1))
-    for start in range(0, len(queries), step):
-        q = x[queries[start:start + step]].astype(np.float64)
-        diff = q[:, None, :] - points[None, :, :]
-        out[start:start + step] = np.einsum("ijk,ijk->ij", diff, diff).min(axis=1)
+    per_block = max(1, _BLOCK_ELEMENTS // max(d, 1))  # (query, anchor) pairs per block
+    anchor_step = min(len(anchors), per_block)
+    query_step = max(1, per_block // anchor_step)
+    for a0 in range(0, len(anchors), anchor_step):
+        points = x[anchors[a0:a0 + anchor_step]].astype(np.float64)
+        for q0 in range(0, len(queries), query_step):
+            q = x[queries[q0:q0 + query_step]].astype(np.float64)
+            diff = q[:, None, :] - points[None, :, :]
+            np.square(diff, out=diff)
+            best = diff.sum(axis=2).min(axis=1)
+            np.minimum(out[q0:q0 + query_step], best, out=out[q0:q0 + query_step])
     return out
 
 
