@@ -100,7 +100,8 @@ class Centred(NamedTuple):
     """float64 (N,): ``|rows_i|`` (None when not asked for)."""
 
 
-def _row_norms(x: np.ndarray) -> np.ndarray:
+def row_norms(x: np.ndarray) -> np.ndarray:
+    """float64 norms of the rows of x, a block of rows at a time."""
     norms = np.empty(x.shape[0])
     step = max(1, _BLOCK_ELEMENTS // max(x.shape[1], 1))
     for start in range(0, x.shape[0], step):
@@ -139,17 +140,19 @@ def centre(x: np.ndarray, name: str = "embeddings", *, norms: bool = True) -> Ce
                 block = x[start:start + step].astype(np.float64)
                 block -= mean
                 rows[start:start + step] = block
-    row_norms = _row_norms(rows) if norms else None
-    if n and (row_norms is not None or float(np.abs(rows).max()) * np.sqrt(d) > _MAX_NORM32):
-        row_norms = _row_norms(rows) if row_norms is None else row_norms
-        if float(row_norms.max()) > _MAX_NORM32:
-            row = int(np.argmax(row_norms))
+    lengths = row_norms(rows) if norms else None
+    # max and min, not abs: no (N, d) temporary.
+    largest = max(float(rows.max()), -float(rows.min())) if n else 0.0
+    if n and (lengths is not None or largest * np.sqrt(d) > _MAX_NORM32):
+        lengths = row_norms(rows) if lengths is None else lengths
+        if float(lengths.max()) > _MAX_NORM32:
+            row = int(np.argmax(lengths))
             raise InvalidInputError(
                 f"{name} are too spread out for float32 distances: row {row} lies "
-                f"{float(row_norms[row]):.3g} from the mean (at most {_MAX_NORM32:.3g}); "
-                f"rescale {name} (e.g. divide by {float(row_norms[row]) / 1e6:.3g})"
+                f"{float(lengths[row]):.3g} from the mean (at most {_MAX_NORM32:.3g}); "
+                f"rescale {name} (e.g. divide by {float(lengths[row]) / 1e6:.3g})"
             )
-    return Centred(rows, mean, row_norms if norms else None)
+    return Centred(rows, mean, lengths if norms else None)
 
 
 def sq_norms32(rows: np.ndarray) -> np.ndarray:
@@ -229,4 +232,5 @@ def less_than(approx: np.ndarray, err: np.ndarray, threshold: float,
 
 
 __all__ = ["Centred", "at_most", "bound", "bound64", "centre", "error_factor", "exact_min_sq",
-           "exact_sq", "expanded_sq", "gamma", "less_than", "sq_norms32", "underflow_term"]
+           "exact_sq", "expanded_sq", "gamma", "less_than", "row_norms", "sq_norms32",
+           "underflow_term"]

@@ -338,7 +338,7 @@ def knn_self_join(x: np.ndarray, k: int, seed: int,
     sizes, bounds, order = geometry.sizes, geometry.bounds, geometry.order
     xs = x[order]  # rows grouped by cluster: every cluster is a contiguous block
     norms = np.einsum("ij,ij->i", xs, xs)
-    row_norm = np.sqrt(np.einsum("ij,ij->i", xs, xs, dtype=np.float64))
+    row_norm = _distances.row_norms(xs)
     max_norm = float(row_norm.max())
     c_sq = np.einsum("ij,ij->i", geometry.centers, geometry.centers)
     c_norm = np.sqrt(c_sq)
