@@ -120,15 +120,16 @@ def centre(x: np.ndarray, name: str = "embeddings", *, norms: bool = True) -> Ce
 
     Rows whose mean lies far from the origin compared with their spread (|mean| above a
     quarter of the root-mean-square distance to the mean, judged on an evenly strided
-    sample of at most 65 536 rows) are centred on their float64 mean, block by block (a
-    float32 copy of x, O(block) temporaries); otherwise x is used as it is (no copy:
-    centring would at most shrink the bound by (1 + 1/4)^2). Raises
+    sample of at most 65 536 rows and 2^20 values) are centred on their float64 mean,
+    block by block (a float32 copy of x, O(block) temporaries); otherwise x is used as it
+    is (no copy: centring would at most shrink the bound by (1 + 1/4)^2). Raises
     :class:`InvalidInputError` when even centred rows would overflow float32 squares.
     """
     n, d = x.shape
     rows, mean = x, np.zeros(d)
     if n:
-        sample = x[::max(1, -(-n // _DECISION_SAMPLE))].astype(np.float64)
+        wanted = max(256, min(_DECISION_SAMPLE, _BLOCK_ELEMENTS // max(d, 1)))
+        sample = x[::max(1, -(-n // wanted))].astype(np.float64)
         sample_mean = sample.mean(axis=0)
         spread_sq = float(np.mean(np.einsum("ij,ij->i", sample, sample))) - float(
             sample_mean @ sample_mean)
