@@ -122,7 +122,8 @@ def centre(x: np.ndarray, name: str = "embeddings", *, norms: bool = True) -> Ce
     quarter of the root-mean-square distance to the mean, judged on an evenly strided
     sample of at most 65 536 rows and 2^20 values) are centred on their float64 mean,
     block by block (a float32 copy of x, O(block) temporaries); otherwise x is used as it
-    is (no copy: centring would at most shrink the bound by (1 + 1/4)^2). Raises
+    is (no copy: centring would shrink the rows' root-mean-square norm by at most
+    sqrt(17/16), about 3 %). Raises
     :class:`InvalidInputError` when even centred rows would overflow float32 squares.
     """
     n, d = x.shape
