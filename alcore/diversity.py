@@ -465,9 +465,12 @@ def typiclust(embeddings: Any, k: int, *, labeled: Any = None, exclude: Any = No
     Notes
     -----
     Deterministic for a seed: equal cluster sizes go to the lower cluster label, equal
-    typicality to the lower index (scikit-activeml breaks those ties at random). When
-    every non-empty cluster is covered, later picks come from the largest clusters not yet
-    picked from, covered ones included.
+    typicality to the lower index (scikit-activeml breaks those ties at random). Once
+    every cluster holds a labeled or picked item, each pick goes to the cluster holding
+    the fewest (re-counted after every pick; the authors' code cycles through clusters
+    sorted once by their labeled count). Unlike the authors' code, clusters of 5 items or
+    fewer are not dropped: a small cluster is picked from only when larger ones are
+    covered. Typicality distances are exact to float64 (``alcore._distances``).
     """
     x = v.embeddings_matrix(embeddings)
     n = x.shape[0]
