@@ -477,8 +477,8 @@ def _covered_distances(emb: np.ndarray, lab_rows: np.ndarray, chosen: np.ndarray
     pick_sq = np.einsum("ij,ij->i", picks, picks)
 
     def fold(block: np.ndarray, ids: np.ndarray, allowed: np.ndarray | None) -> None:
-        # The expanded form in float64: its error, about 1e-16 times the squared norms,
-        # is far below the float32 resolution of the embeddings themselves.
+        # The expanded form in float64 finds the nearest item (its error, about 1e-16
+        # times the squared norms, can only swap near-equal candidates).
         sq = pick_sq[:, None] + np.einsum("ij,ij->i", block, block)[None, :] \
             - 2.0 * (picks @ block.T)
         np.maximum(sq, 0.0, out=sq)
@@ -500,7 +500,15 @@ def _covered_distances(emb: np.ndarray, lab_rows: np.ndarray, chosen: np.ndarray
     if m > 1:
         # Pick i is compared with the picks before it only.
         fold(picks, chosen, np.tri(m, m, -1, dtype=bool))
-    return np.sqrt(best), nearest
+    # The expanded form chose the nearest item; its distance is recomputed from the
+    # differences, exact even for near-duplicates far from the origin.
+    found = np.flatnonzero(nearest >= 0)
+    other = emb[nearest[found]].astype(np.float64)
+    if metric == "cosine":
+        other /= np.maximum(np.linalg.norm(other, axis=1, keepdims=True), np.finfo(float).tiny)
+    distance = np.full(m, np.inf)
+    distance[found] = np.sqrt(np.einsum("ij,ij->i", picks[found] - other, picks[found] - other))
+    return distance, nearest
 
 
 def _shortfall(method: str | None, got: int, k: int, pool: np.ndarray | None,
