@@ -380,7 +380,16 @@ def select(probs: Any, k: int, *, logits: bool = False, embeddings: Any = None,
     components: dict[str, np.ndarray] = {"uncertainty": uncertainty[chosen]}
     if dens is not None:
         components["density"] = dens[chosen]
-    components["rank"] = _ranks(combined, masks.never, n_pickable, chosen, pool)
+    if diversity is None:  # the top k, best first
+        components["rank"] = np.arange(1, len(chosen) + 1, dtype=np.int64)
+    else:
+        ranked = pool
+        if ranked is None and diversity == "cluster_margin":
+            # Its picks lie among its candidates_per_pick * k best margins.
+            per_pick = params.get("candidates_per_pick") or _method_parameters(
+                "cluster_margin")[0]["candidates_per_pick"]
+            ranked = _core.top_k(combined, masks.never, min(per_pick * k, n_pickable))
+        components["rank"] = _ranks(combined, masks.never, n_pickable, chosen, ranked)
     if diversity in _DISTANCE_METHODS:
         metric = params.get("metric", "l2")
         lab_rows = (np.flatnonzero(masks.labeled) if masks.labeled is not None
