@@ -358,7 +358,6 @@ def select(probs: Any, k: int, *, logits: bool = False, embeddings: Any = None,
     timings["candidates"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    clusters = None
     if diversity is None:
         chosen = _core.top_k(combined, masks.never, k)
     elif diversity == "cluster_margin":
@@ -375,8 +374,25 @@ def select(probs: Any, k: int, *, logits: bool = False, embeddings: Any = None,
     timings["diversity"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    if params.get("clusters") is not None:
-        clusters = params["clusters"][chosen]
+    components, reasons, shortfall = _explain(
+        chosen, k, uncertainty, dens, combined, masks, n_pickable, pool, emb, score, density,
+        beta, diversity, params, seed)
+    utilities = None
+    if return_utilities:
+        utilities = combined.copy()
+        if never is not None:
+            utilities[never] = np.nan
+    timings["explain"] = time.perf_counter() - start
+    return Selection(chosen, combined[chosen], components, reasons, utilities, shortfall,
+                     timings, config)
+
+
+def _explain(chosen: np.ndarray, k: int, uncertainty: np.ndarray, dens: np.ndarray | None,
+             combined: np.ndarray, masks: v.ItemMasks, n_pickable: int,
+             pool: np.ndarray | None, emb: np.ndarray | None, score: str,
+             density: str | None, beta: float, diversity: str | None, params: dict,
+             seed: Any) -> tuple[dict[str, np.ndarray], list[str], str | None]:
+    """Each pick's components (its numbers), its reason in words, and the shortfall."""
     components: dict[str, np.ndarray] = {"uncertainty": uncertainty[chosen]}
     if dens is not None:
         components["density"] = dens[chosen]
@@ -391,26 +407,17 @@ def select(probs: Any, k: int, *, logits: bool = False, embeddings: Any = None,
             ranked = _core.top_k(combined, masks.never, min(per_pick * k, n_pickable))
         components["rank"] = _ranks(combined, masks.never, n_pickable, chosen, ranked)
     if diversity in _DISTANCE_METHODS:
-        metric = params.get("metric", "l2")
         lab_rows = (np.flatnonzero(masks.labeled) if masks.labeled is not None
                     else np.empty(0, dtype=np.int64))
-        distance, nearest = _covered_distances(emb, lab_rows, chosen, metric)
-        components["distance"], components["nearest"] = distance, nearest
-    if clusters is not None:
-        components["cluster"] = clusters
-    shortfall = None
-    if len(chosen) < k:
-        shortfall = _shortfall(diversity, len(chosen), k, pool, n_pickable, params)
-    utilities = None
-    if return_utilities:
-        utilities = combined.copy()
-        if never is not None:
-            utilities[never] = np.nan
+        components["distance"], components["nearest"] = _covered_distances(
+            emb, lab_rows, chosen, params.get("metric", "l2"))
+    if params.get("clusters") is not None:
+        components["cluster"] = params["clusters"][chosen]
+    shortfall = (_shortfall(diversity, len(chosen), k, pool, n_pickable, params)
+                 if len(chosen) < k else None)
     reasons = _reasons(chosen, combined, components, score, density, beta, diversity,
                        n_pickable, pool, params, seed)
-    timings["explain"] = time.perf_counter() - start
-    return Selection(chosen, combined[chosen], components, reasons, utilities, shortfall,
-                     timings, config)
+    return components, reasons, shortfall
 
 
 def _cluster_labels(clusters: Any, n: int, non_negative: bool) -> np.ndarray:
