@@ -28,8 +28,8 @@ DIVERSITIES = (None, "auto", "kcenter", "badge", "typiclust", "cluster_margin", 
 _AUTO_DIVERSITY, _AUTO_CANDIDATES = "kcenter", 5
 _DEFAULT_ATOL = 1e-3
 # Arguments select() itself passes to a diversity method: never diversity_params.
-_SET_BY_SELECT = frozenset({"probs", "scores", "embeddings", "k", "ranked", "labeled",
-                            "exclude", "seed", "logits"})
+_SET_BY_SELECT = frozenset({"probs", "scores", "embeddings", "k", "labeled", "exclude",
+                            "seed", "logits"})
 # Methods whose picks are explained by the distance to the nearest covered item.
 _DISTANCE_METHODS = ("kcenter", "spread", "probcover", "typiclust")
 # Rows of covered items compared with the picks at a time (bounds the float64 block).
