@@ -347,3 +347,22 @@ def test_stopping_criteria_work_or_refuse(threshold, n_labeled, predictions, val
         except alcore.InvalidInputError:
             continue
         assert outcome is criterion.should_stop and isinstance(outcome, bool)
+
+
+@pytest.mark.parametrize("name", ROW_SCORES)
+@given(logits=hnp.arrays(st.sampled_from([np.float32, np.float64]),
+                         st.tuples(st.integers(1, 20), st.integers(2, 9)),
+                         elements=st.floats(-50, 50, width=32)),
+       special=st.sampled_from([None, None, np.nan, np.inf, -np.inf]))
+def test_logits_are_right_or_refused(name, logits, special):
+    if special is not None:
+        logits[logits.shape[0] // 2, 0] = special
+        with pytest.raises(alcore.InvalidInputError, match=r"^logits must be finite"):
+            getattr(scores, name)(logits, logits=True)
+        return
+    z = logits.astype(np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    want = reference_score(name, e / e.sum(axis=1, keepdims=True))
+    got = getattr(scores, name)(logits, logits=True)
+    atol = 1e-5 if logits.dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(got, want, rtol=0, atol=atol)
