@@ -95,8 +95,8 @@ def _positive_number(name: str):
     return lambda value: v.number(value, name, low=0.0)
 
 
-def _positive_count(name: str):
-    return lambda value: None if value is None else v.count(value, name)
+def _positive_count(name: str, optional: bool = False):
+    return lambda value: None if optional and value is None else v.count(value, name)
 
 
 # Cheap checks of the diversity options, so that a bad one is refused before any work; the
@@ -107,7 +107,7 @@ _OPTION_CHECKS = {
     "metric": lambda value: v.choice(value, "metric", ("l2", "cosine")),
     "n_neighbors": _positive_count("n_neighbors"),
     "candidates_per_pick": _positive_count("candidates_per_pick"),
-    "n_clusters": _positive_count("n_clusters"),
+    "n_clusters": _positive_count("n_clusters", optional=True),
     "max_clusters": _positive_count("max_clusters"),
     "verbose": lambda value: v.flag(value, "verbose"),
 }
