@@ -187,22 +187,31 @@ def embeddings_matrix(embeddings: Any, name: str = "embeddings") -> np.ndarray:
 
 
 def rng(seed: Any) -> np.random.Generator:
-    """``seed`` as a Generator: an int (or None for fresh entropy) or a Generator itself."""
+    """``seed`` as a Generator: None (fresh entropy), a non-negative integer (Python, numpy
+    or a 0-d integer array) or a Generator itself."""
     if isinstance(seed, np.random.Generator):
         return seed
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
+    if seed is None:
+        return np.random.default_rng()
+    if isinstance(seed, bool | np.bool_):
         raise InvalidInputError(
-            f"seed must be an int or a numpy.random.Generator, got {type(seed).__name__}"
-        )
-    return np.random.default_rng(seed)
+            f"seed must be an int or a numpy.random.Generator (or None), got {seed!r}")
+    try:
+        value = operator.index(seed)
+    except TypeError:
+        raise InvalidInputError(
+            f"seed must be an int or a numpy.random.Generator (or None), got "
+            f"{type(seed).__name__} {_shown(seed)}"
+        ) from None
+    if value < 0:
+        raise InvalidInputError(f"seed must be >= 0, got {value}; pass e.g. seed=0")
+    return np.random.default_rng(value)
 
 
 def tolerance(atol: Any) -> float:
-    """Validate the row-sum tolerance."""
-    try:
-        value = float(atol)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"atol must be a number, got {atol!r}") from None
+    """The row-sum tolerance ``atol``: a number in [0, 1) (numpy scalars and 0-d arrays
+    too)."""
+    value = number(atol, "atol", hint="pass a number in [0, 1); the default is 1e-3")
     if not (0.0 <= value < 1.0):
         raise InvalidInputError(f"atol must be in [0, 1), got {atol!r}; the default is 1e-3")
     return value
@@ -212,7 +221,7 @@ def flag(value: Any, name: str) -> bool:
     if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind == "b":
         value = bool(value)
     if not isinstance(value, bool | np.bool_):
-        raise InvalidInputError(f"{name} must be True or False, got {value!r}")
+        raise InvalidInputError(f"{name} must be True or False, got {_shown(value)}")
     return bool(value)
 
 
@@ -224,7 +233,7 @@ def count(k: Any, name: str = "k") -> int:
         k = operator.index(k)
     except TypeError:
         raise InvalidInputError(
-            f"{name} must be a positive integer, got {type(k).__name__} {k!r}"
+            f"{name} must be a positive integer, got {type(k).__name__} {_shown(k)}"
         ) from None
     if k < 1:
         raise InvalidInputError(f"{name} must be a positive integer, got {k}")
@@ -287,27 +296,6 @@ def exclude_mask(exclude: Any, n: int, items: str,
     return mask, excluded
 
 
-def labeled_and_k(labeled: Any, n: int, items: str, k: int) -> tuple[np.ndarray | None, int]:
-    """Validate ``labeled`` (mask or unique indices) and that k items remain unlabeled;
-    return (one-byte mask or None, number labeled)."""
-    mask, n_labeled = exclude_mask(labeled, n, items, name="labeled")
-    if k > n - n_labeled:
-        raise InvalidInputError(
-            f"k={k} exceeds the {n - n_labeled} unlabeled items ({n} items, {n_labeled} "
-            f"labeled); lower k"
-        )
-    return mask, n_labeled
-
-
-def check_k_available(k: int, n: int, excluded: int) -> None:
-    available = n - excluded
-    if k > available:
-        raise InvalidInputError(
-            f"k={k} exceeds the {available} items available ({n} items, {excluded} "
-            f"excluded); lower k or exclude fewer items"
-        )
-
-
 def number(value: Any, name: str, *, low: float | None = None, high: float | None = None,
            low_open: bool = False, high_open: bool = False, hint: str = "") -> float:
     """A finite real number from a Python number, a numpy scalar or a 0-d array.
@@ -328,16 +316,18 @@ def number(value: Any, name: str, *, low: float | None = None, high: float | Non
         result = float(value)
     except (TypeError, ValueError):
         raise InvalidInputError(
-            f"{name} must be a number, got {type(value).__name__} {value!r}{_hint(hint)}"
+            f"{name} must be a number, got {type(value).__name__} {_shown(value)}{_hint(hint)}"
         ) from None
     if not np.isfinite(result):
-        raise InvalidInputError(f"{name} must be finite, got {value!r}{_hint(hint)}")
+        raise InvalidInputError(f"{name} must be finite, got {_shown(value)}{_hint(hint)}")
     if low is not None and (result < low or (low_open and result == low)):
         raise InvalidInputError(
-            f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}{_hint(hint)}")
+            f"{name} must be {'>' if low_open else '>='} {low:g}, got {_shown(value)}"
+            f"{_hint(hint)}")
     if high is not None and (result > high or (high_open and result == high)):
         raise InvalidInputError(
-            f"{name} must be {'<' if high_open else '<='} {high:g}, got {value!r}{_hint(hint)}")
+            f"{name} must be {'<' if high_open else '<='} {high:g}, got {_shown(value)}"
+            f"{_hint(hint)}")
     return result
 
 
@@ -351,7 +341,7 @@ def integer(value: Any, name: str, *, low: int | None = 0, high: int | None = No
         result = operator.index(value)
     except TypeError:
         raise InvalidInputError(
-            f"{name} must be an integer, got {type(value).__name__} {value!r}{_hint(hint)}"
+            f"{name} must be an integer, got {type(value).__name__} {_shown(value)}{_hint(hint)}"
         ) from None
     if low is not None and result < low:
         raise InvalidInputError(f"{name} must be >= {low}, got {result}{_hint(hint)}")
@@ -374,6 +364,14 @@ def choice(value: Any, name: str, allowed: tuple[Any, ...] | list[Any] | dict) -
         near = difflib.get_close_matches(value, [o for o in options if isinstance(o, str)], 1)
         close = f" (did you mean {near[0]!r}?)" if near else ""
     raise InvalidInputError(f"{name} must be one of {listed}, got {value!r}{close}")
+
+
+def _shown(value: Any) -> str:
+    """repr of a value for a message; numpy scalars as their Python value (numpy 2 spells
+    them ``np.float64(2.0)``)."""
+    if isinstance(value, np.generic):
+        return repr(value.item())
+    return repr(value)
 
 
 def _hint(hint: str) -> str:
@@ -449,18 +447,18 @@ def invalid_value_error(err: Exception, name: str, *, atol: float) -> InvalidInp
         )
     elif problem == "negative":
         message = (
-            f"{name} must lie in [0, 1]: {where}, column {col} is {value:.6g}; pass logits= "
+            f"{name} must lie in [0, 1]: {where}, column {col} is {value:.6g}; pass logits=True "
             f"if these are raw model outputs"
         )
     elif problem == "above_one":
         message = (
-            f"{name} must lie in [0, 1]: {where}, column {col} is {value:.6g}; pass logits= "
+            f"{name} must lie in [0, 1]: {where}, column {col} is {value:.6g}; pass logits=True "
             f"if these are raw model outputs, or normalize=True for non-negative weights"
         )
     elif problem == "row_sum":
         message = (
             f"{name} rows must sum to 1 ({where} sums to {value:.6g}, atol={atol:g}); pass "
-            f"logits= for raw model outputs, normalize=True to renormalise, or a larger atol="
+            f"logits=True for raw model outputs, normalize=True to renormalise, or a larger atol="
         )
     else:
         message = (
@@ -470,18 +468,9 @@ def invalid_value_error(err: Exception, name: str, *, atol: float) -> InvalidInp
     return InvalidInputError(message)
 
 
-def score_name(score: Any, allowed: tuple[str, ...]) -> str:
-    if not isinstance(score, str) or score not in allowed:
-        raise InvalidInputError(
-            f"score must be one of {', '.join(repr(s) for s in allowed)}, got {score!r}"
-        )
-    return score
-
-
 __all__ = [
     "ItemMasks",
     "as_numpy",
-    "check_k_available",
     "choice",
     "count",
     "embeddings_matrix",
@@ -491,13 +480,11 @@ __all__ = [
     "integer",
     "invalid_value_error",
     "item_masks",
-    "labeled_and_k",
     "number",
     "outputs_matrix",
     "outputs_tensor",
     "probs_matrix",
     "rng",
     "samples_tensor",
-    "score_name",
     "tolerance",
 ]
