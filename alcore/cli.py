@@ -122,7 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alcore", description="alcore: native-accelerated active-learning selection.",
         parents=[common])
-    parser.set_defaults(threads=None)
     parser.add_argument("--version", action="version", version=f"alcore {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -445,8 +444,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import alcore
 
     try:
-        if args.threads:
-            alcore.set_num_threads(args.threads)
+        threads = getattr(args, "threads", None)  # absent unless given (SUPPRESS default)
+        if threads is not None:
+            alcore.set_num_threads(threads)
         if args.command == "demo":
             _demo(args, parser)
         elif args.command == "gate":
