@@ -52,6 +52,10 @@ _PHRASES = [
 _KEYWORD = re.compile(
     r"(?<![\w.-])(" + "|".join(sorted(_FLAGS, key=len, reverse=True)) +
     r")=(True\b|'[^']*'|\"[^\"]*\"|[^\s,;)'\"]*)")
+# Options (not data arrays) that open a message as its subject: "atol must be in [0, 1)".
+_SUBJECT = re.compile(
+    r"(?<![\w.-])(atol|beta|radius|min_distance|candidates|seed|score|density|diversity|k|"
+    r"budget|strategy|utility|window)(?= must\b)")
 SCORES = ("least_confidence", "margin", "ratio", "entropy")
 DIVERSITIES = ("auto", "none", "kcenter", "badge", "typiclust", "cluster_margin",
                "probcover", "spread")
@@ -63,16 +67,22 @@ GATE_UTILITIES = ("least_confidence", "margin", "entropy")
 def in_flags(message: str) -> str:
     """A library error message with its Python advice rewritten as command-line flags:
     ``logits=``/``logits=True`` -> ``--logits``, ``atol=0.001`` -> ``--atol 0.001``,
-    ``min_distance=`` -> ``--min-distance``, and known phrases (``numpy.nan_to_num``,
-    ``id=None``) reworded for a file."""
+    ``min_distance=`` -> ``--min-distance``, an option as a sentence's subject (``atol must
+    be …``) -> its flag, and known phrases (``numpy.nan_to_num``, ``id=None``) reworded for
+    a file."""
     for python, flags in _PHRASES:
         message = message.replace(python, flags)
 
     def flag(match: re.Match) -> str:
         name, value = match[1], match[2].strip("'\"")
-        return _FLAGS[name] if value in ("", "True") else f"{_FLAGS[name]} {value}"
+        if value in ("", "True"):
+            return _FLAGS[name]
+        if value == "None":
+            return "--diversity none" if name == "diversity" else f"no {_FLAGS[name]}"
+        return f"{_FLAGS[name]} {value}"
 
-    return _KEYWORD.sub(flag, message)
+    message = _KEYWORD.sub(flag, message)
+    return _SUBJECT.sub(lambda match: _FLAGS[match[1]], message)
 
 
 def _count(text: str) -> int:
@@ -292,19 +302,22 @@ def _select(args: argparse.Namespace) -> None:
                            labeled=pool.labeled, score=args.score, normalize=args.normalize,
                            atol=args.atol, density=args.density, beta=args.beta,
                            diversity=None if args.diversity == "none" else args.diversity,
-                           candidates=args.candidates, seed=args.seed,
-                           return_utilities=True, **params)
+                           candidates=args.candidates, seed=args.seed, **params)
     picks = np.asarray(chosen.indices)
+    components = dict(chosen.components)
     columns: dict[str, Any] = {
         "id": pool.ids[picks], "pick": np.arange(1, len(picks) + 1, dtype=np.int64),
-        "score": chosen.scores, "score_rank": score_ranks(chosen.utilities, picks),
-        "reason": list(chosen.reasons)}
+        "score": chosen.scores, "score_rank": components.pop("rank"),
+        "reason": [_reason_with_ids(text, pool.ids) for text in chosen.reasons]}
     if args.explain:
-        for name, values in chosen.components.items():
+        for name, values in components.items():
             values = np.asarray(values)
-            # The combined score is already the "score" column (it equals the uncertainty
-            # when no density weights it): write each number once.
-            if name not in columns and not np.array_equal(values, chosen.scores):
+            if name == "nearest":  # a row number: write the nearest covered item's id
+                columns["nearest_id"] = pl.Series(
+                    [pool.ids[j] if j >= 0 else None for j in values.tolist()])
+            elif not np.array_equal(values, chosen.scores):
+                # The uncertainty equals the combined score when no density weights it:
+                # write each number once.
                 columns[name] = values
     io.write_table(pl.DataFrame(columns), args.out, overwrite=args.overwrite)
     n_labeled = 0 if pool.labeled is None else int(pool.labeled.sum())
@@ -317,19 +330,11 @@ def _select(args: argparse.Namespace) -> None:
                                       for stage, seconds in chosen.timings.items()))
 
 
-def score_ranks(utilities: Any, picks: Any) -> Any:
-    """Each pick's rank (1 = best) by combined score among the items that could be picked
-    (utilities NaN for labeled/excluded items), equal scores ranked by the lower index as
-    the top-k ranks them."""
-    import numpy as np
-
-    utilities = np.asarray(utilities, dtype=np.float64)
-    n = len(utilities)
-    # NaN (labeled or excluded) sort last under -utilities; ties go to the lower index.
-    order = np.lexsort((np.arange(n), -utilities))
-    ranks = np.empty(n, dtype=np.int64)
-    ranks[order] = np.arange(1, n + 1)
-    return ranks[np.asarray(picks, dtype=np.int64)]
+def _reason_with_ids(reason: str, ids: Any) -> str:
+    """A Selection reason for the output file: the nearest covered item named by its id (as
+    the file's id column does, not by row number), options named as flags."""
+    return in_flags(re.sub(r"(nearest covered item )(\d+)", lambda m: f"{m[1]}{ids[int(m[2])]}",
+                            reason))
 
 
 def _describe(config: dict[str, Any]) -> str:

@@ -265,7 +265,7 @@ def table(results: dict[str, Any]) -> str:
     """A plain-text summary: per strategy the AULC with its 95 % interval, the final
     accuracy, labels to 98 % of full-pool accuracy, selection seconds, and the paired
     difference from the best strategy."""
-    seeds = results.get("seeds", len(next(iter(results["strategies"].values()))["curves"]))
+    seeds = results.get("seeds")
     lines = [f"{'strategy':<22}{'AULC':>8}{'95% CI':>17}{'final':>8}{'labels to 98%':>15}"
              f"{'select s':>10}"]
     ranked = sorted(results["strategies"].items(), key=lambda kv: -kv[1]["aulc"])
