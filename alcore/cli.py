@@ -122,7 +122,8 @@ def _outputs(parser: argparse.ArgumentParser, *, single: bool = False) -> None:
                              "rounded probabilities)")
     parser.add_argument("--atol", type=float, default=1e-3,
                         help="allowed |row sum - 1| (default 0.001; probabilities rounded "
-                             "to 3 decimals need about 0.005 x classes, or --normalize)")
+                             "to 3 decimals can be off by 0.0005 x classes: --atol 0.01, or "
+                             "--normalize)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,11 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                    ".json)")
     gate.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
-    select = commands.add_parser("select", parents=[common],
-                                 help="choose the next batch from a pool file")
+    select = commands.add_parser(
+        "select", parents=[common], help="choose the next batch from a pool file",
+        description="Choose the next batch from a pool file. The output has one row per "
+                    "chosen item: id (as written in the pool), pick (1 = picked first; the "
+                    "diversity stage's order), score (the combined score), score_rank (the "
+                    "item's rank by score among the unlabeled items, 1 = best) and reason "
+                    "(why this item, with its own numbers).")
     select.add_argument("pool", help="Parquet, CSV, NDJSON or Arrow file (.csv.gz and "
                                      ".ndjson.gz too)")
-    select.add_argument("-k", type=_count, required=True,
+    select.add_argument("-k", type=_count, required=True, metavar="N",
                         help="batch size: how many items to select (an integer, e.g. 1000)")
     select.add_argument("--score", default="margin", choices=SCORES, help="default margin")
     _outputs(select)
@@ -186,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto (default): kcenter over the 5 x k best candidates by "
                              "score when the pool has embeddings, else the top k; none: the "
                              "top k; probcover needs --radius, spread --min-distance")
-    select.add_argument("--candidates", type=_count,
+    select.add_argument("--candidates", type=_count, metavar="M",
                         help="keep the best (candidates x k) items by score before the "
                              "diversity stage")
     select.add_argument("--radius", type=float, help="ProbCover ball radius")
