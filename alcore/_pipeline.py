@@ -114,7 +114,20 @@ _OPTION_CHECKS = {
 
 
 def _check_diversity_params(method: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    import difflib
+
+    own = [name for name in inspect.signature(select).parameters if name != "diversity_params"]
+    by_method = {m: _method_parameters(m)[0] for m in DIVERSITIES[2:]}
     if method is None:
+        stray = sorted(name for name in params
+                       if not any(name in options for options in by_method.values()))
+        if stray:  # no method has it: most likely a misspelt argument of select() itself
+            every = sorted({name for options in by_method.values() for name in options})
+            near = [m for name in stray
+                    for m in difflib.get_close_matches(name, [*own, *every], 1)]
+            hint = f" (did you mean {near[0]}=?)" if near else ""
+            raise InvalidInputError(
+                f"select() takes no argument {', '.join(f'{u}=' for u in stray)}{hint}")
         if params:
             names = ", ".join(f"{name}=" for name in sorted(params))
             raise InvalidInputError(
@@ -125,10 +138,15 @@ def _check_diversity_params(method: str | None, params: dict[str, Any]) -> dict[
     options, required = _method_parameters(method)
     unknown = sorted(set(params) - set(options))
     if unknown:
-        import difflib
-
-        near = [m for name in unknown for m in difflib.get_close_matches(name, options, 1)]
-        hint = f" (did you mean {near[0]}=?)" if near else ""
+        near = [m for name in unknown
+                for m in difflib.get_close_matches(name, [*options, *own], 1)]
+        elsewhere = [m for name in unknown for m, o in by_method.items() if name in o]
+        if near:
+            hint = f" (did you mean {near[0]}=?)"
+        elif elsewhere:
+            hint = f" (an option of diversity={elsewhere[0]!r})"
+        else:
+            hint = ""
         allowed = ", ".join(f"{name}=" for name in options) or "none"
         raise InvalidInputError(
             f"diversity={method!r} takes no option {', '.join(f'{u}=' for u in unknown)}"
@@ -288,7 +306,8 @@ def select(probs: Any, k: int, *, logits: bool = False, embeddings: Any = None,
         n = x.shape[0]
     masks = v.item_masks(n, name, labeled=labeled, exclude=exclude, k=k)
     if params.get("clusters") is not None:
-        params["clusters"] = _cluster_labels(params["clusters"], n)
+        params["clusters"] = _cluster_labels(params["clusters"], n,
+                                             non_negative=diversity == "typiclust")
     emb = None
     if embeddings is not None:
         emb = v.embeddings_matrix(embeddings)
@@ -361,7 +380,16 @@ def select(probs: Any, k: int, *, logits: bool = False, embeddings: Any = None,
     components: dict[str, np.ndarray] = {"uncertainty": uncertainty[chosen]}
     if dens is not None:
         components["density"] = dens[chosen]
-    components["rank"] = _ranks(combined, masks.never, n_pickable, chosen, pool)
+    if diversity is None:  # the top k, best first
+        components["rank"] = np.arange(1, len(chosen) + 1, dtype=np.int64)
+    else:
+        ranked = pool
+        if ranked is None and diversity == "cluster_margin":
+            # Its picks lie among its candidates_per_pick * k best margins.
+            per_pick = params.get("candidates_per_pick") or _method_parameters(
+                "cluster_margin")[0]["candidates_per_pick"]
+            ranked = _core.top_k(combined, masks.never, min(per_pick * k, n_pickable))
+        components["rank"] = _ranks(combined, masks.never, n_pickable, chosen, ranked)
     if diversity in _DISTANCE_METHODS:
         metric = params.get("metric", "l2")
         lab_rows = (np.flatnonzero(masks.labeled) if masks.labeled is not None
@@ -385,13 +413,16 @@ def select(probs: Any, k: int, *, logits: bool = False, embeddings: Any = None,
                      timings, config)
 
 
-def _cluster_labels(clusters: Any, n: int) -> np.ndarray:
+def _cluster_labels(clusters: Any, n: int, non_negative: bool) -> np.ndarray:
+    """``clusters=`` checked before any work (the method checks it again): integer labels,
+    one per item (TypiClust counts cluster sizes, so its labels are non-negative)."""
     labels = v.as_numpy(clusters, "clusters")
+    kind = "non-negative integer" if non_negative else "integer"
     if labels.shape != (n,) or labels.dtype.kind not in "iu" or (
-            labels.size and labels.min() < 0):
+            non_negative and labels.size and labels.min() < 0):
         raise InvalidInputError(
-            f"clusters must be non-negative integer labels of shape ({n},), one per item, got "
-            f"dtype {labels.dtype} and shape {labels.shape}")
+            f"clusters must be {kind} labels of shape ({n},), one per item, got dtype "
+            f"{labels.dtype} and shape {labels.shape}")
     return labels.astype(np.int64, copy=False)
 
 
@@ -477,8 +508,8 @@ def _covered_distances(emb: np.ndarray, lab_rows: np.ndarray, chosen: np.ndarray
     pick_sq = np.einsum("ij,ij->i", picks, picks)
 
     def fold(block: np.ndarray, ids: np.ndarray, allowed: np.ndarray | None) -> None:
-        # The expanded form in float64: its error, about 1e-16 times the squared norms,
-        # is far below the float32 resolution of the embeddings themselves.
+        # The expanded form in float64 finds the nearest item (its error, about 1e-16
+        # times the squared norms, can only swap near-equal candidates).
         sq = pick_sq[:, None] + np.einsum("ij,ij->i", block, block)[None, :] \
             - 2.0 * (picks @ block.T)
         np.maximum(sq, 0.0, out=sq)
@@ -500,7 +531,15 @@ def _covered_distances(emb: np.ndarray, lab_rows: np.ndarray, chosen: np.ndarray
     if m > 1:
         # Pick i is compared with the picks before it only.
         fold(picks, chosen, np.tri(m, m, -1, dtype=bool))
-    return np.sqrt(best), nearest
+    # The expanded form chose the nearest item; its distance is recomputed from the
+    # differences, exact even for near-duplicates far from the origin.
+    found = np.flatnonzero(nearest >= 0)
+    other = emb[nearest[found]].astype(np.float64)
+    if metric == "cosine":
+        other /= np.maximum(np.linalg.norm(other, axis=1, keepdims=True), np.finfo(float).tiny)
+    distance = np.full(m, np.inf)
+    distance[found] = np.sqrt(np.einsum("ij,ij->i", picks[found] - other, picks[found] - other))
+    return distance, nearest
 
 
 def _shortfall(method: str | None, got: int, k: int, pool: np.ndarray | None,
