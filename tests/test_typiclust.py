@@ -121,3 +121,36 @@ def test_progress():
     calls = []
     typiclust(x, 3, clusters=labels, progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_clusters_do_not_grow_with_the_labeled_set(monkeypatch):
+    """min(n_labeled + k, max_clusters) k-means clusters, as the authors' code (cap 500):
+    the old n_labeled + k made 10 picks with 4000 labeled 30 times slower."""
+    from alcore import _faiss
+
+    asked = []
+    real = _faiss.kmeans
+
+    def spy(x, n_clusters, seed, *args, **kwargs):
+        asked.append(n_clusters)
+        return real(x, n_clusters, seed, *args, **kwargs)
+
+    monkeypatch.setattr(_faiss, "kmeans", spy)
+    x, _ = clustered(9, [200] * 10, d=4)
+    typiclust(x, 5, labeled=np.arange(1000), max_clusters=40)
+    typiclust(x, 5, labeled=np.arange(10), max_clusters=40)
+    typiclust(x, 5)
+    assert asked == [40, 15, 5]
+    assert alcore.diversity.MAX_CLUSTERS == 500
+    typiclust(x, 5, labeled=np.arange(1500))
+    assert asked[-1] == 500
+
+
+def test_exclude_leaves_items_out_of_the_pool():
+    x, labels = clustered(10, [12, 9, 7, 5])
+    excluded = np.flatnonzero(labels == 0)[:8]  # cluster 0 shrinks below cluster 1
+    keep = np.setdiff1d(np.arange(len(x)), excluded)
+    got = typiclust(x, 3, clusters=labels, exclude=excluded, n_neighbors=3)
+    want = reference(x[keep], 3, np.array([], dtype=np.int64), labels[keep], 3)
+    np.testing.assert_array_equal(got, keep[want])
+    assert labels[got[0]] == 1
