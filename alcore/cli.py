@@ -165,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--window", type=_count,
                       help="budget window in items (default: follows the budget)")
     gate.add_argument("--seed", type=int, default=0, help="random seed")
+    gate.add_argument("--hard-cap", action="store_true",
+                      help="never let any prefix of the stream spend more than budget x n + 1")
     _outputs(gate)
     gate.add_argument("--id", help="id column copied to the output (default: 'id' if "
                                    "present); ids are kept as written")
@@ -408,6 +410,8 @@ def _gate(args: argparse.Namespace) -> None:
     options: dict[str, Any] = {"utility": args.utility, "seed": args.seed, "atol": args.atol}
     if args.window is not None:
         options["window"] = args.window
+    if args.hard_cap:
+        options["hard_cap"] = True
     gate = StreamGate(args.strategy, args.budget, **options)
     # Decide in ten slices to report the threshold's trajectory (same decisions as one call).
     bounds = np.linspace(0, len(probs), 11).astype(int)
@@ -437,10 +441,13 @@ def _gate(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    from alcore import demo
+    from alcore import demo, simulate
 
     if args.k > args.items:
         parser.error(f"-k {args.k} exceeds --items {args.items}")
+    # The tour replaces its own files in --out; only a missing parent or a file is refused,
+    # before the minute of work.
+    simulate.check_out(args.out, overwrite=True)
     demo.tour(n=args.items, classes=args.classes, k=args.k, seed=args.seed,
               repeats=args.repeats, out_dir=args.out, seeds=args.seeds)
 
