@@ -64,8 +64,8 @@ def test_simulation_outputs(tmp_path, capsys):
 
 def test_default_strategies_do_not_need_scikit_activeml(tmp_path, capsys, no_skactiveml):
     out = tmp_path / "sim"
-    code, printed, err = run(["simulate", "--dataset", "wine", "--rounds", "2", "--batch", "5",
-                              "--seeds", "2", "--out", out], capsys)
+    code, _, err = run(["simulate", "--dataset", "wine", "--rounds", "2", "--batch", "5",
+                        "--seeds", "2", "--out", out], capsys)
     assert code == 0, err
     assert set(json.loads((out / "curves.json").read_text())["strategies"]) == {
         "random", "margin", "margin+kcenter"}
