@@ -4,9 +4,10 @@ Conventions every subcommand follows:
 
 - **Errors** are one line on stderr, ``alcore: error: …``, with exit code 2 for bad input
   (1 for a missing optional dependency or a failed write); never a traceback. The
-  library's :class:`alcore.InvalidInputError` messages name Python arguments (``pass logits=…``, ``normalize=True``, ``a larger atol=``); the command
-  line rewrites them into its flags (``--logits``, ``--normalize``, ``--atol``) with
-  :func:`in_flags`, so advice names only what the command accepts.
+  library's :class:`alcore.InvalidInputError` messages name Python arguments (``pass
+  logits=…``, ``normalize=True``, ``a larger atol=``); the command line rewrites them into
+  its flags (``--logits``, ``--normalize``, ``--atol``) with :func:`in_flags`, so advice
+  names only what the command accepts.
 - **Output** is checked before any work: ``--out`` must have a writable extension, its
   folder must exist, and an existing file (or, for ``simulate``, folder) is replaced only
   with ``--overwrite``. Files are written atomically.
