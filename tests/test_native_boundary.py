@@ -76,8 +76,8 @@ def test_thread_count_changing_during_calls(restore_threads):
 
 
 @pytest.mark.parametrize("exclude", [
-    [0, 1, 0, 0],
-    (0, 1, 0, 0),
+    [False, True, False, False],  # converted to a one-byte bool array, then freed
+    (False, True, False, False),
     b"\x00\x01\x00\x00",
     memoryview(np.array([0, 1, 0, 0], dtype=np.uint8)),
 ])
