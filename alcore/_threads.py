@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 
 from alcore import _core
+from alcore import _validation as v
 from alcore._errors import InvalidInputError
 
 # Modules that own another thread pool (Numba, FAISS) register here when they are first
@@ -19,16 +19,13 @@ def set_num_threads(n: int) -> None:
     Parameters
     ----------
     n : int
-        Threads, >= 1. The default is the number of cores this process may run on.
+        Threads, >= 1 (a Python or numpy integer). The default is the number of cores this
+        process may run on. Safe to call while other threads run alcore kernels: each call
+        reads the limit once, when it starts.
     """
-    try:
-        n = operator.index(n)
-    except TypeError:
-        raise InvalidInputError(
-            f"n must be a positive integer, got {type(n).__name__}; pass e.g. n=2"
-        ) from None
-    if isinstance(n, bool) or n < 1:
-        raise InvalidInputError(f"n must be a positive integer, got {n!r}; pass e.g. n=2")
+    n = v.count(n, "n")
+    if n > 2**31 - 1:
+        raise InvalidInputError(f"n must be at most 2**31 - 1, got {n}; pass e.g. n=2")
     _core.set_num_threads(n)
     for listener in _listeners:
         listener(n)

@@ -1,14 +1,16 @@
 """Stream-based selection: a yes/no per arriving item, under a label budget.
 
 :class:`StreamGate` is a native stateful gate (Zliobaite et al. 2014 strategies with the
-windowed budget estimate). ``decide_many`` gives exactly the decisions of the same rows fed
-one by one; the state serialises to JSON and a restored gate continues the same random
-sequence.
+windowed budget estimate, and the balanced incremental quantile filter). ``decide_many``
+gives exactly the decisions of the same rows fed one by one; the state serialises to JSON
+and a restored gate continues the same random sequence. :class:`Router` puts tiers
+(auto-label, annotator, expert) and the annotators' queue in front of a gate.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 from typing import Any, NamedTuple
 
@@ -27,11 +29,36 @@ STRATEGIES = {
     "quantile": 5,
 }
 UTILITIES = {"least_confidence": 0, "margin": 1, "entropy": 2}
+_STRATEGY_NAMES = {code: name for name, code in STRATEGIES.items()}
+_UTILITY_NAMES = {code: name for name, code in UTILITIES.items()}
 # Strategy parameters and their defaults (scikit-activeml's names).
 PARAMETERS = {"theta": 1.0, "s": 0.01, "delta": 1.0, "v": 0.1, "w_tol": 50.0, "atol": 1e-3}
+# The native gate's names for them.
+_NATIVE_NAMES = {"theta": "theta", "s": "step", "delta": "delta", "v": "split",
+                 "w_tol": "w_tol", "atol": "atol"}
+# The default window holds this many labels' worth of the budget, and at least
+# MIN_WINDOW items (see default_window).
+WINDOW_LABELS = 50
+MIN_WINDOW = 1000
 _FORMAT = "alcore.StreamGate"
-_VERSION = 1
+_VERSION = 2
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_SEED_HINT = "pass an int in [0, 2**64), None (fresh entropy) or a numpy.random.Generator"
+
+
+def default_window(budget: float) -> int:
+    """The window a gate uses when ``window=None``: ``max(1000, ceil(50 / budget))``.
+
+    The windowed spending estimate u_t / w moves in steps of 1 / w, so a query overshoots
+    the budget by about 1 / (2 budget w) of it: with 50 labels' worth of budget in the window
+    that is about 1 % at every budget (w = 100 gives 10 % at a budget of 5 % and 500 % at
+    0.1 %). Near budget 0.5 the variable strategies' own rate is close to the budget and a
+    short window's noise blocks queries too often; 1000 items keep that loss near 1-2 %.
+    scikit-activeml's default is w = 100.
+    """
+    budget = v.number(budget, "budget", low=0, high=1, low_open=True)
+    # Rounded first so that 50 / 0.002 (25000.000000000004 in floating point) gives 25000.
+    return max(MIN_WINDOW, math.ceil(round(WINDOW_LABELS / budget, 6)))
 
 
 class GateStats(NamedTuple):
@@ -44,16 +71,45 @@ class GateStats(NamedTuple):
     windowed_spending: float
     """Zliobaite's estimate u_t / window, which the budget bounds."""
     threshold: float
-    """The variable strategies' current threshold (the initial one for the others)."""
+    """The confidence threshold (confidence = 1 - utility): the variable strategies' current
+    theta, the fixed strategy's 1/C + budget (1 - 1/C) once C is known (before the first row:
+    1/2 + budget/2, its value for two classes), theta for the others."""
+
+
+def _gate_seed(seed: Any) -> int:
+    if seed is None or isinstance(seed, np.random.Generator):
+        # Drawn once and recorded, so to_json/from_json reproduce the gate.
+        return int(v.rng(seed).integers(0, 2**64, dtype=np.uint64))
+    return v.integer(seed, "seed", low=0, high=2**64 - 1, hint=_SEED_HINT)
+
+
+class GateUtility(str):
+    """A gate's utility: a str equal to its name, and callable on rows.
+
+    ``gate.utility == "margin"`` reads the setting; ``gate.utility(probs)`` returns the
+    utility of each row of ``probs`` (N, C) as a float64 array of shape (N,), in
+    [0, ``gate.max_utility(C)``], computed by the same native code the gate decides with,
+    after the same checks (values, and the class count once the gate has seen rows).
+    Nothing changes in the gate. This is the one definition of utility the gate and
+    :class:`Router` share.
+    """
+
+    def __new__(cls, name: str, gate: StreamGate) -> GateUtility:
+        self = super().__new__(cls, name)
+        self._gate = gate
+        return self
+
+    def __call__(self, probs: Any) -> np.ndarray:
+        return self._gate._utilities(probs)
 
 
 class StreamGate:
-    """Decide per item whether a human labels it, spending at most ``budget`` of the stream.
+    """Decide per item whether a human labels it, under a label budget.
 
     Parameters
     ----------
     strategy : str
-        ``"fixed"`` (query when max p <= 1/C + budget (1 - 1/C)), ``"variable_uncertainty"``
+        ``"fixed"`` (query when confidence <= 1/C + budget (1 - 1/C)), ``"variable_uncertainty"``
         (threshold theta shrinks by (1 - s) after a query, grows by (1 + s) otherwise),
         ``"randomized_variable_uncertainty"`` (the same against theta * N(1, delta)),
         ``"split"`` (with probability v a random query at the budget rate, else a variable
@@ -62,63 +118,153 @@ class StreamGate:
         last ``window`` utilities, lowered by range x labels owed / w_tol).
     budget : float
         Share of items that may be labeled, in (0, 1].
-    utility : str
-        ``"least_confidence"`` (1 - max p), ``"margin"`` (1 - (p1 - p2)) or ``"entropy"``
-        (normalised by ln C); the strategies compare confidence = 1 - utility.
-    window : int
-        w of the windowed spending estimate u_t <- u_t (w - 1)/w + queried; a query is
-        allowed while u_t / w < budget.
-    seed : int
+    utility : str, keyword-only
+        ``"least_confidence"`` (1 - max p, in [0, 1 - 1/C]), ``"margin"`` (1 - (p1 - p2), in
+        [0, 1]) or ``"entropy"`` (divided by ln C, in [0, 1]); the strategies compare
+        confidence = 1 - utility. ``gate.utility(probs)`` computes it (:class:`GateUtility`).
+    window : int or None, keyword-only
+        w of the windowed spending estimate u_t <- u_t (w - 1)/w + queried (a query is
+        allowed while u_t / w < budget) and the quantile filter's window. None (default):
+        :func:`default_window`, ``max(1000, ceil(50 / budget))``, so spending tracks small
+        budgets too, and the estimate starts at its steady state u_0 = budget (w - 1) (no
+        burst of queries on the first items). An explicit window starts at u_0 = 0, as Zliobaite et
+        al. and scikit-activeml do; pass ``window=100`` for scikit-activeml's default.
+    seed : int, None or numpy.random.Generator, keyword-only
         Seeds the counter-based random numbers (randomized, split and random strategies).
+        None draws fresh entropy and a Generator gives one draw; either way the int drawn is
+        what :attr:`seed` reports and :meth:`to_json` saves.
+    hard_cap : bool, keyword-only
+        Guarantee that no prefix of the stream spends more than budget * n + 1: an item is
+        queried only if queried + 1 <= budget * (items seen, this one included) + 1 (in
+        float64). Without it the adaptive strategies track the budget on average (within
+        about 1 % over long streams with the default window) but may run ahead of it
+        for a while.
     **params
         ``theta`` (1.0), ``s`` (0.01), ``delta`` (1.0), ``v`` (0.1), ``w_tol`` (50, the
         quantile filter's tolerance window), ``atol`` (1e-3, the allowed |row sum - 1|).
 
     Notes
     -----
+    Settings (:attr:`strategy`, :attr:`budget`, :attr:`utility`, :attr:`window`,
+    :attr:`seed`, :attr:`hard_cap`, :attr:`params`) are read-only views of the native gate:
+    for other settings make a new gate.
+
     Thread safety: every call holds the gate's lock, so concurrent callers see decisions
     as if their calls ran one after another (in some order) and the budget accounting stays
-    exact. A rejected call (bad row, wrong class count) changes nothing.
+    exact. A caller waiting for the lock releases the GIL, so other Python threads run
+    meanwhile. A rejected call (bad row, wrong class count) changes nothing.
     """
 
-    def __init__(self, strategy: str, budget: float, utility: str = "least_confidence",
-                 window: int = 100, seed: int = 0, **params: Any):
-        if not isinstance(strategy, str) or strategy not in STRATEGIES:
-            raise InvalidInputError(
-                f"strategy must be one of {', '.join(map(repr, STRATEGIES))}, got {strategy!r}"
-            )
-        if not isinstance(utility, str) or utility not in UTILITIES:
-            raise InvalidInputError(
-                f"utility must be one of {', '.join(map(repr, UTILITIES))}, got {utility!r}"
-            )
+    def __init__(self, strategy: str, budget: float, *, utility: str = "least_confidence",
+                 window: int | None = None, seed: Any = 0, hard_cap: bool = False,
+                 **params: Any):
+        strategy = v.choice(strategy, "strategy", STRATEGIES)
+        utility = v.choice(utility, "utility", UTILITIES)
         unknown = sorted(set(params) - set(PARAMETERS))
         if unknown:
+            import difflib
+
+            near = difflib.get_close_matches(unknown[0], list(PARAMETERS), 1)
             raise InvalidInputError(
-                f"unknown parameter {unknown[0]!r}; StreamGate takes "
-                f"{', '.join(PARAMETERS)}"
-            )
-        budget = _number(budget, "budget")
-        if not 0 < budget <= 1:
-            raise InvalidInputError(f"budget must be in (0, 1], got {budget!r}")
-        window = v.count(window, "window")
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-            raise InvalidInputError(f"seed must be a non-negative int, got {seed!r}")
-        values = {**PARAMETERS, **{k: _number(val, k) for k, val in params.items()}}
+                f"unknown parameter {unknown[0]!r}"
+                f"{f' (did you mean {near[0]!r}?)' if near else ''}; StreamGate takes "
+                f"strategy, budget, utility, window, seed, hard_cap and the strategy "
+                f"parameters {', '.join(PARAMETERS)}")
+        budget = v.number(budget, "budget", low=0, high=1, low_open=True,
+                          hint="pass the share of items that may be labeled, e.g. 0.05")
+        derived = window is None
+        window = default_window(budget) if derived else v.count(window, "window")
+        hard_cap = v.flag(hard_cap, "hard_cap")
+        seed = _gate_seed(seed)
+        values = dict(PARAMETERS)
+        for name, value in params.items():
+            values[name] = v.number(value, name)
         for name in ("s", "delta", "v", "atol"):
-            if values[name] < 0:
-                raise InvalidInputError(f"{name} must be >= 0, got {values[name]!r}")
-        if values["w_tol"] <= 0:
-            raise InvalidInputError(f"w_tol must be > 0, got {values['w_tol']!r}")
-        if values["v"] > 1 or values["s"] >= 1:
-            raise InvalidInputError("v must be in [0, 1] and s in [0, 1)")
-        self.strategy, self.utility, self.budget, self.window = strategy, utility, budget, window
-        self.seed, self.params = int(seed), values
+            v.number(values[name], name, low=0)
+        v.number(values["w_tol"], "w_tol", low=0, low_open=True)
+        v.number(values["v"], "v", high=1)
+        v.number(values["s"], "s", high=1, high_open=True)
+        v.number(values["atol"], "atol", high=1, high_open=True)
         self._gate = _core.StreamGate(
             STRATEGIES[strategy], UTILITIES[utility], budget, window, values["theta"],
             values["s"], values["delta"], values["v"], values["atol"], values["w_tol"],
-            int(seed) % 2**64,
+            seed, hard_cap,
         )
-        self._lock = threading.Lock()  # guards to_json's read of params + state together
+        if derived:
+            # Start the estimate at its steady state ("spending exactly the budget so far",
+            # u = budget w, decayed by one item so that the first item may be queried):
+            # from u_0 = 0 the first budget w items would all be queried, a burst of 50
+            # labels that is 5 % of a 0.001 budget over a million items.
+            self._gate.set_state(budget * (window - 1), values["theta"], 0, 0, 0, -1, [])
+
+    # Settings: read from the native gate, the one copy there is.
+    @property
+    def strategy(self) -> str:
+        return _STRATEGY_NAMES[self._gate.params()["strategy"]]
+
+    @property
+    def budget(self) -> float:
+        return self._gate.params()["budget"]
+
+    @property
+    def utility(self) -> GateUtility:
+        """The utility: equal to its name (``"least_confidence"``, ``"margin"`` or
+        ``"entropy"``) and, called on rows, their utility values (see :class:`GateUtility`)."""
+        return GateUtility(_UTILITY_NAMES[self._gate.params()["utility"]], self)
+
+    @property
+    def window(self) -> int:
+        return self._gate.params()["window"]
+
+    @property
+    def seed(self) -> int:
+        return self._gate.params()["seed"]
+
+    @property
+    def hard_cap(self) -> bool:
+        return self._gate.params()["hard_cap"]
+
+    @property
+    def params(self) -> dict[str, float]:
+        """The strategy parameters (a copy): theta, s, delta, v, w_tol, atol."""
+        native = self._gate.params()
+        return {name: native[_NATIVE_NAMES[name]] for name in PARAMETERS}
+
+    def _utilities(self, probs: Any) -> np.ndarray:
+        """The gate's utility of each row: the values its strategies use, computed by the
+        same native code after the same checks (a gate that has seen rows requires their
+        class count). Changes nothing.
+
+        Parameters
+        ----------
+        probs : array-like of shape (N, C)
+            Probability rows, float32 or float64.
+
+        Returns
+        -------
+        ndarray of shape (N,), float64
+            In [0, :meth:`max_utility`]; higher = more uncertain.
+        """
+        x = self._rows(probs)
+        try:
+            return self._gate.utilities(x)
+        except _core.InvalidValue as err:
+            raise v.invalid_value_error(err, "probs", atol=self.params["atol"]) from None
+        except ValueError as err:
+            raise self._class_error(err, x.shape[1]) from None
+
+    def max_utility(self, classes: int) -> float:
+        """The largest utility a row of ``classes`` classes can have: 1 - 1/C for least
+        confidence, 1 for margin and (scaled) entropy."""
+        return self._gate.max_utility(v.integer(classes, "classes", low=2))
+
+    def fixed_threshold(self, classes: int) -> float:
+        """The confidence (1 - utility) at or below which the fixed strategy queries a row
+        of ``classes`` classes: 1/C + budget (1 - 1/C). It does not adapt to the stream: a
+        model more confident than this on every item gets no query at all (use
+        ``"variable_uncertainty"`` or ``"quantile"``, which adapt their threshold)."""
+        c = v.integer(classes, "classes", low=2)
+        return 1.0 / c + self.budget * (1.0 - 1.0 / c)
 
     def decide_one(self, p: Any) -> bool:
         """Decide for one probability row of shape (C,); True = ask a human."""
@@ -138,17 +284,29 @@ class StreamGate:
             raise self._class_error(err, p.shape[0]) from None
 
     def decide_many(self, probs: Any) -> np.ndarray:
-        """Decide for rows of shape (N, C), exactly as N calls of decide_one would."""
-        x = v.float_array(probs, "probs")
-        if x.ndim != 2:
-            raise InvalidInputError(
-                f"probs must be 2-D with shape (N items, C classes), got shape {x.shape}")
+        """Decide for rows of shape (N, C), exactly as N calls of decide_one would.
+
+        Returns
+        -------
+        ndarray of shape (N,), bool
+            True = ask a human.
+        """
+        x = self._rows(probs)
         try:
             return self._gate.decide_many(x)
         except _core.InvalidValue as err:
             raise v.invalid_value_error(err, "probs", atol=self.params["atol"]) from None
         except ValueError as err:
             raise self._class_error(err, x.shape[1]) from None
+
+    @staticmethod
+    def _rows(probs: Any) -> np.ndarray:
+        x = v.float_array(probs, "probs")
+        if x.ndim != 2:
+            hint = " (a single row: probs[None, :])" if x.ndim == 1 else ""
+            raise InvalidInputError(
+                f"probs must be 2-D with shape (N items, C classes), got shape {x.shape}{hint}")
+        return x
 
     def _class_error(self, err: ValueError, got: int) -> InvalidInputError:
         classes = self._gate.state()[5]
@@ -160,69 +318,128 @@ class StreamGate:
 
     @property
     def stats(self) -> GateStats:
-        spent, theta, seen, queried = self._gate.state()[:4]
+        spent, theta, seen, queried, _draws, classes, _history = self._gate.state()
+        if self.strategy == "fixed":
+            theta = self.fixed_threshold(classes if classes >= 2 else 2)
         return GateStats(seen, queried, queried / seen if seen else 0.0, spent / self.window,
                          theta)
 
     def to_json(self) -> str:
-        """The configuration and the full state, as JSON (no pickle)."""
-        with self._lock:
-            spent, theta, seen, queried, draws, classes, history = self._gate.state()
+        """The configuration and the full state, as JSON (no pickle), read from the native
+        gate in one locked read."""
+        spent, theta, seen, queried, draws, classes, history = self._gate.state()
         return json.dumps({
             "format": _FORMAT, "version": _VERSION,
             "config": {"strategy": self.strategy, "budget": self.budget,
-                       "utility": self.utility, "window": self.window, "seed": self.seed,
-                       "params": self.params},
+                       "utility": str(self.utility), "window": self.window, "seed": self.seed,
+                       "hard_cap": self.hard_cap, "params": self.params},
             "state": {"spent": spent, "theta": theta, "seen": seen, "queried": queried,
                       "draws": draws, "classes": classes, "history": history},
         })
 
     @classmethod
     def from_json(cls, text: str) -> StreamGate:
-        """Restore a gate saved with :meth:`to_json`; it continues exactly where it was."""
-        try:
-            data = json.loads(text)
-            if data.get("format") != _FORMAT or data.get("version") != _VERSION:
-                raise InvalidInputError(
-                    f"not a StreamGate state (format {data.get('format')!r}, version "
-                    f"{data.get('version')!r}); expected {_FORMAT!r} version {_VERSION}")
-            config, state = data["config"], data["state"]
-            gate = cls(config["strategy"], config["budget"], config["utility"],
-                       config["window"], config["seed"], **config["params"])
-            numbers = [state[key] for key in ("spent", "theta", "seen", "queried", "draws",
-                                              "classes")]
-            history = [float(u) for u in state["history"]]
-        except InvalidInputError:
-            raise
-        except (json.JSONDecodeError, TypeError, KeyError, AttributeError, ValueError) as err:
-            raise InvalidInputError(f"corrupt StreamGate state ({err!r}); pass the text "
-                                    f"StreamGate.to_json() produced") from None
-        spent, theta, seen, queried, draws, classes = numbers
-        ints = (seen, queried, draws, classes)
-        if (not all(isinstance(x, int) and not isinstance(x, bool) for x in ints)
-                or not all(isinstance(x, int | float) for x in (spent, theta))
-                or seen < 0 or not 0 <= queried <= seen or draws < 0 or classes < -1
-                or classes in (0, 1) or not np.isfinite(spent) or not np.isfinite(theta)
-                or spent < 0 or len(history) > gate.window
-                or not all(np.isfinite(history))):
-            raise InvalidInputError("corrupt StreamGate state: counters out of range")
-        gate._gate.set_state(float(spent), float(theta), seen, queried, draws, classes, history)
-        return gate
+        """Restore a gate saved with :meth:`to_json`; it continues exactly where it was.
+
+        Raises
+        ------
+        InvalidInputError
+            For anything that is not the text :meth:`to_json` writes (not a str, not JSON,
+            another format or version, a missing or extra key, a wrong type, a counter out
+            of range).
+        """
+        return _restore(cls, text)
 
 
-def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool):
-        raise InvalidInputError(f"{name} must be a number, got {value!r}")
+_STATE_KEYS = ("spent", "theta", "seen", "queried", "draws", "classes", "history")
+_CONFIG_KEYS = ("strategy", "budget", "utility", "window", "seed", "hard_cap", "params")
+_INT64 = 2**63 - 1
+
+
+def _corrupt(what: str) -> InvalidInputError:
+    return InvalidInputError(f"corrupt StreamGate state: {what}; pass the text "
+                             f"StreamGate.to_json() produced")
+
+
+def _keys(value: Any, keys: tuple[str, ...], where: str) -> dict:
+    if not isinstance(value, dict):
+        raise _corrupt(f"{where} must be an object, got {type(value).__name__}")
+    if set(value) != set(keys):
+        missing = sorted(set(keys) - set(value))
+        extra = sorted(set(value) - set(keys))
+        raise _corrupt(f"{where} keys differ (missing {missing}, unexpected {extra})")
+    return value
+
+
+def _json_number(value: Any, name: str, **bounds: Any) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise _corrupt(f"{name} must be a number, got {type(value).__name__}")
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(number):
-        raise InvalidInputError(f"{name} must be finite, got {value!r}")
-    return number
+        return v.number(value, name, **bounds)
+    except InvalidInputError as err:
+        raise _corrupt(str(err)) from None
 
 
+def _json_int(value: Any, name: str, low: int, high: int = _INT64) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _corrupt(f"{name} must be an integer, got {type(value).__name__}")
+    try:
+        return v.integer(value, name, low=low, high=high)
+    except InvalidInputError as err:
+        raise _corrupt(str(err)) from None
 
+
+def _restore(cls: type[StreamGate], text: Any) -> StreamGate:
+    if not isinstance(text, str):
+        raise InvalidInputError(
+            f"text must be the str StreamGate.to_json() produced, got {type(text).__name__}")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as err:
+        raise _corrupt(f"not JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise _corrupt(f"expected a JSON object, got {type(data).__name__}")
+    if data.get("format") != _FORMAT:
+        raise InvalidInputError(f"not a StreamGate state (format {data.get('format')!r}); "
+                                f"expected {_FORMAT!r}")
+    version = data.get("version")
+    if version != _VERSION or isinstance(version, bool):
+        raise InvalidInputError(
+            f"StreamGate state version {version!r} is not supported; this alcore reads "
+            f"version {_VERSION} (version 1, before hard_cap and the budget-derived window, "
+            f"cannot be restored: make a new gate with the settings it lists)")
+    data = _keys(data, ("format", "version", "config", "state"), "the top level")
+    config = _keys(data["config"], _CONFIG_KEYS, "config")
+    state = _keys(data["state"], _STATE_KEYS, "state")
+    params = _keys(config["params"], tuple(PARAMETERS), "config.params")
+    for name in ("strategy", "utility"):
+        if not isinstance(config[name], str):
+            raise _corrupt(f"config.{name} must be a string")
+    if not isinstance(config["hard_cap"], bool):
+        raise _corrupt("config.hard_cap must be true or false")
+    budget = _json_number(config["budget"], "config.budget", low=0, high=1, low_open=True)
+    window = _json_int(config["window"], "config.window", low=1)
+    seed = _json_int(config["seed"], "config.seed", low=0, high=2**64 - 1)
+    values = {name: _json_number(params[name], f"config.params.{name}") for name in params}
+    try:
+        gate = cls(config["strategy"], budget, utility=config["utility"], window=window,
+                   seed=seed, hard_cap=config["hard_cap"], **values)
+    except InvalidInputError as err:
+        raise _corrupt(f"config: {err}") from None
+    spent = _json_number(state["spent"], "state.spent", low=0)
+    theta = _json_number(state["theta"], "state.theta")
+    seen = _json_int(state["seen"], "state.seen", low=0)
+    queried = _json_int(state["queried"], "state.queried", low=0, high=seen)
+    draws = _json_int(state["draws"], "state.draws", low=0, high=2**64 - 1)
+    classes = _json_int(state["classes"], "state.classes", low=-1)
+    if classes in (0, 1):
+        raise _corrupt(f"state.classes must be -1 (no row yet) or >= 2, got {classes}")
+    history = state["history"]
+    if not isinstance(history, list) or len(history) > window:
+        raise _corrupt(f"state.history must be a list of at most {window} utilities")
+    history = [_json_number(u, "state.history item") for u in history]
+    gate._gate.set_state(spent, theta, seen, queried, draws, classes, history)
+    return gate
 
 
 class Route:
@@ -236,117 +453,161 @@ class Route:
     ALL = (AUTO_LABEL, ANNOTATE, EXPERT, SKIP)
 
 
-_SCORE_OF_UTILITY = {"least_confidence": "least_confidence", "margin": "margin",
-                     "entropy": "entropy"}
-
-
 class Router:
     """Tiered routing in front of a :class:`StreamGate`, aware of the annotators' queue.
 
-    For each item, in order: ``AUTO_LABEL`` when max p >= ``auto_label_at`` (no budget
-    spent); ``SKIP`` when its utility is below the queue threshold (so a filling queue
-    lowers inflow and the gate's budget is not spent on items nobody will label); otherwise
-    the gate decides, and a queried item goes to ``EXPERT`` when its utility is >=
-    ``expert_at`` (or, given committee samples, their vote disagreement is >=
-    ``expert_disagreement``) and to ``ANNOTATE`` otherwise.
+    For each item, in order: ``SKIP`` when it is in ``exclude``; ``AUTO_LABEL`` when its max
+    probability >= ``auto_label_at`` (no budget spent); ``SKIP`` when its utility is below
+    the queue threshold (so a filling queue lowers inflow and the gate's budget is not spent
+    on items nobody will label); otherwise the gate decides, and a queried item goes to
+    ``EXPERT`` when its utility is >= ``expert_at`` (or, given committee samples, their vote
+    disagreement is >= ``expert_disagreement``) and to ``ANNOTATE`` otherwise.
 
-    The queue threshold is ``pressure ** 2`` times the largest possible utility, with
-    ``pressure = min(1, depth / queue_capacity)`` from :meth:`set_queue_depth`: 0 with an
-    empty queue, rising steeply as it nears capacity, back to 0 as it drains.
+    Two scales: ``auto_label_at`` is a **max probability** (in [1/C, 1]; high = confident),
+    ``expert_at`` a **utility** of the gate (:meth:`StreamGate.utility`; high = uncertain):
+    for ``least_confidence`` 1 - max p, in [0, 1 - 1/C]; for ``margin`` 1 - (p1 - p2) and
+    ``entropy`` / ln C, in [0, 1]. With least confidence, ``auto_label_at=0.98`` and
+    ``expert_at=0.6`` mean max p >= 0.98 is auto-labelled and max p <= 0.4 goes to experts.
+
+    The queue threshold is ``queue_threshold * gate.max_utility(C)`` in the gate's utility,
+    with :attr:`queue_threshold` = ``pressure ** 2`` and ``pressure = min(1, depth /
+    queue_capacity)`` from :meth:`set_queue_depth`: 0 with an empty queue, rising steeply as
+    it nears capacity, back to 0 as it drains.
 
     Parameters
     ----------
     gate : StreamGate
-    auto_label_at : float or None
+    auto_label_at : float or None, keyword-only
         Max-probability threshold for auto-labelling (None: never).
-    expert_at : float or None
-        Utility (the gate's, in [0, 1]) from which a queried item goes to an expert.
-    expert_disagreement : float
+    expert_at : float or None, keyword-only
+        The gate's utility from which a queried item goes to an expert (None: never).
+    expert_disagreement : float, keyword-only
         Vote-entropy share (of ln T) from which committee samples send it to an expert.
-    queue_capacity : int or None
+    queue_capacity : int or None, keyword-only
         The annotators' queue size; None disables queue awareness.
+
+    Notes
+    -----
+    Thread safe: calls from several threads share the gate's budget exactly, and
+    :attr:`counts` is updated under a lock.
     """
 
-    def __init__(self, gate: StreamGate, auto_label_at: float | None = 0.98,
+    def __init__(self, gate: StreamGate, *, auto_label_at: float | None = 0.98,
                  expert_at: float | None = None, expert_disagreement: float = 0.5,
                  queue_capacity: int | None = None):
         if not isinstance(gate, StreamGate):
             raise InvalidInputError(f"gate must be a StreamGate, got {type(gate).__name__}")
         self.gate = gate
-        self.auto_label_at = None if auto_label_at is None else _unit(auto_label_at,
-                                                                       "auto_label_at")
-        self.expert_at = None if expert_at is None else _unit(expert_at, "expert_at")
-        self.expert_disagreement = _unit(expert_disagreement, "expert_disagreement")
+        self.auto_label_at = (None if auto_label_at is None
+                              else v.number(auto_label_at, "auto_label_at", low=0, high=1))
+        self.expert_at = (None if expert_at is None
+                          else v.number(expert_at, "expert_at", low=0, high=1))
+        self.expert_disagreement = v.number(expert_disagreement, "expert_disagreement",
+                                            low=0, high=1)
         self.queue_capacity = (None if queue_capacity is None
                                else v.count(queue_capacity, "queue_capacity"))
         self._depth = 0
-        self.counts = dict.fromkeys(Route.ALL, 0)
+        self._counts = dict.fromkeys(Route.ALL, 0)
+        self._lock = threading.Lock()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Items routed so far, per route (a copy)."""
+        with self._lock:
+            return dict(self._counts)
 
     def set_queue_depth(self, depth: int) -> None:
-        """Tell the router how many items wait for annotators now."""
-        if isinstance(depth, bool) or not isinstance(depth, int | np.integer) or depth < 0:
-            raise InvalidInputError(f"depth must be a non-negative int, got {depth!r}")
-        self._depth = int(depth)
+        """Tell the router how many items wait for annotators now (an int >= 0)."""
+        self._depth = v.integer(depth, "depth", low=0)
 
     @property
     def queue_threshold(self) -> float:
-        """The utility an item needs to reach the gate now (0 = no restriction)."""
+        """pressure ** 2: the share of the gate's largest utility an item needs to reach the
+        gate now (0 = no restriction)."""
         if self.queue_capacity is None:
             return 0.0
         pressure = min(1.0, self._depth / self.queue_capacity)
         return pressure * pressure
 
-    def route_many(self, probs: Any, samples: Any = None) -> np.ndarray:
-        """Routes of rows (N, C), in order; ``samples`` (T, N, C) adds committee
-        disagreement. Returns an array of route names (str)."""
-        from alcore import scores
+    def route_many(self, probs: Any, *, samples: Any = None, exclude: Any = None) -> np.ndarray:
+        """Routes of rows (N, C), in order. Every argument is checked before the gate is
+        asked, so a rejected call spends no budget and changes no count.
 
-        x = v.float_array(probs, "probs")
-        if x.ndim != 2:
-            raise InvalidInputError(
-                f"probs must be 2-D with shape (N items, C classes), got shape {x.shape}")
+        Parameters
+        ----------
+        probs : array-like of shape (N, C)
+            Probability rows, float32 or float64.
+        samples : array-like of shape (T, N, C), or a sequence of T (N, C) arrays, optional
+            Committee members' probabilities; their vote disagreement can send a queried
+            item to an expert.
+        exclude : bool mask of length N or unique int indices, optional
+            Rows never sent to a human (unlabelable, corrupt): routed ``SKIP``, spending no
+            budget.
+
+        Returns
+        -------
+        ndarray of shape (N,), object
+            Route names (str, see :class:`Route`).
+        """
+        x = StreamGate._rows(probs)
         n, c = x.shape
-        utility = getattr(scores, _SCORE_OF_UTILITY[self.gate.utility])(
-            x, normalize=self.gate.utility == "entropy", atol=self.gate.params["atol"])
-        if self.gate.utility == "least_confidence":
-            utility = utility / (1.0 - 1.0 / c)  # onto [0, 1] like the others
-        routes = np.full(n, Route.SKIP, dtype=object)
+        utility = self.gate.utility(x)  # checks values and the class count
+        never = v.item_masks(n, "probs", exclude=exclude).never
+        disagreement = None if samples is None else self._disagreement(samples, n, c)
+        skipped = np.zeros(n, dtype=bool) if never is None else never.view(bool)
         auto = (np.zeros(n, dtype=bool) if self.auto_label_at is None
-                else x.max(axis=1) >= self.auto_label_at)
-        routes[auto] = Route.AUTO_LABEL
-        eligible = ~auto & (utility >= self.queue_threshold)
-        rows = np.flatnonzero(eligible)
-        queried = rows[self.gate.decide_many(np.ascontiguousarray(x[rows]))]
+                else x.max(axis=1) >= self.auto_label_at) & ~skipped
+        threshold = self.queue_threshold * self.gate.max_utility(c) if n else 0.0
+        rows = np.flatnonzero(~auto & ~skipped & (utility >= threshold))
+        queried = rows[self.gate.decide_many(x[rows])]
         hard = np.zeros(n, dtype=bool)
         if self.expert_at is not None:
             hard |= utility >= self.expert_at
-        if samples is not None:
-            disagreement = scores.vote_entropy(samples)
-            if disagreement.shape != (n,):
-                raise InvalidInputError(
-                    f"samples must have shape (T, {n}, C) to match probs, got "
-                    f"{np.shape(samples)}")
-            members = np.shape(samples)[0]
-            if members > 1:
-                hard |= disagreement / np.log(members) >= self.expert_disagreement
+        if disagreement is not None:
+            hard |= disagreement >= self.expert_disagreement
+        routes = np.full(n, Route.SKIP, dtype=object)
+        routes[auto] = Route.AUTO_LABEL
         routes[queried] = np.where(hard[queried], Route.EXPERT, Route.ANNOTATE)
-        for route in Route.ALL:
-            self.counts[route] += int(np.count_nonzero(routes == route))
+        n_auto, n_expert = int(np.count_nonzero(auto)), int(np.count_nonzero(hard[queried]))
+        with self._lock:
+            self._counts[Route.AUTO_LABEL] += n_auto
+            self._counts[Route.EXPERT] += n_expert
+            self._counts[Route.ANNOTATE] += len(queried) - n_expert
+            self._counts[Route.SKIP] += n - n_auto - len(queried)
         return routes
 
-    def route(self, p: Any, samples: Any = None) -> str:
-        """The route of one probability row of shape (C,)."""
+    def _disagreement(self, samples: Any, n: int, c: int) -> np.ndarray | None:
+        """Vote entropy / ln T of (T, n, c) samples; None for a committee of one."""
+        s = v.float_array(samples, "samples")
+        if s.ndim != 3 or s.shape[1:] != (n, c) or s.shape[0] == 0:
+            raise InvalidInputError(
+                f"samples must have shape (T, {n}, {c}) to match probs, got {s.shape}")
+        if n == 0:
+            return np.zeros(0)
+        atol = self.gate.params["atol"]
+        try:
+            votes = _core.sample_scores(s, 2, False, atol)  # 2 = vote entropy (nats)
+        except _core.InvalidValue as err:
+            raise v.invalid_value_error(err, "samples", atol=atol) from None
+        if s.shape[0] == 1:
+            return None
+        return votes / np.log(s.shape[0])
+
+    def route(self, p: Any, *, samples: Any = None) -> str:
+        """The route of one probability row of shape (C,); ``samples`` of shape (T, C)."""
         row = v.float_array(p, "p")
         if row.ndim != 1:
             raise InvalidInputError(f"p must be one probability row of shape (C,), got "
                                     f"shape {row.shape}; use route_many for a batch")
-        committee = None if samples is None else np.asarray(samples)[:, None, :]
-        return str(self.route_many(row[None, :], committee)[0])
+        committee = None
+        if samples is not None:
+            committee = v.float_array(samples, "samples")
+            if committee.ndim != 2:
+                raise InvalidInputError(
+                    f"samples must have shape (T, {row.shape[0]}) for one row, got "
+                    f"{committee.shape}")
+            committee = committee[:, None, :]
+        return str(self.route_many(row[None, :], samples=committee)[0])
 
 
-def _unit(value: Any, name: str) -> float:
-    number = _number(value, name)
-    if not 0 <= number <= 1:
-        raise InvalidInputError(f"{name} must be in [0, 1], got {value!r}")
-    return number
-__all__ = ["GateStats", "Route", "Router", "StreamGate"]
+__all__ = ["GateStats", "GateUtility", "Route", "Router", "StreamGate", "default_window"]

@@ -30,9 +30,13 @@ Dtype float_dtype(const py::array& a, const char* name) {
   throw py::type_error(std::string(name) + " must be float32 or float64");
 }
 
+// The mask must already be an ndarray: converting anything else would make a temporary
+// whose buffer dies before the kernel reads it. The caller's argument keeps it alive.
 const uint8_t* mask_pointer(const py::object& exclude, int64_t n) {
   if (exclude.is_none()) return nullptr;
-  auto mask = py::cast<py::array>(exclude);
+  if (!py::isinstance<py::array>(exclude))
+    throw py::type_error("exclude must be a numpy array (a one-byte mask) or None");
+  const auto mask = py::reinterpret_borrow<py::array>(exclude);
   if (!(mask.flags() & py::array::c_style) || mask.itemsize() != 1 || mask.ndim() != 1 ||
       mask.shape(0) != n)
     throw py::type_error("exclude must be a C-contiguous one-byte mask of length n");
@@ -196,9 +200,18 @@ py::tuple smallest_k_per_row(const py::array& m, int64_t k) {
 bool gate_decide_one(alcore::StreamGate& gate, const py::array& row) {
   if (row.ndim() != 1 || !(row.flags() & py::array::c_style))
     throw py::type_error("row must be a C-contiguous 1-D array");
-  return float_dtype(row, "row") == Dtype::f32
-             ? gate.decide_one(static_cast<const float*>(row.data()), row.shape(0))
-             : gate.decide_one(static_cast<const double*>(row.data()), row.shape(0));
+  const bool f32 = float_dtype(row, "row") == Dtype::f32;
+  const void* src = row.data();
+  const int64_t c = row.shape(0);
+  // Uncontended (the common case): decide with the GIL held, no release/reacquire cost.
+  // Contended: release the GIL before blocking, so a long decide_many elsewhere does not
+  // freeze every Python thread.
+  const int fast = f32 ? gate.try_decide_one(static_cast<const float*>(src), c)
+                       : gate.try_decide_one(static_cast<const double*>(src), c);
+  if (fast >= 0) return fast == 1;
+  py::gil_scoped_release release;
+  return f32 ? gate.decide_one(static_cast<const float*>(src), c)
+             : gate.decide_one(static_cast<const double*>(src), c);
 }
 
 py::array gate_decide_many(alcore::StreamGate& gate, const py::array& rows) {
@@ -216,8 +229,27 @@ py::array gate_decide_many(alcore::StreamGate& gate, const py::array& rows) {
   return out;
 }
 
+py::array gate_utilities(const alcore::StreamGate& gate, const py::array& rows) {
+  if (rows.ndim() != 2) throw py::type_error("rows must be 2-D");
+  const int64_t n = rows.shape(0), c = rows.shape(1);
+  py::array_t<double> out(n);
+  double* dst = out.mutable_data();
+  const bool f32 = float_dtype(rows, "rows") == Dtype::f32;
+  const void* src = rows.data();
+  {
+    py::gil_scoped_release release;
+    if (f32) gate.utilities(static_cast<const float*>(src), n, c, dst);
+    else gate.utilities(static_cast<const double*>(src), n, c, dst);
+  }
+  return out;
+}
+
 py::tuple gate_state(const alcore::StreamGate& gate) {
-  const alcore::GateState s = gate.state();
+  alcore::GateState s;
+  {
+    py::gil_scoped_release release;  // the gate's lock may be held by a long decide_many
+    s = gate.state();
+  }
   return py::make_tuple(s.spent, s.theta, s.seen, s.queried, s.draws, s.classes,
                         py::cast(s.history));
 }
@@ -228,7 +260,26 @@ void gate_set_state(alcore::StreamGate& gate, double spent, double theta, int64_
   alcore::GateState s;
   s.spent = spent, s.theta = theta, s.seen = seen, s.queried = queried, s.draws = draws;
   s.classes = classes, s.history = history;
+  py::gil_scoped_release release;
   gate.set_state(s);
+}
+
+py::dict gate_params(const alcore::StreamGate& gate) {
+  const alcore::GateParams& p = gate.params();
+  py::dict d;
+  d["strategy"] = static_cast<int>(p.strategy);
+  d["utility"] = static_cast<int>(p.utility);
+  d["budget"] = p.budget;
+  d["window"] = p.window;
+  d["theta"] = p.theta;
+  d["step"] = p.step;
+  d["delta"] = p.delta;
+  d["split"] = p.split;
+  d["atol"] = p.atol;
+  d["w_tol"] = p.tolerance_window;
+  d["seed"] = p.seed;
+  d["hard_cap"] = p.hard_cap;
+  return d;
 }
 
 }  // namespace
@@ -264,20 +315,23 @@ PYBIND11_MODULE(_core, m) {
   py::class_<alcore::StreamGate>(m, "StreamGate")
       .def(py::init([](int strategy, int utility, double budget, int64_t window, double theta,
                        double step, double delta, double split, double atol, double w_tol,
-                       uint64_t seed) {
+                       uint64_t seed, bool hard_cap) {
              alcore::GateParams p;
              p.strategy = static_cast<alcore::GateStrategy>(strategy);
              p.utility = static_cast<alcore::GateUtility>(utility);
              p.budget = budget, p.window = window, p.theta = theta, p.step = step;
              p.delta = delta, p.split = split, p.atol = atol, p.seed = seed;
-             p.tolerance_window = w_tol;
+             p.tolerance_window = w_tol, p.hard_cap = hard_cap;
              return std::make_unique<alcore::StreamGate>(p);
            }),
            py::arg("strategy"), py::arg("utility"), py::arg("budget"), py::arg("window"),
            py::arg("theta"), py::arg("step"), py::arg("delta"), py::arg("split"),
-           py::arg("atol"), py::arg("w_tol"), py::arg("seed"))
+           py::arg("atol"), py::arg("w_tol"), py::arg("seed"), py::arg("hard_cap"))
       .def("decide_one", &gate_decide_one, py::arg("row"))
       .def("decide_many", &gate_decide_many, py::arg("rows"))
+      .def("utilities", &gate_utilities, py::arg("rows"))
+      .def("max_utility", &alcore::StreamGate::max_utility, py::arg("classes"))
+      .def("params", &gate_params)
       .def("state", &gate_state)
       .def("set_state", &gate_set_state);
   m.def("set_num_threads", &alcore::set_num_threads, py::arg("n"));

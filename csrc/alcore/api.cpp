@@ -96,10 +96,11 @@ void select_top(const T* x, int64_t n, int64_t c, const ScoreOptions& options,
   const Kernels<T>& kern = kernels<T>();
   const int64_t block = rows_per(kBlockElements, c);
   const int64_t min_rows = rows_per(kMinElementsPerThread, c);
-  std::vector<TopCollector<T>> collectors(static_cast<size_t>(planned_chunks(n, min_rows)),
-                                          TopCollector<T>(k));
+  // One read of the thread limit per call: the collectors and the loop agree on the count.
+  const int chunks = planned_chunks(n, min_rows);
+  std::vector<TopCollector<T>> collectors(static_cast<size_t>(chunks), TopCollector<T>(k));
   FirstBad first_bad;
-  parallel_chunks(n, min_rows, [&](int chunk, int64_t begin, int64_t end) {
+  run_chunks(n, chunks, [&](int chunk, int64_t begin, int64_t end) {
     std::vector<T> scratch, local(all_scores ? 0 : static_cast<size_t>(block));
     BadValue bad;
     TopCollector<T>& top = collectors[static_cast<size_t>(chunk)];
@@ -128,10 +129,10 @@ template <class T>
 void top_k(const T* scores, int64_t n, const uint8_t* exclude, int64_t k, int64_t* out_indices) {
   check_k(k, n);
   const int64_t min_items = kMinElementsPerThread;
-  std::vector<TopCollector<T>> collectors(static_cast<size_t>(planned_chunks(n, min_items)),
-                                          TopCollector<T>(k));
+  const int chunks = planned_chunks(n, min_items);  // read once, as in select_top
+  std::vector<TopCollector<T>> collectors(static_cast<size_t>(chunks), TopCollector<T>(k));
   FirstBad first_bad;
-  parallel_chunks(n, min_items, [&](int chunk, int64_t begin, int64_t end) {
+  run_chunks(n, chunks, [&](int chunk, int64_t begin, int64_t end) {
     // Check a block, then push it while it is still in L1. x - x is 0 for every finite x and
     // NaN for NaN and +-inf, so the check is one vectorisable pass.
     for (int64_t b = begin; b < end; b += kBlockElements) {

@@ -17,7 +17,9 @@ namespace alcore {
 ALCORE_DECLARE_VARIANT(baseline)
 #if ALCORE_X86
 ALCORE_DECLARE_VARIANT(avx2)
+#if ALCORE_HAVE_AVX512
 ALCORE_DECLARE_VARIANT(avx512)
+#endif
 #endif
 
 namespace {
@@ -43,10 +45,12 @@ Choice choose() {
   };
 #if ALCORE_X86
   __builtin_cpu_init();
+#if ALCORE_HAVE_AVX512
   if (allowed("avx512") && __builtin_cpu_supports("avx512f") &&
       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vl"))
     return {&avx512::table_f32, &avx512::table_f64, "avx512"};
+#endif
   if (allowed("avx2") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
       __builtin_cpu_supports("bmi2"))
     return {&avx2::table_f32, &avx2::table_f64, "avx2"};

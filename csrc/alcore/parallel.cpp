@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <exception>
+#include <stdexcept>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -45,7 +46,11 @@ int planned_chunks(int64_t n, int64_t min_per_chunk) {
 
 void parallel_chunks(int64_t n, int64_t min_per_chunk,
                      const std::function<void(int, int64_t, int64_t)>& fn) {
-  const int chunks = planned_chunks(n, min_per_chunk);
+  run_chunks(n, planned_chunks(n, min_per_chunk), fn);
+}
+
+void run_chunks(int64_t n, int chunks, const std::function<void(int, int64_t, int64_t)>& fn) {
+  if (chunks < 1) throw std::invalid_argument("chunks must be >= 1");
   auto bounds = [&](int i) { return n * i / chunks; };
   if (chunks == 1) {
     fn(0, 0, n);

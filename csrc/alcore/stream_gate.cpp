@@ -21,22 +21,109 @@ uint64_t mix(uint64_t x) {
 
 }  // namespace
 
-StreamGate::StreamGate(const GateParams& params) : params_(params) {
+void QuantileWindow::seek(int64_t rank) {
+  for (; tracked_rank_ < rank; ++tracked_rank_) ++tracked_;
+  for (; tracked_rank_ > rank; --tracked_rank_) --tracked_;
+}
+
+void QuantileWindow::push(double u, double q) {
+  Tree::iterator inserted;
+  if (size() == window_) {
+    // Keep tracked_ on a live element: step off the oldest before it leaves.
+    const Tree::iterator oldest = ring_[head_];
+    if (oldest == tracked_) {
+      const Tree::iterator next = std::next(oldest);
+      if (next != tree_.end()) {
+        tracked_ = next;  // its rank is unchanged once the oldest is gone
+      } else if (oldest != tree_.begin()) {
+        tracked_ = std::prev(oldest);
+        --tracked_rank_;
+      } else {
+        tracked_ = tree_.end();
+        tracked_rank_ = -1;
+      }
+    } else if (*oldest < *tracked_) {
+      --tracked_rank_;
+    }
+    Tree::node_type node = tree_.extract(oldest);  // reused: no allocation
+    node.value() = {u, arrivals_++};
+    inserted = tree_.insert(std::move(node)).position;
+    ring_[head_] = inserted;
+    head_ = (head_ + 1) % static_cast<size_t>(window_);
+  } else {
+    inserted = tree_.insert({u, arrivals_++}).first;
+    ring_.push_back(inserted);
+  }
+  if (tracked_ == tree_.end()) {
+    tracked_ = inserted, tracked_rank_ = 0;
+  } else if (*inserted < *tracked_) {
+    ++tracked_rank_;
+  }
+  seek(static_cast<int64_t>(std::floor((static_cast<double>(size()) - 1) * q)));
+}
+
+double QuantileWindow::quantile(double q) const {
+  // numpy's linear interpolation between the two order statistics around the position.
+  const double position = (static_cast<double>(size()) - 1) * q;
+  const double t = position - std::floor(position);
+  const Tree::const_iterator lo = tracked_, after = std::next(lo);
+  const double a = lo->first, b = after == tree_.end() ? a : after->first, diff = b - a;
+  return t >= 0.5 ? b - diff * (1 - t) : a + diff * t;
+}
+
+std::vector<double> QuantileWindow::history() const {
+  std::vector<double> out;
+  out.reserve(ring_.size());
+  for (size_t i = 0; i < ring_.size(); ++i) out.push_back(ring_[(head_ + i) % ring_.size()]->first);
+  return out;
+}
+
+void QuantileWindow::assign(const std::vector<double>& history, double q) {
+  tree_.clear();
+  ring_.clear();
+  head_ = 0;
+  tracked_ = tree_.end();
+  tracked_rank_ = -1;
+  for (double u : history) push(u, q);
+}
+
+StreamGate::StreamGate(const GateParams& params) : params_(params), window_(params.window) {
   if (!(params.budget > 0 && params.budget <= 1))
     throw std::invalid_argument("budget must be in (0, 1]");
   if (params.window < 1) throw std::invalid_argument("window must be >= 1");
   if (!(params.tolerance_window > 0)) throw std::invalid_argument("w_tol must be > 0");
+  if (static_cast<int>(params.strategy) < 0 || static_cast<int>(params.strategy) > 5)
+    throw std::invalid_argument("unknown strategy code");
+  if (static_cast<int>(params.utility) < 0 || static_cast<int>(params.utility) > 2)
+    throw std::invalid_argument("unknown utility code");
   state_.theta = params.theta;
 }
 
 GateState StreamGate::state() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return state_;
+  GateState out = state_;
+  out.history = window_.history();
+  return out;
 }
 
 void StreamGate::set_state(const GateState& state) {
+  if (static_cast<int64_t>(state.history.size()) > params_.window)
+    throw std::invalid_argument("history is longer than the window");
+  for (double u : state.history)
+    if (!std::isfinite(u)) throw std::invalid_argument("history holds a non-finite utility");
+  if (state.seen < 0 || state.queried < 0 || state.queried > state.seen ||
+      !std::isfinite(state.spent) || !std::isfinite(state.theta) || state.spent < 0 ||
+      state.classes < -1 || state.classes == 0 || state.classes == 1)
+    throw std::invalid_argument("counters out of range");
   std::lock_guard<std::mutex> lock(mutex_);
   state_ = state;
+  state_.history.clear();
+  window_.assign(state.history, 1.0 - params_.budget);
+}
+
+double StreamGate::max_utility(int64_t c) const {
+  return params_.utility == GateUtility::least_confidence ? 1.0 - 1.0 / static_cast<double>(c)
+                                                          : 1.0;
 }
 
 double StreamGate::uniform() {
@@ -51,9 +138,10 @@ double StreamGate::normal() {
 }
 
 template <class T>
-void StreamGate::validate(const T* rows, int64_t n, int64_t c, double* utilities) const {
+void StreamGate::validate(const T* rows, int64_t n, int64_t c, int64_t classes,
+                          double* utilities) const {
   if (c < 2) throw std::invalid_argument("need at least two classes");
-  if (state_.classes >= 0 && c != state_.classes)
+  if (classes >= 0 && c != classes)
     throw std::invalid_argument("class count differs from the gate's");
   const T atol = static_cast<T>(params_.atol);
   for (int64_t r = 0; r < n; ++r) {
@@ -110,32 +198,33 @@ double StreamGate::utility(const T* p, int64_t c) const {
 // `window` utilities (numpy's linear interpolation, reproduced bit for bit), lowered by
 // range * (labels owed) / w_tol so that spending catches up with the budget.
 bool StreamGate::quantile_step(double utility) {
-  auto& history = state_.history;
-  if (static_cast<int64_t>(history.size()) == params_.window) history.erase(history.begin());
-  history.push_back(utility);
-  sorted_.assign(history.begin(), history.end());
-  std::sort(sorted_.begin(), sorted_.end());
-  const double position = (static_cast<double>(sorted_.size()) - 1) * (1.0 - params_.budget);
-  const double below = std::floor(position);
-  const double t = position - below;
-  const size_t lo = static_cast<size_t>(below);
-  const size_t hi = std::min(lo + 1, sorted_.size() - 1);
-  const double a = sorted_[lo], b = sorted_[hi], diff = b - a;
-  const double theta = t >= 0.5 ? b - diff * (1 - t) : a + diff * t;
-  const double range = sorted_.back() - sorted_.front();
+  const double q = 1.0 - params_.budget;
+  window_.push(utility, q);
+  const double theta = window_.quantile(q);
+  const double range = window_.range();
+  const bool allowed = within_cap();
   ++state_.seen;
   const double owed = params_.budget * static_cast<double>(state_.seen) -
                       static_cast<double>(state_.queried);
-  const bool query = utility >= theta - range * (owed / params_.tolerance_window);
+  const bool query = allowed && utility >= theta - range * (owed / params_.tolerance_window);
   state_.queried += query;
+  // Not used by the filter; kept so the windowed spending reads the same for every strategy.
+  const double w = static_cast<double>(params_.window);
+  state_.spent = state_.spent * ((w - 1.0) / w) + (query ? 1.0 : 0.0);
   return query;
+}
+
+bool StreamGate::within_cap() const {
+  // Evaluated before this item is counted: queried + 1 <= budget * (seen + 1) + 1.
+  return !params_.hard_cap || static_cast<double>(state_.queried) <=
+                                  params_.budget * static_cast<double>(state_.seen + 1);
 }
 
 bool StreamGate::step(double utility, int64_t c) {
   if (params_.strategy == GateStrategy::quantile) return quantile_step(utility);
   const double confidence = 1.0 - utility;
   const double w = static_cast<double>(params_.window);
-  const bool budget_left = state_.spent / w < params_.budget;
+  const bool budget_left = state_.spent / w < params_.budget && within_cap();
   bool query = false;
   switch (params_.strategy) {
     case GateStrategy::fixed: {
@@ -178,12 +267,34 @@ bool StreamGate::step(double utility, int64_t c) {
 }
 
 template <class T>
-bool StreamGate::decide_one(const T* row, int64_t c) {
-  std::lock_guard<std::mutex> lock(mutex_);
+bool StreamGate::decide_locked(const T* row, int64_t c) {
   double u;
-  validate(row, 1, c, &u);
+  validate(row, 1, c, state_.classes, &u);
   state_.classes = c;
   return step(u, c);
+}
+
+template <class T>
+bool StreamGate::decide_one(const T* row, int64_t c) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return decide_locked(row, c);
+}
+
+template <class T>
+int StreamGate::try_decide_one(const T* row, int64_t c) {
+  std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
+  if (!lock.owns_lock()) return -1;
+  return decide_locked(row, c) ? 1 : 0;
+}
+
+template <class T>
+void StreamGate::utilities(const T* rows, int64_t n, int64_t c, double* out) const {
+  int64_t classes;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    classes = state_.classes;
+  }
+  validate(rows, n, c, classes, out);  // reads only the immutable params: no lock
 }
 
 template <class T>
@@ -192,13 +303,17 @@ void StreamGate::decide_many(const T* rows, int64_t n, int64_t c, uint8_t* out) 
   // All rows are checked (and scored) before the first decision: a rejected call must
   // leave the state as it was.
   utilities_.resize(static_cast<size_t>(n));
-  validate(rows, n, c, utilities_.data());
+  validate(rows, n, c, state_.classes, utilities_.data());
   if (n > 0) state_.classes = c;
   for (int64_t r = 0; r < n; ++r) out[r] = step(utilities_[static_cast<size_t>(r)], c);
 }
 
 template bool StreamGate::decide_one<float>(const float*, int64_t);
 template bool StreamGate::decide_one<double>(const double*, int64_t);
+template int StreamGate::try_decide_one<float>(const float*, int64_t);
+template int StreamGate::try_decide_one<double>(const double*, int64_t);
+template void StreamGate::utilities<float>(const float*, int64_t, int64_t, double*) const;
+template void StreamGate::utilities<double>(const double*, int64_t, int64_t, double*) const;
 template void StreamGate::decide_many<float>(const float*, int64_t, int64_t, uint8_t*);
 template void StreamGate::decide_many<double>(const double*, int64_t, int64_t, uint8_t*);
 

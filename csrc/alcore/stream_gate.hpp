@@ -1,9 +1,12 @@
 // Stream-based gate: decides per arriving item whether a human labels it, under a label
-// budget (Zliobaite et al. 2014 strategies). Stateful, thread-safe, no allocation per item.
+// budget (Zliobaite et al. 2014 strategies). Stateful, thread-safe, no allocation per item
+// once the quantile window is full.
 #pragma once
 
 #include <cstdint>
 #include <mutex>
+#include <set>
+#include <utility>
 #include <vector>
 
 namespace alcore {
@@ -19,6 +22,7 @@ enum class GateStrategy : int {
 
 enum class GateUtility : int { least_confidence = 0, margin = 1, entropy = 2 };
 
+// Settings of a gate: fixed at construction (a gate with other settings is a new gate).
 struct GateParams {
   GateStrategy strategy = GateStrategy::fixed;
   GateUtility utility = GateUtility::least_confidence;
@@ -31,6 +35,9 @@ struct GateParams {
   double atol = 1e-3;  // allowed |row sum - 1|
   double tolerance_window = 50;  // w_tol of the quantile filter
   uint64_t seed = 0;
+  // No prefix of the stream spends more than budget * n + 1: an item may be queried only
+  // if queried + 1 <= budget * (seen including it) + 1.
+  bool hard_cap = false;
 };
 
 struct GateState {
@@ -43,6 +50,36 @@ struct GateState {
   std::vector<double> history;  // quantile filter: the last `window` utilities, oldest first
 };
 
+// The last `window` utilities in arrival order and sorted, with the element of one rank
+// tracked, so each arriving value costs O(log window) and no allocation once full (the
+// oldest node is reused for the newest value).
+class QuantileWindow {
+ public:
+  explicit QuantileWindow(int64_t window) : window_(window) {}
+  QuantileWindow(const QuantileWindow&) = delete;  // holds iterators into its own tree
+  QuantileWindow& operator=(const QuantileWindow&) = delete;
+  // Adds u, dropping the oldest value once `window` are held; then tracks the lower rank of
+  // the q quantile, floor((size - 1) q).
+  void push(double u, double q);
+  // numpy.quantile(values, q, method="linear"), bit for bit, and max - min.
+  double quantile(double q) const;
+  double range() const { return tree_.rbegin()->first - tree_.begin()->first; }
+  std::vector<double> history() const;
+  void assign(const std::vector<double>& history, double q);
+  int64_t size() const { return static_cast<int64_t>(tree_.size()); }
+
+ private:
+  using Tree = std::set<std::pair<double, int64_t>>;  // (value, arrival number): no ties
+  void seek(int64_t rank);
+  int64_t window_;
+  Tree tree_;
+  std::vector<Tree::iterator> ring_;  // arrival order; ring_[head_] is the oldest when full
+  size_t head_ = 0;
+  int64_t arrivals_ = 0;
+  Tree::iterator tracked_ = tree_.end();
+  int64_t tracked_rank_ = -1;
+};
+
 class StreamGate {
  public:
   explicit StreamGate(const GateParams& params);
@@ -52,29 +89,48 @@ class StreamGate {
   template <class T>
   bool decide_one(const T* row, int64_t c);
 
+  // As decide_one when no other caller holds the gate; otherwise returns -1 at once, having
+  // checked and changed nothing (so a caller can release its own locks before blocking).
+  template <class T>
+  int try_decide_one(const T* row, int64_t c);
+
   // n rows; every row is validated before any decision, so a rejected call changes nothing.
   // Decisions are exactly those of n decide_one calls.
   template <class T>
   void decide_many(const T* rows, int64_t n, int64_t c, uint8_t* out);
 
+  // The utility the gate's strategies use, of n rows (after the checks decide_many makes,
+  // the class count included). Changes nothing.
+  template <class T>
+  void utilities(const T* rows, int64_t n, int64_t c, double* out) const;
+
+  // The largest utility a row of c classes can have (1 - 1/c for least confidence, else 1).
+  double max_utility(int64_t c) const;
+
   GateState state() const;
+  // Throws std::invalid_argument (state unchanged) for a history longer than the window or
+  // counters out of range.
   void set_state(const GateState& state);
+  // Immutable after construction, so reading needs no lock.
   const GateParams& params() const { return params_; }
 
  private:
+  template <class T>
+  bool decide_locked(const T* row, int64_t c);
   // Checks every row and writes its utility; throws at the first bad row.
   template <class T>
-  void validate(const T* rows, int64_t n, int64_t c, double* utilities) const;
+  void validate(const T* rows, int64_t n, int64_t c, int64_t classes, double* utilities) const;
   template <class T>
   double utility(const T* row, int64_t c) const;
   bool step(double utility, int64_t c);
+  bool within_cap() const;
   double uniform();
   double normal();
   bool quantile_step(double utility);
 
   GateParams params_;
-  GateState state_;
-  std::vector<double> sorted_;     // scratch of the quantile filter
+  GateState state_;  // its history is kept in window_ while the gate runs
+  QuantileWindow window_;
   std::vector<double> utilities_;  // scratch of decide_many
   mutable std::mutex mutex_;
 };
