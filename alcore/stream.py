@@ -428,7 +428,7 @@ def _restore(cls: type[StreamGate], text: Any) -> StreamGate:
         raise _corrupt(f"config: {err}") from None
     spent = _json_number(state["spent"], "state.spent", low=0)
     theta = _json_number(state["theta"], "state.theta")
-    seen = _json_int(state["seen"], "state.seen", low=0)
+    seen = _json_int(state["seen"], "state.seen", low=0, high=2**62)
     queried = _json_int(state["queried"], "state.queried", low=0, high=seen)
     draws = _json_int(state["draws"], "state.draws", low=0, high=2**64 - 1)
     classes = _json_int(state["classes"], "state.classes", low=-1)

@@ -23,7 +23,8 @@ def rows():
 
 
 def alcore_loop(rows):
-    gate = StreamGate("variable_uncertainty", 0.1)
+    # scikit-activeml's default window, so both gates do the same work per item.
+    gate = StreamGate("variable_uncertainty", 0.1, window=100)
     decide = gate.decide_one
     return lambda: [decide(r) for r in rows]
 

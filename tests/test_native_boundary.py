@@ -177,7 +177,7 @@ def test_gil_is_released_while_the_gate_is_busy():
     """stats (and decide_one) used to wait for the gate's lock holding the GIL: every Python
     thread froze until a long decide_many ended."""
     rng = np.random.default_rng(5)
-    probs = rng.dirichlet(np.ones(4), 1_500_000)
+    probs = rng.dirichlet(np.ones(4), 1_000_000)
     gate = StreamGate("quantile", 0.001)  # a 50,000-item window: about 1 s per call here
     gaps, progress = [], threading.Event()
     done = threading.Event()

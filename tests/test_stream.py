@@ -469,6 +469,7 @@ def test_from_json_refuses_mangled_state(data):
     (lambda d: d["state"].update(history=["x"]), r"state.history item must be a number"),
     (lambda d: d["state"].update(spent=float("nan")), r"state.spent must be finite"),
     (lambda d: d["state"].update(draws=2**64), r"state.draws must be <= "),
+    (lambda d: d["state"].update(seen=2**63 - 1, queried=0), r"state.seen must be <= "),
     (lambda d: d["config"].update(budget=True), r"config.budget must be a number, got bool"),
     (lambda d: d["config"].update(hard_cap=1), r"config.hard_cap must be true or false"),
     (lambda d: d["config"].update(strategy="greedy"), r"config: strategy must be one of"),

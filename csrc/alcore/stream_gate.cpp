@@ -111,7 +111,9 @@ void StreamGate::set_state(const GateState& state) {
     throw std::invalid_argument("history is longer than the window");
   for (double u : state.history)
     if (!std::isfinite(u)) throw std::invalid_argument("history holds a non-finite utility");
-  if (state.seen < 0 || state.queried < 0 || state.queried > state.seen ||
+  // seen <= 2^62 keeps seen + 1 (and every later count of a realistic stream) in range.
+  if (state.seen < 0 || state.seen > (int64_t{1} << 62) || state.queried < 0 ||
+      state.queried > state.seen ||
       !std::isfinite(state.spent) || !std::isfinite(state.theta) || state.spent < 0 ||
       state.classes < -1 || state.classes == 0 || state.classes == 1)
     throw std::invalid_argument("counters out of range");
