@@ -37,7 +37,7 @@ def _drop_self(sq: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.
     return np.take_along_axis(sq, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
-def knn_density(embeddings: Any, k: int = 10, exact: bool | None = None, *,
+def knn_density(embeddings: Any, k: int = 10, *, exact: bool | None = None,
                 return_neighbors: bool = False, seed: int | np.random.Generator | None = 0,
                 progress: ProgressCallback | None = None,
                 verbose: bool = False) -> np.ndarray | KnnDensity:
@@ -57,7 +57,7 @@ def knn_density(embeddings: Any, k: int = 10, exact: bool | None = None, *,
         used.
     return_neighbors : bool
         Also return the neighbour ids and distances.
-    seed : int or numpy.random.Generator
+    seed : None, int or numpy.random.Generator
         Seeds the k-means that prunes the large-N search (the result does not depend on it,
         up to the order of equally distant neighbours).
     progress : callable, optional
@@ -146,7 +146,7 @@ def similarity_density(embeddings: Any, *, similarity: str = "cosine",
         mean direction.
     n_clusters : int
         Centroids of the approximation.
-    seed : int or numpy.random.Generator
+    seed : None, int or numpy.random.Generator
         Seeds k-means.
 
     Returns
@@ -155,10 +155,7 @@ def similarity_density(embeddings: Any, *, similarity: str = "cosine",
     """
     x = v.embeddings_matrix(embeddings)
     n = x.shape[0]
-    if not isinstance(similarity, str) or similarity not in _SIMILARITIES:
-        raise InvalidInputError(
-            f"similarity must be 'cosine' or 'inverse_euclidean', got {similarity!r}"
-        )
+    similarity = v.choice(similarity, "similarity", _SIMILARITIES)
     include_self = v.flag(include_self, "include_self")
     if exact is not None:
         exact = v.flag(exact, "exact")
@@ -196,19 +193,21 @@ def similarity_density(embeddings: Any, *, similarity: str = "cosine",
     return (total - (0.0 if include_self else 1.0)) / others
 
 
-def information_density(scores: Any, embeddings: Any, beta: float = 1.0,
-                        **kwargs: Any) -> np.ndarray:
+def information_density(scores: Any, embeddings: Any, *, beta: float = 1.0,
+                        similarity: str = "cosine", include_self: bool = True,
+                        exact: bool | None = None, n_clusters: int = 256,
+                        seed: int | np.random.Generator | None = 0) -> np.ndarray:
     """Information density (Settles & Craven 2008): ``score * density ** beta``.
 
     Parameters
     ----------
     scores : array-like of shape (N,)
-        Informativeness, e.g. ``alcore.scores.entropy(probs)``; finite.
+        Informativeness, e.g. ``alcore.scores.entropy(probs)``; float32 or float64, finite.
     embeddings : array-like of shape (N, d)
     beta : float
         Weight of the density term (0 ignores it), >= 0.
-    **kwargs
-        Passed to :func:`similarity_density` (similarity, include_self, exact, ...).
+    similarity, include_self, exact, n_clusters, seed
+        As :func:`similarity_density`.
 
     Returns
     -------
@@ -221,13 +220,9 @@ def information_density(scores: Any, embeddings: Any, beta: float = 1.0,
     if not np.isfinite(s).all():
         raise InvalidInputError(
             f"scores must be finite: scores[{int(np.flatnonzero(~np.isfinite(s))[0])}] is not")
-    try:
-        b = float(beta)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"beta must be a number >= 0, got {beta!r}") from None
-    if not (b >= 0 and np.isfinite(b)):
-        raise InvalidInputError(f"beta must be a finite number >= 0, got {beta!r}")
-    density = similarity_density(embeddings, **kwargs)
+    b = v.number(beta, "beta", low=0.0)
+    density = similarity_density(embeddings, similarity=similarity, include_self=include_self,
+                                 exact=exact, n_clusters=n_clusters, seed=seed)
     if density.shape[0] != s.shape[0]:
         raise InvalidInputError(
             f"scores has {s.shape[0]} items but embeddings has {density.shape[0]}; pass one "

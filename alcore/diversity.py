@@ -12,7 +12,7 @@ minimum distance.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -24,14 +24,13 @@ from alcore._progress import ProgressCallback, reporter
 _METRICS = ("l2", "cosine")
 
 
-class KCenterResult(NamedTuple):
-    """What :func:`kcenter` returns."""
-
-    indices: np.ndarray
-    """int64 array of shape (k,): the picks, in pick order."""
-    radii: np.ndarray
-    """float32 array of shape (k,): the coverage radius after each pick, the largest
-    distance from any item to its nearest labeled or picked item."""
+def _validated_scores(x: np.ndarray, is_logits: bool, name: str, code: int) -> np.ndarray:
+    """Score every row natively (0 = least confidence, 1 = margin), which checks every
+    value (finite, probabilities in [0, 1] summing to 1 within 1e-3)."""
+    try:
+        return _core.score_rows(x, code, is_logits, False, 1e-3, False)
+    except _core.InvalidValue as err:
+        raise v.invalid_value_error(err, name, atol=1e-3) from None
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
@@ -45,9 +44,34 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x / norms[:, None], dtype=np.float32)
 
 
-def kcenter(embeddings: Any, k: int, labeled: Any = None, metric: str = "l2",
-            seed: int | np.random.Generator | None = 0, *,
-            progress: ProgressCallback | None = None, verbose: bool = False) -> KCenterResult:
+def _metric(metric: Any) -> str:
+    return v.choice(metric, "metric", _METRICS)
+
+
+def _kept_rows(masks: v.ItemMasks) -> np.ndarray | None:
+    """The rows that stay in the pool once excluded (not labeled) items are removed, or
+    None when nothing is removed. Excluded items are neither picked nor covered, and they
+    do not count in cluster sizes, coverage gains or radii: the pool is as if they were
+    not in it."""
+    if masks.never is None or masks.n_never == masks.n_labeled:
+        return None
+    drop = masks.never.view(bool)
+    if masks.labeled is not None:
+        drop = drop & ~masks.labeled.view(bool)
+    return np.flatnonzero(~drop)
+
+
+def _subset_labeled(masks: v.ItemMasks, keep: np.ndarray | None) -> np.ndarray | None:
+    """The labeled mask (bool) restricted to the kept rows, or None."""
+    if masks.labeled is None:
+        return None
+    mask = masks.labeled.view(bool)
+    return mask if keep is None else mask[keep]
+
+
+def kcenter(embeddings: Any, k: int, *, labeled: Any = None, exclude: Any = None,
+            metric: str = "l2", seed: int | np.random.Generator | None = 0,
+            progress: ProgressCallback | None = None, verbose: bool = False) -> np.ndarray:
     """Greedy k-center selection (farthest-first traversal; Sener & Savarese 2018).
 
     Repeatedly picks the item farthest from every labeled or already picked item.
@@ -57,13 +81,17 @@ def kcenter(embeddings: Any, k: int, labeled: Any = None, metric: str = "l2",
     embeddings : array-like of shape (N, d)
         float32 (float64 is converted once). Must be finite.
     k : int
-        Items to pick, 1 <= k <= N - number labeled.
+        Items to pick, 1 <= k <= N - number labeled or excluded.
     labeled : array-like, optional
-        Boolean mask of shape (N,) or unique indices of the labeled items (the initial
-        centers). Never picked.
+        Boolean mask of shape (N,), unique indices, or scikit-activeml's ``y`` (float,
+        NaN = unlabeled): the labeled items, the initial centers. Never picked. Items
+        queued for annotation but not labeled yet belong here too.
+    exclude : array-like, optional
+        Boolean mask or unique indices of items never to pick that cover nothing
+        (unlabelable or corrupt items): they are left out of the pool.
     metric : {"l2", "cosine"}
         ``"cosine"`` runs on L2-normalised rows (same order as cosine distance).
-    seed : int or numpy.random.Generator
+    seed : None, int or numpy.random.Generator
         Used only without labeled items: the first pick is drawn uniformly at random; every
         later pick is deterministic.
     progress : callable, optional
@@ -73,8 +101,8 @@ def kcenter(embeddings: Any, k: int, labeled: Any = None, metric: str = "l2",
 
     Returns
     -------
-    KCenterResult
-        ``indices`` (int64, shape (k,)) and ``radii`` (float32, shape (k,)).
+    numpy.ndarray of int64, shape (k,)
+        The picks, in pick order.
 
     Notes
     -----
@@ -82,43 +110,47 @@ def kcenter(embeddings: Any, k: int, labeled: Any = None, metric: str = "l2",
     (ties go to the lower index). The triangle inequality skips every cluster and every item
     the new center provably cannot get closer to, so late picks touch a small part of the
     matrix; the labeled set is assigned in one blocked pass. Memory is O(N) beside the
-    embeddings. Parallel over ``alcore.set_num_threads`` threads.
+    embeddings (plus one copy of the kept rows when ``exclude`` is given). Parallel over
+    ``alcore.set_num_threads`` threads.
     """
     x = v.embeddings_matrix(embeddings)
     n = x.shape[0]
     k = v.count(k)
-    if not isinstance(metric, str) or metric not in _METRICS:
-        raise InvalidInputError(f"metric must be 'l2' or 'cosine', got {metric!r}")
-    mask, n_labeled = v.labeled_and_k(labeled, n, "embeddings", k)
+    metric = _metric(metric)
+    masks = v.item_masks(n, "embeddings", labeled=labeled, exclude=exclude, k=k)
     generator = v.rng(seed)
-    verbose = v.flag(verbose, "verbose")
+    report = reporter(progress, v.flag(verbose, "verbose"), "k-center")
+    keep = _kept_rows(masks)
+    if keep is not None:
+        x = np.ascontiguousarray(x[keep])
+    lab = _subset_labeled(masks, keep)
     if metric == "cosine":
         x = _unit_rows(x)
-    initial = (np.flatnonzero(mask).astype(np.int64) if mask is not None
+    initial = (np.flatnonzero(lab).astype(np.int64) if lab is not None
                else np.empty(0, dtype=np.int64))
-    first = int(generator.integers(n)) if n_labeled == 0 else 0
-    report = reporter(progress, verbose, "k-center")
-    indices, radii = _core.kcenter(x, initial, k, first, report, True)
-    return KCenterResult(indices, radii)
+    first = int(generator.integers(x.shape[0])) if masks.n_labeled == 0 else 0
+    indices, _ = _core.kcenter(x, initial, k, first, report, True)
+    return indices if keep is None else keep[indices]
 
 
 # Candidates checked per batch in spread(): one index search for the whole batch.
 _SPREAD_BATCH = 4096
 
 
-def _ranking(ranked: Any, n: int) -> np.ndarray:
-    arr = v.as_numpy(ranked, "ranked")
-    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+def _score_vector(scores: Any, n: int) -> np.ndarray:
+    arr = v.float_array(scores, "scores")
+    if arr.ndim != 1 or arr.shape[0] != n:
         raise InvalidInputError(
-            f"ranked must be a 1-D integer array of item indices, best first (e.g. "
-            f"alcore.top_k(scores, N)), got {arr.dtype} with shape {arr.shape}"
+            f"scores must be 1-D with one score per item, shape ({n},), got shape {arr.shape}"
         )
-    if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
-        bad = int(arr.min()) if int(arr.min()) < 0 else int(arr.max())
-        raise InvalidInputError(f"ranked holds index {bad}, outside [0, {n})")
-    if np.unique(arr).size != arr.size:
-        raise InvalidInputError("ranked holds an index twice; pass each item at most once")
-    return arr.astype(np.int64, copy=False)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
+        raise InvalidInputError(
+            f"scores must be finite: scores[{bad}] is {arr[bad]}; leave such items out with "
+            f"exclude= (after replacing the value, e.g. numpy.nan_to_num(scores, nan=0.0))"
+        )
+    return arr
 
 
 def _min_sq(points: np.ndarray, item: np.ndarray) -> float:
@@ -129,58 +161,56 @@ def _min_sq(points: np.ndarray, item: np.ndarray) -> float:
     return float(np.einsum("ij,ij->i", diff, diff).min())
 
 
-def spread(ranked: Any, embeddings: Any, k: int, min_distance: float, labeled: Any = None,
-           metric: str = "l2") -> np.ndarray:
-    """Walk a ranking and take each item at least ``min_distance`` from everything already
-    taken or labeled (the coverage constraint), until k are taken.
+def spread(scores: Any, embeddings: Any, k: int, *, min_distance: float,
+           labeled: Any = None, exclude: Any = None, metric: str = "l2") -> np.ndarray:
+    """Walk the items by descending score and take each one at least ``min_distance`` from
+    everything already taken or labeled (the coverage constraint), until k are taken.
 
     Parameters
     ----------
-    ranked : array-like of int
-        Item indices, most wanted first (e.g. ``alcore.top_k(scores, N)``); unique.
+    scores : array-like of shape (N,)
+        float32 or float64, finite; higher = wanted first. Equal scores go to the lower
+        index first (as :func:`alcore.top_k`).
     embeddings : array-like of shape (N, d)
         float32 (float64 converted once), finite.
     k : int
-        Items to take.
+        Items to take, >= 1.
     min_distance : float
         Smallest allowed distance (L2; for ``metric="cosine"``, between normalised rows)
-        between two taken items, or a taken and a labeled one. 0 takes the ranking as is.
+        between two taken items, or a taken and a labeled one, >= 0. 0 takes the top k.
     labeled : array-like, optional
-        Boolean mask or unique indices of labeled items: never taken, and they count as
-        taken for the constraint.
+        Boolean mask, unique indices or scikit-activeml's ``y`` (NaN = unlabeled): never
+        taken, and they count as taken for the constraint (so do items queued for
+        annotation: pass them here).
+    exclude : array-like, optional
+        Boolean mask or unique indices of items never taken that constrain nothing.
     metric : {"l2", "cosine"}
 
     Returns
     -------
     numpy.ndarray of int64
-        The taken items in ranking order; fewer than k when the ranking runs out.
+        The taken items in walk order; fewer than k when every remaining item is within
+        ``min_distance`` of a taken or labeled one.
 
     Notes
     -----
     Exact: the result is that of checking every candidate, in order, against every item
-    taken before it, with float64 distances (an item exactly at ``min_distance`` is taken).
-    Candidates go in batches through one FAISS search against the taken and labeled items
-    (a clear rejection there is final: the set only grows; borderline cases are recomputed
-    exactly); survivors are then checked against each other in order.
+    taken before it, with float64 differences of the float32 rows (an item exactly at
+    ``min_distance`` is taken).
     """
     x = v.embeddings_matrix(embeddings)
     n = x.shape[0]
-    order = _ranking(ranked, n)
+    s = _score_vector(scores, n)
     k = v.count(k)
-    try:
-        radius = float(min_distance)
-    except (TypeError, ValueError):
-        raise InvalidInputError(
-            f"min_distance must be a number >= 0, got {min_distance!r}") from None
-    if not radius >= 0 or not np.isfinite(radius):
-        raise InvalidInputError(f"min_distance must be a finite number >= 0, got {min_distance!r}")
-    if not isinstance(metric, str) or metric not in _METRICS:
-        raise InvalidInputError(f"metric must be 'l2' or 'cosine', got {metric!r}")
-    mask, _ = v.exclude_mask(labeled, n, "embeddings", name="labeled")
+    radius = v.number(min_distance, "min_distance", low=0.0)
+    metric = _metric(metric)
+    masks = v.item_masks(n, "embeddings", labeled=labeled, exclude=exclude)
     if metric == "cosine":
         x = _unit_rows(x)
-    if mask is not None:
-        order = order[mask[order] == 0]
+    order = np.lexsort((np.arange(n), -s.astype(np.float64)))
+    if masks.never is not None:
+        order = order[masks.never[order] == 0]
+    mask = masks.labeled
     radius_sq = radius * radius
     index = _faiss.GrowingIndex(x.shape[1])
     anchors = x[mask.astype(bool)] if mask is not None else x[:0]  # labeled, then taken
@@ -214,8 +244,8 @@ def spread(ranked: Any, embeddings: Any, k: int, min_distance: float, labeled: A
     return np.array(taken, dtype=np.int64)
 
 
-def badge(probs: Any, embeddings: Any, k: int, labeled: Any = None,
-          seed: int | np.random.Generator | None = 0, *, logits: Any = None,
+def badge(probs: Any, embeddings: Any, k: int, *, logits: bool = False, labeled: Any = None,
+          exclude: Any = None, seed: int | np.random.Generator | None = 0,
           progress: ProgressCallback | None = None, verbose: bool = False) -> np.ndarray:
     """BADGE batch selection (Ash et al. 2020): k-means++ seeding on gradient embeddings.
 
@@ -227,14 +257,20 @@ def badge(probs: Any, embeddings: Any, k: int, labeled: Any = None,
     Parameters
     ----------
     probs : array-like of shape (N, C)
-        Class probabilities (or pass ``logits=``).
+        Class probabilities, float32 or float64 (logits with ``logits=True``).
     embeddings : array-like of shape (N, d)
         Penultimate-layer embeddings h.
     k : int
         Batch size.
+    logits : bool
+        ``probs`` holds raw model outputs (softmax is applied).
     labeled : array-like, optional
-        Boolean mask or unique indices of items never to pick.
-    seed : int or numpy.random.Generator
+        Boolean mask, unique indices or scikit-activeml's ``y`` (NaN = unlabeled): never
+        picked. As in the paper, the seeding runs on the unlabeled pool only, so labeled
+        items are not centres.
+    exclude : array-like, optional
+        Boolean mask or unique indices of further items never to pick.
+    seed : None, int or numpy.random.Generator
         Drives the D² sampling.
     progress, verbose
         ``progress(done, k)`` after each pick; a bar on stderr.
@@ -254,9 +290,8 @@ def badge(probs: Any, embeddings: Any, k: int, labeled: Any = None,
     k-means++ with the origin as a centre, the first pick here is the largest gradient, as in
     the paper's reference implementation.
     """
-    x, is_logits, name = v.probs_matrix(probs, logits)
-    scores.least_confidence(x if not is_logits else None,
-                            logits=x if is_logits else None)  # validates every row natively
+    x, is_logits, name = v.outputs_matrix(probs, logits)
+    _validated_scores(x, is_logits, name, 0)  # every row checked natively
     p = scores._softmax(x.astype(np.float64)) if is_logits else x.astype(np.float64)
     h = v.embeddings_matrix(embeddings).astype(np.float64)
     n = p.shape[0]
@@ -265,7 +300,7 @@ def badge(probs: Any, embeddings: Any, k: int, labeled: Any = None,
             f"embeddings has {h.shape[0]} rows but {name} has {n}; pass one row per item"
         )
     k = v.count(k)
-    mask, _ = v.labeled_and_k(labeled, n, name, k)
+    masks = v.item_masks(n, name, labeled=labeled, exclude=exclude, k=k)
     generator = v.rng(seed)
     report = reporter(progress, v.flag(verbose, "verbose"), "BADGE")
     a = -p
@@ -273,7 +308,7 @@ def badge(probs: Any, embeddings: Any, k: int, labeled: Any = None,
     a_sq = np.einsum("ij,ij->i", a, a)
     h_sq = np.einsum("ij,ij->i", h, h)
     g_sq = a_sq * h_sq
-    available = np.ones(n, dtype=bool) if mask is None else mask == 0
+    available = np.ones(n, dtype=bool) if masks.never is None else masks.never == 0
     first = int(np.argmax(np.where(available, g_sq, -1.0)))
     picks = [first]
     nearest = np.full(n, np.inf)
@@ -327,17 +362,25 @@ def _typicality(x: np.ndarray, members: np.ndarray, n_neighbors: int) -> np.ndar
     return 1.0 / np.maximum(mean, np.finfo(np.float64).tiny)
 
 
-def typiclust(embeddings: Any, k: int, labeled: Any = None,
-              seed: int | np.random.Generator | None = 0, *, n_neighbors: int = 20,
-              clusters: Any = None, progress: ProgressCallback | None = None,
-              verbose: bool = False) -> np.ndarray:
+# The authors' reference implementation caps the clustering at this many clusters
+# (TypiClust.MAX_NUM_CLUSTERS = 500 in github.com/avihu111/TypiClust,
+# deep-al/pycls/al/typiclust.py), using min(n_labeled + k, cap).
+MAX_CLUSTERS = 500
+
+
+def typiclust(embeddings: Any, k: int, *, labeled: Any = None, exclude: Any = None,
+              seed: int | np.random.Generator | None = 0, n_neighbors: int = 20,
+              clusters: Any = None, max_clusters: int = MAX_CLUSTERS,
+              progress: ProgressCallback | None = None, verbose: bool = False) -> np.ndarray:
     """TypiClust (Hacohen et al. 2022, TPC-RP): cover the pool's clusters with their most
     typical items.
 
-    The pool is clustered into ``n_labeled + k`` clusters (FAISS k-means); then, k times,
-    the largest cluster holding no labeled or picked item gives up its most typical
-    unlabeled member, typicality being 1 / mean distance to the ``n_neighbors`` nearest
-    other members of the cluster.
+    The pool is clustered into ``min(n_labeled + k, max_clusters)`` clusters (FAISS
+    k-means); then, k times, the largest cluster holding no labeled or picked item gives
+    up its most typical unlabeled member, typicality being 1 / mean distance to the
+    ``n_neighbors`` nearest other members of the cluster. Once every cluster holds one,
+    the clusters holding the fewest labeled or picked items come first (largest first
+    among those), as the authors' code orders clusters by their labeled count.
 
     Parameters
     ----------
@@ -346,13 +389,20 @@ def typiclust(embeddings: Any, k: int, labeled: Any = None,
     k : int
         Batch size.
     labeled : array-like, optional
-        Boolean mask or unique indices of labeled items (they cover their clusters).
-    seed : int or numpy.random.Generator
+        Boolean mask, unique indices or scikit-activeml's ``y`` (NaN = unlabeled) of
+        labeled items (they cover their clusters; never picked).
+    exclude : array-like, optional
+        Boolean mask or unique indices of items never to pick that cover nothing: they
+        are left out of the pool (clustering and cluster sizes included).
+    seed : None, int or numpy.random.Generator
         Seeds k-means.
     n_neighbors : int
         Neighbours for typicality (20 in the paper).
     clusters : array-like of int, optional
         Precomputed cluster labels of shape (N,) instead of k-means.
+    max_clusters : int
+        Cap on the number of k-means clusters (500, the authors' ``MAX_NUM_CLUSTERS``), so
+        that the cost does not grow with the labeled set.
     progress, verbose
         ``progress(done, k)`` after each pick; a bar on stderr.
 
@@ -371,41 +421,60 @@ def typiclust(embeddings: Any, k: int, labeled: Any = None,
     n = x.shape[0]
     k = v.count(k)
     n_neighbors = v.count(n_neighbors, "n_neighbors")
-    mask, n_labeled = v.labeled_and_k(labeled, n, "embeddings", k)
-    if clusters is None:
-        labels = _faiss.kmeans(x, n_labeled + k, int(v.rng(seed).integers(2**31)))
-    else:
-        labels = v.as_numpy(clusters, "clusters")
-        if labels.shape != (n,) or labels.dtype.kind not in "iu" or (labels < 0).any():
-            raise InvalidInputError(
-                f"clusters must be non-negative integer labels of shape ({n},), got dtype "
-                f"{labels.dtype} and shape {labels.shape}"
-            )
-        labels = labels.astype(np.int64)
+    cap = v.count(max_clusters, "max_clusters")
+    masks = v.item_masks(n, "embeddings", labeled=labeled, exclude=exclude, k=k)
+    generator = v.rng(seed)
     report = reporter(progress, v.flag(verbose, "verbose"), "TypiClust")
-    available = np.ones(n, dtype=bool) if mask is None else mask == 0
+    given = None if clusters is None else _cluster_labels(clusters, n, non_negative=True)
+    keep = _kept_rows(masks)
+    if keep is not None:
+        x = np.ascontiguousarray(x[keep])
+        given = None if given is None else given[keep]
+    lab = _subset_labeled(masks, keep)
+    if given is None:
+        labels = _faiss.kmeans(x, min(masks.n_labeled + k, cap),
+                               int(generator.integers(2**31)))
+    else:
+        labels = given
+    picks = _typiclust_picks(x, k, lab, labels, n_neighbors, report)
+    return picks if keep is None else keep[picks]
+
+
+def _cluster_labels(clusters: Any, n: int, *, non_negative: bool) -> np.ndarray:
+    labels = v.as_numpy(clusters, "clusters")
+    if (labels.shape != (n,) or labels.dtype.kind not in "iu"
+            or (non_negative and labels.size and int(labels.min()) < 0)):
+        what = "non-negative integer" if non_negative else "integer"
+        raise InvalidInputError(
+            f"clusters must be {what} labels of shape ({n},), got dtype {labels.dtype} and "
+            f"shape {labels.shape}; pass one cluster label per item"
+        )
+    return labels.astype(np.int64)
+
+
+def _typiclust_picks(x: np.ndarray, k: int, lab: np.ndarray | None, labels: np.ndarray,
+                     n_neighbors: int, report: ProgressCallback | None) -> np.ndarray:
+    n = x.shape[0]
+    available = np.ones(n, dtype=bool) if lab is None else ~lab
     sizes = np.bincount(labels, minlength=int(labels.max()) + 1)
-    covered = np.zeros(len(sizes), dtype=bool)
-    covered[labels[~available]] = True
-    picked_from = np.zeros(len(sizes), dtype=bool)
+    # Labeled or picked members per cluster; candidates = unlabeled, unpicked members.
+    held = np.bincount(labels[~available], minlength=len(sizes))
+    candidates = np.bincount(labels[available], minlength=len(sizes))
     picks: list[int] = []
     for _ in range(k):
-        # Largest uncovered cluster with an unlabeled member; once none is left, the largest
-        # cluster not yet picked from. np.argmax takes the lower label among equals.
-        has_candidates = np.bincount(labels[available], minlength=len(sizes)) > 0
-        eligible = has_candidates & ~covered & ~picked_from
-        if not eligible.any():
-            eligible = has_candidates & ~picked_from
-        if not eligible.any():
-            eligible = has_candidates
-        cluster = int(np.argmax(np.where(eligible, sizes, -1)))
+        # Fewest labeled or picked members first (0 = uncovered), then the largest, then the
+        # lower label (lexsort: last key first).
+        eligible = np.flatnonzero(candidates > 0)
+        best = np.lexsort((eligible, -sizes[eligible], held[eligible]))[0]
+        cluster = int(eligible[best])
         members = np.flatnonzero(labels == cluster)
         typicality = _typicality(x, members, n_neighbors)
         typicality[~available[members]] = -np.inf
         pick = int(members[int(np.argmax(typicality))])
         picks.append(pick)
         available[pick] = False
-        covered[cluster] = picked_from[cluster] = True
+        held[cluster] += 1
+        candidates[cluster] -= 1
         if report is not None:
             report(len(picks), k)
     return np.array(picks, dtype=np.int64)
@@ -423,8 +492,8 @@ def _neighbours_of(offsets: np.ndarray, ids: np.ndarray, rows: np.ndarray) -> np
     return ids[np.arange(total) + shift]
 
 
-def probcover(embeddings: Any, k: int, radius: float, labeled: Any = None, *,
-              seed: int | np.random.Generator | None = 0,
+def probcover(embeddings: Any, k: int, *, radius: float, labeled: Any = None,
+              exclude: Any = None, seed: int | np.random.Generator | None = 0,
               progress: ProgressCallback | None = None, verbose: bool = False) -> np.ndarray:
     """ProbCover (Yehuda et al. 2022): greedy maximum coverage of radius-balls.
 
@@ -442,8 +511,12 @@ def probcover(embeddings: Any, k: int, radius: float, labeled: Any = None, *,
         Ball radius delta (L2, inclusive), > 0. The paper chooses the largest delta whose
         balls stay 95 % class-pure under k-means pseudo-labels.
     labeled : array-like, optional
-        Boolean mask or unique indices of labeled items.
-    seed : int or numpy.random.Generator
+        Boolean mask, unique indices or scikit-activeml's ``y`` (NaN = unlabeled) of
+        labeled items: their balls start covered; never picked.
+    exclude : array-like, optional
+        Boolean mask or unique indices of items never to pick that cover nothing: they
+        are left out of the pool (nobody gains by covering them).
+    seed : None, int or numpy.random.Generator
         Seeds the clustering that prunes the graph construction (the graph, and so the
         picks, do not depend on it).
     progress, verbose
@@ -464,16 +537,23 @@ def probcover(embeddings: Any, k: int, radius: float, labeled: Any = None, *,
     x = v.embeddings_matrix(embeddings)
     n = x.shape[0]
     k = v.count(k)
-    try:
-        delta = float(radius)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"radius must be a number > 0, got {radius!r}") from None
-    if not (delta > 0 and np.isfinite(delta)):
-        raise InvalidInputError(f"radius must be a finite number > 0, got {radius!r}")
-    mask, _ = v.labeled_and_k(labeled, n, "embeddings", k)
-    offsets, ids = _faiss.range_graph(x, delta, int(v.rng(seed).integers(2**31)),
-                                      reporter(progress, verbose, "ProbCover graph"))
-    available = np.ones(n, dtype=bool) if mask is None else mask == 0
+    delta = v.number(radius, "radius", low=0.0, low_open=True)
+    masks = v.item_masks(n, "embeddings", labeled=labeled, exclude=exclude, k=k)
+    generator = v.rng(seed)
+    report = reporter(progress, v.flag(verbose, "verbose"), "ProbCover graph")
+    keep = _kept_rows(masks)
+    if keep is not None:
+        x = np.ascontiguousarray(x[keep])
+    lab = _subset_labeled(masks, keep)
+    picks = _probcover_picks(x, k, delta, lab, int(generator.integers(2**31)), report)
+    return picks if keep is None else keep[picks]
+
+
+def _probcover_picks(x: np.ndarray, k: int, delta: float, lab: np.ndarray | None, seed: int,
+                     report: ProgressCallback | None) -> np.ndarray:
+    n = x.shape[0]
+    offsets, ids = _faiss.range_graph(x, delta, seed, report)
+    available = np.ones(n, dtype=bool) if lab is None else ~lab
     covered = np.zeros(n, dtype=bool)
     covered[_neighbours_of(offsets, ids, np.flatnonzero(~available))] = True
     rows = np.repeat(np.arange(n), np.diff(offsets))
@@ -491,9 +571,9 @@ def probcover(embeddings: Any, k: int, radius: float, labeled: Any = None, *,
     return np.array(picks, dtype=np.int64)
 
 
-def cluster_margin(probs: Any, embeddings: Any, k: int, labeled: Any = None, *,
-                   logits: Any = None, candidates_per_pick: int = 10, clusters: Any = None,
-                   n_clusters: int | None = None,
+def cluster_margin(probs: Any, embeddings: Any, k: int, *, logits: bool = False,
+                   labeled: Any = None, exclude: Any = None, candidates_per_pick: int = 10,
+                   clusters: Any = None, n_clusters: int | None = None,
                    seed: int | np.random.Generator | None = 0) -> np.ndarray:
     """Cluster-Margin (Citovsky et al. 2021).
 
@@ -505,13 +585,16 @@ def cluster_margin(probs: Any, embeddings: Any, k: int, labeled: Any = None, *,
     Parameters
     ----------
     probs : array-like of shape (N, C)
-        Class probabilities (or pass ``logits=``).
-    embeddings : array-like of shape (N, d)
-        Used to cluster the candidates (ignored when ``clusters`` is given).
+        Class probabilities, float32 or float64 (logits with ``logits=True``).
+    embeddings : array-like of shape (N, d) or None
+        Used to cluster the candidates (may be None when ``clusters`` is given).
     k : int
         Batch size.
-    labeled : array-like, optional
-        Boolean mask or unique indices of items never to pick.
+    logits : bool
+        ``probs`` holds raw model outputs.
+    labeled, exclude : array-like, optional
+        Boolean masks or unique indices (``labeled`` also scikit-activeml's ``y``) of items
+        never to pick: neither is a candidate (the method has no notion of coverage).
     candidates_per_pick : int
         The paper's k_m / k (10 by default).
     clusters : array-like of int, optional
@@ -520,7 +603,7 @@ def cluster_margin(probs: Any, embeddings: Any, k: int, labeled: Any = None, *,
     n_clusters : int, optional
         Without ``clusters``: the candidates are clustered with FAISS k-means into
         ``n_clusters`` groups (default k, so that a batch takes about one item per cluster).
-    seed : int or numpy.random.Generator
+    seed : None, int or numpy.random.Generator
         Seeds k-means.
 
     Returns
@@ -534,25 +617,15 @@ def cluster_margin(probs: Any, embeddings: Any, k: int, labeled: Any = None, *,
     you pass. Within a cluster the items go in margin order (the paper samples at random);
     equal candidate counts go to the lower cluster label.
     """
-    from alcore.selection import select_top  # selection imports scores, not diversity
-
-    x, is_logits, name = v.probs_matrix(probs, logits)
+    x, is_logits, name = v.outputs_matrix(probs, logits)
     n = x.shape[0]
     k = v.count(k)
     per_pick = v.count(candidates_per_pick, "candidates_per_pick")
-    mask, n_labeled = v.labeled_and_k(labeled, n, name, k)
-    m = min(per_pick * k, n - n_labeled)
-    exclude = None if mask is None else mask.view(bool)
-    candidates = (select_top(m, logits=x, score="margin", exclude=exclude) if is_logits
-                  else select_top(m, x, score="margin", exclude=exclude))
+    masks = v.item_masks(n, name, labeled=labeled, exclude=exclude, k=k)
+    generator = v.rng(seed)
     if clusters is not None:
-        labels = v.as_numpy(clusters, "clusters")
-        if labels.shape != (n,) or labels.dtype.kind not in "iu":
-            raise InvalidInputError(
-                f"clusters must be integer labels of shape ({n},), got dtype {labels.dtype} "
-                f"and shape {labels.shape}"
-            )
-        groups = labels[candidates].astype(np.int64)
+        labels = _cluster_labels(clusters, n, non_negative=False)
+        emb = None
     else:
         emb = v.embeddings_matrix(embeddings)
         if emb.shape[0] != n:
@@ -560,8 +633,17 @@ def cluster_margin(probs: Any, embeddings: Any, k: int, labeled: Any = None, *,
                 f"embeddings has {emb.shape[0]} rows but {name} has {n}; pass one row per item"
             )
         count = v.count(n_clusters if n_clusters is not None else k, "n_clusters")
+    m = min(per_pick * k, n - masks.n_never)
+    margin = _validated_scores(x, is_logits, name, 1)
+    try:
+        candidates = _core.top_k(margin, masks.never, m)
+    except _core.InvalidValue as err:  # a margin of finite rows is finite: not expected
+        raise v.invalid_value_error(err, name, atol=1e-3) from None
+    if emb is None:
+        groups = labels[candidates]
+    else:
         groups = _faiss.kmeans(np.ascontiguousarray(emb[candidates]), min(count, m),
-                               int(v.rng(seed).integers(2**31)))
+                               int(generator.integers(2**31)))
     # Candidates come in margin order; selecting by cluster keeps that order inside each.
     unique, sizes = np.unique(groups, return_counts=True)
     queues = [candidates[groups == g] for g in unique]
@@ -578,5 +660,5 @@ def cluster_margin(probs: Any, embeddings: Any, k: int, labeled: Any = None, *,
     return np.array(picks, dtype=np.int64)
 
 
-__all__ = ["KCenterResult", "badge", "cluster_margin", "kcenter", "probcover", "spread",
+__all__ = ["MAX_CLUSTERS", "badge", "cluster_margin", "kcenter", "probcover", "spread",
            "typiclust"]

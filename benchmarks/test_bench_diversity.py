@@ -60,7 +60,7 @@ def skactiveml_probcover(x, labeled, probs, y):
 ALCORE = {
     "badge": lambda x, labeled, probs, y: badge(probs, x, K, labeled=labeled),
     "typiclust": lambda x, labeled, probs, y: typiclust(x, K, labeled=labeled),
-    "probcover": lambda x, labeled, probs, y: probcover(x, K, RADIUS, labeled=labeled),
+    "probcover": lambda x, labeled, probs, y: probcover(x, K, radius=RADIUS, labeled=labeled),
 }
 PEERS = {"badge": skactiveml_badge, "typiclust": skactiveml_typiclust,
          "probcover": skactiveml_probcover}

@@ -73,7 +73,7 @@ def test_logits_equal_softmax():
     z = rng.standard_normal((200, 5))
     p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     h = rng.standard_normal((200, 8))
-    np.testing.assert_array_equal(badge(None, h, 20, logits=z), badge(p, h, 20))
+    np.testing.assert_array_equal(badge(z, h, 20, logits=True), badge(p, h, 20))
 
 
 def test_scale_runs_without_the_gradient_matrix():
@@ -91,7 +91,9 @@ def test_scale_runs_without_the_gradient_matrix():
          r"embeddings has 4 rows but probs has 3"),
         ((np.full((3, 2), 0.7), np.zeros((3, 2)), 1), {}, r"probs rows must sum to 1"),
         ((np.full((3, 2), 0.5), np.zeros((3, 2)), 3), {"labeled": [0]},
-         r"k=3 exceeds the 2 unlabeled items"),
+         r"k=3 exceeds the 2 items that can be picked"),
+        ((np.full((3, 2), 0.5), np.zeros((3, 2)), 2), {"labeled": [0], "exclude": [1]},
+         r"k=2 exceeds the 1 items that can be picked \(3 items, 1 labeled, 1 excluded\)"),
     ],
 )
 def test_bad_input(args, kwargs, match):

@@ -1,4 +1,5 @@
-"""Cluster-Margin against a direct reference of the round-robin."""
+"""Cluster-Margin against a direct reference of the round-robin (its own numpy margin, the
+same clusters passed through clusters=)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from alcore.diversity import cluster_margin
 
 
 def reference(probs, k, labeled, clusters, per_pick):
-    # Margin order as alcore defines it (score 1 - (p1 - p2), ties to the lower index).
-    score = alcore.scores.margin(probs)
-    order = [i for i in np.lexsort((np.arange(len(probs)), -score)) if i not in labeled]
+    # Smallest margin p1 - p2 first, ties to the lower index.
+    top2 = np.sort(np.asarray(probs, dtype=np.float64), axis=1)[:, -2:]
+    score = 1.0 - (top2[:, 1] - top2[:, 0])
+    order = sorted((i for i in range(len(probs)) if i not in labeled),
+                   key=lambda i: (-score[i], i))
     candidates = order[:min(per_pick * k, len(order))]
     by_cluster = {}
     for i in candidates:
@@ -40,12 +43,24 @@ def test_matches_reference(n, c, n_clusters, seed, data):
         probs[:, 0] += 1 - probs.sum(axis=1)
         probs = np.abs(probs) / np.abs(probs).sum(axis=1, keepdims=True)
     clusters = rng.integers(n_clusters, size=n)
-    labeled = data.draw(st.lists(st.integers(0, n - 1), unique=True, max_size=n - 1))
-    k = data.draw(st.integers(1, n - len(labeled)))
+    never = data.draw(st.lists(st.integers(0, n - 1), unique=True, max_size=n - 1))
+    split = data.draw(st.integers(0, len(never)))
+    labeled, excluded = never[:split], never[split:]
+    k = data.draw(st.integers(1, n - len(never)))
     per_pick = data.draw(st.integers(1, 4))
-    got = cluster_margin(probs, None, k, labeled=labeled or None, clusters=clusters,
-                         candidates_per_pick=per_pick)
-    np.testing.assert_array_equal(got, reference(probs, k, set(labeled), clusters, per_pick))
+    got = cluster_margin(probs, None, k, labeled=labeled or None, exclude=excluded or None,
+                         clusters=clusters, candidates_per_pick=per_pick)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, reference(probs, k, set(never), clusters, per_pick))
+
+
+def test_logits_equal_softmax():
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal((100, 4))
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    clusters = rng.integers(5, size=100)
+    np.testing.assert_array_equal(cluster_margin(z, None, 9, logits=True, clusters=clusters),
+                                  reference(p, 9, set(), clusters, 10))
 
 
 def test_small_clusters_first():
@@ -68,6 +83,8 @@ def test_kmeans_on_candidates():
     "kwargs, match",
     [
         ({"k": 1, "clusters": [0, 1]}, r"clusters must be integer labels of shape \(3,\)"),
+        ({"k": 3, "labeled": [0]}, r"k=3 exceeds the 2 items that can be picked"),
+        ({"k": 1, "logits": "yes"}, r"logits must be True or False"),
         ({"k": 1, "embeddings": np.zeros((2, 2))}, r"embeddings has 2 rows but probs has 3"),
         ({"k": 1, "candidates_per_pick": 0}, r"candidates_per_pick must be a positive integer"),
     ],

@@ -63,10 +63,11 @@ def test_information_density_combines():
 @pytest.mark.parametrize(
     "args, kwargs, match",
     [
-        ((np.ones(3), np.ones((3, 2))), {"beta": -1}, r"beta must be a finite number >= 0"),
+        ((np.ones(3), np.ones((3, 2))), {"beta": -1}, r"beta must be >= 0, got -1"),
         ((np.ones(2), np.ones((3, 2))), {}, r"scores has 2 items but embeddings has 3"),
         ((np.array([1.0, np.nan, 1.0]), np.ones((3, 2))), {}, r"scores must be finite"),
-        ((np.ones(3), np.ones((3, 2))), {"similarity": "dot"}, r"similarity must be"),
+        ((np.ones(3), np.ones((3, 2))), {"similarity": "dot"},
+         r"similarity must be one of 'cosine', 'inverse_euclidean', got 'dot'"),
         ((np.ones(3), np.zeros((3, 2))), {}, r"embeddings row 0 has zero norm"),
         ((np.ones(1), np.ones((1, 2))), {"include_self": False}, r"needs at least 2 items"),
     ],

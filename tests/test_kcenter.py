@@ -56,9 +56,9 @@ def test_matches_naive_greedy_with_ties(case, seed):
     x, labeled, k = case
     result = kcenter(x, k, labeled=labeled if len(labeled) else None, seed=seed)
     first = int(np.random.default_rng(seed).integers(len(x))) if len(labeled) == 0 else None
-    picks, radii = naive_greedy(x, k, labeled, first)
-    np.testing.assert_array_equal(result.indices, picks)
-    np.testing.assert_allclose(result.radii, radii, rtol=1e-6)
+    picks, _ = naive_greedy(x, k, labeled, first)
+    assert result.dtype == np.int64
+    np.testing.assert_array_equal(result, picks)
 
 
 @pytest.mark.parametrize("d", [3, 16, 33, 128])
@@ -81,10 +81,8 @@ def test_matches_naive_greedy_on_continuous_data():
     x = rng.standard_normal((3000, 24)).astype(np.float32)
     labeled = rng.choice(3000, size=10, replace=False)
     result = kcenter(x, 60, labeled=labeled)
-    picks, radii = naive_greedy(x, 60, labeled)
-    np.testing.assert_array_equal(result.indices, picks)
-    np.testing.assert_allclose(result.radii, radii, rtol=1e-5)
-    assert (np.diff(result.radii) <= 1e-6).all()  # coverage only improves
+    picks, _ = naive_greedy(x, 60, labeled)
+    np.testing.assert_array_equal(result, picks)
 
 
 def test_equals_scikit_activeml_k_greedy_center():
@@ -95,37 +93,54 @@ def test_equals_scikit_activeml_k_greedy_center():
     labeled = rng.choice(800, size=15, replace=False)
     y[labeled] = 0
     want, _ = core_set.k_greedy_center(x, y, batch_size=25, random_state=0)
-    got = kcenter(x, 25, labeled=labeled)
-    np.testing.assert_array_equal(got.indices, want)
+    np.testing.assert_array_equal(kcenter(x, 25, labeled=labeled), want)
+    np.testing.assert_array_equal(kcenter(x, 25, labeled=y), want)  # skactiveml's y
 
 
 def test_cosine_uses_directions():
     x = np.array([[1.0, 0.0], [10.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     # Item 1 points where item 0 does: at cosine distance 0 it is never the farthest.
     result = kcenter(x, 2, labeled=[0], metric="cosine")
-    np.testing.assert_array_equal(result.indices, [2, 3])
+    np.testing.assert_array_equal(result, [2, 3])
 
 
 def test_threads_and_progress():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((20_000, 32)).astype(np.float32)
     calls = []
-    alcore.set_num_threads(1)
+    saved = alcore.get_num_threads()
+    results = []
     try:
-        one = kcenter(x, 150, labeled=np.arange(5), progress=lambda d, t: calls.append((d, t)))
+        for threads in (1, 2, 3, 7):
+            alcore.set_num_threads(threads)
+            calls.clear()
+            results.append(kcenter(x, 150, labeled=np.arange(5),
+                                   progress=lambda d, t: calls.append((d, t))))
     finally:
-        alcore.set_num_threads(2)
-    two = kcenter(x, 150, labeled=np.arange(5))
-    np.testing.assert_array_equal(one.indices, two.indices)
+        alcore.set_num_threads(saved)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
     assert calls[-1] == (150, 150) and all(t == 150 for _, t in calls)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
 
 
 def test_duplicates_and_exhausting_the_pool():
     x = np.array([[0.0], [0.0], [1.0], [1.0]])
-    result = kcenter(x, 3, labeled=[0])
-    np.testing.assert_array_equal(result.indices, [2, 1, 3])
-    np.testing.assert_array_equal(result.radii, [0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(kcenter(x, 3, labeled=[0]), [2, 1, 3])
+
+
+def test_exclude_leaves_items_out_of_the_pool():
+    """Excluded items are neither picked nor covered: the result equals k-center on the
+    pool without them."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((300, 5)).astype(np.float32)
+    excluded = rng.choice(300, 40, replace=False)
+    keep = np.setdiff1d(np.arange(300), excluded)
+    labeled = keep[:3]
+    got = kcenter(x, 20, labeled=labeled, exclude=excluded)
+    picks, _ = naive_greedy(x[keep], 20, np.arange(3))
+    np.testing.assert_array_equal(got, keep[picks])
+    assert not set(got.tolist()) & set(excluded.tolist())
 
 
 @pytest.mark.parametrize(
@@ -139,13 +154,13 @@ def test_duplicates_and_exhausting_the_pool():
          r"embeddings must have a floating dtype"),
         ({"embeddings": np.zeros((3, 2)), "k": 0}, r"k must be a positive integer"),
         ({"embeddings": np.zeros((3, 2)), "k": 3, "labeled": [0]},
-         r"k=3 exceeds the 2 unlabeled items \(3 items, 1 labeled\)"),
+         r"k=3 exceeds the 2 items that can be picked \(3 items, 1 labeled, 0 excluded\)"),
         ({"embeddings": np.zeros((3, 2)), "k": 1, "labeled": [5]},
          r"labeled holds index 5, outside \[0, 3\)"),
         ({"embeddings": np.zeros((3, 2)), "k": 1, "labeled": np.ones(2, bool)},
          r"labeled mask has length 2 but embeddings has 3 items"),
         ({"embeddings": np.zeros((3, 2)), "k": 1, "metric": "manhattan"},
-         r"metric must be 'l2' or 'cosine'"),
+         r"metric must be one of 'l2', 'cosine', got 'manhattan'"),
         ({"embeddings": np.zeros((3, 2)), "k": 1, "metric": "cosine"},
          r"embeddings row 0 has zero norm"),
         ({"embeddings": np.zeros((3, 2)), "k": 1, "seed": 1.5},

@@ -41,7 +41,7 @@ def test_matches_dense_reference(x, data):
     if k is None:
         return
     radius = data.draw(st.sampled_from([0.5, 1.0, np.sqrt(2.0), 2.0, 3.0]))
-    got = probcover(x, k, radius, labeled=labeled or None)
+    got = probcover(x, k, radius=radius, labeled=labeled or None)
     np.testing.assert_array_equal(got, dense_reference(x, k, radius, set(labeled)))
 
 
@@ -59,7 +59,7 @@ def test_same_clusters_as_scikit_activeml():
     y[labeled] = 0
     strategy = pc.ProbCover(deltas=[1.0], random_state=0)
     want = strategy.query(x, y, batch_size=4)
-    got = probcover(x, 4, 1.0, labeled=labeled)
+    got = probcover(x, 4, radius=1.0, labeled=labeled)
     np.testing.assert_array_equal(group[got], group[want])
     np.testing.assert_array_equal(group[got], [0, 2, 3, 4])
 
@@ -68,16 +68,16 @@ def test_sparse_graph_scales():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((30_000, 8)).astype(np.float32)
     calls = []
-    picks = probcover(x, 20, 1.0, progress=lambda d, t: calls.append(d))
+    picks = probcover(x, 20, radius=1.0, progress=lambda d, t: calls.append(d))
     assert len(set(picks.tolist())) == 20 and calls[-1] == 30_000
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"k": 1, "radius": 0}, r"radius must be a finite number > 0"),
-        ({"k": 1, "radius": "x"}, r"radius must be a number > 0"),
-        ({"k": 4, "radius": 1.0, "labeled": [0]}, r"k=4 exceeds the 3 unlabeled items"),
+        ({"k": 1, "radius": 0}, r"radius must be > 0, got 0"),
+        ({"k": 1, "radius": "x"}, r"radius must be a number, got 'x'"),
+        ({"k": 4, "radius": 1.0, "labeled": [0]}, r"k=4 exceeds the 3 items that can be picked"),
     ],
 )
 def test_bad_input(kwargs, match):

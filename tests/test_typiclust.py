@@ -49,11 +49,12 @@ def reference(x, k, labeled, labels, n_neighbors):
     available = np.ones(len(x), bool)
     available[labeled] = False
     sizes = np.bincount(labels)
-    used = set(labels[labeled].tolist())
+    held = {c: int((labels[labeled] == c).sum()) for c in range(len(sizes))}
     picks = []
     for _ in range(k):
-        order = sorted((c for c in range(len(sizes)) if c not in used
-                        and available[labels == c].any()), key=lambda c: (-sizes[c], c))
+        # Fewest labeled or picked members, then the largest cluster, then the lower label.
+        order = sorted((c for c in range(len(sizes)) if available[labels == c].any()),
+                       key=lambda c: (held[c], -sizes[c], c))
         cluster = order[0]
         members = np.flatnonzero(labels == cluster)
         m = len(members) - 1
@@ -67,7 +68,7 @@ def reference(x, k, labeled, labels, n_neighbors):
                 best, best_i = typ, i
         picks.append(best_i)
         available[best_i] = False
-        used.add(cluster)
+        held[cluster] += 1
     return np.array(picks)
 
 
@@ -89,12 +90,23 @@ def test_more_picks_than_uncovered_clusters():
     x, labels = clustered(6, [5, 4, 3])
     picks = typiclust(x, 7, clusters=labels, labeled=[0])
     assert len(set(picks.tolist())) == 7 and 0 not in picks
+    np.testing.assert_array_equal(picks, reference(x, 7, np.array([0]), labels, 20))
+
+
+def test_every_cluster_covered_goes_to_the_least_labeled():
+    x, labels = clustered(8, [30, 20, 10])
+    labeled = np.concatenate([np.flatnonzero(labels == 0)[:3], np.flatnonzero(labels == 1)[:1],
+                              np.flatnonzero(labels == 2)[:2]])
+    picks = typiclust(x, 4, clusters=labels, labeled=labeled, n_neighbors=3)
+    np.testing.assert_array_equal(labels[picks], [1, 1, 2, 0])
+    np.testing.assert_array_equal(picks, reference(x, 4, labeled, labels, 3))
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"k": 5, "labeled": [0, 1]}, r"k=5 exceeds the 4 unlabeled items"),
+        ({"k": 5, "labeled": [0, 1]}, r"k=5 exceeds the 4 items that can be picked"),
+        ({"k": 1, "max_clusters": 0}, r"max_clusters must be a positive integer"),
         ({"k": 1, "clusters": [0, 1]}, r"clusters must be non-negative integer labels"),
         ({"k": 1, "n_neighbors": 0}, r"n_neighbors must be a positive integer"),
     ],
