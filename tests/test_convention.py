@@ -303,13 +303,16 @@ def _corrupt(arr: np.ndarray, draw, how: str) -> Any:
     return arr
 
 
-def _mask_argument(draw, n: int, rng) -> tuple[Any, np.ndarray]:
-    """A labeled=/exclude= value and the items it marks (None if it is invalid)."""
-    kind = draw(st.sampled_from(["none", "mask", "indices", "y", "bad_len", "dupes",
-                                 "out_of_range", "float", "list", "int01"]))
+def _mask_argument(draw, n: int, rng, invalid: bool,
+                   y_ok: bool) -> tuple[Any, np.ndarray | None]:
+    """A labeled=/exclude= value and the items it marks (None if it is invalid).
+    scikit-activeml's y (NaN = unlabeled) is valid for labeled= only."""
+    valid = ["none", "mask", "indices", "list", *(["y"] if y_ok else [])]
+    wrong = ["bad_len", "dupes", "out_of_range", "float", "int01", *([] if y_ok else ["y"])]
+    kind = draw(st.sampled_from(wrong if invalid else valid))
     marked = np.zeros(n, dtype=bool)
     if n:
-        marked[rng.random(n) < 0.3] = True
+        marked[rng.random(n) < 0.2] = True
     if kind == "none":
         return None, np.zeros(n, dtype=bool)
     if kind == "mask":
@@ -321,7 +324,7 @@ def _mask_argument(draw, n: int, rng) -> tuple[Any, np.ndarray]:
         return np.flatnonzero(marked).tolist(), marked
     if kind == "y":
         y = np.where(marked, rng.integers(0, 3, size=n).astype(float), np.nan)
-        return y, marked
+        return y, (marked if y_ok else None)
     if kind == "bad_len":
         return np.zeros(n + 1, dtype=bool), None
     if kind == "dupes":
@@ -330,37 +333,42 @@ def _mask_argument(draw, n: int, rng) -> tuple[Any, np.ndarray]:
         return np.array([n]), None
     if kind == "int01":
         return marked.astype(np.int64), None  # ambiguous: a 0/1 "mask" of ints
-    return np.array([0.5]), None
+    return np.full(n + 2, 0.5), None  # floats, but not a y of length n
+
+
+ASPECTS = ("n", "c", "d", "data", "embeddings", "k", "labeled", "exclude", "seed")
 
 
 @st.composite
 def picking_cases(draw, name):
+    """Valid arguments half of the time; else one or two aspects made invalid or odd."""
     seed = draw(st.integers(0, 2**16))
     rng = np.random.default_rng(seed)
-    n = draw(st.sampled_from([0, 1, 2, 5, 12, 40]))
-    c = draw(st.sampled_from([1, 2, 3, 5]))
-    d = draw(st.sampled_from([0, 1, 3, 8]))
+    bad = draw(st.sets(st.sampled_from(ASPECTS), max_size=2)) if draw(st.booleans()) else set()
+
+    def pick(aspect, valid, invalid):
+        return draw(st.sampled_from(invalid if aspect in bad else valid))
+
+    n = pick("n", [1, 2, 7, 7, 12, 12, 40], [0])
+    c = pick("c", [2, 3, 5], [1])
+    d = pick("d", [1, 3, 8], [0])
     fn, args, kwargs = _picking_setup(name, n, c, d, rng)
-    hows = ("none", "dtype", "nan", "strided", "fortran", "reshape", "list")
+    same = ("none", "strided", "fortran", "list")  # the same values, other layouts
+    other = ("dtype", "nan", "reshape")
     for i in range(len(args)):
-        how = draw(st.sampled_from(hows))
-        args[i] = _corrupt(np.asarray(args[i]), draw, how)
+        args[i] = _corrupt(np.asarray(args[i]), draw, pick("data", same, other))
     if "embeddings" in kwargs:
-        kwargs["embeddings"] = _corrupt(kwargs["embeddings"], draw, draw(st.sampled_from(hows)))
-    k = draw(st.one_of(st.sampled_from(GOOD_K), st.sampled_from(BAD_K),
-                       st.integers(1, max(1, n + 1))))
-    labeled, lab_marked = _mask_argument(draw, n, rng)
-    exclude, exc_marked = _mask_argument(draw, n, rng)
-    if draw(st.booleans()):
+        kwargs["embeddings"] = _corrupt(kwargs["embeddings"], draw,
+                                        pick("embeddings", same, other))
+    k = pick("k", [*GOOD_K, 1, 2, 4], [*BAD_K, n + 1])
+    labeled, lab_marked = _mask_argument(draw, n, rng, "labeled" in bad, y_ok=True)
+    exclude, exc_marked = _mask_argument(draw, n, rng, "exclude" in bad, y_ok=False)
+    if labeled is not None or draw(st.booleans()):
         kwargs["labeled"] = labeled
-    else:
-        lab_marked = np.zeros(n, dtype=bool)
-    if draw(st.booleans()):
+    if exclude is not None or draw(st.booleans()):
         kwargs["exclude"] = exclude
-    else:
-        exc_marked = np.zeros(n, dtype=bool)
-    if name in RANDOM_PICKERS and draw(st.booleans()):
-        kwargs["seed"] = draw(st.sampled_from(GOOD_SEEDS + BAD_SEEDS))
+    if name in RANDOM_PICKERS and ("seed" in bad or draw(st.booleans())):
+        kwargs["seed"] = pick("seed", GOOD_SEEDS, BAD_SEEDS)
     if lab_marked is None or exc_marked is None:
         forbidden = None
     else:
@@ -384,7 +392,7 @@ def _k_value(k: Any) -> int | None:
 def check_outcome(case: Case) -> None:
     """Call; the only outcomes: InvalidInputError, or a valid pick."""
     try:
-        result = case.fn(*case.args, **case.kwargs)
+        result = case.fn(*case.args, case.k, **case.kwargs)
     except alcore.InvalidInputError as err:
         assert str(err), "an InvalidInputError without a message"
         return
@@ -409,8 +417,13 @@ def check_outcome(case: Case) -> None:
     assert isinstance(indices, np.ndarray) and indices.dtype == np.int64, (
         f"{where} returned {type(indices).__name__} {getattr(indices, 'dtype', '')}")
     assert indices.ndim == 1
+    pickable = case.n - int(case.forbidden.sum())
+    assert k <= pickable, f"{where}: accepted k={k} with {pickable} items that can be picked"
     if case.may_be_short:
-        assert 1 <= len(indices) <= k, f"{where}: {len(indices)} picks for k={k}"
+        # spread: every remaining item may lie within min_distance of a labeled one.
+        assert len(indices) <= k, f"{where}: {len(indices)} picks for k={k}"
+        if isinstance(result, alcore.Selection) and len(indices) < k:
+            assert result.shortfall, f"{where}: {len(indices)} picks, no shortfall reason"
     else:
         assert len(indices) == k, f"{where}: {len(indices)} picks for k={k}"
     assert len(np.unique(indices)) == len(indices), f"{where}: repeated picks {indices}"
