@@ -331,8 +331,13 @@ def _mask_argument(draw, n: int, rng, invalid: bool,
         return np.array([0, 0]), None
     if kind == "out_of_range":
         return np.array([n]), None
-    if kind == "int01":
-        return marked.astype(np.int64), None  # ambiguous: a 0/1 "mask" of ints
+    if kind == "int01":  # a 0/1 "mask" of ints: repeated indices once n >= 3
+        ints = marked.astype(np.int64)
+        if len(np.unique(ints)) == len(ints):  # n < 3: valid unique indices after all
+            as_mask = np.zeros(n, dtype=bool)
+            as_mask[ints] = True
+            return ints, as_mask
+        return ints, None
     return np.full(n + 2, 0.5), None  # floats, but not a y of length n
 
 
