@@ -1,33 +1,69 @@
 """alcore: a native-accelerated active-learning selection engine.
 
 Training code hands alcore what its model computed for the unlabeled items (probabilities
-or logits, Monte-Carlo / ensemble samples) and alcore picks the items a human should label
-next. See :mod:`alcore.scores` for the uncertainty scores and :func:`select_top` for the
-fused score + top-k selection, :mod:`alcore.diversity` for diversity-aware batches.
+or logits, Monte-Carlo / ensemble samples, embeddings) and alcore picks the items a human
+should label next. See :mod:`alcore.scores` for the uncertainty scores, :func:`select_top`
+for the fused score + top-k selection, :mod:`alcore.diversity` for diversity-aware batches
+and :func:`select` for the composed selection with per-item reasons.
+
+Every function follows one convention: model outputs or embeddings first, then ``k``, then
+keyword-only options; logits are the same array with ``logits=True``; ``labeled=`` and
+``exclude=`` wherever items are picked; picks come back as int64 index arrays.
 
 Heavy optional dependencies (faiss, numba, polars, dask, matplotlib) are imported lazily,
 where first needed, so ``import alcore`` stays fast.
 """
 
-from alcore import density, diversity, scores, stopping, stream
-from alcore._errors import AlcoreError, InvalidInputError
-from alcore._threads import get_num_threads, set_num_threads
-from alcore._version import __version__
-from alcore._warmup import warmup
-from alcore.batching import BatchSizer
-from alcore.select import Selection, select
-from alcore.selection import TopSelection, select_top, top_k
+
+def _missing_core(error: ImportError) -> ImportError:
+    """The error to raise when the compiled core cannot be imported, saying why and what
+    to do: the usual cause is running Python from a source checkout, whose ``alcore/``
+    folder (without the compiled extension) comes before the installed package."""
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    if any(here.glob("_core*.so")) or any(here.glob("_core*.pyd")):
+        return error  # the extension is there but broken: its own message says why
+    installed = []
+    for entry in sys.path:
+        candidate = Path(entry or ".").resolve() / "alcore"
+        if candidate != here and (candidate / "__init__.py").is_file():
+            installed.append(str(candidate))
+    shadowed = (f"and shadows the installed package at {installed[0]} "
+                if installed else "and shadows any installed alcore ")
+    return ImportError(
+        f"alcore's compiled core (alcore._core) is missing: the source checkout at "
+        f"{here.parent} has no compiled alcore._core {shadowed}(Python imports the alcore/ "
+        f"folder of the current directory first). Run Python from another directory, or "
+        f"build this checkout for development with `pip install -e .`"
+    )
+
+
+try:
+    from alcore import _core  # noqa: F401  (first, so a missing core is named as such)
+except ImportError as _error:
+    raise _missing_core(_error) from _error
+
+from alcore import density, diversity, io, scores, stopping, stream  # noqa: E402
+from alcore._errors import AlcoreError, InvalidInputError  # noqa: E402
+from alcore._pipeline import Selection, select  # noqa: E402
+from alcore._threads import get_num_threads, set_num_threads  # noqa: E402
+from alcore._top import select_top, top_k  # noqa: E402
+from alcore._version import __version__  # noqa: E402
+from alcore._warmup import warmup  # noqa: E402
+from alcore.batching import BatchSizer  # noqa: E402
 
 __all__ = [
     "AlcoreError",
     "BatchSizer",
     "InvalidInputError",
     "Selection",
-    "TopSelection",
     "__version__",
     "density",
     "diversity",
     "get_num_threads",
+    "io",
     "scores",
     "select",
     "select_top",

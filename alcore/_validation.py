@@ -198,11 +198,9 @@ def rng(seed: Any) -> np.random.Generator:
 
 
 def tolerance(atol: Any) -> float:
-    """Validate the row-sum tolerance."""
-    try:
-        value = float(atol)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"atol must be a number, got {atol!r}") from None
+    """The row-sum tolerance ``atol``: a number in [0, 1) (numpy scalars and 0-d arrays
+    too)."""
+    value = number(atol, "atol", hint="pass a number in [0, 1); the default is 1e-3")
     if not (0.0 <= value < 1.0):
         raise InvalidInputError(f"atol must be in [0, 1), got {atol!r}; the default is 1e-3")
     return value
@@ -212,7 +210,7 @@ def flag(value: Any, name: str) -> bool:
     if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind == "b":
         value = bool(value)
     if not isinstance(value, bool | np.bool_):
-        raise InvalidInputError(f"{name} must be True or False, got {value!r}")
+        raise InvalidInputError(f"{name} must be True or False, got {_shown(value)}")
     return bool(value)
 
 
@@ -224,7 +222,7 @@ def count(k: Any, name: str = "k") -> int:
         k = operator.index(k)
     except TypeError:
         raise InvalidInputError(
-            f"{name} must be a positive integer, got {type(k).__name__} {k!r}"
+            f"{name} must be a positive integer, got {type(k).__name__} {_shown(k)}"
         ) from None
     if k < 1:
         raise InvalidInputError(f"{name} must be a positive integer, got {k}")
@@ -328,16 +326,18 @@ def number(value: Any, name: str, *, low: float | None = None, high: float | Non
         result = float(value)
     except (TypeError, ValueError):
         raise InvalidInputError(
-            f"{name} must be a number, got {type(value).__name__} {value!r}{_hint(hint)}"
+            f"{name} must be a number, got {type(value).__name__} {_shown(value)}{_hint(hint)}"
         ) from None
     if not np.isfinite(result):
-        raise InvalidInputError(f"{name} must be finite, got {value!r}{_hint(hint)}")
+        raise InvalidInputError(f"{name} must be finite, got {_shown(value)}{_hint(hint)}")
     if low is not None and (result < low or (low_open and result == low)):
         raise InvalidInputError(
-            f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}{_hint(hint)}")
+            f"{name} must be {'>' if low_open else '>='} {low:g}, got {_shown(value)}"
+            f"{_hint(hint)}")
     if high is not None and (result > high or (high_open and result == high)):
         raise InvalidInputError(
-            f"{name} must be {'<' if high_open else '<='} {high:g}, got {value!r}{_hint(hint)}")
+            f"{name} must be {'<' if high_open else '<='} {high:g}, got {_shown(value)}"
+            f"{_hint(hint)}")
     return result
 
 
@@ -351,7 +351,7 @@ def integer(value: Any, name: str, *, low: int | None = 0, high: int | None = No
         result = operator.index(value)
     except TypeError:
         raise InvalidInputError(
-            f"{name} must be an integer, got {type(value).__name__} {value!r}{_hint(hint)}"
+            f"{name} must be an integer, got {type(value).__name__} {_shown(value)}{_hint(hint)}"
         ) from None
     if low is not None and result < low:
         raise InvalidInputError(f"{name} must be >= {low}, got {result}{_hint(hint)}")
@@ -374,6 +374,14 @@ def choice(value: Any, name: str, allowed: tuple[Any, ...] | list[Any] | dict) -
         near = difflib.get_close_matches(value, [o for o in options if isinstance(o, str)], 1)
         close = f" (did you mean {near[0]!r}?)" if near else ""
     raise InvalidInputError(f"{name} must be one of {listed}, got {value!r}{close}")
+
+
+def _shown(value: Any) -> str:
+    """repr of a value for a message; numpy scalars as their Python value (numpy 2 spells
+    them ``np.float64(2.0)``)."""
+    if isinstance(value, np.generic):
+        return repr(value.item())
+    return repr(value)
 
 
 def _hint(hint: str) -> str:
@@ -449,18 +457,18 @@ def invalid_value_error(err: Exception, name: str, *, atol: float) -> InvalidInp
         )
     elif problem == "negative":
         message = (
-            f"{name} must lie in [0, 1]: {where}, column {col} is {value:.6g}; pass logits= "
+            f"{name} must lie in [0, 1]: {where}, column {col} is {value:.6g}; pass logits=True "
             f"if these are raw model outputs"
         )
     elif problem == "above_one":
         message = (
-            f"{name} must lie in [0, 1]: {where}, column {col} is {value:.6g}; pass logits= "
+            f"{name} must lie in [0, 1]: {where}, column {col} is {value:.6g}; pass logits=True "
             f"if these are raw model outputs, or normalize=True for non-negative weights"
         )
     elif problem == "row_sum":
         message = (
             f"{name} rows must sum to 1 ({where} sums to {value:.6g}, atol={atol:g}); pass "
-            f"logits= for raw model outputs, normalize=True to renormalise, or a larger atol="
+            f"logits=True for raw model outputs, normalize=True to renormalise, or a larger atol="
         )
     else:
         message = (

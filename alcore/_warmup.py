@@ -1,5 +1,5 @@
 """Pay one-time costs (loading the native core, page-faulting its code, choosing the SIMD
-variant, and, in later layers, compiling Numba kernels) before the first real call."""
+variant) before the first real call."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def warmup() -> dict[str, float]:
     dict of str to float
         Seconds spent per kernel family, for logging.
     """
-    from alcore import scores, selection
+    from alcore import _top, scores
 
     timings: dict[str, float] = {}
     probs = np.full((4, 3), 1.0 / 3.0)
@@ -25,10 +25,10 @@ def warmup() -> dict[str, float]:
         start = time.perf_counter()
         for name in scores.SCORE_CODES:
             getattr(scores, name)(probs.astype(dtype))
-            getattr(scores, name)(logits=probs.astype(dtype))
-            selection.select_top(1, probs.astype(dtype), score=name)
+            getattr(scores, name)(probs.astype(dtype), logits=True)
+            _top.select_top(probs.astype(dtype), 1, score=name)
         for name in scores.SAMPLE_SCORE_CODES:
             getattr(scores, name)(samples.astype(dtype))
-        selection.top_k(probs[:, 0].astype(dtype), 1)
+        _top.top_k(probs[:, 0].astype(dtype), 1)
         timings[f"native-{np.dtype(dtype).name}"] = time.perf_counter() - start
     return timings

@@ -7,11 +7,14 @@ From T Monte-Carlo or ensemble samples per item, shape (T, N, C) (or a list of T
 shape (N, C)): :func:`bald`, :func:`variation_ratio`, :func:`vote_entropy`,
 :func:`kl_consensus`.
 
-Every function accepts ``probs=`` (rows summing to 1 within ``atol``) or ``logits=``
-(softmax applied internally with a stable log-sum-exp; logits of any finite magnitude,
-e.g. +-1e4, are fine). float32 and float64 inputs are scored in their own precision and the
-scores come back in the same dtype. ``normalize=True`` accepts non-negative rows of any
-positive sum (counts, unnormalised weights) and divides them by their sum.
+Every function takes one positional array: probabilities (rows summing to 1 within
+``atol``), or raw model outputs with ``logits=True`` (softmax applied internally with a
+stable log-sum-exp; logits of any finite magnitude, e.g. +-1e4, are fine). float32 and
+float64 inputs are scored in their own precision and the scores come back in the same
+dtype (float16 is scored in float32). ``normalize=True`` means the same for every score: it
+accepts non-negative rows of any positive sum (counts, unnormalised weights) and divides
+them by their sum. :func:`entropy` alone has ``scaled=True`` (divide by ln C, so the score
+lies in [0, 1]).
 
 All kernels run natively, parallel over rows, and check the values in the same pass: NaN,
 inf, negative probabilities, values above 1 or rows not summing to 1 raise
@@ -30,33 +33,42 @@ from alcore._errors import InvalidInputError
 
 SCORE_CODES = {"least_confidence": 0, "margin": 1, "ratio": 2, "entropy": 3}
 SAMPLE_SCORE_CODES = {"bald": 0, "variation_ratio": 1, "vote_entropy": 2, "kl_consensus": 0}
+ALL_SCORES = tuple(SCORE_CODES) + tuple(SAMPLE_SCORE_CODES)
 
 
-def _rows(code: int, probs: Any, logits: Any, normalize: Any, atol: Any,
-          scale_entropy: bool = False) -> np.ndarray:
-    x, is_logits, name = v.probs_matrix(probs, logits)
-    normalize = v.flag(normalize, "normalize")
-    atol = v.tolerance(atol)
+def _row_scores(x: np.ndarray, is_logits: bool, name: str, code: int, normalize: bool,
+                atol: float, scaled: bool = False) -> np.ndarray:
+    """Score a validated (N, C) matrix; the kernel checks the element values."""
     try:
-        return _core.score_rows(x, code, is_logits, normalize, atol, scale_entropy)
+        return _core.score_rows(x, code, is_logits, normalize, atol, scaled)
     except _core.InvalidValue as err:
         raise v.invalid_value_error(err, name, atol=atol) from None
 
 
-def least_confidence(probs: Any = None, *, logits: Any = None, normalize: bool = False,
+def _rows(code: int, probs: Any, logits: Any, normalize: Any, atol: Any,
+          scaled: Any = False) -> np.ndarray:
+    x, is_logits, name = v.outputs_matrix(probs, logits)
+    normalize = v.flag(normalize, "normalize")
+    scaled = v.flag(scaled, "scaled")
+    atol = v.tolerance(atol)
+    return _row_scores(x, is_logits, name, code, normalize, atol, scaled)
+
+
+def least_confidence(probs: Any, *, logits: bool = False, normalize: bool = False,
                      atol: float = 1e-3) -> np.ndarray:
     """Least confidence, ``1 - p1`` where p1 is the row's largest probability.
 
     Parameters
     ----------
     probs : array-like of shape (N, C), float32 or float64
-        Class probabilities; rows sum to 1 within ``atol``.
-    logits : array-like of shape (N, C), optional
-        Raw model outputs instead of ``probs``.
+        Class probabilities, rows summing to 1 within ``atol``; with ``logits=True``, raw
+        model outputs (any finite values).
+    logits : bool
+        ``probs`` holds logits: softmax is applied internally.
     normalize : bool
         Divide each non-negative row by its sum instead of requiring it to sum to 1.
     atol : float
-        Allowed ``|row sum - 1|``.
+        Allowed ``|row sum - 1|``, in [0, 1).
 
     Returns
     -------
@@ -66,7 +78,7 @@ def least_confidence(probs: Any = None, *, logits: Any = None, normalize: bool =
     return _rows(0, probs, logits, normalize, atol)
 
 
-def margin(probs: Any = None, *, logits: Any = None, normalize: bool = False,
+def margin(probs: Any, *, logits: bool = False, normalize: bool = False,
            atol: float = 1e-3) -> np.ndarray:
     """Margin score, ``1 - (p1 - p2)`` with p1 >= p2 the two largest probabilities.
 
@@ -75,7 +87,7 @@ def margin(probs: Any = None, *, logits: Any = None, normalize: bool = False,
     return _rows(1, probs, logits, normalize, atol)
 
 
-def ratio(probs: Any = None, *, logits: Any = None, normalize: bool = False,
+def ratio(probs: Any, *, logits: bool = False, normalize: bool = False,
           atol: float = 1e-3) -> np.ndarray:
     """Ratio score, ``p2 / p1`` with p1 >= p2 the two largest probabilities.
 
@@ -84,30 +96,29 @@ def ratio(probs: Any = None, *, logits: Any = None, normalize: bool = False,
     return _rows(2, probs, logits, normalize, atol)
 
 
-def entropy(probs: Any = None, *, logits: Any = None, normalize: bool = False,
-            atol: float = 1e-3) -> np.ndarray:
+def entropy(probs: Any, *, logits: bool = False, normalize: bool = False,
+            scaled: bool = False, atol: float = 1e-3) -> np.ndarray:
     """Shannon entropy in nats, ``-sum p ln p`` (with ``0 ln 0 = 0``).
 
     Parameters
     ----------
-    probs, logits, atol
+    probs, logits, normalize, atol
         As :func:`least_confidence`.
-    normalize : bool
-        Return the normalised entropy ``H / ln C`` in [0, 1], computed on the rows divided
-        by their sums (so non-negative rows of any positive sum are accepted, as for the
-        other scores). The ranking is the same as without it.
+    scaled : bool
+        Divide by ln C: the normalised entropy ``H / ln C`` in [0, 1]. The ranking is the
+        same as without it.
 
     Returns
     -------
     numpy.ndarray of shape (N,), the input's dtype
-        Scores in [0, ln C] (or [0, 1] with ``normalize=True``).
+        Scores in [0, ln C] (or [0, 1] with ``scaled=True``).
 
     Notes
     -----
     The logarithm is a vectorised polynomial (AVX-512/AVX2/SSE2 chosen at run time),
     accurate to a few units in the last place of the input's dtype.
     """
-    return _rows(3, probs, logits, normalize, atol, scale_entropy=bool(normalize))
+    return _rows(3, probs, logits, normalize, atol, scaled)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -117,10 +128,9 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return shifted
 
 
-def _samples(code: int, probs: Any, logits: Any, normalize: Any, atol: Any) -> np.ndarray:
-    x, is_logits, name = v.samples_tensor(probs, logits)
-    normalize = v.flag(normalize, "normalize")
-    atol = v.tolerance(atol)
+def _sample_scores(x: np.ndarray, is_logits: bool, name: str, code: int, normalize: bool,
+                   atol: float) -> np.ndarray:
+    """Score a validated (T, N, C) tensor; the kernel checks the element values."""
     if is_logits:
         if not np.isfinite(x).all():
             bad = np.argwhere(~np.isfinite(x))[0]
@@ -135,19 +145,35 @@ def _samples(code: int, probs: Any, logits: Any, normalize: Any, atol: Any) -> n
         raise v.invalid_value_error(err, name, atol=atol) from None
 
 
+def _samples(code: int, probs: Any, logits: Any, normalize: Any, atol: Any) -> np.ndarray:
+    x, is_logits, name = v.outputs_tensor(probs, logits)
+    normalize = v.flag(normalize, "normalize")
+    atol = v.tolerance(atol)
+    return _sample_scores(x, is_logits, name, code, normalize, atol)
+
+
+def _score_validated(score: str, x: np.ndarray, is_logits: bool, name: str, *,
+                     normalize: bool, atol: float) -> np.ndarray:
+    """Any score by name on an array already validated by ``v.outputs_matrix`` (row scores)
+    or ``v.outputs_tensor`` (sample scores)."""
+    if score in SCORE_CODES:
+        return _row_scores(x, is_logits, name, SCORE_CODES[score], normalize, atol)
+    return _sample_scores(x, is_logits, name, SAMPLE_SCORE_CODES[score], normalize, atol)
+
+
 _SAMPLES_DOC = """
 
     Parameters
     ----------
     probs : array-like of shape (T, N, C), or a sequence of T arrays of shape (N, C)
         Probabilities of T Monte-Carlo passes or ensemble members (member-major), float32
-        or float64. A sequence is stacked once.
-    logits : same shapes, optional
-        Raw outputs instead of ``probs`` (softmax applied once, in numpy).
+        or float64; with ``logits=True``, their raw outputs. A sequence is stacked once.
+    logits : bool
+        ``probs`` holds logits (softmax applied once, in numpy).
     normalize : bool
         Divide each non-negative member row by its sum instead of requiring it to sum to 1.
     atol : float
-        Allowed ``|row sum - 1|``.
+        Allowed ``|row sum - 1|``, in [0, 1).
 
     Returns
     -------
@@ -155,7 +181,7 @@ _SAMPLES_DOC = """
     """
 
 
-def bald(probs: Any = None, *, logits: Any = None, normalize: bool = False,
+def bald(probs: Any, *, logits: bool = False, normalize: bool = False,
          atol: float = 1e-3) -> np.ndarray:
     return _samples(0, probs, logits, normalize, atol)
 
@@ -168,7 +194,7 @@ bald.__doc__ = (
 )
 
 
-def kl_consensus(probs: Any = None, *, logits: Any = None, normalize: bool = False,
+def kl_consensus(probs: Any, *, logits: bool = False, normalize: bool = False,
                  atol: float = 1e-3) -> np.ndarray:
     return _samples(0, probs, logits, normalize, atol)
 
@@ -184,7 +210,7 @@ kl_consensus.__doc__ = (
 )
 
 
-def variation_ratio(probs: Any = None, *, logits: Any = None, normalize: bool = False,
+def variation_ratio(probs: Any, *, logits: bool = False, normalize: bool = False,
                     atol: float = 1e-3) -> np.ndarray:
     return _samples(1, probs, logits, normalize, atol)
 
@@ -196,7 +222,7 @@ variation_ratio.__doc__ = (
 )
 
 
-def vote_entropy(probs: Any = None, *, logits: Any = None, normalize: bool = False,
+def vote_entropy(probs: Any, *, logits: bool = False, normalize: bool = False,
                  atol: float = 1e-3) -> np.ndarray:
     return _samples(2, probs, logits, normalize, atol)
 

@@ -18,7 +18,7 @@ CONTENDERS = ["alcore", "scikit-activeml", "numpy", "floor"]
 
 def contender_call(contender: str, score: str, probs: np.ndarray):
     if contender == "alcore":
-        return lambda: alcore.select_top(K, probs, score=score)
+        return lambda: alcore.select_top(probs, K, score=score)
     if contender == "scikit-activeml":
         from skactiveml.pool import uncertainty_scores
 
@@ -68,7 +68,7 @@ def test_single_row_overhead(benchmark, call):
         result = benchmark(alcore.scores.margin, ROW)
         assert result.shape == (1,)
     else:
-        result = benchmark(alcore.select_top, 1, ROW)
+        result = benchmark(alcore.select_top, ROW, 1)
         assert result[0] == 0
 
 

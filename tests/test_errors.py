@@ -12,10 +12,11 @@ P = np.array([[0.2, 0.8], [0.5, 0.5], [0.9, 0.1]])
 ROW_SCORES = [scores.least_confidence, scores.margin, scores.ratio, scores.entropy]
 
 
-def everything(probs=None, logits=None, **kw):
+def everything(values, logits=False, **kw):
     """Every public entry point that takes an (N, C) matrix."""
-    calls = [lambda f=f: f(probs, logits=logits, **kw) for f in ROW_SCORES]
-    calls.append(lambda: alcore.select_top(1, probs, logits, **kw))
+    calls = [lambda f=f: f(values, logits=logits, **kw) for f in ROW_SCORES]
+    calls.append(lambda: alcore.select_top(values, 1, logits=logits, **kw))
+    calls.append(lambda: alcore.select(values, 1, logits=logits, **kw))
     return calls
 
 
@@ -42,21 +43,21 @@ def test_non_finite_probs(bad, where, dtype):
 def test_non_finite_logits():
     logits = np.zeros((40, 3))
     logits[37, 0] = np.nan
-    assert_all_raise(everything(logits=logits),
+    assert_all_raise(everything(logits, logits=True),
                      r"logits must be finite: logits row 37, column 0 is nan")
 
 
 def test_negative_probability():
     probs = np.array([[0.5, 0.5], [1.2, -0.2]])
     assert_all_raise(everything(probs),
-                     r"probs must lie in \[0, 1\]: probs row 1, column 0 is 1\.2; pass logits=")
+                     r"probs must lie in \[0, 1\]: probs row 1, column 0 is 1\.2; pass logits=True")
     assert_all_raise(everything(np.array([[0.5, 0.5], [-0.2, 1.0]]) * [1, 1]),
                      r"probs must lie in \[0, 1\]: probs row 1, column 0 is -0\.2")
 
 
 def test_above_one():
     assert_all_raise(everything(np.array([[0.0, 1.5]])),
-                     r"probs row 0, column 1 is 1\.5; pass logits= if these are raw model "
+                     r"probs row 0, column 1 is 1\.5; pass logits=True if these are raw model "
                      r"outputs, or normalize=True")
 
 
@@ -64,7 +65,7 @@ def test_rows_not_summing_to_one():
     probs = np.array([[0.2, 0.8], [0.4, 0.53]])
     assert_all_raise(everything(probs),
                      r"probs rows must sum to 1 \(probs row 1 sums to 0\.93, atol=0\.001\); "
-                     r"pass logits= for raw model outputs, normalize=True to renormalise")
+                     r"pass logits=True for raw model outputs, normalize=True to renormalise")
     # Within the tolerance, or renormalised: accepted.
     scores.margin(probs, atol=0.1)
     np.testing.assert_allclose(scores.margin(probs, normalize=True),
@@ -81,11 +82,15 @@ def test_first_offending_row_is_reported_at_any_size():
     probs = np.full((300_000, 4), 0.25, dtype=np.float32)
     probs[250_000, 3] = np.nan
     probs[260_000, 0] = -1
-    for threads in (1, 2):
-        alcore.set_num_threads(threads)
-        with pytest.raises(alcore.InvalidInputError, match="probs row 250000, column 3 is nan"):
-            alcore.select_top(5, probs)
-    alcore.set_num_threads(2)
+    saved = alcore.get_num_threads()
+    try:
+        for threads in (1, 2, 3, 7):
+            alcore.set_num_threads(threads)
+            with pytest.raises(alcore.InvalidInputError,
+                               match="probs row 250000, column 3 is nan"):
+                alcore.select_top(probs, 5)
+    finally:
+        alcore.set_num_threads(saved)
 
 
 @pytest.mark.parametrize(
@@ -103,17 +108,19 @@ def test_first_offending_row_is_reported_at_any_size():
         (np.array([[0.5 + 0j, 0.5]]), r"got complex128; pass a real array"),
         (np.array([[0.5, "a"]], dtype=object), r"got object; mixed or ragged input\?"),
         ([[0.5, 0.5], [1.0]], r"probs could not be converted to an array"),
-        (None, r"pass exactly one of probs= or logits="),
+        (None, r"probs is None; pass an \(N, C\) array of probabilities"),
     ],
 )
 def test_shapes_and_dtypes(value, match):
     calls = [lambda f=f: f(value) for f in ROW_SCORES]
-    calls.append(lambda: alcore.select_top(1, value))
+    calls.append(lambda: alcore.select_top(value, 1))
+    calls.append(lambda: alcore.select(value, 1))
     assert_all_raise(calls, match)
 
 
-def test_probs_and_logits_together():
-    assert_all_raise(everything(P, P), r"pass exactly one of probs= or logits=")
+def test_logits_must_be_a_flag():
+    """The old second-array form (logits=z) is refused with the new spelling."""
+    assert_all_raise(everything(P, P), r"logits must be True or False, got array")
 
 
 @pytest.mark.parametrize(
@@ -123,17 +130,31 @@ def test_probs_and_logits_together():
         (-3, r"k must be a positive integer, got -3"),
         (1.5, r"k must be a positive integer, got float 1\.5"),
         (True, r"k must be a positive integer, got True"),
-        (4, r"k=4 exceeds the 3 items available \(3 items, 0 excluded\); lower k"),
+        (4, r"k=4 exceeds the 3 items that can be picked \(3 items, 0 labeled, 0 excluded\); "
+            r"lower k"),
+        (np.float64(2.0), r"k must be a positive integer, got float64 2\.0"),
+        ("3", r"k must be a positive integer, got str '3'"),
     ],
 )
 def test_bad_k(k, match):
-    assert_all_raise([lambda: alcore.select_top(k, P), lambda: alcore.top_k(P[:, 0], k)], match)
+    assert_all_raise([lambda: alcore.select_top(P, k), lambda: alcore.top_k(P[:, 0], k),
+                      lambda: alcore.select(P, k)], match)
+
+
+@pytest.mark.parametrize("k", [np.int64(2), np.int32(2), np.array(2), np.uint8(2)])
+def test_numpy_integers_are_k(k):
+    # margins 0.4, 1.0, 0.2
+    np.testing.assert_array_equal(alcore.select_top(P, k), [1, 0])
+    np.testing.assert_array_equal(alcore.select(P, k).indices, [1, 0])
+    np.testing.assert_array_equal(alcore.top_k(P[:, 1], k), [0, 1])
 
 
 def test_k_counts_excluded_items():
-    assert_all_raise([lambda: alcore.select_top(2, P, exclude=[0, 2]),
-                      lambda: alcore.top_k(P[:, 0], 2, exclude=np.array([True, False, True]))],
-                     r"k=2 exceeds the 1 items available \(3 items, 2 excluded\)")
+    assert_all_raise([lambda: alcore.select_top(P, 2, exclude=[0, 2]),
+                      lambda: alcore.top_k(P[:, 0], 2, exclude=np.array([True, False, True])),
+                      lambda: alcore.select(P, 2, labeled=[0], exclude=[2])],
+                     r"k=2 exceeds the 1 items that can be picked \(3 items, [01] labeled, "
+                     r"[12] excluded\)")
 
 
 @pytest.mark.parametrize(
@@ -151,7 +172,11 @@ def test_k_counts_excluded_items():
 )
 def test_bad_exclude(exclude, match):
     with pytest.raises(alcore.InvalidInputError, match=match):
-        alcore.select_top(1, P, exclude=exclude)
+        alcore.select_top(P, 1, exclude=exclude)
+    with pytest.raises(alcore.InvalidInputError, match=match):
+        alcore.select(P, 1, exclude=exclude)
+    with pytest.raises(alcore.InvalidInputError, match=match.replace("exclude", "labeled")):
+        alcore.select_top(P, 1, labeled=exclude)
     with pytest.raises(alcore.InvalidInputError, match=match.replace("probs", "scores")):
         alcore.top_k(P[:, 0], 1, exclude=exclude)
 
@@ -170,15 +195,18 @@ def test_bad_scores_for_top_k():
 
 def test_bad_parameters():
     with pytest.raises(alcore.InvalidInputError, match=r"score must be one of 'least_confidence'"):
-        alcore.select_top(1, P, score="uncertainty")
+        alcore.select_top(P, 1, score="uncertainty")
     with pytest.raises(alcore.InvalidInputError, match=r"atol must be in \[0, 1\), got -1"):
         scores.margin(P, atol=-1)
     with pytest.raises(alcore.InvalidInputError, match=r"atol must be a number, got 'x'"):
         scores.margin(P, atol="x")
     with pytest.raises(alcore.InvalidInputError, match=r"normalize must be True or False"):
         scores.margin(P, normalize="yes")
-    with pytest.raises(alcore.InvalidInputError, match=r"return_scores must be True or False"):
-        alcore.select_top(1, P, return_scores=1)
+    with pytest.raises(alcore.InvalidInputError, match=r"scaled must be True or False"):
+        scores.entropy(P, scaled="yes")
+    with pytest.raises(alcore.InvalidInputError, match=r"atol must be a number, got '0\.1'"):
+        scores.margin(P, atol="0.1")
+    np.testing.assert_array_equal(scores.margin(P, atol=np.float32(0.01)), scores.margin(P))
     with pytest.raises(alcore.InvalidInputError, match=r"n must be a positive integer, got 0"):
         alcore.set_num_threads(0)
 
@@ -216,10 +244,67 @@ def test_invalid_sample_values_name_member_and_row():
     logits[1, 4, 2] = np.inf
     with pytest.raises(alcore.InvalidInputError,
                        match=r"logits must be finite: logits\[1\] row 4, column 2 is inf"):
-        scores.bald(logits=logits)
+        scores.bald(logits, logits=True)
 
 
-def test_rejected_call_leaves_no_nan():
-    probs = np.array([[0.5, 0.5], [np.nan, 1.0]])
-    with pytest.raises(alcore.InvalidInputError):
-        scores.entropy(probs)
+def test_rejected_call_leaves_inputs_and_state_unchanged():
+    """A rejected call changes nothing: not the caller's arrays, not the thread count, and
+    the next valid call gives the same answer as before it."""
+    probs = np.array([[0.5, 0.5], [np.nan, 1.0], [0.9, 0.1]])
+    before = probs.copy()
+    labeled = np.array([False, False, True])
+    threads = alcore.get_num_threads()
+    good = np.array([[0.5, 0.5], [0.3, 0.7], [0.9, 0.1]])
+    want = (scores.entropy(good), alcore.select_top(good, 2), alcore.select(good, 2).indices)
+    for call in (lambda: scores.entropy(probs), lambda: alcore.select_top(probs, 1),
+                 lambda: alcore.select(probs, 1, labeled=labeled),
+                 lambda: alcore.select(good, 1, labeled=labeled, density="knn")):
+        with pytest.raises(alcore.InvalidInputError):
+            call()
+        np.testing.assert_array_equal(probs, before, strict=True)
+        np.testing.assert_array_equal(labeled, [False, False, True])
+        assert alcore.get_num_threads() == threads
+    np.testing.assert_array_equal(scores.entropy(good), want[0])
+    np.testing.assert_array_equal(alcore.select_top(good, 2), want[1])
+    np.testing.assert_array_equal(alcore.select(good, 2).indices, want[2])
+
+
+def _checkout_without_core(root):
+    """A copy of the alcore/ sources without the compiled extension, as a source checkout
+    that was never built looks."""
+    import shutil
+    from pathlib import Path
+
+    source = Path(alcore.__file__).parent
+    shutil.copytree(source, root / "alcore",
+                    ignore=shutil.ignore_patterns("_core*.so", "_core*.pyd", "__pycache__"))
+    return root
+
+
+@pytest.mark.parametrize("installed", [False, True])
+def test_import_from_an_unbuilt_checkout_says_what_to_do(tmp_path, installed):
+    """Running Python in a source checkout: its alcore/ (no compiled core) shadows the
+    installed package; the error names that and the fixes, not a circular import."""
+    import os
+    import subprocess
+    import sys
+
+    root = _checkout_without_core(tmp_path / "repo")
+    env = dict(os.environ)
+    if installed:  # a stand-in for the installed package, later on sys.path
+        (tmp_path / "site" / "alcore").mkdir(parents=True)
+        (tmp_path / "site" / "alcore" / "__init__.py").write_text("")
+        env["PYTHONPATH"] = str(tmp_path / "site")
+    # -S: without site-packages' editable-install finder, the current directory's alcore/
+    # comes first on sys.path, as for a regular (non-editable) install.
+    result = subprocess.run([sys.executable, "-S", "-c", "import alcore"], cwd=root, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: alcore's compiled core (alcore._core) is missing: "
+                           f"the source checkout at {root.resolve()} has no compiled "
+                           "alcore._core and shadows ")
+    if installed:
+        assert f"the installed package at {(tmp_path / 'site' / 'alcore').resolve()}" in last
+    assert "Run Python from another directory" in last and "`pip install -e .`" in last
+    assert "circular import" not in last

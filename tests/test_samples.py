@@ -32,7 +32,7 @@ def test_list_of_members_equals_tensor(samples):
 @given(samples=sample_tensors(dtype=np.float64))
 def test_logits_and_normalize(samples):
     logits = np.log(np.clip(samples, 1e-300, None))
-    np.testing.assert_allclose(scores.bald(logits=logits), oracles.bald(samples), atol=1e-9)
+    np.testing.assert_allclose(scores.bald(logits, logits=True), oracles.bald(samples), atol=1e-9)
     np.testing.assert_allclose(scores.bald(samples * 4, normalize=True), oracles.bald(samples),
                                atol=1e-12)
 

@@ -39,7 +39,7 @@ def test_float32_agrees_with_float64(name, probs):
 @pytest.mark.parametrize("name", SCORE_NAMES)
 @given(logits=logit_matrices())
 def test_logits_match_softmax_reference(name, logits):
-    got = getattr(scores, name)(logits=logits)
+    got = getattr(scores, name)(logits, logits=True)
     assert np.isfinite(got).all()
     want = oracles.SCORES[name](oracles.softmax(logits))
     atol = 1e-5 if logits.dtype == np.float32 else 1e-10
@@ -50,10 +50,11 @@ def test_extreme_logits_do_not_overflow():
     logits = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4], [3e38, -3e38, 0.0]],
                       dtype=np.float32)
     for name in SCORE_NAMES:
-        got = getattr(scores, name)(logits=logits)
+        got = getattr(scores, name)(logits, logits=True)
         assert np.isfinite(got).all(), name
-    np.testing.assert_allclose(scores.entropy(logits=logits), [0.0, np.log(3), 0.0], atol=1e-6)
-    np.testing.assert_allclose(scores.margin(logits=logits), [0.0, 1.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(scores.entropy(logits, logits=True), [0.0, np.log(3), 0.0],
+                               atol=1e-6)
+    np.testing.assert_allclose(scores.margin(logits, logits=True), [0.0, 1.0, 0.0], atol=1e-6)
 
 
 @given(probs=prob_matrices())
@@ -67,11 +68,21 @@ def test_normalize_renormalises_rows(probs):
 
 
 @given(probs=prob_matrices())
-def test_entropy_normalize_divides_by_log_c(probs):
+def test_entropy_scaled_divides_by_log_c(probs):
     want = oracles.entropy(probs) / np.log(probs.shape[1])
-    got = scores.entropy(probs * 3.0, normalize=True)
+    got = scores.entropy(probs, scaled=True)
     np.testing.assert_allclose(got, want, rtol=0, atol=4 * tolerance(probs.dtype)["atol"])
     assert (got <= 1 + 1e-6).all()
+    both = scores.entropy(probs * 3.0, normalize=True, scaled=True)
+    np.testing.assert_allclose(both, want, rtol=0, atol=4 * tolerance(probs.dtype)["atol"])
+
+
+@given(probs=prob_matrices())
+def test_entropy_normalize_only_renormalises(probs):
+    """normalize=True means the same for every score: rows divided by their sums, no ln C."""
+    got = scores.entropy(probs * 3.0, normalize=True)
+    np.testing.assert_allclose(got, oracles.entropy(probs), rtol=0,
+                               atol=4 * tolerance(probs.dtype)["atol"])
 
 
 def test_exact_zero_and_one():
@@ -89,10 +100,11 @@ def test_subnormal_probabilities():
     np.testing.assert_allclose(scores.entropy(probs), want, rtol=1e-5, atol=1e-30)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, 2, 3, 7])
 def test_large_input_is_thread_count_independent(threads):
     rng = np.random.default_rng(3)
     probs = rng.dirichlet(np.ones(10), size=150_000).astype(np.float32)
+    saved = alcore.get_num_threads()
     alcore.set_num_threads(threads)
     try:
         for name in SCORE_NAMES:
@@ -103,7 +115,7 @@ def test_large_input_is_thread_count_independent(threads):
             np.testing.assert_array_equal(got, getattr(scores, name)(probs))
             alcore.set_num_threads(threads)
     finally:
-        alcore.set_num_threads(os.cpu_count() or 1)
+        alcore.set_num_threads(saved)
 
 
 def test_wide_rows_take_the_generic_path():
@@ -112,7 +124,7 @@ def test_wide_rows_take_the_generic_path():
     for name in SCORE_NAMES:
         np.testing.assert_allclose(getattr(scores, name)(probs), oracles.SCORES[name](probs),
                                    rtol=0, atol=1e-12)
-        np.testing.assert_allclose(getattr(scores, name)(logits=np.log(probs + 1e-300)),
+        np.testing.assert_allclose(getattr(scores, name)(np.log(probs + 1e-300), logits=True),
                                    oracles.SCORES[name](probs), rtol=0, atol=1e-9)
 
 
@@ -177,7 +189,7 @@ def test_portable_variants_agree(isa):
         "    for name in ('least_confidence', 'margin', 'ratio', 'entropy'):\n"
         "        f = getattr(alcore.scores, name)\n"
         "        out[f'{name}-{c}'] = f(p).tolist()\n"
-        "        out[f'{name}-{c}-logits'] = f(logits=np.log(p)).tolist()\n"
+        "        out[f'{name}-{c}-logits'] = f(np.log(p), logits=True).tolist()\n"
         "    s = rng.dirichlet(np.ones(c), size=(4, 33))\n"
         "    out[f'bald-{c}'] = alcore.scores.bald(s).tolist()\n"
         "json.dump(out, sys.stdout)\n"
@@ -205,6 +217,6 @@ def test_portable_variants_agree(isa):
 def test_uniform_rows(c):
     probs = np.full((3, c), 1.0 / c)
     np.testing.assert_allclose(scores.entropy(probs), np.log(c), rtol=1e-12)
-    np.testing.assert_allclose(scores.entropy(probs, normalize=True), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(scores.entropy(probs, scaled=True), 1.0, rtol=1e-12)
     np.testing.assert_allclose(scores.margin(probs), 1.0, rtol=1e-12)
     np.testing.assert_allclose(scores.ratio(probs), 1.0, rtol=1e-12)

@@ -22,7 +22,7 @@ import alcore
 def _pick(classifier: Any, x_pool: Any, n_instances: int, score: str,
           **kwargs: Any) -> tuple[np.ndarray, Any]:
     probs = np.asarray(classifier.predict_proba(x_pool), dtype=np.float64)
-    indices = alcore.select_top(n_instances, probs, score=score, **kwargs)
+    indices = alcore.select_top(probs, n_instances, score=score, **kwargs)
     return indices, x_pool[indices]
 
 
@@ -50,7 +50,7 @@ def kcenter_margin_sampling(classifier: Any, X_pool: Any, n_instances: int = 1,
     with the pool's features as embeddings."""
     probs = np.asarray(classifier.predict_proba(X_pool), dtype=np.float64)
     features = np.asarray(X_pool, dtype=np.float32).reshape(len(probs), -1)
-    chosen = alcore.select(n_instances, probs, embeddings=features, diversity="kcenter",
+    chosen = alcore.select(probs, n_instances, embeddings=features, diversity="kcenter",
                            candidates=candidates, **kwargs)
     return chosen.indices, X_pool[chosen.indices]
 

@@ -1,0 +1,161 @@
+"""Top-k selection: the k most informative items, exact, ties to the lower index.
+
+Public as :func:`alcore.top_k` and :func:`alcore.select_top`; this module is private so
+that no module shadows a function of the package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from alcore import _core, scores
+from alcore import _validation as v
+from alcore._errors import InvalidInputError
+
+
+def top_k(scores: Any, k: int, *, labeled: Any = None, exclude: Any = None) -> np.ndarray:
+    """Indices of the k highest scores.
+
+    Parameters
+    ----------
+    scores : array-like of shape (N,), float32 or float64
+        Finite scores, higher = more informative (float16 is read as float32).
+    k : int
+        How many to return, 1 <= k <= number of items neither labeled nor excluded.
+    labeled, exclude : array-like, optional
+        Items never to return: each a boolean mask of shape (N,) or an array of unique
+        indices in [0, N); ``labeled`` also accepts scikit-activeml's ``y`` (a float vector
+        of length N, NaN for the unlabeled items). Here both mean the same (nothing is
+        "covered" in a plain ranking); they are separate for symmetry with the functions
+        that pick diverse items.
+
+    Returns
+    -------
+    numpy.ndarray of shape (k,), int64
+        Sorted by score descending; equal scores are ordered by the lower index first, so
+        the result is deterministic and independent of the thread count.
+    """
+    k = v.count(k)
+    arr = v.float_array(scores, "scores")
+    if arr.ndim != 1:
+        raise InvalidInputError(
+            f"scores must be 1-D with shape (N,), got shape {arr.shape}; pass one score "
+            f"per item"
+        )
+    if arr.shape[0] == 0:
+        raise InvalidInputError("scores is empty; pass at least one item")
+    masks = v.item_masks(arr.shape[0], "scores", labeled=labeled, exclude=exclude, k=k)
+    try:
+        return _core.top_k(arr, masks.never, k)
+    except _core.InvalidValue as err:
+        _, _, row, _, value = err.args
+        raise InvalidInputError(
+            f"scores must be finite: scores[{row}] is {value}; leave those items out with "
+            f"exclude= (after replacing the value, e.g. numpy.nan_to_num(scores, nan=0.0))"
+        ) from None
+
+
+def _parse_options(score: Any, logits: Any, normalize: Any, atol: Any,
+                   k: Any) -> tuple[str, bool, bool, float, int]:
+    return (v.choice(score, "score", scores.ALL_SCORES), v.flag(logits, "logits"),
+            v.flag(normalize, "normalize"), v.tolerance(atol), v.count(k))
+
+
+def _top_with_scores(x: np.ndarray, is_logits: bool, name: str, k: int, score: str,
+                     never: np.ndarray | None, normalize: bool,
+                     atol: float) -> tuple[np.ndarray, np.ndarray]:
+    """The fused kernel on validated inputs: (indices (k,), their scores (k,))."""
+    if score in scores.SAMPLE_SCORE_CODES:
+        every = scores._score_validated(score, x, is_logits, name, normalize=normalize,
+                                        atol=atol)
+        indices = _core.top_k(every, never, k)
+        return indices, every[indices]
+    try:
+        indices, top, _ = _core.select_top(
+            x, scores.SCORE_CODES[score], is_logits, normalize, atol, False, never, k, False)
+    except _core.InvalidValue as err:
+        raise v.invalid_value_error(err, name, atol=atol) from None
+    return indices, top
+
+
+def _outputs(values: Any, score: str, is_logits: bool) -> tuple[np.ndarray, bool, str]:
+    if score in scores.SAMPLE_SCORE_CODES:
+        return v.outputs_tensor(values, is_logits)
+    return v.outputs_matrix(values, is_logits)
+
+
+def select_top(probs: Any, k: int, *, score: str = "margin", logits: bool = False,
+               labeled: Any = None, exclude: Any = None, normalize: bool = False,
+               atol: float = 1e-3) -> np.ndarray:
+    """Score every item and return the k most informative, in one pass over the matrix.
+
+    Equivalent to ``top_k(getattr(alcore.scores, score)(probs), k, exclude=...)`` (the
+    same kernels, so the same bits and the same tie order), but for (N, C) inputs the
+    scores are reduced to the top k while they are computed, without an N-sized score
+    array. For every item's score call the function of :mod:`alcore.scores`, or
+    :func:`alcore.select` with ``return_utilities=True``.
+
+    Parameters
+    ----------
+    probs : array-like of shape (N, C), or (T, N, C) for the sample scores
+        float32 or float64 probabilities (rows summing to 1 within ``atol``), or raw
+        model outputs with ``logits=True`` (see :mod:`alcore.scores`).
+    k : int
+        Batch size, 1 <= k <= number of items neither labeled nor excluded.
+    score : str
+        ``"least_confidence"``, ``"margin"``, ``"ratio"``, ``"entropy"``; or, for (T, N, C)
+        samples, ``"bald"``, ``"variation_ratio"``, ``"vote_entropy"``, ``"kl_consensus"``.
+    logits : bool
+        ``probs`` holds logits.
+    labeled, exclude : array-like, optional
+        Items never to return, as in :func:`top_k`.
+    normalize : bool
+        Divide each non-negative row by its sum instead of requiring it to sum to 1.
+    atol : float
+        Allowed ``|row sum - 1|``, in [0, 1).
+
+    Returns
+    -------
+    numpy.ndarray of shape (k,), int64
+        The chosen indices, best first (ties to the lower index).
+    """
+    score, is_logits, normalize, atol, k = _parse_options(score, logits, normalize, atol, k)
+    x, is_logits, name = _outputs(probs, score, is_logits)
+    n = x.shape[1] if x.ndim == 3 else x.shape[0]
+    masks = v.item_masks(n, name, labeled=labeled, exclude=exclude, k=k)
+    return _top_with_scores(x, is_logits, name, k, score, masks.never, normalize, atol)[0]
+
+
+def select_top_with_scores(x: Any, k: int, *, score: str = "margin", logits: bool = False,
+                           exclude_mask: Any = None, normalize: bool = False,
+                           atol: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`select_top` that also returns the scores of the k chosen items (private: for
+    the out-of-core reader, which merges per-chunk candidates by score).
+
+    Parameters
+    ----------
+    x : array-like of shape (N, C) (or (T, N, C) for the sample scores)
+        As ``probs`` of :func:`select_top`.
+    k : int
+        1 <= k <= number of items not excluded.
+    exclude_mask : array-like, optional
+        Boolean mask of shape (N,) or unique indices of items never to return.
+    score, logits, normalize, atol
+        As in :func:`select_top`.
+
+    Returns
+    -------
+    (indices, scores)
+        int64 (k,) best first, and those items' scores, shape (k,), in the input's dtype
+        (float32 for float16 input).
+    """
+    score, is_logits, normalize, atol, k = _parse_options(score, logits, normalize, atol, k)
+    arr, is_logits, name = _outputs(x, score, is_logits)
+    n = arr.shape[1] if arr.ndim == 3 else arr.shape[0]
+    masks = v.item_masks(n, name, exclude=exclude_mask, k=k)
+    return _top_with_scores(arr, is_logits, name, k, score, masks.never, normalize, atol)
+
+
+__all__ = ["select_top", "top_k"]
