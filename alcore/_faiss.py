@@ -96,12 +96,14 @@ class GrowingIndex:
         if len(vectors):
             self._index.add(vectors)
 
-    def nearest_sq(self, queries: np.ndarray) -> np.ndarray:
-        """Squared L2 distance from each query to its nearest indexed item (inf if none)."""
+    def nearest(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each query's nearest indexed item: its float32 expanded-form squared distance as
+        float64 (inf if the index is empty; see alcore._distances for its error bound) and
+        its position in insertion order (int64, -1 if none)."""
         if self._index.ntotal == 0:
-            return np.full(len(queries), np.inf, dtype=np.float32)
-        distances, _ = self._index.search(queries, 1)
-        return np.maximum(distances[:, 0], 0)
+            return np.full(len(queries), np.inf), np.full(len(queries), -1, dtype=np.int64)
+        distances, ids = self._index.search(np.ascontiguousarray(queries), 1)
+        return distances[:, 0].astype(np.float64), ids[:, 0]
 
 
 def _kmeans_plus_plus(sample: np.ndarray, n_clusters: int,

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from alcore import _core, _faiss, scores
+from alcore import _core, _distances, _faiss, scores
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
 from alcore._progress import ProgressCallback, reporter
@@ -153,14 +153,6 @@ def _score_vector(scores: Any, n: int) -> np.ndarray:
     return arr
 
 
-def _min_sq(points: np.ndarray, item: np.ndarray) -> float:
-    """Smallest squared L2 distance from item to any of points, exact (float64 differences)."""
-    if not len(points):
-        return float("inf")
-    diff = points.astype(np.float64) - item.astype(np.float64)
-    return float(np.einsum("ij,ij->i", diff, diff).min())
-
-
 def spread(scores: Any, embeddings: Any, k: int, *, min_distance: float,
            labeled: Any = None, exclude: Any = None, metric: str = "l2") -> np.ndarray:
     """Walk the items by descending score and take each one at least ``min_distance`` from
@@ -210,38 +202,73 @@ def spread(scores: Any, embeddings: Any, k: int, *, min_distance: float,
     order = np.lexsort((np.arange(n), -s.astype(np.float64)))
     if masks.never is not None:
         order = order[masks.never[order] == 0]
-    mask = masks.labeled
     radius_sq = radius * radius
-    index = _faiss.GrowingIndex(x.shape[1])
-    anchors = x[mask.astype(bool)] if mask is not None else x[:0]  # labeled, then taken
-    index.add(anchors)
+    d = x.shape[1]
+    centred = _distances.centre(x)
+    rows, norms = centred.rows, centred.norms
+    # Labeled, then taken items: what a candidate must keep its distance from.
+    anchors = (np.flatnonzero(masks.labeled) if masks.labeled is not None
+               else np.empty(0, dtype=np.int64))
+    index = _faiss.GrowingIndex(d)
+    index.add(rows[anchors])
+    anchor_norm = float(norms[anchors].max()) if len(anchors) else 0.0
     taken: list[int] = []
     for start in range(0, len(order), _SPREAD_BATCH):
         batch = order[start:start + _SPREAD_BATCH]
-        # FAISS (float32, |a|^2 + |b|^2 - 2ab) decides only where it is clear by a margin far
-        # above its rounding; the rest is decided with exact float64 differences.
-        approx = index.nearest_sq(x[batch])
-        unclear = np.flatnonzero((approx >= radius_sq * (1 - 1e-4))
-                                 & (approx < radius_sq * (1 + 1e-4) + 1e-30))
-        keep = approx >= radius_sq * (1 + 1e-4) + 1e-30
-        for j in unclear:
-            keep[j] = _min_sq(anchors, x[batch[j]]) >= radius_sq
+        keep = np.ones(len(batch), dtype=bool)
+        if len(anchors):
+            # FAISS's nearest anchor by the float32 expanded form: the reported distance
+            # overestimates the true minimum by at most the bound of the reported pair, and
+            # underestimates it by at most the bound of any anchor (the largest norm).
+            approx, nearest = index.nearest(rows[batch])
+            upper = approx + _distances.bound(d, norms[batch], norms[anchors[nearest]])
+            lower = approx - _distances.bound(d, norms[batch], anchor_norm)
+            keep = lower >= radius_sq
+            open_ = np.flatnonzero(~keep & (upper >= radius_sq))
+            if len(open_):
+                keep[open_] = _distances.exact_min_sq(x, batch[open_], anchors) >= radius_sq
         survivors = batch[keep]
-        # Survivors against each other, in ranking order.
-        chosen: list[int] = []
-        for j, item in enumerate(survivors):
-            if chosen and _min_sq(x[survivors[chosen]], x[item]) < radius_sq:
-                continue
-            chosen.append(j)
-            if len(taken) + len(chosen) == k:
-                break
+        chosen = _spread_walk(x, rows[survivors], norms[survivors], survivors, radius_sq,
+                              k - len(taken))
         picked = survivors[chosen]
         taken.extend(picked.tolist())
-        index.add(x[picked])
-        anchors = np.concatenate([anchors, x[picked]])
+        index.add(rows[picked])
+        anchors = np.concatenate([anchors, picked])
+        if len(picked):
+            anchor_norm = max(anchor_norm, float(norms[picked].max()))
         if len(taken) == k:
             break
     return np.array(taken, dtype=np.int64)
+
+
+def _spread_walk(x: np.ndarray, rows: np.ndarray, norms: np.ndarray, items: np.ndarray,
+                 radius_sq: float, k: int) -> np.ndarray:
+    """Positions of the candidates ``items`` (in walk order, each already far enough from
+    every earlier anchor) taken when they are also checked against each other: candidate j
+    is taken unless an earlier taken candidate is within the radius. One vectorised pass
+    over the later candidates per taken one: O(m d) per taken item."""
+    m = len(items)
+    rows = np.ascontiguousarray(rows)
+    sq = _distances.sq_norms32(rows).astype(np.float64)
+    d = rows.shape[1]
+    alive = np.ones(m, dtype=bool)
+    chosen: list[int] = []
+    for j in range(m):
+        if not alive[j]:
+            continue
+        chosen.append(j)
+        if len(chosen) == k or j + 1 == m:
+            break
+        rest = slice(j + 1, m)
+        approx = sq[rest] + sq[j] - 2.0 * (rows[rest] @ rows[j]).astype(np.float64)
+        err = _distances.bound(d, norms[rest], norms[j])
+        later = items[j + 1:]
+        close = _distances.less_than(
+            approx, err, radius_sq,
+            lambda pos, later=later, j=j: _distances.exact_sq(
+                x, later[pos], np.full(len(pos), items[j])))
+        alive[rest] &= ~close
+    return np.array(chosen, dtype=np.int64)
 
 
 def badge(probs: Any, embeddings: Any, k: int, *, logits: bool = False, labeled: Any = None,

@@ -92,3 +92,108 @@ def test_bad_input(args, match):
     scores, emb, k, radius = args
     with pytest.raises(alcore.InvalidInputError, match=match):
         spread(np.asarray(scores), emb, k, min_distance=radius)
+
+
+def naive_walk(scores, x, k, radius, labeled=(), excluded=()):
+    """The definition with plain float64 differences: items by descending score (ties to
+    the lower index), each taken when at least ``radius`` from every labeled or taken item."""
+    x = np.asarray(x, dtype=np.float32).astype(np.float64)
+    order = sorted(range(len(x)), key=lambda i: (-float(scores[i]), i))
+    skip = set(labeled) | set(excluded)
+    anchors = np.array([x[i] for i in labeled]).reshape(-1, x.shape[1])
+    taken = []
+    for i in order:
+        if i in skip:
+            continue
+        if len(anchors) == 0 or ((anchors - x[i]) ** 2).sum(axis=1).min() >= radius * radius:
+            taken.append(i)
+            anchors = np.vstack([anchors, x[i]])
+            if len(taken) == k:
+                break
+    return np.array(taken, dtype=np.int64)
+
+
+def test_uncentred_embeddings_are_decided_exactly():
+    """Rows far from the origin (offsets 10..800, spread 0.5, 64-d): FAISS's float32
+    |a|^2 + |b|^2 - 2ab is off by more than the squared radius here, so a margin that
+    scales with min_distance^2 alone takes and refuses the wrong items (the old code took
+    213 items where 1206 are right)."""
+    rng = np.random.default_rng(0)
+    n, d = 4000, 64
+    offset = rng.uniform(10, 800, size=d)
+    x = (offset + rng.standard_normal((n, d)) * 0.5).astype(np.float32)
+    scores = rng.random(n)
+    labeled = rng.choice(n, 300, replace=False)
+    got = spread(scores, x, n, min_distance=4.5, labeled=labeled)
+    want = naive_walk(scores, x, n, 4.5, labeled.tolist())
+    assert len(want) > 1000
+    np.testing.assert_array_equal(got, want)
+
+
+@st.composite
+def spread_cases(draw):
+    n = draw(st.integers(1, 60))
+    d = draw(st.sampled_from([1, 2, 3, 8, 33]))
+    grid = draw(st.booleans())  # integer coordinates: exact ties at the radius
+    if grid:
+        base = draw(hnp.arrays(np.int8, (n, d), elements=st.integers(-3, 3))).astype(np.float64)
+    else:
+        base = draw(hnp.arrays(np.float64, (n, d), elements=st.floats(-2, 2, width=32)))
+    offset = draw(st.sampled_from([0.0, 10.0, 800.0, -3000.0, 2.0**20]))
+    x = (base + offset).astype(np.float32)
+    scores = draw(hnp.arrays(np.float64, n, elements=st.sampled_from([0.0, 0.5, 1.0, 2.0])
+                             | st.floats(-1e6, 1e6)))
+    split = draw(st.permutations(range(n)))
+    n_lab = draw(st.integers(0, min(3, n)))
+    n_exc = draw(st.integers(0, min(3, n - n_lab)))
+    labeled, excluded = split[:n_lab], split[n_lab:n_lab + n_exc]
+    radius = draw(st.sampled_from([0.0, 0.5, 1.0, float(np.sqrt(2.0)), 2.0, 3.0]))
+    k = draw(st.integers(1, n + 2))
+    layout = draw(st.sampled_from(["c", "fortran", "strided"]))
+    dtype = draw(st.sampled_from([np.float32, np.float64, np.float16]))
+    return x, scores, labeled, excluded, radius, k, layout, dtype
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+@settings(max_examples=80)
+@given(spread_cases())
+def test_matches_the_naive_walk_on_any_layout_and_offset(case):
+    x, scores, labeled, excluded, radius, k, layout, dtype = case
+    emb = x.astype(dtype)
+    if dtype == np.float16 and not np.isfinite(emb).all():
+        with pytest.raises(alcore.InvalidInputError, match="embeddings must be finite"):
+            spread(scores, emb, k, min_distance=radius)
+        return
+    if layout == "fortran":
+        emb = np.asfortranarray(emb)
+    elif layout == "strided":
+        wide = np.zeros((emb.shape[0], 2 * emb.shape[1]), dtype=emb.dtype)
+        wide[:, ::2] = emb
+        emb = wide[:, ::2]
+    got = spread(scores, emb, k, min_distance=radius, labeled=labeled or None,
+                 exclude=excluded or None)
+    want = naive_walk(scores, emb.astype(np.float32), k, radius, labeled, excluded)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=40)
+@given(st.one_of(st.none(), st.text(max_size=3), st.integers(), st.just([[1.0, 2.0], [3.0]]),
+                 st.just(np.zeros((2, 0))), st.just(np.array([[np.inf, 0.0]])),
+                 st.just(np.zeros((2, 2), dtype=np.int64)), st.just({"a": 1})))
+def test_wrong_embeddings_are_invalid_input(emb):
+    with pytest.raises(alcore.InvalidInputError, match="embeddings"):
+        spread(np.ones(2), emb, 1, min_distance=1.0)
+
+
+def test_huge_spread_is_refused_not_wrong():
+    x = np.array([[0.0], [3e38]], dtype=np.float32)
+    with pytest.raises(alcore.InvalidInputError, match=r"embeddings are too spread out"):
+        spread(np.ones(2), x, 2, min_distance=1.0)
+
+
+def test_labeled_accepts_scikit_activeml_y():
+    x = np.arange(5, dtype=np.float32)[:, None]
+    y = np.array([np.nan, 0.0, np.nan, np.nan, np.nan])
+    np.testing.assert_array_equal(spread(np.ones(5), x, 5, min_distance=1.5, labeled=y),
+                                  [3])
