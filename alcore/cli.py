@@ -1,99 +1,246 @@
-"""The ``alcore`` command line."""
+"""The ``alcore`` command line: ``select``, ``gate``, ``simulate`` and ``demo``.
+
+Conventions every subcommand follows:
+
+- **Errors** are one line on stderr, ``alcore: error: …``, with exit code 2; never a
+  traceback for bad input. The library's :class:`alcore.InvalidInputError` messages name
+  Python arguments (``pass logits=…``, ``normalize=True``, ``a larger atol=``); the command
+  line rewrites them into its flags (``--logits``, ``--normalize``, ``--atol``) with
+  :func:`in_flags`, so advice names only what the command accepts.
+- **Output** is checked before any work: ``--out`` must have a writable extension, its
+  folder must exist, and an existing file (or, for ``simulate``, folder) is replaced only
+  with ``--overwrite``. Files are written atomically.
+- **Ids** are taken as written (CSV/NDJSON ids are read as text: ``002241`` stays
+  ``002241``). ``--id NAME`` must exist. Without ``--id`` the column ``id`` is used when
+  present; otherwise the output's ids are the 0-based row numbers and a note says so.
+- ``-k`` is an integer count of items (``-k 5000``; ``5k`` is refused, not guessed).
+- ``--threads N`` is accepted before or after the subcommand.
+"""
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+# Library keyword -> command-line flag, for rewriting InvalidInputError messages.
+_FLAGS = {
+    "logits": "--logits", "normalize": "--normalize", "atol": "--atol",
+    "embeddings": "--embeddings", "radius": "--radius", "min_distance": "--min-distance",
+    "candidates": "--candidates", "beta": "--beta", "seed": "--seed", "score": "--score",
+    "density": "--density", "diversity": "--diversity", "labeled": "--labeled",
+    "id": "--id", "probs": "--probs", "k": "-k", "overwrite": "--overwrite",
+    "budget": "--budget", "strategy": "--strategy", "utility": "--utility",
+    "window": "--window", "hard_cap": "--hard-cap", "label_column": "--label-column",
+    "strategies": "--strategies", "dataset": "--dataset",
+}
+# Whole phrases whose advice is Python code, reworded for a file on the command line.
+_PHRASES = [
+    ("pass id=None to use row numbers", "leave out --id to use row numbers"),
+    ("replace NaN/inf (e.g. numpy.nan_to_num) or drop those rows",
+     "fill in or drop that row in the file"),
+    ("replace NaN/inf or drop those items", "fill in or drop that row in the file"),
+    ("for a binary model with one output column p pass numpy.column_stack([1 - p, p])",
+     "a binary model's single probability column p is read as [1 - p, p]: name it with "
+     "--probs"),
+    ("(or logits with logits=True)", "(or logits with --logits)"),
+]
+_KEYWORD = re.compile(
+    r"(?<![\w.-])(" + "|".join(sorted(_FLAGS, key=len, reverse=True)) +
+    r")=(True\b|'[^']*'|\"[^\"]*\"|[^\s,;)'\"]*)")
+SCORES = ("least_confidence", "margin", "ratio", "entropy")
+DIVERSITIES = ("auto", "none", "kcenter", "badge", "typiclust", "cluster_margin",
+               "probcover", "spread")
+GATE_STRATEGIES = ("fixed", "variable_uncertainty", "randomized_variable_uncertainty",
+                   "split", "random", "quantile")
+GATE_UTILITIES = ("least_confidence", "margin", "entropy")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+def in_flags(message: str) -> str:
+    """A library error message with its Python advice rewritten as command-line flags:
+    ``logits=``/``logits=True`` -> ``--logits``, ``atol=0.001`` -> ``--atol 0.001``,
+    ``min_distance=`` -> ``--min-distance``, and known phrases (``numpy.nan_to_num``,
+    ``id=None``) reworded for a file."""
+    for python, flags in _PHRASES:
+        message = message.replace(python, flags)
+
+    def flag(match: re.Match) -> str:
+        name, value = match[1], match[2].strip("'\"")
+        return _FLAGS[name] if value in ("", "True") else f"{_FLAGS[name]} {value}"
+
+    return _KEYWORD.sub(flag, message)
+
+
+def _count(text: str) -> int:
+    """-k and other counts: a whole positive number as digits, nothing guessed."""
+    if not re.fullmatch(r"\s*\+?\d+\s*", text):
+        hint = ""
+        if re.fullmatch(r"\s*\d+(\.\d+)?\s*[kKmM]\s*", text):
+            hint = " (write the number out: 5k is 5000)"
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of items, e.g. 1000, got {text!r}{hint}")
+    value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
 
 
+def _common() -> argparse.ArgumentParser:
+    """Options every subcommand accepts (default SUPPRESS, so a --threads given before the
+    subcommand is not reset by the subcommand's default)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--threads", type=_count, default=argparse.SUPPRESS,
+                        help="bound alcore's worker threads (default: all cores)")
+    return common
+
+
+def _outputs(parser: argparse.ArgumentParser, *, single: bool = False) -> None:
+    """--probs/--logits/--normalize/--atol, shared by select and gate."""
+    parser.add_argument(
+        "--probs", help="probabilities: a list column, one column per class by a pattern "
+                        "such as 'prob_*', or a single column p of a binary model (read as "
+                        "[1-p, p]) (default: column 'probs', else p0, p1, ...)")
+    parser.add_argument("--logits", action="store_true",
+                        help="the --probs columns hold logits (raw model outputs); softmax "
+                             "is applied; a single logit column z is read as [0, z]")
+    parser.add_argument("--normalize", action="store_true",
+                        help="divide each non-negative row by its sum (counts, weights, or "
+                             "rounded probabilities)")
+    parser.add_argument("--atol", type=float, default=1e-3,
+                        help="allowed |row sum - 1| (default 0.001; probabilities rounded "
+                             "to 3 decimals need about 0.005 x classes, or --normalize)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from alcore._version import __version__
 
+    common = _common()
     parser = argparse.ArgumentParser(
-        prog="alcore", description="alcore: native-accelerated active-learning selection."
-    )
+        prog="alcore", description="alcore: native-accelerated active-learning selection.",
+        parents=[common])
     parser.add_argument("--version", action="version", version=f"alcore {__version__}")
-    parser.add_argument("--threads", type=_positive_int, help="bound the worker threads")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = commands.add_parser("demo", help="seeded tour with timings (pool selection, BALD)")
-    demo.add_argument("--items", type=_positive_int, default=1_000_000, help="pool size")
-    demo.add_argument("--classes", type=_positive_int, default=10, help="classes per item")
-    demo.add_argument("-k", type=_positive_int, default=1000, help="batch size")
+
+    demo = commands.add_parser("demo", parents=[common],
+                               help="seeded tour with timings: pool selection, a gated "
+                                    "stream, a simulation")
+    demo.add_argument("--items", type=_count, default=1_000_000, help="pool size")
+    demo.add_argument("--classes", type=_count, default=10, help="classes per item")
+    demo.add_argument("-k", type=_count, default=1000,
+                      help="batch size: how many items to select (an integer)")
     demo.add_argument("--seed", type=int, default=0, help="random seed")
-    demo.add_argument("--repeats", type=_positive_int, default=5, help="timing repeats")
-    demo.add_argument("--out", default="alcore-demo-out", help="directory for the plot")
-    gate = commands.add_parser("gate", help="replay a recorded stream through a StreamGate")
-    gate.add_argument("stream", help="Parquet, CSV, NDJSON or Arrow file of probability rows")
-    gate.add_argument("--strategy", default="variable_uncertainty",
-                      help="fixed, variable_uncertainty, randomized_variable_uncertainty, "
-                           "split, random or quantile")
-    gate.add_argument("--budget", type=float, default=0.1, help="share of items to label")
-    gate.add_argument("--utility", default="least_confidence",
-                      help="least_confidence, margin or entropy")
-    gate.add_argument("--window", type=_positive_int, default=100, help="budget window")
+    demo.add_argument("--repeats", type=_count, default=5, help="timing repeats")
+    demo.add_argument("--seeds", type=_count, default=20,
+                      help="simulation seeds (default 20, enough for a 95%% confidence "
+                           "interval of the AULC differences)")
+    demo.add_argument("--out", default="alcore-demo-out",
+                      help="folder for the simulation's curves and plot (default "
+                           "alcore-demo-out; its files are replaced)")
+
+    gate = commands.add_parser("gate", parents=[common],
+                               help="replay a recorded stream through a StreamGate")
+    gate.add_argument("stream", help="Parquet, CSV, NDJSON or Arrow file of probability "
+                                     "rows (.csv.gz and .ndjson.gz too)")
+    gate.add_argument("--strategy", default="variable_uncertainty", choices=GATE_STRATEGIES,
+                      help="default variable_uncertainty")
+    gate.add_argument("--budget", type=float, default=0.1,
+                      help="share of items to label, in (0, 1] (default 0.1)")
+    gate.add_argument("--utility", default="least_confidence", choices=GATE_UTILITIES,
+                      help="default least_confidence")
+    gate.add_argument("--window", type=_count,
+                      help="budget window in items (default: follows the budget)")
     gate.add_argument("--seed", type=int, default=0, help="random seed")
-    gate.add_argument("--probs", help="list column, one column, or a pattern like 'prob_*' "
-                                      "(default: column 'probs', else p0, p1, ...)")
-    gate.add_argument("--id", default="id", help="id column copied to the output if present")
-    gate.add_argument("--out", required=True, help="decisions file (.parquet, .csv, .ndjson)")
+    _outputs(gate)
+    gate.add_argument("--id", help="id column copied to the output (default: 'id' if "
+                                   "present); ids are kept as written")
+    gate.add_argument("--out", required=True, help="decisions file (.parquet, .csv, .ndjson, "
+                                                   ".json)")
     gate.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    select = commands.add_parser("select", help="choose the next batch from a pool file")
-    select.add_argument("pool", help="Parquet, CSV, NDJSON or Arrow file")
-    select.add_argument("-k", type=_positive_int, required=True, help="batch size")
-    select.add_argument("--score", default="margin",
-                        help="least_confidence, margin, ratio or entropy")
-    select.add_argument("--density", choices=["knn", "information"], help="density weighting")
+
+    select = commands.add_parser("select", parents=[common],
+                                 help="choose the next batch from a pool file")
+    select.add_argument("pool", help="Parquet, CSV, NDJSON or Arrow file (.csv.gz and "
+                                     ".ndjson.gz too)")
+    select.add_argument("-k", type=_count, required=True,
+                        help="batch size: how many items to select (an integer, e.g. 1000)")
+    select.add_argument("--score", default="margin", choices=SCORES, help="default margin")
+    _outputs(select)
+    select.add_argument("--density", choices=["knn", "information"],
+                        help="weight the score by density (needs embeddings)")
     select.add_argument("--beta", type=float, default=1.0, help="density exponent")
-    select.add_argument("--diversity", default="auto",
-                        help="auto (default: kcenter over 5k margin candidates when the pool "
-                             "has embeddings), none, kcenter, badge, typiclust, "
-                             "cluster_margin, probcover (--radius) or spread (--min-distance)")
-    select.add_argument("--candidates", type=_positive_int,
-                        help="keep candidates x k best items before the diversity stage")
+    select.add_argument("--diversity", default="auto", choices=DIVERSITIES,
+                        help="auto (default): kcenter over the 5 x k best candidates by "
+                             "score when the pool has embeddings, else the top k; none: the "
+                             "top k; probcover needs --radius, spread --min-distance")
+    select.add_argument("--candidates", type=_count,
+                        help="keep the best (candidates x k) items by score before the "
+                             "diversity stage")
     select.add_argument("--radius", type=float, help="ProbCover ball radius")
     select.add_argument("--min-distance", type=float, help="spread's minimum distance")
-    select.add_argument("--labeled", help="boolean column marking labeled items")
-    select.add_argument("--id", default="id", help="id column (default: id, else row number)")
-    select.add_argument("--probs", help="probability list column or pattern like 'prob_*' "
-                                        "(default: probs, else p0, p1, ...)")
-    select.add_argument("--embeddings", help="embedding list column (default: embedding, emb)")
+    select.add_argument("--labeled", help="boolean column (true/false or 0/1) marking "
+                                          "labeled items")
+    select.add_argument("--id", help="id column (default: 'id' if present, else row "
+                                     "numbers with a note); ids are kept as written")
+    select.add_argument("--embeddings",
+                        help="embeddings: a list column, or numbered columns by a pattern "
+                             "such as 'e*' (default: column 'embedding', else 'emb')")
     select.add_argument("--seed", type=int, default=0, help="random seed")
-    select.add_argument("--out", required=True, help="batch file (.parquet, .csv, .json)")
+    select.add_argument("--out", required=True, help="batch file (.parquet, .csv, .ndjson, "
+                                                     ".json)")
     select.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     select.add_argument("--explain", action="store_true",
-                        help="add the score components and print the stage timings")
-    simulate = commands.add_parser("simulate", help="learning curves of strategies on data")
+                        help="add the score components (e.g. uncertainty, density) and print "
+                             "the stage timings")
+
+    simulate = commands.add_parser("simulate", parents=[common],
+                                   help="learning curves of strategies on labeled data")
     simulate.add_argument("--dataset", default="digits",
-                          help="digits, breast_cancer, wine, or a table file")
+                          help="digits, breast_cancer, wine, or a table file with a label "
+                               "column")
     simulate.add_argument("--label-column", help="label column of a table file")
-    simulate.add_argument("--strategies", default="random,margin,margin+kcenter,"
-                          "skactiveml-margin", help="comma-separated strategy names")
-    simulate.add_argument("--rounds", type=_positive_int, default=10)
-    simulate.add_argument("--batch", type=_positive_int, default=10)
-    simulate.add_argument("--seeds", type=_positive_int, default=3)
-    simulate.add_argument("--out", default="alcore-simulation", help="output directory")
+    simulate.add_argument("--strategies", default="random,margin,margin+kcenter",
+                          help="comma-separated strategy names (default random,margin,"
+                               "margin+kcenter; skactiveml-margin and skactiveml-entropy "
+                               "need scikit-activeml)")
+    simulate.add_argument("--rounds", type=_count, default=10)
+    simulate.add_argument("--batch", type=_count, default=10)
+    simulate.add_argument("--seeds", type=_count, default=10)
+    simulate.add_argument("--out", default="alcore-simulation", help="output folder")
+    simulate.add_argument("--overwrite", action="store_true",
+                          help="replace the files of an existing --out folder")
     return parser
+
+
+def _note(text: str) -> None:
+    print(f"alcore: note: {text}", file=sys.stderr)
+
+
+def _id_column(requested: str | None, columns: list[str], source: str) -> str | None:
+    """The id column: ``--id`` as given (it must exist; the reader checks), else ``id`` when
+    present, else None (row numbers) with a note."""
+    if requested is not None:
+        return requested
+    if "id" in columns:
+        return "id"
+    _note(f"{source} has no 'id' column; the output's ids are row numbers (0-based). Name "
+          f"an id column with --id")
+    return None
 
 
 def _simulate(args: argparse.Namespace) -> None:
     from alcore import simulate
 
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    simulate.check_strategies(strategies)
+    out = simulate.check_out(args.out, overwrite=args.overwrite)
     x, y = simulate.load_dataset(args.dataset, args.label_column)
-    results = simulate.run(x, y, args.strategies.split(","), rounds=args.rounds,
-                           batch=args.batch, seeds=args.seeds)
-    files = simulate.write(results, args.out, f"{args.dataset}: {args.seeds} seeds")
+    results = simulate.run(x, y, strategies, rounds=args.rounds, batch=args.batch,
+                           seeds=args.seeds)
+    files = simulate.write(results, out, f"{Path(args.dataset).name}: {args.seeds} seeds")
     print(simulate.table(results))
     print("wrote " + ", ".join(str(f) for f in files))
 
@@ -105,43 +252,128 @@ def _select(args: argparse.Namespace) -> None:
     import alcore
     from alcore import io
 
-    pool = io.read_pool(args.pool, id=args.id, probs=args.probs, embeddings=args.embeddings)
+    io.check_writable(args.out, overwrite=args.overwrite)
+    if args.radius is not None and args.diversity != "probcover":
+        raise alcore.InvalidInputError("--radius applies to --diversity probcover only")
+    if args.min_distance is not None and args.diversity != "spread":
+        raise alcore.InvalidInputError("--min-distance applies to --diversity spread only")
+    if args.diversity == "probcover" and args.radius is None:
+        raise alcore.InvalidInputError("--diversity probcover needs --radius")
+    if args.diversity == "spread" and args.min_distance is None:
+        raise alcore.InvalidInputError("--diversity spread needs --min-distance")
+    source = Path(args.pool).name
+    table = io.read_table(args.pool, text_columns=[args.id or "id"])
+    id_column = _id_column(args.id, table.columns, source)
+    pool = io.pool_from_table(table, source, id=id_column, probs=args.probs,
+                              embeddings=args.embeddings, labeled=args.labeled,
+                              logits=args.logits)
     if pool.probs is None:
         raise alcore.InvalidInputError(
-            f"{args.pool}: no probabilities (a list column 'probs' or columns p0, p1, ...); "
+            f"{source}: no probabilities (a list column 'probs' or columns p0, p1, ...); "
             f"name them with --probs")
-    labeled = None
-    if args.labeled is not None:
-        table = io.read_table(args.pool)
-        if args.labeled not in table.columns:
-            raise alcore.InvalidInputError(f"no column {args.labeled!r} for --labeled")
-        labeled = table[args.labeled].cast(pl.Boolean).to_numpy()
-    params = {}
-    if args.diversity == "probcover":
-        if args.radius is None:
-            raise alcore.InvalidInputError("--diversity probcover needs --radius")
+    del table
+    needs_embeddings = args.density is not None or args.diversity not in ("auto", "none")
+    if needs_embeddings and pool.embeddings is None:
+        what = (f"--density {args.density}" if args.density is not None
+                else f"--diversity {args.diversity}")
+        raise alcore.InvalidInputError(
+            f"{what} needs embeddings: {source} has no column 'embedding' or 'emb'; name a "
+            f"list column or a pattern such as 'e*' with --embeddings")
+    params: dict[str, Any] = {}
+    if args.radius is not None:
         params["radius"] = args.radius
-    if args.diversity == "spread":
-        if args.min_distance is None:
-            raise alcore.InvalidInputError("--diversity spread needs --min-distance")
+    if args.min_distance is not None:
         params["min_distance"] = args.min_distance
-    if args.diversity in ("kcenter", "badge", "typiclust", "probcover"):
-        params["verbose"] = True  # a progress bar on stderr for the long step
-    diversity = None if args.diversity == "none" else args.diversity
-    chosen = alcore.select(args.k, pool.probs, embeddings=pool.embeddings, labeled=labeled,
-                           score=args.score, density=args.density, beta=args.beta,
-                           diversity=diversity, candidates=args.candidates,
-                           seed=args.seed, **params)
-    columns = {"id": pool.ids[chosen.indices], "rank": np.arange(1, len(chosen.indices) + 1),
-               "score": chosen.scores, "reason": chosen.reasons}
+    long_step = args.diversity in ("kcenter", "badge", "typiclust", "probcover") or (
+        args.diversity == "auto" and pool.embeddings is not None)
+    if long_step:
+        params["verbose"] = True  # a progress bar on a terminal, one line in a log
+    chosen = alcore.select(pool.probs, args.k, logits=args.logits, embeddings=pool.embeddings,
+                           labeled=pool.labeled, score=args.score, normalize=args.normalize,
+                           atol=args.atol, density=args.density, beta=args.beta,
+                           diversity=None if args.diversity == "none" else args.diversity,
+                           candidates=args.candidates, seed=args.seed,
+                           return_utilities=True, **params)
+    picks = np.asarray(chosen.indices)
+    columns: dict[str, Any] = {
+        "id": pool.ids[picks], "pick": np.arange(1, len(picks) + 1, dtype=np.int64),
+        "score": chosen.scores, "score_rank": score_ranks(chosen.utilities, picks),
+        "reason": list(chosen.reasons)}
     if args.explain:
-        columns.update({name: values for name, values in chosen.components.items()})
+        for name, values in chosen.components.items():
+            values = np.asarray(values)
+            # The combined score is already the "score" column (it equals the uncertainty
+            # when no density weights it): write each number once.
+            if name not in columns and not np.array_equal(values, chosen.scores):
+                columns[name] = values
     io.write_table(pl.DataFrame(columns), args.out, overwrite=args.overwrite)
-    print(f"{args.pool}: {len(pool.ids)} items; {len(chosen.indices)} selected "
-          f"({chosen.reasons[0] if chosen.reasons else 'none'}) -> {args.out}")
+    n_labeled = 0 if pool.labeled is None else int(pool.labeled.sum())
+    print(f"{source}: {len(pool.ids)} items ({n_labeled} labeled); {len(picks)} selected "
+          f"({_describe(chosen.config)}) -> {args.out}")
+    if getattr(chosen, "shortfall", None):
+        _note(f"fewer than -k {args.k} items: {chosen.shortfall}")
     if args.explain:
         print("timings: " + ", ".join(f"{stage} {seconds:.3f}s"
                                       for stage, seconds in chosen.timings.items()))
+
+
+def score_ranks(utilities: Any, picks: Any) -> Any:
+    """Each pick's rank (1 = best) by combined score among the items that could be picked
+    (utilities NaN for labeled/excluded items), equal scores ranked by the lower index as
+    the top-k ranks them."""
+    import numpy as np
+
+    utilities = np.asarray(utilities, dtype=np.float64)
+    n = len(utilities)
+    # NaN (labeled or excluded) sort last under -utilities; ties go to the lower index.
+    order = np.lexsort((np.arange(n), -utilities))
+    ranks = np.empty(n, dtype=np.int64)
+    ranks[order] = np.arange(1, n + 1)
+    return ranks[np.asarray(picks, dtype=np.int64)]
+
+
+def _describe(config: dict[str, Any]) -> str:
+    """The selection's method in words, from Selection.config."""
+    text = config.get("score", "margin")
+    if config.get("density"):
+        text += f" x {config['density']} density^{config.get('beta', 1.0):g}"
+    diversity = config.get("diversity")
+    if diversity in (None, "none"):
+        return f"top k by {text}"
+    candidates = config.get("candidates")
+    over = f"the {candidates} x k best by {text}" if candidates else f"the pool ({text})"
+    return f"{diversity} over {over}"
+
+
+def _gate_rows(probs: Any, args: argparse.Namespace) -> Any:
+    """The rows the gate decides on: softmax of --logits, rows divided by their sums with
+    --normalize (the gate itself takes probabilities)."""
+    import numpy as np
+
+    import alcore
+
+    if not np.isfinite(probs).all():
+        row, col = np.argwhere(~np.isfinite(probs))[0]
+        raise alcore.InvalidInputError(
+            f"probabilities must be finite: row {row}, column {col} is {probs[row, col]}; fill "
+            f"in or drop that row in the file")
+    if args.logits:
+        z = probs - probs.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+    if args.normalize:
+        if (probs < 0).any():
+            row, col = np.argwhere(probs < 0)[0]
+            raise alcore.InvalidInputError(
+                f"--normalize needs non-negative values: row {row}, column {col} is "
+                f"{probs[row, col]:.6g}; pass --logits if these are raw model outputs")
+        sums = probs.sum(axis=1, keepdims=True)
+        if (sums == 0).any():
+            row = int(np.flatnonzero(sums[:, 0] == 0)[0])
+            raise alcore.InvalidInputError(
+                f"--normalize: row {row} sums to 0 and cannot be renormalised; drop it")
+        return probs / sums
+    return probs
 
 
 def _gate(args: argparse.Namespace) -> None:
@@ -151,30 +383,59 @@ def _gate(args: argparse.Namespace) -> None:
     from alcore import io
     from alcore.stream import StreamGate
 
-    table = io.read_table(args.stream)
-    probs = io.probability_matrix(table, args.probs)
-    gate = StreamGate(args.strategy, args.budget, args.utility, window=args.window,
-                      seed=args.seed)
+    io.check_writable(args.out, overwrite=args.overwrite)
+    source = Path(args.stream).name
+    table = io.read_table(args.stream, text_columns=[args.id or "id"])
+    if args.id is not None and args.id not in table.columns:
+        import alcore
+
+        raise alcore.InvalidInputError(
+            f"{source}: no id column {args.id!r}; columns are {', '.join(table.columns[:20])};"
+            f" leave out --id to write row numbers only")
+    id_column = args.id or ("id" if "id" in table.columns else None)
+    probs = _gate_rows(io.probability_matrix(table, args.probs, logits=args.logits), args)
+    options: dict[str, Any] = {"utility": args.utility, "seed": args.seed, "atol": args.atol}
+    if args.window is not None:
+        options["window"] = args.window
+    gate = StreamGate(args.strategy, args.budget, **options)
     # Decide in ten slices to report the threshold's trajectory (same decisions as one call).
     bounds = np.linspace(0, len(probs), 11).astype(int)
     decisions, trajectory = [], []
     for start, stop in itertools.pairwise(bounds):
         decisions.append(gate.decide_many(probs[start:stop]))
         trajectory.append(gate.stats.threshold)
-    queried = np.concatenate(decisions) if decisions else np.zeros(0, dtype=bool)
+    queried = np.concatenate(decisions)
     out = pl.DataFrame({"row": np.arange(len(probs)), "query": queried})
-    if args.id in table.columns:
-        out = out.insert_column(0, table[args.id])
+    if id_column is not None:
+        out = out.insert_column(0, table[id_column])
     io.write_table(out, args.out, overwrite=args.overwrite)
     stats = gate.stats
     print(f"{args.stream}: {stats.seen} items, {stats.queried} queried "
           f"({stats.budget_used:.2%}; budget {args.budget:.2%}), strategy {args.strategy}")
     if args.strategy in ("variable_uncertainty", "randomized_variable_uncertainty", "split"):
         print("threshold after each tenth: " + " ".join(f"{t:.3f}" for t in trajectory))
+    if args.strategy == "fixed" and stats.queried == 0:
+        classes = probs.shape[1]
+        bound = 1 / classes + args.budget * (1 - 1 / classes)
+        _note(f"--strategy fixed queried nothing: it queries an item only when its "
+              f"confidence (1 - {args.utility}) is at most 1/C + budget x (1 - 1/C) = "
+              f"{bound:.3f} (C = {classes}, budget {args.budget:g}), and no item was that "
+              f"uncertain. A confident model needs a threshold that adapts to the stream: "
+              f"--strategy variable_uncertainty or --strategy quantile")
     print(f"decisions written to {args.out}")
 
 
+def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    from alcore import demo
+
+    if args.k > args.items:
+        parser.error(f"-k {args.k} exceeds --items {args.items}")
+    demo.tour(n=args.items, classes=args.classes, k=args.k, seed=args.seed,
+              repeats=args.repeats, out_dir=args.out, seeds=args.seeds)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (2 for bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -182,16 +443,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     import alcore
 
-    if args.threads:
-        alcore.set_num_threads(args.threads)
     try:
+        threads = getattr(args, "threads", None)  # absent unless given (SUPPRESS default)
+        if threads is not None:
+            alcore.set_num_threads(threads)
         if args.command == "demo":
-            from alcore import demo
-
-            if args.k > args.items:
-                parser.error(f"-k {args.k} exceeds --items {args.items}")
-            demo.tour(n=args.items, classes=args.classes, k=args.k, seed=args.seed,
-                      repeats=args.repeats, out_dir=args.out)
+            _demo(args, parser)
         elif args.command == "gate":
             _gate(args)
         elif args.command == "select":
@@ -199,8 +456,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "simulate":
             _simulate(args)
     except alcore.InvalidInputError as err:
-        print(f"alcore: error: {err}", file=sys.stderr)
+        print(f"alcore: error: {in_flags(str(err))}", file=sys.stderr)
         return 2
+    except ImportError as err:  # an optional dependency (scikit-learn, matplotlib)
+        print(f"alcore: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # a full disk or a folder removed mid-run: not a traceback
+        print(f"alcore: error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

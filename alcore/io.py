@@ -1,4 +1,28 @@
-"""Reading pools and streams from files (through polars) and writing results atomically."""
+"""Reading pools and streams from files (through polars) and writing results atomically.
+
+Formats, by extension: Parquet (``.parquet``), Arrow IPC (``.arrow``, ``.ipc``,
+``.feather``), CSV (``.csv``, ``.csv.gz``) and NDJSON (``.ndjson``, ``.jsonl``, gzipped
+too). polars is imported inside the functions, so ``import alcore`` does not pay for it.
+
+What a pool file holds
+----------------------
+- **ids**: the column ``id`` (or the one named by ``id=``), taken as written: in CSV and
+  NDJSON the id column is read as text, so ``002241`` stays ``"002241"``. ``id=None`` uses
+  row numbers 0 … N-1 instead; a named id column that is missing is an error, never a
+  silent fall-back to row numbers.
+- **probabilities**: a list or fixed-size Array column (default ``probs``), one column per
+  class by a glob pattern (``prob_*``, ordered by the numbers in their names), or by
+  default the columns ``p0 … p{C-1}``. A **single** column holds a binary model's
+  probability of the positive class p and is read as the two columns ``[1 - p, p]``.
+- **embeddings**: a list/Array column (default ``embedding``, else ``emb``) or numbered
+  columns by a glob pattern (``e*``; the only way a CSV can hold them).
+- **labeled**: a boolean column (true/false, or 0/1 integers).
+
+Precision: float32 columns give float32 arrays and float64 columns float64 (integer
+columns, e.g. 0/1 probabilities, give float64), so the in-memory selection on
+:func:`read_pool`'s arrays and the out-of-core :func:`top_k_from_file` score the same
+numbers and return the same rows in the same order.
+"""
 
 from __future__ import annotations
 
@@ -6,216 +30,530 @@ import fnmatch
 import os
 import re
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from alcore import _validation as v
 from alcore._errors import InvalidInputError
 
-_READERS = {".parquet": "read_parquet", ".csv": "read_csv", ".ndjson": "read_ndjson",
-            ".jsonl": "read_ndjson", ".arrow": "read_ipc", ".ipc": "read_ipc",
-            ".feather": "read_ipc"}
+# Extension -> format; gzip is recognised by a trailing ".gz" on the text formats.
+_FORMATS = {".parquet": "parquet", ".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson",
+            ".arrow": "ipc", ".ipc": "ipc", ".feather": "ipc"}
+_TEXT_FORMATS = ("csv", "ndjson")
+_WRITERS = {".parquet": "write_parquet", ".csv": "write_csv", ".ndjson": "write_ndjson",
+            ".jsonl": "write_ndjson", ".json": "write_json"}
+_SCORES = ("least_confidence", "margin", "ratio", "entropy")
 
 
-def read_table(path: str | os.PathLike) -> Any:
-    """A polars DataFrame from Parquet, CSV, NDJSON or Arrow IPC (chosen by extension)."""
+def _format(path: Path) -> str:
+    """The file's format from its extension (``.csv.gz`` is CSV), or an error listing the
+    readable ones."""
+    name = path.name.lower()
+    gzipped = name.endswith(".gz")
+    suffix = Path(name[:-3] if gzipped else name).suffix
+    fmt = _FORMATS.get(suffix)
+    if fmt is None or (gzipped and fmt not in _TEXT_FORMATS):
+        shown = suffix + ".gz" if gzipped else suffix
+        raise InvalidInputError(
+            f"{path.name}: unknown file type {shown!r}; use one of "
+            f"{', '.join(sorted(_FORMATS))}, .csv.gz, .ndjson.gz or .jsonl.gz")
+    return fmt
+
+
+def _columns_text(columns: list[str]) -> str:
+    shown = ", ".join(columns[:20])
+    return shown + (f", … ({len(columns) - 20} more)" if len(columns) > 20 else "")
+
+
+def read_table(path: str | os.PathLike, *, text_columns: Collection[str] = ()) -> Any:
+    """A polars DataFrame from Parquet, Arrow IPC, CSV or NDJSON (chosen by extension;
+    ``.csv.gz``/``.ndjson.gz`` are decompressed).
+
+    Parameters
+    ----------
+    path : str or path-like
+    text_columns : collection of str
+        Columns of a CSV or NDJSON file read as text, as written (ids such as ``002241``);
+        names absent from the file are ignored. Parquet and Arrow keep their own types.
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown extension, missing or unreadable file, or a file with no rows.
+    """
     import polars as pl
 
     path = Path(path)
-    reader = _READERS.get(path.suffix.lower())
-    if reader is None:
-        raise InvalidInputError(
-            f"{path.name}: unknown file type {path.suffix!r}; use one of "
-            f"{', '.join(sorted(_READERS))}")
-    if not path.exists():
+    fmt = _format(path)
+    if not path.is_file():
         raise InvalidInputError(f"{path}: no such file")
+    overrides = {name: pl.String for name in text_columns}
     try:
-        return getattr(pl, reader)(path)
+        if fmt == "parquet":
+            table = pl.read_parquet(path)
+        elif fmt == "ipc":
+            table = pl.read_ipc(path)
+        elif fmt == "csv":
+            table = pl.read_csv(path, schema_overrides=overrides)
+        else:
+            table = pl.read_ndjson(path, schema_overrides=overrides)
     except Exception as err:  # polars raises several types for unreadable files
-        raise InvalidInputError(f"{path.name}: could not be read as {path.suffix} ({err})") \
-            from None
+        raise InvalidInputError(f"{path.name}: could not be read as {fmt} ({err})") from None
+    if table.height == 0:
+        raise InvalidInputError(
+            f"{path.name} has no rows (columns: {_columns_text(table.columns) or 'none'})")
+    return table
 
 
-def probability_matrix(table: Any, spec: str | None = None) -> np.ndarray:
-    """(N, C) float64 probabilities from a table: a list or fixed-size Array column (``spec``
-    or ``probs``), one column named ``spec``, columns matching a glob ``spec`` (``prob_*``),
-    or, by default, numbered columns ``p0 … p{C-1}``."""
+def _float_dtype(dtypes: list[Any]) -> type:
+    """float32 when every column is Float32, else float64 (the file's precision)."""
+    import polars as pl
+
+    return np.float32 if dtypes and all(d == pl.Float32 for d in dtypes) else np.float64
+
+
+def _numeric_columns(table: Any, chosen: list[str], what: str, row_offset: int) -> np.ndarray:
+    """(N, len(chosen)) matrix of numeric columns in the file's precision; nulls and text
+    columns are errors naming the column and row."""
+    import polars as pl
+
+    part = table.select(chosen)
+    for name in chosen:
+        dtype = part[name].dtype
+        if not dtype.is_numeric():
+            raise InvalidInputError(
+                f"{what} column {name!r} is {dtype}, not numbers; check the column names "
+                f"(columns used: {_columns_text(chosen)})")
+        nulls = part[name].is_null()
+        if nulls.any():
+            row = int(nulls.arg_true()[0]) + row_offset
+            raise InvalidInputError(
+                f"{what} column {name!r} is missing (empty or null) in row {row} (0-based); "
+                f"fill it in or drop that row")
+    dtype = _float_dtype([part[name].dtype for name in chosen])
+    return np.ascontiguousarray(part.to_numpy(), dtype=dtype)
+
+
+def _matrix_column(table: Any, name: str, what: str, row_offset: int = 0) -> np.ndarray:
+    """A list or fixed-size Array column as an (N, width) matrix in the file's precision,
+    without a Python loop over rows."""
+    import polars as pl
+
+    series = table[name]
+    if not isinstance(series.dtype, pl.List | pl.Array):
+        raise InvalidInputError(f"{what} column {name!r} is {series.dtype}, not a list of "
+                                f"numbers")
+    nulls = series.is_null()
+    if nulls.any():
+        row = int(nulls.arg_true()[0]) + row_offset
+        raise InvalidInputError(
+            f"{what} column {name!r} is missing (null) in row {row} (0-based); every row "
+            f"needs its {what}: fill it in or drop that row")
+    if isinstance(series.dtype, pl.List):
+        widths = series.list.len()
+        first = int(widths[0])
+        wrong = widths != first
+        if wrong.any():
+            row = int(wrong.arg_true()[0])
+            raise InvalidInputError(
+                f"{what} column {name!r} holds lists of different lengths (row "
+                f"{row_offset} has {first}, row {row + row_offset} has {int(widths[row])}); "
+                f"every row needs the same length")
+        series = series.list.to_array(first)
+    inner = series.dtype.inner
+    if not inner.is_numeric():
+        raise InvalidInputError(f"{what} column {name!r} holds {inner}, not numbers")
+    try:
+        # Null elements inside a list become NaN here; the scoring kernels report them with
+        # their row and column.
+        return np.ascontiguousarray(series.to_numpy(), dtype=_float_dtype([inner]))
+    except Exception as err:
+        raise InvalidInputError(f"{what} column {name!r} is not numeric ({err})") from None
+
+
+def _pattern_columns(columns: list[str], spec: str, what: str) -> list[str]:
+    chosen = [c for c in columns if fnmatch.fnmatchcase(c, spec)]
+    if not chosen:
+        raise InvalidInputError(
+            f"no column matches {spec!r} for the {what}; columns are {_columns_text(columns)}")
+    return sorted(chosen, key=_natural_key)
+
+
+def probability_matrix(table: Any, spec: str | None = None, *, logits: bool = False,
+                       row_offset: int = 0) -> np.ndarray:
+    """(N, C) probabilities (or logits) of a table, in the file's precision.
+
+    Parameters
+    ----------
+    table : polars.DataFrame
+    spec : str, optional
+        A list/Array column, one column (a binary model's single output), or a glob pattern
+        matching one column per class (``prob_*``). Default: the column ``probs``, else
+        ``p0 … p{C-1}``.
+    logits : bool
+        Whether the columns hold logits; only changes how a single column is read: a
+        positive-class probability p becomes ``[1 - p, p]``, a logit z becomes ``[0, z]``
+        (whose softmax is ``[1 - sigmoid(z), sigmoid(z)]``).
+    row_offset : int
+        Added to row numbers in error messages (a chunk of a larger file).
+
+    Returns
+    -------
+    numpy.ndarray of shape (N, C), float32 when the columns are float32, else float64
+    """
     import polars as pl
 
     columns = table.columns
     if spec is None and "probs" in columns:
         spec = "probs"
     if spec is not None and spec in columns:
-        if not isinstance(table[spec].dtype, pl.List | pl.Array):
-            raise InvalidInputError(
-                f"column {spec!r} is {table[spec].dtype}, not a list of probabilities; pass "
-                f"a list column, or a pattern matching one column per class (e.g. 'p*')")
-        return _matrix_column(table, spec, np.float64)
-    if spec is not None:
-        chosen = [c for c in columns if fnmatch.fnmatchcase(c, spec)]
-        if not chosen:
-            raise InvalidInputError(
-                f"no column matches {spec!r}; columns are {', '.join(columns[:20])}")
-        chosen.sort(key=_natural_key)
+        if isinstance(table[spec].dtype, pl.List | pl.Array):
+            return _matrix_column(table, spec, "probabilities", row_offset)
+        chosen = [spec]
+    elif spec is not None:
+        chosen = _pattern_columns(columns, spec, "probabilities")
     else:
         chosen = sorted((c for c in columns if re.fullmatch(r"p\d+", c)), key=_natural_key)
         if not chosen:
             raise InvalidInputError(
                 f"no probability columns: expected a list column 'probs' or columns p0, p1, "
-                f"...; columns are {', '.join(columns[:20])}; name them with --probs")
-    try:
-        return table.select(chosen).to_numpy().astype(np.float64)
-    except Exception as err:
-        raise InvalidInputError(f"probability columns {chosen[:5]} are not numeric ({err})") \
-            from None
+                f"...; columns are {_columns_text(columns)}; name them with probs=")
+    matrix = _numeric_columns(table, chosen, "probabilities", row_offset)
+    if matrix.shape[1] == 1:
+        x = matrix[:, 0]
+        first = np.zeros_like(x) if logits else matrix.dtype.type(1) - x
+        matrix = np.column_stack([first, x])
+    return matrix
 
 
-def _matrix_column(table: Any, name: str, dtype: Any = np.float32) -> np.ndarray:
-    """A list or fixed-size Array column as an (N, width) matrix of ``dtype``, without a
-    Python loop over rows."""
+def embedding_matrix(table: Any, spec: str | None = None) -> np.ndarray | None:
+    """(N, d) embeddings of a table in the file's precision: a list/Array column ``spec``
+    (default ``embedding``, else ``emb``), or the columns matching a glob ``spec`` (``e*``),
+    ordered by the numbers in their names. None when ``spec`` is None and neither default
+    column exists."""
+    columns = table.columns
+    if spec is None:
+        spec = next((c for c in ("embedding", "emb") if c in columns), None)
+        if spec is None:
+            return None
     import polars as pl
 
-    series = table[name]
-    if isinstance(series.dtype, pl.List):
-        widths = series.list.len().unique()
-        if len(widths) != 1:
-            raise InvalidInputError(
-                f"column {name!r} holds lists of different lengths "
-                f"({sorted(widths.to_list())[:5]}); every row needs the same length")
-        series = series.list.to_array(int(widths[0]))
-    if not isinstance(series.dtype, pl.Array):
+    if spec in columns and isinstance(table[spec].dtype, pl.List | pl.Array):
+        return _matrix_column(table, spec, "embeddings")
+    if spec in columns or any(ch in spec for ch in "*?["):
+        chosen = [spec] if spec in columns else _pattern_columns(columns, spec, "embeddings")
+        return _numeric_columns(table, chosen, "embeddings", 0)
+    raise InvalidInputError(
+        f"no embedding column {spec!r}; columns are {_columns_text(columns)}; name a list "
+        f"column or a pattern such as 'e*' for numbered columns")
+
+
+def labeled_column(table: Any, name: str, row_offset: int = 0) -> np.ndarray:
+    """A boolean (N,) mask from a true/false column (or one holding only 0 and 1)."""
+    import polars as pl
+
+    if name not in table.columns:
         raise InvalidInputError(
-            f"column {name!r} is {series.dtype}, not a list or array of numbers")
-    try:
-        return np.ascontiguousarray(series.to_numpy(), dtype=dtype)
-    except Exception as err:
-        raise InvalidInputError(f"column {name!r} is not numeric ({err})") from None
+            f"no column {name!r} for labeled; columns are {_columns_text(table.columns)}")
+    series = table[name]
+    nulls = series.is_null()
+    if nulls.any():
+        row = int(nulls.arg_true()[0]) + row_offset
+        raise InvalidInputError(
+            f"labeled column {name!r} is missing (empty or null) in row {row} (0-based); "
+            f"write true or false in every row")
+    if series.dtype == pl.Boolean:
+        return series.to_numpy().astype(bool, copy=False)
+    if series.dtype.is_integer():
+        values = series.unique()
+        if values.is_in([0, 1]).all():
+            return (series == 1).to_numpy()
+    seen = series.unique(maintain_order=True).head(5).to_list()
+    raise InvalidInputError(
+        f"labeled column {name!r} must hold true/false (or 0/1), got {series.dtype} values "
+        f"such as {', '.join(repr(s) for s in seen)}; write the column as true/false")
 
 
 class Pool(NamedTuple):
     """What :func:`read_pool` returns."""
 
     ids: np.ndarray
-    """(N,): the id column, or 0 … N-1 when the file has none."""
+    """(N,): the id column as written (text for CSV/NDJSON), or 0 … N-1 with ``id=None``."""
     probs: np.ndarray | None
-    """(N, C) float32 probabilities, or None when the file has none."""
+    """(N, C) probabilities in the file's precision, or None when the file has none."""
     embeddings: np.ndarray | None
-    """(N, d) float32 embeddings, or None when the file has none."""
+    """(N, d) embeddings in the file's precision, or None when the file has none."""
+    labeled: np.ndarray | None
+    """(N,) bool, the ``labeled=`` column, or None when not asked for."""
 
 
-def read_pool(path: str | os.PathLike, id: str = "id", probs: str | None = None,
-              embeddings: str | None = None) -> Pool:
-    """Read a pool from Parquet, Arrow IPC, CSV or NDJSON through polars.
+def read_pool(path: str | os.PathLike, *, id: str | None = "id", probs: str | None = None,
+              embeddings: str | None = None, labeled: str | None = None,
+              logits: bool = False) -> Pool:
+    """Read a pool from Parquet, Arrow IPC, CSV or NDJSON (gzipped CSV/NDJSON too).
 
     Parameters
     ----------
     path : str or path-like
-    id : str
-        Id column (default ``id``; row numbers when absent).
+    id : str or None
+        Id column (default ``id``), read as written (text in CSV/NDJSON). It must exist;
+        ``id=None`` uses row numbers.
     probs : str, optional
         Probabilities: a list/Array column, one column per class by a glob pattern
-        (``prob_*``), or by default the column ``probs``, else ``p0 … p{C-1}``.
+        (``prob_*``), a single column p of a binary model (read as ``[1 - p, p]``), or by
+        default the column ``probs``, else ``p0 … p{C-1}``.
     embeddings : str, optional
-        A list/Array column (default ``embedding``, else ``emb``).
+        A list/Array column or a glob pattern over numbered columns (``e*``); default the
+        column ``embedding``, else ``emb``, else none.
+    labeled : str, optional
+        Name of a boolean column (true/false or 0/1) marking the labeled items.
+    logits : bool
+        The probability columns hold logits: only changes how a single column is read
+        (a logit z becomes ``[0, z]`` instead of ``[1 - z, z]``).
 
     Returns
     -------
     Pool
+        ``(ids, probs, embeddings, labeled)``; probs and embeddings in the file's precision
+        (float32 columns stay float32, float64 stay float64).
     """
-    table = read_table(path)
+    table = read_table(path, text_columns=() if id is None else (id,))
+    return pool_from_table(table, Path(path).name, id=id, probs=probs,
+                           embeddings=embeddings, labeled=labeled, logits=logits)
+
+
+def pool_from_table(table: Any, source: str, *, id: str | None = "id",
+                    probs: str | None = None, embeddings: str | None = None,
+                    labeled: str | None = None, logits: bool = False) -> Pool:
+    """:func:`read_pool` on a table already read (``source`` names it in messages)."""
+    logits = v.flag(logits, "logits")
     columns = table.columns
-    ids = (table[id].to_numpy() if id in columns else np.arange(table.height, dtype=np.int64))
-    if embeddings is None:
-        embeddings = next((c for c in ("embedding", "emb") if c in columns), None)
-    elif embeddings not in columns:
+    if id is None:
+        ids = np.arange(table.height, dtype=np.int64)
+    elif id in columns:
+        ids = table[id].to_numpy()
+    else:
         raise InvalidInputError(
-            f"no embedding column {embeddings!r}; columns are {', '.join(columns[:20])}")
+            f"{source}: no id column {id!r}; columns are {_columns_text(columns)}; name the "
+            f"id column with id=, or pass id=None to use row numbers")
     has_probs = probs is not None or "probs" in columns or any(
         re.fullmatch(r"p\d+", c) for c in columns)
-    matrix = probability_matrix(table, probs).astype(np.float32) if has_probs else None
-    emb = _matrix_column(table, embeddings) if embeddings is not None else None
-    return Pool(ids, matrix, emb)
+    matrix = probability_matrix(table, probs, logits=logits) if has_probs else None
+    emb = embedding_matrix(table, embeddings)
+    mask = labeled_column(table, labeled) if labeled is not None else None
+    return Pool(ids, matrix, emb, mask)
 
 
-def top_k_from_file(path: str | os.PathLike, k: int, score: str = "margin",
-                    probs: str | None = None, id: str = "id",
-                    chunk_rows: int = 1_000_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _scanner(path: Path, text_columns: Collection[str]) -> Any:
+    import polars as pl
+
+    fmt = _format(path)
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: no such file")
+    overrides = {name: pl.String for name in text_columns}
+    try:
+        if fmt == "parquet":
+            return pl.scan_parquet(path)
+        if fmt == "ipc":
+            return pl.scan_ipc(path)
+        if fmt == "csv":
+            return pl.scan_csv(path, schema_overrides=overrides)
+        return pl.scan_ndjson(path, schema_overrides=overrides)
+    except Exception as err:
+        raise InvalidInputError(f"{path.name}: could not be read as {fmt} ({err})") from None
+
+
+def top_k_from_file(path: str | os.PathLike, k: int, *, score: str = "margin",
+                    probs: str | None = None, id: str | None = "id",
+                    labeled: str | None = None, exclude: Collection[Any] | None = None,
+                    chunk_rows: int = 1_000_000, logits: bool = False,
+                    normalize: bool = False,
+                    atol: float = 1e-3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The k highest-scoring rows of a pool file, scored out of core.
 
     The file is scanned ``chunk_rows`` rows at a time (polars' lazy scan reads only the
-    rows of each slice); each chunk is scored natively and only its best k rows are kept,
-    then merged with the best so far. Peak memory is about one chunk:
-    ``chunk_rows x (8 C + 8)`` bytes for float64 probabilities and their ids, plus the
+    rows of each slice); each chunk is scored natively in the file's precision and only its
+    best k rows are kept, then merged with the best so far. Peak memory is about one chunk:
+    ``chunk_rows x (C x itemsize + 8)`` bytes for the probabilities and their ids, plus the
     reader's buffers, whatever the file's size.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Parquet, Arrow IPC, CSV or NDJSON (gzipped CSV/NDJSON too).
+    k : int
+        How many rows to return.
+    score : str
+        ``"least_confidence"``, ``"margin"``, ``"ratio"`` or ``"entropy"``.
+    probs : str, optional
+        Probability columns, as in :func:`read_pool`.
+    id : str or None
+        Id column (must exist; read as written), or None for row numbers.
+    labeled : str, optional
+        A boolean column: rows marked true are never returned.
+    exclude : collection of ids, optional
+        Ids never returned (compared with the id column as written, so CSV ids are text;
+        with ``id=None``, row numbers).
+    chunk_rows : int
+        Rows per chunk.
+    logits, normalize, atol
+        As in :func:`alcore.select_top`.
 
     Returns
     -------
-    (row numbers int64 (k,), ids (k,), scores float64 (k,)), best first; equal scores go to
-    the lower row number, exactly as alcore.select_top on the whole file would.
+    rows : numpy.ndarray of shape (k,), int64
+        Row numbers, best first; equal scores go to the lower row number, exactly as
+        :func:`alcore.select_top` on :func:`read_pool`'s probabilities ranks them.
+    ids : numpy.ndarray of shape (k,)
+        Their ids.
+    scores : numpy.ndarray of shape (k,)
+        Their scores, in the file's precision (float32 or float64).
     """
     import polars as pl
 
-    from alcore import _validation as v
-    from alcore.selection import select_top, top_k
+    from alcore._top import select_top_with_scores
 
     k = v.count(k)
     chunk_rows = v.count(chunk_rows, "chunk_rows")
+    score = v.choice(score, "score", _SCORES)
+    logits = v.flag(logits, "logits")
+    normalize = v.flag(normalize, "normalize")
+    atol = v.tolerance(atol)
     path = Path(path)
-    scanners = {".parquet": pl.scan_parquet, ".arrow": pl.scan_ipc, ".ipc": pl.scan_ipc,
-                ".feather": pl.scan_ipc, ".csv": pl.scan_csv, ".ndjson": pl.scan_ndjson,
-                ".jsonl": pl.scan_ndjson}
-    scan = scanners.get(path.suffix.lower())
-    if scan is None:
-        raise InvalidInputError(f"{path.name}: unknown file type {path.suffix!r}")
-    if not path.exists():
-        raise InvalidInputError(f"{path}: no such file")
-    lazy = scan(path)
+    lazy = _scanner(path, () if id is None else (id,))
+    try:
+        schema = lazy.collect_schema()
+    except Exception as err:
+        raise InvalidInputError(f"{path.name}: could not be read ({err})") from None
+    columns = list(schema.names())
+    if id is not None and id not in columns:
+        raise InvalidInputError(
+            f"{path.name}: no id column {id!r}; columns are {_columns_text(columns)}; name "
+            f"the id column with id=, or pass id=None to use row numbers")
+    if labeled is not None and labeled not in columns:
+        raise InvalidInputError(
+            f"no column {labeled!r} for labeled; columns are {_columns_text(columns)}")
+    excluded = _exclude_series(exclude, None if id is None else schema[id])
     total = lazy.select(pl.len()).collect().item()
+    if total == 0:
+        raise InvalidInputError(f"{path.name} has no rows (columns: {_columns_text(columns)})")
     best_rows = np.empty(0, dtype=np.int64)
-    best_scores = np.empty(0, dtype=np.float64)
-    best_ids: list[Any] = []
+    best_scores: np.ndarray | None = None
+    best_ids: np.ndarray | None = None
+    n_never = 0
     for offset in range(0, total, chunk_rows):
         chunk = lazy.slice(offset, chunk_rows).collect()
-        matrix = probability_matrix(chunk, probs)
-        m = min(k, len(matrix))
-        picked = select_top(m, matrix, score=score, return_scores=True)
-        rows = picked.indices + offset
-        ids = (chunk[id].to_numpy()[picked.indices] if id in chunk.columns else rows)
-        # Merge: all candidates so far, ranked by (score desc, row asc) as select_top ranks.
+        matrix = probability_matrix(chunk, probs, logits=logits, row_offset=offset)
+        ids = (np.arange(offset, offset + chunk.height, dtype=np.int64) if id is None
+               else chunk[id].to_numpy())
+        never = np.zeros(chunk.height, dtype=bool)
+        if labeled is not None:
+            never |= labeled_column(chunk, labeled, row_offset=offset)
+        if excluded is not None:
+            key = pl.Series(ids) if id is None else chunk[id]
+            never |= key.is_in(excluded).to_numpy()
+        n_never += int(never.sum())
+        m = min(k, chunk.height - int(never.sum()))
+        if m == 0:
+            continue
+        try:
+            picked, scores = select_top_with_scores(
+                matrix, m, score=score, logits=logits,
+                exclude_mask=never if never.any() else None, normalize=normalize, atol=atol)
+        except InvalidInputError as err:
+            raise InvalidInputError(_shift_rows(str(err), offset)) from None
+        rows = picked + offset
         merged_rows = np.concatenate([best_rows, rows])
-        merged_scores = np.concatenate([best_scores, picked.scores[picked.indices]])
-        merged_ids = list(best_ids) + list(ids)
-        keep = top_k(merged_scores, min(k, len(merged_rows)))
-        order = np.lexsort((merged_rows[keep], -merged_scores[keep]))
-        keep = keep[order]
-        best_rows, best_scores = merged_rows[keep], merged_scores[keep]
-        best_ids = [merged_ids[i] for i in keep]
+        merged_scores = scores if best_scores is None else np.concatenate([best_scores, scores])
+        merged_ids = ids[picked] if best_ids is None else np.concatenate([best_ids,
+                                                                         ids[picked]])
+        # Exact merge: rank all candidates by (score desc, row asc), as select_top ranks.
+        keep = np.lexsort((merged_rows, -merged_scores))[:k]
+        best_rows, best_scores, best_ids = (merged_rows[keep], merged_scores[keep],
+                                            merged_ids[keep])
     if len(best_rows) < k:
-        raise InvalidInputError(f"k={k} exceeds the {len(best_rows)} rows of {path.name}")
-    return best_rows, np.asarray(best_ids), best_scores
+        raise InvalidInputError(
+            f"k={k} exceeds the {total - n_never} rows of {path.name} that can be picked "
+            f"({total} rows, {n_never} labeled or excluded); lower k")
+    return best_rows, best_ids, best_scores
+
+
+def _exclude_series(exclude: Collection[Any] | None, id_dtype: Any) -> Any:
+    """``exclude`` ids as a polars Series, after checking they can match the id column's
+    type (text ids against text, numbers against numbers): a mismatch would exclude
+    nothing, silently."""
+    if exclude is None:
+        return None
+    import polars as pl
+
+    if isinstance(exclude, str | bytes) or not isinstance(exclude, Collection):
+        raise InvalidInputError(
+            f"exclude must be a collection of ids (a list, set or array), got "
+            f"{type(exclude).__name__}")
+    values = list(exclude.tolist() if isinstance(exclude, np.ndarray) else exclude)
+    if not values:
+        return None
+    text = [isinstance(x, str) for x in values]
+    numbers = [isinstance(x, int | np.integer) and not isinstance(x, bool) for x in values]
+    want_text = id_dtype is not None and id_dtype == pl.String
+    if want_text and not all(text):
+        bad = values[text.index(False)]
+        raise InvalidInputError(
+            f"exclude holds {bad!r} but the ids are text (CSV/NDJSON ids are read as "
+            f"written); pass the ids as strings, e.g. {str(bad)!r}")
+    if not want_text and not all(numbers):
+        bad = values[numbers.index(False)]
+        what = "row numbers" if id_dtype is None else f"{id_dtype} ids"
+        raise InvalidInputError(f"exclude holds {bad!r} but the file's ids are {what}")
+    return pl.Series(values)
+
+
+def _shift_rows(message: str, offset: int) -> str:
+    """A kernel message about a chunk, with its row numbers made file row numbers."""
+    if offset == 0:
+        return message
+    return re.sub(r"\brow (\d+)", lambda m: f"row {int(m[1]) + offset}", message)
 
 
 def _natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def write_table(table: Any, path: str | os.PathLike, overwrite: bool = False) -> None:
-    """Write a polars DataFrame (Parquet, CSV or NDJSON by extension) atomically: to a
-    temporary file beside the target, then renamed over it."""
+def check_writable(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Check, before any work, that :func:`write_table` can write ``path``: a known
+    extension, an existing folder that can be written, and no existing file unless
+    ``overwrite``."""
     path = Path(path)
     suffix = path.suffix.lower()
-    writer = {".parquet": "write_parquet", ".csv": "write_csv", ".ndjson": "write_ndjson",
-              ".jsonl": "write_ndjson", ".json": "write_json"}.get(suffix)
-    if writer is None:
+    if suffix not in _WRITERS:
         raise InvalidInputError(
-            f"{path.name}: cannot write {suffix!r}; use .parquet, .csv, .ndjson or .json")
+            f"{path.name}: cannot write {suffix or 'a file without extension'!r}; use "
+            f".parquet, .csv, .ndjson or .json")
+    folder = path.parent
+    if not folder.is_dir():
+        raise InvalidInputError(
+            f"{path}: the folder {str(folder)!r} does not exist; create it first")
+    if path.is_dir():
+        raise InvalidInputError(f"{path} is a folder; name a file")
     if path.exists() and not overwrite:
-        raise InvalidInputError(f"{path} exists; pass --overwrite to replace it")
-    handle, temp = tempfile.mkstemp(suffix=suffix, dir=path.parent or Path("."))
+        raise InvalidInputError(f"{path} exists; pass overwrite=True to replace it")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"{path}: cannot write into the folder {str(folder)!r}")
+    return path
+
+
+def write_table(table: Any, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Write a polars DataFrame (Parquet, CSV, NDJSON or JSON by extension) atomically: to
+    a temporary file beside the target, then renamed over it."""
+    path = check_writable(path, overwrite=overwrite)
+    suffix = path.suffix.lower()
+    handle, temp = tempfile.mkstemp(suffix=suffix, dir=path.parent)
     os.close(handle)
     try:
-        getattr(table, writer)(temp)
+        getattr(table, _WRITERS[suffix])(temp)
         os.replace(temp, path)
     finally:
         if os.path.exists(temp):

@@ -2,7 +2,15 @@
 
 Each run hides the labels of a pool, starts from a few random labels, and for ``rounds``
 rounds retrains the estimator, measures accuracy on a held-out test split and lets the
-strategy pick ``batch`` more items. Needs scikit-learn (and matplotlib for the plot).
+strategy pick ``batch`` more items. Seed s fixes the split and the first labels for every
+strategy alike, so strategies are compared seed by seed (paired): the summary gives each
+area under the learning curve (AULC) with a 95 % confidence interval over seeds, and the
+difference of each strategy from the best with its own 95 % interval (Student's t on the
+per-seed differences), saying when two strategies are not distinguishable.
+
+Needs scikit-learn (with SciPy) and matplotlib for the plot: ``pip install 'alcore[full]'``.
+The ``skactiveml-*`` strategies are references computed by scikit-activeml, used only
+when it is installed (``pip install scikit-activeml``).
 """
 
 from __future__ import annotations
@@ -19,11 +27,13 @@ import alcore
 from alcore._errors import InvalidInputError
 
 Strategy = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], np.ndarray]
+DATASETS = ("digits", "breast_cancer", "wine")
+_FILES = ("curves.json", "summary.txt", "learning_curves.png")
 
 
 def _alcore_strategy(**kwargs: Any) -> Strategy:
     def pick(probs, features, labeled_mask, batch, seed):
-        return alcore.select(batch, probs, embeddings=features, labeled=labeled_mask,
+        return alcore.select(probs, batch, embeddings=features, labeled=labeled_mask,
                              seed=seed, **kwargs).indices
     return pick
 
@@ -53,50 +63,138 @@ STRATEGIES: dict[str, Strategy] = {
     "skactiveml-margin": _skactiveml("margin_sampling"),
     "skactiveml-entropy": _skactiveml("entropy"),
 }
+"""Strategy name -> pick(probs, features, labeled_mask, batch, seed). ``default`` is
+:func:`alcore.select` with its defaults (margin, then k-center over the 5 x k best-margin
+candidates, since the simulations give embeddings)."""
+
+
+def has_skactiveml() -> bool:
+    """Whether scikit-activeml (the reference strategies' library) is installed."""
+    try:
+        import skactiveml  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def check_strategies(strategies: list[str]) -> list[str]:
+    """Refuse, before any work, unknown names and ``skactiveml-*`` without scikit-activeml."""
+    if not strategies:
+        raise InvalidInputError(f"strategies is empty; choose from {', '.join(STRATEGIES)}")
+    for name in strategies:
+        if name not in STRATEGIES:
+            alcore_ones = [s for s in STRATEGIES if not s.startswith("skactiveml-")]
+            raise InvalidInputError(
+                f"unknown strategy {name!r}; choose from {', '.join(alcore_ones)} (and "
+                f"skactiveml-margin, skactiveml-entropy with scikit-activeml installed)")
+    if len(set(strategies)) != len(strategies):
+        raise InvalidInputError(f"strategies lists a name twice: {', '.join(strategies)}")
+    needs = [s for s in strategies if s.startswith("skactiveml-")]
+    if needs and not has_skactiveml():
+        raise InvalidInputError(
+            f"strategy {needs[0]!r} is a reference computed by scikit-activeml, which is not "
+            f"installed: pip install scikit-activeml, or leave it out of strategies=")
+    return strategies
+
+
+def check_out(out: str | Path, *, overwrite: bool = False) -> Path:
+    """Check, before any work, that ``out`` can receive the results: its parent folder
+    exists, and an existing ``out`` is replaced only with ``overwrite``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"{out} is a file; name a folder for the results")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise InvalidInputError(
+            f"{out} exists; pass overwrite=True to replace its files ({', '.join(_FILES)})")
+    if not out.parent.is_dir():
+        raise InvalidInputError(
+            f"{out}: the folder {str(out.parent)!r} does not exist; create it first")
+    return out
+
+
+def _need(module: str) -> None:
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise ImportError(
+            f"alcore simulate needs {module.split('.')[0]}: pip install 'alcore[full]'"
+        ) from None
 
 
 def load_dataset(name: str, label_column: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(X, y) of a scikit-learn toy dataset (digits, breast_cancer, wine) or a table file."""
-    if name in ("digits", "breast_cancer", "wine"):
+    """(X float64, y) of a scikit-learn toy dataset (digits, breast_cancer, wine) or a
+    table file (Parquet, CSV, NDJSON, Arrow) whose ``label_column`` holds the labels and
+    whose other columns are numeric features."""
+    if name in DATASETS:
+        _need("sklearn.datasets")
         import sklearn.datasets
 
         return getattr(sklearn.datasets, f"load_{name}")(return_X_y=True)
     from alcore import io
 
-    table = io.read_table(name)
-    if label_column is None or label_column not in table.columns:
-        raise InvalidInputError(f"{name}: pass --label-column naming the label column")
+    path = Path(name)
+    if not path.is_file():
+        raise InvalidInputError(
+            f"dataset {name!r} is neither a built-in dataset ({', '.join(DATASETS)}) nor an "
+            f"existing file")
+    table = io.read_table(path)
+    columns = ", ".join(table.columns[:20])
+    if label_column is None:
+        raise InvalidInputError(
+            f"{path.name}: name its label column with label_column= (columns are {columns})")
+    if label_column not in table.columns:
+        raise InvalidInputError(
+            f"{path.name} has no label column {label_column!r}; columns are {columns}")
+    features = table.drop(label_column)
+    text = [c for c, d in features.schema.items() if not d.is_numeric()]
+    if text:
+        raise InvalidInputError(
+            f"{path.name}: feature columns must be numeric, {', '.join(text[:5])} are not; "
+            f"drop them from the file")
+    if features.width == 0:
+        raise InvalidInputError(f"{path.name} has no feature columns besides {label_column!r}")
+    if table[label_column].null_count() or any(features.null_count().row(0)):
+        raise InvalidInputError(f"{path.name} has empty cells; fill them in or drop those rows")
     y = table[label_column].to_numpy()
-    x = table.drop(label_column).to_numpy().astype(np.float64)
-    return x, y
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2 or counts.min() < 2:
+        raise InvalidInputError(
+            f"{path.name}: the labels need at least 2 classes with 2 items each (got "
+            f"{len(classes)} classes, the smallest with {counts.min()} items)")
+    return features.to_numpy().astype(np.float64), y
 
 
 def run(x: np.ndarray, y: np.ndarray, strategies: list[str], rounds: int = 10,
-        batch: int = 10, seeds: int = 3, initial: int = 10,
+        batch: int = 10, seeds: int = 10, initial: int = 10,
         make_estimator: Callable[[], Any] | None = None) -> dict[str, Any]:
-    """Learning curves of each strategy, averaged over seeds.
+    """Learning curves of each strategy, over seeds.
 
     Returns a dict: ``labels`` (labels after each round), ``full_accuracy`` (training on the
-    whole pool), and per strategy ``curves`` (seeds x rounds accuracies) and
-    ``select_seconds`` (mean per round).
+    whole pool), ``seeds``, ``best`` (the strategy with the highest mean AULC), and per
+    strategy ``curves`` (seeds x rounds accuracies), ``mean``/``std`` (over seeds),
+    ``aulc`` (mean over seeds of each curve's mean), ``aulc_per_seed``, ``aulc_ci`` (95 %
+    interval of the mean AULC, None with one seed), ``vs_best`` (the paired difference
+    from the best: ``difference``, ``ci``, ``distinguishable``), ``final``,
+    ``labels_to_98pct`` and ``select_seconds`` (mean per round).
     """
+    check_strategies(strategies)
+    _need("sklearn.linear_model")
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if unknown:
-        raise InvalidInputError(
-            f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
     estimator = make_estimator or (lambda: LogisticRegression(max_iter=2000))
     results: dict[str, Any] = {"labels": [initial + batch * r for r in range(rounds)],
-                               "strategies": {}}
+                               "seeds": seeds, "strategies": {}}
     full = []
     for s in range(seeds):
         x_pool, x_test, y_pool, y_test = train_test_split(x, y, test_size=0.3,
                                                           random_state=s, stratify=y)
         scaler = StandardScaler().fit(x_pool)
         x_pool, x_test = scaler.transform(x_pool), scaler.transform(x_test)
+        features = x_pool.astype(np.float32)
         full.append(estimator().fit(x_pool, y_pool).score(x_test, y_test))
         start = np.random.default_rng(s).choice(len(x_pool), size=initial, replace=False)
         for name in strategies:
@@ -111,7 +209,7 @@ def run(x: np.ndarray, y: np.ndarray, strategies: list[str], rounds: int = 10,
                     break
                 probs = _full_probs(model, x_pool, np.unique(y_pool))
                 tic = time.perf_counter()
-                picks = STRATEGIES[name](probs, x_pool.astype(np.float32), labeled,
+                picks = STRATEGIES[name](probs, features, labeled,
                                          min(batch, int((~labeled).sum())), s * 1000 + r)
                 seconds.append(time.perf_counter() - tic)
                 labeled[picks] = True
@@ -120,15 +218,38 @@ def run(x: np.ndarray, y: np.ndarray, strategies: list[str], rounds: int = 10,
     results["full_accuracy"] = float(np.mean(full))
     for entry in results["strategies"].values():
         curves = np.array(entry["curves"])
+        per_seed = curves.mean(axis=1)
         entry["mean"] = curves.mean(axis=0).tolist()
         entry["std"] = curves.std(axis=0).tolist()
-        entry["aulc"] = float(curves.mean())
+        entry["aulc"] = float(per_seed.mean())
+        entry["aulc_per_seed"] = per_seed.tolist()
+        entry["aulc_ci"] = _interval(per_seed)
         entry["final"] = float(curves[:, -1].mean())
         reached = np.flatnonzero(curves.mean(axis=0) >= 0.98 * results["full_accuracy"])
         entry["labels_to_98pct"] = (results["labels"][int(reached[0])] if len(reached)
                                     else None)
         entry["select_seconds"] = float(np.mean(entry.pop("seconds") or [0.0]))
+    entries = results["strategies"]
+    best = max(entries, key=lambda name: entries[name]["aulc"])
+    results["best"] = best
+    for entry in entries.values():
+        diff = np.array(entry["aulc_per_seed"]) - np.array(entries[best]["aulc_per_seed"])
+        ci = _interval(diff)
+        entry["vs_best"] = {"difference": float(diff.mean()), "ci": ci,
+                            "distinguishable": ci is not None and (ci[1] < 0 or ci[0] > 0)}
     return results
+
+
+def _interval(values: np.ndarray, level: float = 0.95) -> list[float] | None:
+    """Student's t confidence interval of the mean of ``values`` (None for one value)."""
+    n = len(values)
+    if n < 2:
+        return None
+    from scipy import stats
+
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * values.std(ddof=1) / np.sqrt(n)
+    mean = float(values.mean())
+    return [mean - float(half), mean + float(half)]
 
 
 def _full_probs(model: Any, x: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -141,21 +262,46 @@ def _full_probs(model: Any, x: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 
 def table(results: dict[str, Any]) -> str:
-    """A plain-text table of the summary numbers."""
-    lines = [f"{'strategy':<22}{'AULC':>8}{'final':>8}{'labels to 98%':>15}{'select s':>10}"]
+    """A plain-text summary: per strategy the AULC with its 95 % interval, the final
+    accuracy, labels to 98 % of full-pool accuracy, selection seconds, and the paired
+    difference from the best strategy."""
+    seeds = results.get("seeds", len(next(iter(results["strategies"].values()))["curves"]))
+    lines = [f"{'strategy':<22}{'AULC':>8}{'95% CI':>17}{'final':>8}{'labels to 98%':>15}"
+             f"{'select s':>10}"]
     ranked = sorted(results["strategies"].items(), key=lambda kv: -kv[1]["aulc"])
     for name, e in ranked:
         reach = str(e["labels_to_98pct"]) if e["labels_to_98pct"] is not None else "-"
-        lines.append(f"{name:<22}{e['aulc']:>8.4f}{e['final']:>8.4f}{reach:>15}"
+        ci = e.get("aulc_ci")
+        ci_text = f"{ci[0]:.4f}..{ci[1]:.4f}" if ci else "-"
+        lines.append(f"{name:<22}{e['aulc']:>8.4f}{ci_text:>17}{e['final']:>8.4f}{reach:>15}"
                      f"{e['select_seconds']:>10.4f}")
     lines.append(f"full-pool accuracy {results['full_accuracy']:.4f}")
+    best = results.get("best")
+    if best is not None and len(ranked) > 1:
+        lines.append(f"AULC difference from the best ({best}), paired over {seeds} seeds, "
+                     f"95% CI:")
+        for name, e in ranked:
+            if name == best:
+                continue
+            vs = e["vs_best"]
+            if vs["ci"] is None:
+                verdict = "one seed: no interval"
+            elif vs["distinguishable"]:
+                verdict = f"{best} is better"
+            else:
+                verdict = "not distinguishable with these seeds"
+            ci = vs["ci"]
+            ci_text = f" ({ci[0]:+.4f}..{ci[1]:+.4f})" if ci else ""
+            lines.append(f"  {name:<22}{vs['difference']:+.4f}{ci_text}: {verdict}")
     return "\n".join(lines)
 
 
 def write(results: dict[str, Any], out: str | Path, title: str) -> list[Path]:
-    """curves.json, summary.txt and learning_curves.png (mean ± std bands) into ``out``."""
+    """curves.json, summary.txt and learning_curves.png (mean curves, with bands of ±1
+    standard deviation over seeds) into the folder ``out`` (created if missing)."""
+    _need("matplotlib")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(exist_ok=True)
     (out / "curves.json").write_text(json.dumps(results, indent=1))
     (out / "summary.txt").write_text(table(results) + "\n")
     import matplotlib
@@ -172,9 +318,9 @@ def write(results: dict[str, Any], out: str | Path, title: str) -> list[Path]:
     ax.axhline(results["full_accuracy"], color="grey", linestyle="--", label="full pool")
     ax.set_xlabel("labels")
     ax.set_ylabel("test accuracy")
-    ax.set_title(title)
+    ax.set_title(f"{title} (bands: ±1 std over seeds)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "learning_curves.png", dpi=110)
     plt.close(fig)
-    return [out / "curves.json", out / "summary.txt", out / "learning_curves.png"]
+    return [out / name for name in _FILES]
