@@ -549,3 +549,74 @@ def test_property_check_can_fail():
     for fn in (bad_dtype, type_error, repeats):
         with pytest.raises(AssertionError):
             check_outcome(Case(fn, (np.ones(5),), {}, 5, 3, none, False))
+
+
+def _numeric_calls():
+    """(label, call(value), a Python value) for numeric options across the public API."""
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4), size=60)
+    emb = rng.standard_normal((60, 3)).astype(np.float32)
+    s = rng.random(60)
+    d, u = alcore.diversity, alcore.density
+    return [
+        ("select_top atol", lambda x: alcore.select_top(probs, 5, atol=x), 1e-3),
+        ("scores.margin atol", lambda x: alcore.scores.margin(probs, atol=x), 1e-3),
+        ("select beta", lambda x: alcore.select(probs, 5, embeddings=emb, density="knn",
+                                                beta=x).indices, 0.5),
+        ("select candidates", lambda x: alcore.select(probs, 5, embeddings=emb,
+                                                      candidates=x).indices, 3),
+        ("spread min_distance", lambda x: d.spread(s, emb, 5, min_distance=x), 1.0),
+        ("probcover radius", lambda x: d.probcover(emb, 5, radius=x), 1.5),
+        ("typiclust n_neighbors", lambda x: d.typiclust(emb, 5, n_neighbors=x), 5),
+        ("typiclust max_clusters", lambda x: d.typiclust(emb, 5, max_clusters=x), 8),
+        ("cluster_margin candidates_per_pick",
+         lambda x: d.cluster_margin(probs, emb, 5, candidates_per_pick=x), 4),
+        ("knn_density k", lambda x: u.knn_density(emb, x), 4),
+        ("information_density beta", lambda x: u.information_density(s, emb, beta=x), 2.0),
+        ("StreamGate budget", lambda x: alcore.stream.StreamGate("fixed", x).decide_many(probs),
+         0.2),
+        ("Router auto_label_at", lambda x: alcore.stream.Router(
+            alcore.stream.StreamGate("fixed", 0.5), auto_label_at=x).route_many(probs), 0.6),
+        ("BatchSizer pool_size", lambda x: alcore.BatchSizer(x, "fixed", size=7).next_size(),
+         100),
+        ("MaxLabels", lambda x: alcore.stopping.MaxLabels(x).update(n_labeled=5), 5),
+        ("MaxLabels n_labeled", lambda x: alcore.stopping.MaxLabels(5).update(n_labeled=x), 5),
+        ("OverallUncertainty threshold",
+         lambda x: alcore.stopping.OverallUncertainty(x).update(scores=s), 0.5),
+    ]
+
+
+NUMERIC_CALLS = _numeric_calls()
+
+
+@pytest.mark.parametrize("label, call, value", NUMERIC_CALLS,
+                         ids=[c[0] for c in NUMERIC_CALLS])
+def test_numbers_accept_numpy_scalars_and_0d_arrays(label, call, value):
+    want = call(value)
+    kinds = ([np.int64(value), np.int32(value), np.array(value)] if isinstance(value, int)
+             else [np.float64(value), np.float32(value), np.array(value)])
+    for x in kinds:
+        got = call(x)
+        np.testing.assert_array_equal(np.asarray(got, dtype=object), np.asarray(want, dtype=object),
+                                      err_msg=f"{label} with {x!r}")
+    accepted = []
+    for bad in ("1", [value], True, np.array([value]), float("nan")):
+        try:
+            call(bad)
+        except alcore.InvalidInputError:
+            continue
+        except Exception as err:  # anything else is a defect too: say which
+            accepted.append(f"{bad!r} -> {type(err).__name__}: {err}")
+            continue
+        accepted.append(f"{bad!r} accepted")
+    assert not accepted, f"{label}: {accepted}"
+
+
+def test_batch_sizer_records_numpy_numbers():
+    # BatchSizer.record(labeled.sum(), acc) with numpy values (issue 8, item 7).
+    sizer = alcore.BatchSizer(1000, "plateau", size=10)
+    labeled = np.zeros(1000, dtype=bool)
+    labeled[:10] = True
+    sizer.record(labeled.sum(), np.float64(0.5))
+    sizer.record(np.array(20), np.float32(0.6))
+    assert sizer.next_size() >= 10
