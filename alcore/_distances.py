@@ -93,26 +93,47 @@ class Centred(NamedTuple):
     """Rows moved to their mean: what the float32 expanded form should be computed on."""
 
     rows: np.ndarray
-    """float32 (N, d), C-contiguous: ``fl32(x - mean)``."""
+    """float32 (N, d), C-contiguous: ``fl32(x - mean)``, or x itself when mean is 0."""
     mean: np.ndarray
     """float64 (d,)."""
     norms: np.ndarray
     """float64 (N,): ``|rows_i|``."""
 
 
+def _row_norms(x: np.ndarray) -> np.ndarray:
+    norms = np.empty(x.shape[0])
+    step = max(1, _BLOCK_ELEMENTS // max(x.shape[1], 1))
+    for start in range(0, x.shape[0], step):
+        block = x[start:start + step].astype(np.float64)
+        norms[start:start + step] = np.sqrt(np.einsum("ij,ij->i", block, block))
+    return norms
+
+
 def centre(x: np.ndarray, name: str = "embeddings") -> Centred:
-    """Centre float32 rows on their float64 mean, block by block (O(block) temporaries)."""
+    """Rows on which to compute float32 expanded forms, and their float64 norms for
+    :func:`bound`.
+
+    Rows whose mean lies far from the origin compared with their spread (|mean| above a
+    quarter of the root-mean-square distance to the mean) are centred on their float64
+    mean, block by block (a float32 copy of x, O(block) temporaries); otherwise x is used
+    as it is (no copy: centring would at most shrink the bound by (1 + 1/4)^2). Raises
+    :class:`InvalidInputError` when even centred rows would overflow float32 squares.
+    """
     n, d = x.shape
     mean = x.mean(axis=0, dtype=np.float64) if n else np.zeros(d)
-    rows = np.empty((n, d), dtype=np.float32)
-    norms = np.empty(n)
-    step = max(1, _BLOCK_ELEMENTS // max(d, 1))
-    for start in range(0, n, step):
-        block = x[start:start + step].astype(np.float64)
-        block -= mean
-        rows[start:start + step] = block
-        exact = rows[start:start + step].astype(np.float64)
-        norms[start:start + step] = np.sqrt(np.einsum("ij,ij->i", exact, exact))
+    norms = _row_norms(x)
+    mean_sq = float(mean @ mean)
+    spread_sq = max(float(np.mean(norms * norms)) - mean_sq, 0.0) if n else 0.0
+    if n and mean_sq > spread_sq / 16:
+        rows = np.empty((n, d), dtype=np.float32)
+        step = max(1, _BLOCK_ELEMENTS // max(d, 1))
+        for start in range(0, n, step):
+            block = x[start:start + step].astype(np.float64)
+            block -= mean
+            rows[start:start + step] = block
+        norms = _row_norms(rows)
+    else:
+        rows, mean = x, np.zeros(d)
     if n and float(norms.max()) > _MAX_NORM32:
         row = int(np.argmax(norms))
         raise InvalidInputError(

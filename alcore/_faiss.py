@@ -1,20 +1,34 @@
 """The only module that imports FAISS (lazily). Index choice lives here.
 
-FAISS runs its own OpenMP pool: its thread count follows ``alcore.set_num_threads``, and the
-OpenMP wait policy defaults to PASSIVE (idle FAISS threads otherwise spin and slow every
-other pool on a small machine).
+FAISS runs its own OpenMP pool. alcore changes nothing in the process for the user's own
+FAISS code:
+
+* ``OMP_WAIT_POLICY``: idle OpenMP threads otherwise spin and slow every other pool on a
+  small machine, so alcore's first ``import faiss`` runs with ``OMP_WAIT_POLICY=PASSIVE``
+  if the user has not set it, and ``os.environ`` is restored exactly afterwards. libgomp
+  reads the variable once, when it is loaded, so the setting holds for the process's
+  OpenMP runtime only if FAISS (and so libgomp) is first loaded by alcore; a user who
+  imported FAISS first, or set the variable, keeps their own policy.
+* Thread count: every FAISS call alcore makes runs inside :func:`faiss_threads`, which sets
+  FAISS's OpenMP thread count to ``alcore.get_num_threads()`` for the call and restores the
+  count the user had (``faiss.omp_get_max_threads()``) afterwards. The OpenMP setting is
+  per calling thread, so concurrent callers do not see each other's counts.
+
+Distances from FAISS are float32 expanded forms; every decision made on them goes through
+:mod:`alcore._distances` (error bound, float64 re-decision).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from alcore import _core, _threads
+from alcore import _core, _distances, _threads
 
 # Below this many items FAISS's brute-force search (BLAS) is the fastest exact search;
 # above it the cluster-pruned self-join (knn_self_join) is.
@@ -26,15 +40,36 @@ _faiss: Any = None
 
 
 def faiss_module() -> Any:
-    """Import FAISS on first use and tie its thread count to alcore's."""
+    """Import FAISS on first use, with ``OMP_WAIT_POLICY=PASSIVE`` during the import only
+    when the user has not set it (``os.environ`` is restored exactly)."""
     global _faiss
     if _faiss is None:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        import faiss
-
+        added = "OMP_WAIT_POLICY" not in os.environ
+        if added:
+            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        try:
+            import faiss
+        finally:
+            if added:
+                os.environ.pop("OMP_WAIT_POLICY", None)
         _faiss = faiss
-        _threads.on_num_threads_change(faiss.omp_set_num_threads)
     return _faiss
+
+
+@contextlib.contextmanager
+def faiss_threads() -> Iterator[Any]:
+    """FAISS with alcore's thread count for the duration of the block; the user's count is
+    restored afterwards. Yields the faiss module."""
+    faiss = faiss_module()
+    saved = faiss.omp_get_max_threads()
+    wanted = _threads.get_num_threads()
+    if wanted != saved:
+        faiss.omp_set_num_threads(wanted)
+    try:
+        yield faiss
+    finally:
+        if wanted != saved:
+            faiss.omp_set_num_threads(saved)
 
 
 @dataclass(frozen=True)
@@ -62,22 +97,25 @@ def knn(x: np.ndarray, k: int, choice: IndexChoice, seed: int,
         progress: Callable[[int, int], Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each row's k nearest rows of x (itself included when it is among them).
 
-    Returns squared L2 distances (float32, >= 0) and ids (int64), both of shape (N, k),
-    sorted by distance.
+    The rows are centred first (:func:`alcore._distances.centre`): distances do not change,
+    but the float32 expanded form's error then scales with the spread of the rows, not with
+    their distance from the origin. Returns squared L2 distances (float32, >= 0) and ids
+    (int64), both of shape (N, k), sorted by distance.
     """
+    rows = _distances.centre(x).rows
     if choice.kind == "clustered":
-        return knn_self_join(x, k, seed, progress)
-    faiss = faiss_module()
-    n, d = x.shape
-    index = faiss.IndexFlatL2(d)
-    index.add(x)
+        return knn_self_join(rows, k, seed, progress)
+    n, d = rows.shape
     distances = np.empty((n, k), dtype=np.float32)
     ids = np.empty((n, k), dtype=np.int64)
-    for start in range(0, n, QUERY_BATCH):
-        stop = min(n, start + QUERY_BATCH)
-        distances[start:stop], ids[start:stop] = index.search(x[start:stop], k)
-        if progress is not None:
-            progress(stop, n)
+    with faiss_threads() as faiss:
+        index = faiss.IndexFlatL2(d)
+        index.add(rows)
+        for start in range(0, n, QUERY_BATCH):
+            stop = min(n, start + QUERY_BATCH)
+            distances[start:stop], ids[start:stop] = index.search(rows[start:stop], k)
+            if progress is not None:
+                progress(stop, n)
     np.maximum(distances, 0, out=distances)  # BLAS distance expansion can dip below 0
     return distances, ids
 
@@ -94,7 +132,8 @@ class GrowingIndex:
 
     def add(self, vectors: np.ndarray) -> None:
         if len(vectors):
-            self._index.add(vectors)
+            with faiss_threads():
+                self._index.add(np.ascontiguousarray(vectors))
 
     def nearest(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each query's nearest indexed item: its float32 expanded-form squared distance as
@@ -102,7 +141,8 @@ class GrowingIndex:
         its position in insertion order (int64, -1 if none)."""
         if self._index.ntotal == 0:
             return np.full(len(queries), np.inf), np.full(len(queries), -1, dtype=np.int64)
-        distances, ids = self._index.search(np.ascontiguousarray(queries), 1)
+        with faiss_threads():
+            distances, ids = self._index.search(np.ascontiguousarray(queries), 1)
         return distances[:, 0].astype(np.float64), ids[:, 0]
 
 
@@ -110,14 +150,27 @@ def _kmeans_plus_plus(sample: np.ndarray, n_clusters: int,
                       rng: np.random.Generator) -> np.ndarray:
     """k-means++ seeds (Arthur & Vassilvitskii 2007) drawn from ``sample``: the first
     uniformly, each next with probability proportional to the squared distance to the
-    nearest seed so far."""
+    nearest seed so far.
+
+    Distances are float64 expanded forms on the centred sample; those within their error
+    bound of 0 are recomputed from differences, so duplicates of a seed weigh exactly 0
+    (and "fewer distinct points than clusters" is detected) however far the points lie
+    from the origin."""
     x = sample.astype(np.float64)
+    x -= x.mean(axis=0)
     sq = np.einsum("ij,ij->i", x, x)
+    norms = np.sqrt(sq)
+    d = x.shape[1]
     seeds = [int(rng.integers(len(x)))]
     nearest = np.full(len(x), np.inf)
     for _ in range(n_clusters - 1):
         c = seeds[-1]
-        np.minimum(nearest, np.maximum(sq + sq[c] - 2 * (x @ x[c]), 0), out=nearest)
+        dist = sq + sq[c] - 2 * (x @ x[c])
+        near_zero = np.flatnonzero(dist <= _distances.bound64(d, norms, norms[c]))
+        if len(near_zero):
+            dist[near_zero] = _distances.exact_sq(sample, near_zero,
+                                                  np.full(len(near_zero), c))
+        np.minimum(nearest, np.maximum(dist, 0), out=nearest)
         total = nearest.sum()
         if total <= 0:  # fewer distinct points than clusters
             seeds.append(int(rng.integers(len(x))))
@@ -137,16 +190,18 @@ def kmeans(x: np.ndarray, n_clusters: int, seed: int, iterations: int = 10) -> n
     initialisation with restarts: one run, and it does not merge two groups while
     splitting another as a single random start often does.
     """
-    faiss = faiss_module()
     n, d = x.shape
     if n_clusters >= n:
         return np.arange(n, dtype=np.int64)  # one item per cluster
+    x = _distances.centre(x).rows  # the same clusters, float32 distances far more accurate
     rng = np.random.default_rng(seed)
     sample = x[np.sort(rng.choice(n, size=min(n, 40 * n_clusters), replace=False))]
-    km = faiss.Kmeans(d, n_clusters, niter=iterations, seed=seed,
-                      max_points_per_centroid=64, min_points_per_centroid=1)
-    km.train(x, init_centroids=_kmeans_plus_plus(sample, n_clusters, rng))
-    _, labels = km.index.search(x, 1)
+    init = _kmeans_plus_plus(sample, n_clusters, rng)
+    with faiss_threads() as faiss:
+        km = faiss.Kmeans(d, n_clusters, niter=iterations, seed=seed,
+                          max_points_per_centroid=64, min_points_per_centroid=1)
+        km.train(x, init_centroids=init)
+        _, labels = km.index.search(x, 1)
     return labels[:, 0].astype(np.int64)
 
 
@@ -158,8 +213,8 @@ class ClusterGeometry:
     order: np.ndarray  # row indices grouped by cluster
     bounds: np.ndarray  # cluster c owns order[bounds[c]:bounds[c + 1]]
     centers: np.ndarray  # (K, d) float64
-    radius: np.ndarray  # largest member distance to the centre
-    center_dist: np.ndarray  # (K, K) distances between centres
+    radius: np.ndarray  # largest member distance to the centre (float64 differences)
+    center_dist: np.ndarray  # (K, K) lower bounds of the distances between centres
 
     def members(self, c: int) -> np.ndarray:
         return self.order[self.bounds[c]:self.bounds[c + 1]]
@@ -195,19 +250,16 @@ def cluster_geometry(x: np.ndarray, n_clusters: int, seed: int) -> ClusterGeomet
     # does not matter.
     radius = np.zeros(n_clusters)
     radius[nonempty] = np.maximum.reduceat(spread, bounds[:-1][nonempty])
+    # float64 rounding of the radii (relative 1e-16 per operation) must not shrink them.
+    radius *= 1 + 1e-12
+    # Lower bounds: the float64 expanded form less its error bound, so the triangle
+    # inequality never prunes a pair it should keep.
     c_sq = np.einsum("ij,ij->i", centers, centers)
-    center_dist = np.sqrt(np.maximum(c_sq[:, None] + c_sq[None, :] - 2 * centers @ centers.T, 0))
+    c_norm = np.sqrt(c_sq)
+    sq = c_sq[:, None] + c_sq[None, :] - 2 * centers @ centers.T
+    sq -= _distances.bound64(d, c_norm[:, None], c_norm[None, :])
+    center_dist = np.sqrt(np.maximum(sq, 0))
     return ClusterGeometry(order, bounds, centers, radius, center_dist)
-
-
-def _sq_distances(x: np.ndarray, norms: np.ndarray, rows: np.ndarray,
-                  cols: np.ndarray) -> np.ndarray:
-    """(len(rows), len(cols)) squared L2 distances, float32, by one matrix product."""
-    sq = x[rows] @ x[cols].T
-    sq *= -2
-    sq += norms[rows][:, None]
-    sq += norms[cols][None, :]
-    return sq
 
 
 def range_graph(x: np.ndarray, radius: float, seed: int = 0,
@@ -215,38 +267,42 @@ def range_graph(x: np.ndarray, radius: float, seed: int = 0,
     """All pairs within ``radius`` (L2, inclusive, each row's own index included), as a
     symmetric CSR graph: neighbours of row i are ids[offsets[i]:offsets[i + 1]], sorted.
 
-    The rows are clustered (k-means, about sqrt(N) clusters); two clusters are compared only
-    if the triangle inequality allows a pair within ``radius`` between them (centre distance
-    <= both cluster radii + ``radius``), so clustered embeddings cost far less than all N^2
-    pairs. Compared clusters go through one float32 matrix product each; pairs within a
-    margin of ``radius`` are decided again with float64 differences, so the graph is that
-    of the exact distances (a pair at exactly ``radius`` is an edge).
+    The rows are centred and clustered (k-means, about sqrt(N) clusters); two clusters are
+    compared only if the triangle inequality allows a pair within ``radius`` between them
+    (a lower bound of the centre distance <= both cluster radii + ``radius`` + the largest
+    centring error), so clustered embeddings cost far less than all N^2 pairs. Compared
+    clusters go through one float32 matrix product each; pairs within the error bound of
+    :mod:`alcore._distances` of ``radius^2`` are decided again with float64 differences of
+    the float32 inputs, so the graph is that of the exact distances (a pair at exactly
+    ``radius`` is an edge).
     """
-    n = x.shape[0]
-    geometry = cluster_geometry(x, round(np.sqrt(n)), seed)
+    n, d = x.shape
+    centred = _distances.centre(x)
+    rows_c, norms = centred.rows, centred.norms
+    geometry = cluster_geometry(rows_c, round(np.sqrt(n)), seed)
     sizes = geometry.sizes
     radius_sq = radius * radius
-    norms = np.einsum("ij,ij->i", x, x)
-    # float32 expansion error stays far below this (relative 1e-4 of radius^2, and of the
-    # squared norms involved).
-    margin = 1e-4 * radius_sq + 1e-5 * 2 * float(norms.max())
+    sq_norms = _distances.sq_norms32(rows_c)
+    # A pair's distance between centred rows differs from the true one by at most
+    # u (|c_p| + |c_q|) (see alcore._distances): widen the pruning radius by that.
+    slack = 2.0 * _distances.U32 * float(norms.max()) * 1.01
     rows_out: list[np.ndarray] = []
     cols_out: list[np.ndarray] = []
     done = 0
     for a in np.flatnonzero(sizes):
-        reach = geometry.radius[a] + geometry.radius + radius
-        near = np.flatnonzero((geometry.center_dist[a] <= reach * (1 + 1e-9) + 1e-9)
-                              & (sizes > 0))
+        reach = geometry.radius[a] + geometry.radius + radius + slack
+        near = np.flatnonzero((geometry.center_dist[a] <= reach) & (sizes > 0))
         rows = geometry.members(a)
         cols = geometry.members_of(near)
-        sq = _sq_distances(x, norms, rows, cols)
-        r, c = np.nonzero(sq <= radius_sq + margin)
-        unclear = np.flatnonzero(sq[r, c] >= radius_sq - margin)
-        keep = np.ones(len(r), dtype=bool)
-        if len(unclear):
-            diff = (x[rows[r[unclear]]].astype(np.float64)
-                    - x[cols[c[unclear]]].astype(np.float64))
-            keep[unclear] = np.einsum("ij,ij->i", diff, diff) <= radius_sq
+        sq = _distances.expanded_sq(rows_c[rows], sq_norms[rows], rows_c[cols], sq_norms[cols])
+        # One bound per row, with the block's largest column norm (a vector, not a matrix).
+        err = _distances.bound(d, norms[rows], float(norms[cols].max()))[:, None]
+        r, c = np.nonzero(sq <= radius_sq + err)
+        approx = sq[r, c].astype(np.float64)
+        keep = _distances.at_most(
+            approx, err[r, 0], radius_sq,
+            lambda pos, r=r, c=c, rows=rows, cols=cols: _distances.exact_sq(
+                x, rows[r[pos]], cols[c[pos]]))
         rows_out.append(rows[r[keep]])
         cols_out.append(cols[c[keep]])
         done += len(rows)
@@ -274,12 +330,15 @@ def knn_self_join(x: np.ndarray, k: int, seed: int,
     smallest per row taken by a native selection. Returns squared distances (float32,
     >= 0) and ids (int64), shape (N, k), nearest first.
     """
-    n = x.shape[0]
+    n, d = x.shape
     geometry = cluster_geometry(x, round(n / 1000), seed)
     sizes, bounds, order = geometry.sizes, geometry.bounds, geometry.order
     xs = x[order]  # rows grouped by cluster: every cluster is a contiguous block
     norms = np.einsum("ij,ij->i", xs, xs)
+    row_norm = np.sqrt(np.einsum("ij,ij->i", xs, xs, dtype=np.float64))
+    max_norm = float(row_norm.max())
     c_sq = np.einsum("ij,ij->i", geometry.centers, geometry.centers)
+    c_norm = np.sqrt(c_sq)
     out_sq = np.empty((n, k), dtype=np.float32)
     out_ids = np.empty((n, k), dtype=np.int64)
 
@@ -310,13 +369,18 @@ def knn_self_join(x: np.ndarray, k: int, seed: int,
         cols = block(searched)
         part, pos = _core.smallest_k_per_row(partial_sq(queries, cols), k)
         ids = cols[pos]
-        # Per-row bound: which clusters can still hold a neighbour of some row.
+        # Per-row bound: which clusters can still hold a neighbour of some row. A cluster
+        # is skipped only when a lower bound of its distance to the row exceeds an upper
+        # bound of the row's k-th distance (alcore._distances bounds on both).
         points = queries.astype(np.float64)
-        to_centers = np.sqrt(np.maximum(
-            np.einsum("ij,ij->i", points, points)[:, None] + c_sq[None, :]
-            - 2 * points @ geometry.centers.T, 0))
-        kth = np.sqrt(np.maximum(part[:, -1].astype(np.float64) + own_norms, 0))
-        need = (to_centers - geometry.radius[None, :]) <= (kth * (1 + 1e-5) + 1e-6)[:, None]
+        own = row_norm[bounds[a]:bounds[a + 1]]
+        sq_centers = (np.einsum("ij,ij->i", points, points)[:, None] + c_sq[None, :]
+                      - 2 * points @ geometry.centers.T)
+        sq_centers -= _distances.bound64(d, own[:, None], c_norm[None, :])
+        to_centers = np.sqrt(np.maximum(sq_centers, 0))
+        kth_sq = part[:, -1].astype(np.float64) + own_norms + _distances.bound(d, own, max_norm)
+        kth = np.sqrt(np.maximum(kth_sq, 0))
+        need = (to_centers - geometry.radius[None, :]) <= kth[:, None]
         need[:, searched] = False
         need[:, sizes == 0] = False
         more_clusters = np.flatnonzero(need.any(axis=0))

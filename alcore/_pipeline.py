@@ -28,8 +28,8 @@ DIVERSITIES = (None, "auto", "kcenter", "badge", "typiclust", "cluster_margin", 
 _AUTO_DIVERSITY, _AUTO_CANDIDATES = "kcenter", 5
 _DEFAULT_ATOL = 1e-3
 # Arguments select() itself passes to a diversity method: never diversity_params.
-_SET_BY_SELECT = frozenset({"probs", "scores", "embeddings", "k", "ranked", "labeled",
-                            "exclude", "seed", "logits"})
+_SET_BY_SELECT = frozenset({"probs", "scores", "embeddings", "k", "labeled", "exclude",
+                            "seed", "logits"})
 # Methods whose picks are explained by the distance to the nearest covered item.
 _DISTANCE_METHODS = ("kcenter", "spread", "probcover", "typiclust")
 # Rows of covered items compared with the picks at a time (bounds the float64 block).
@@ -95,8 +95,8 @@ def _positive_number(name: str):
     return lambda value: v.number(value, name, low=0.0)
 
 
-def _positive_count(name: str):
-    return lambda value: None if value is None else v.count(value, name)
+def _positive_count(name: str, optional: bool = False):
+    return lambda value: None if optional and value is None else v.count(value, name)
 
 
 # Cheap checks of the diversity options, so that a bad one is refused before any work; the
@@ -107,14 +107,27 @@ _OPTION_CHECKS = {
     "metric": lambda value: v.choice(value, "metric", ("l2", "cosine")),
     "n_neighbors": _positive_count("n_neighbors"),
     "candidates_per_pick": _positive_count("candidates_per_pick"),
-    "n_clusters": _positive_count("n_clusters"),
+    "n_clusters": _positive_count("n_clusters", optional=True),
     "max_clusters": _positive_count("max_clusters"),
     "verbose": lambda value: v.flag(value, "verbose"),
 }
 
 
 def _check_diversity_params(method: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    import difflib
+
+    own = [name for name in inspect.signature(select).parameters if name != "diversity_params"]
+    by_method = {m: _method_parameters(m)[0] for m in DIVERSITIES[2:]}
     if method is None:
+        stray = sorted(name for name in params
+                       if not any(name in options for options in by_method.values()))
+        if stray:  # no method has it: most likely a misspelt argument of select() itself
+            every = sorted({name for options in by_method.values() for name in options})
+            near = [m for name in stray
+                    for m in difflib.get_close_matches(name, [*own, *every], 1)]
+            hint = f" (did you mean {near[0]}=?)" if near else ""
+            raise InvalidInputError(
+                f"select() takes no argument {', '.join(f'{u}=' for u in stray)}{hint}")
         if params:
             names = ", ".join(f"{name}=" for name in sorted(params))
             raise InvalidInputError(
@@ -125,10 +138,15 @@ def _check_diversity_params(method: str | None, params: dict[str, Any]) -> dict[
     options, required = _method_parameters(method)
     unknown = sorted(set(params) - set(options))
     if unknown:
-        import difflib
-
-        near = [m for name in unknown for m in difflib.get_close_matches(name, options, 1)]
-        hint = f" (did you mean {near[0]}=?)" if near else ""
+        near = [m for name in unknown
+                for m in difflib.get_close_matches(name, [*options, *own], 1)]
+        elsewhere = [m for name in unknown for m, o in by_method.items() if name in o]
+        if near:
+            hint = f" (did you mean {near[0]}=?)"
+        elif elsewhere:
+            hint = f" (an option of diversity={elsewhere[0]!r})"
+        else:
+            hint = ""
         allowed = ", ".join(f"{name}=" for name in options) or "none"
         raise InvalidInputError(
             f"diversity={method!r} takes no option {', '.join(f'{u}=' for u in unknown)}"
@@ -288,7 +306,8 @@ def select(probs: Any, k: int, *, logits: bool = False, embeddings: Any = None,
         n = x.shape[0]
     masks = v.item_masks(n, name, labeled=labeled, exclude=exclude, k=k)
     if params.get("clusters") is not None:
-        params["clusters"] = _cluster_labels(params["clusters"], n)
+        params["clusters"] = _cluster_labels(params["clusters"], n,
+                                             non_negative=diversity == "typiclust")
     emb = None
     if embeddings is not None:
         emb = v.embeddings_matrix(embeddings)
@@ -339,7 +358,6 @@ def select(probs: Any, k: int, *, logits: bool = False, embeddings: Any = None,
     timings["candidates"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    clusters = None
     if diversity is None:
         chosen = _core.top_k(combined, masks.never, k)
     elif diversity == "cluster_margin":
@@ -356,42 +374,62 @@ def select(probs: Any, k: int, *, logits: bool = False, embeddings: Any = None,
     timings["diversity"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    if params.get("clusters") is not None:
-        clusters = params["clusters"][chosen]
-    components: dict[str, np.ndarray] = {"uncertainty": uncertainty[chosen]}
-    if dens is not None:
-        components["density"] = dens[chosen]
-    components["rank"] = _ranks(combined, masks.never, n_pickable, chosen, pool)
-    if diversity in _DISTANCE_METHODS:
-        metric = params.get("metric", "l2")
-        lab_rows = (np.flatnonzero(masks.labeled) if masks.labeled is not None
-                    else np.empty(0, dtype=np.int64))
-        distance, nearest = _covered_distances(emb, lab_rows, chosen, metric)
-        components["distance"], components["nearest"] = distance, nearest
-    if clusters is not None:
-        components["cluster"] = clusters
-    shortfall = None
-    if len(chosen) < k:
-        shortfall = _shortfall(diversity, len(chosen), k, pool, n_pickable, params)
+    components, reasons, shortfall = _explain(
+        chosen, k, uncertainty, dens, combined, masks, n_pickable, pool, emb, score, density,
+        beta, diversity, params, seed)
     utilities = None
     if return_utilities:
         utilities = combined.copy()
         if never is not None:
             utilities[never] = np.nan
-    reasons = _reasons(chosen, combined, components, score, density, beta, diversity,
-                       n_pickable, pool, params, seed)
     timings["explain"] = time.perf_counter() - start
     return Selection(chosen, combined[chosen], components, reasons, utilities, shortfall,
                      timings, config)
 
 
-def _cluster_labels(clusters: Any, n: int) -> np.ndarray:
+def _explain(chosen: np.ndarray, k: int, uncertainty: np.ndarray, dens: np.ndarray | None,
+             combined: np.ndarray, masks: v.ItemMasks, n_pickable: int,
+             pool: np.ndarray | None, emb: np.ndarray | None, score: str,
+             density: str | None, beta: float, diversity: str | None, params: dict,
+             seed: Any) -> tuple[dict[str, np.ndarray], list[str], str | None]:
+    """Each pick's components (its numbers), its reason in words, and the shortfall."""
+    components: dict[str, np.ndarray] = {"uncertainty": uncertainty[chosen]}
+    if dens is not None:
+        components["density"] = dens[chosen]
+    if diversity is None:  # the top k, best first
+        components["rank"] = np.arange(1, len(chosen) + 1, dtype=np.int64)
+    else:
+        ranked = pool
+        if ranked is None and diversity == "cluster_margin":
+            # Its picks lie among its candidates_per_pick * k best margins.
+            per_pick = params.get("candidates_per_pick") or _method_parameters(
+                "cluster_margin")[0]["candidates_per_pick"]
+            ranked = _core.top_k(combined, masks.never, min(per_pick * k, n_pickable))
+        components["rank"] = _ranks(combined, masks.never, n_pickable, chosen, ranked)
+    if diversity in _DISTANCE_METHODS:
+        lab_rows = (np.flatnonzero(masks.labeled) if masks.labeled is not None
+                    else np.empty(0, dtype=np.int64))
+        components["distance"], components["nearest"] = _covered_distances(
+            emb, lab_rows, chosen, params.get("metric", "l2"))
+    if params.get("clusters") is not None:
+        components["cluster"] = params["clusters"][chosen]
+    shortfall = (_shortfall(diversity, len(chosen), k, pool, n_pickable, params)
+                 if len(chosen) < k else None)
+    reasons = _reasons(chosen, combined, components, score, density, beta, diversity,
+                       n_pickable, pool, params, seed)
+    return components, reasons, shortfall
+
+
+def _cluster_labels(clusters: Any, n: int, non_negative: bool) -> np.ndarray:
+    """``clusters=`` checked before any work (the method checks it again): integer labels,
+    one per item (TypiClust counts cluster sizes, so its labels are non-negative)."""
     labels = v.as_numpy(clusters, "clusters")
+    kind = "non-negative integer" if non_negative else "integer"
     if labels.shape != (n,) or labels.dtype.kind not in "iu" or (
-            labels.size and labels.min() < 0):
+            non_negative and labels.size and labels.min() < 0):
         raise InvalidInputError(
-            f"clusters must be non-negative integer labels of shape ({n},), one per item, got "
-            f"dtype {labels.dtype} and shape {labels.shape}")
+            f"clusters must be {kind} labels of shape ({n},), one per item, got dtype "
+            f"{labels.dtype} and shape {labels.shape}")
     return labels.astype(np.int64, copy=False)
 
 
@@ -477,8 +515,8 @@ def _covered_distances(emb: np.ndarray, lab_rows: np.ndarray, chosen: np.ndarray
     pick_sq = np.einsum("ij,ij->i", picks, picks)
 
     def fold(block: np.ndarray, ids: np.ndarray, allowed: np.ndarray | None) -> None:
-        # The expanded form in float64: its error, about 1e-16 times the squared norms,
-        # is far below the float32 resolution of the embeddings themselves.
+        # The expanded form in float64 finds the nearest item (its error, about 1e-16
+        # times the squared norms, can only swap near-equal candidates).
         sq = pick_sq[:, None] + np.einsum("ij,ij->i", block, block)[None, :] \
             - 2.0 * (picks @ block.T)
         np.maximum(sq, 0.0, out=sq)
@@ -500,7 +538,15 @@ def _covered_distances(emb: np.ndarray, lab_rows: np.ndarray, chosen: np.ndarray
     if m > 1:
         # Pick i is compared with the picks before it only.
         fold(picks, chosen, np.tri(m, m, -1, dtype=bool))
-    return np.sqrt(best), nearest
+    # The expanded form chose the nearest item; its distance is recomputed from the
+    # differences, exact even for near-duplicates far from the origin.
+    found = np.flatnonzero(nearest >= 0)
+    other = emb[nearest[found]].astype(np.float64)
+    if metric == "cosine":
+        other /= np.maximum(np.linalg.norm(other, axis=1, keepdims=True), np.finfo(float).tiny)
+    distance = np.full(m, np.inf)
+    distance[found] = np.sqrt(np.einsum("ij,ij->i", picks[found] - other, picks[found] - other))
+    return distance, nearest
 
 
 def _shortfall(method: str | None, got: int, k: int, pool: np.ndarray | None,

@@ -187,14 +187,25 @@ def embeddings_matrix(embeddings: Any, name: str = "embeddings") -> np.ndarray:
 
 
 def rng(seed: Any) -> np.random.Generator:
-    """``seed`` as a Generator: an int (or None for fresh entropy) or a Generator itself."""
+    """``seed`` as a Generator: None (fresh entropy), a non-negative integer (Python, numpy
+    or a 0-d integer array) or a Generator itself."""
     if isinstance(seed, np.random.Generator):
         return seed
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
+    if seed is None:
+        return np.random.default_rng()
+    if isinstance(seed, bool | np.bool_):
         raise InvalidInputError(
-            f"seed must be an int or a numpy.random.Generator, got {type(seed).__name__}"
-        )
-    return np.random.default_rng(seed)
+            f"seed must be an int or a numpy.random.Generator (or None), got {seed!r}")
+    try:
+        value = operator.index(seed)
+    except TypeError:
+        raise InvalidInputError(
+            f"seed must be an int or a numpy.random.Generator (or None), got "
+            f"{type(seed).__name__} {_shown(seed)}"
+        ) from None
+    if value < 0:
+        raise InvalidInputError(f"seed must be >= 0, got {value}; pass e.g. seed=0")
+    return np.random.default_rng(value)
 
 
 def tolerance(atol: Any) -> float:
@@ -283,27 +294,6 @@ def exclude_mask(exclude: Any, n: int, items: str,
             f"(e.g. numpy.unique({name}))"
         )
     return mask, excluded
-
-
-def labeled_and_k(labeled: Any, n: int, items: str, k: int) -> tuple[np.ndarray | None, int]:
-    """Validate ``labeled`` (mask or unique indices) and that k items remain unlabeled;
-    return (one-byte mask or None, number labeled)."""
-    mask, n_labeled = exclude_mask(labeled, n, items, name="labeled")
-    if k > n - n_labeled:
-        raise InvalidInputError(
-            f"k={k} exceeds the {n - n_labeled} unlabeled items ({n} items, {n_labeled} "
-            f"labeled); lower k"
-        )
-    return mask, n_labeled
-
-
-def check_k_available(k: int, n: int, excluded: int) -> None:
-    available = n - excluded
-    if k > available:
-        raise InvalidInputError(
-            f"k={k} exceeds the {available} items available ({n} items, {excluded} "
-            f"excluded); lower k or exclude fewer items"
-        )
 
 
 def number(value: Any, name: str, *, low: float | None = None, high: float | None = None,
@@ -478,18 +468,9 @@ def invalid_value_error(err: Exception, name: str, *, atol: float) -> InvalidInp
     return InvalidInputError(message)
 
 
-def score_name(score: Any, allowed: tuple[str, ...]) -> str:
-    if not isinstance(score, str) or score not in allowed:
-        raise InvalidInputError(
-            f"score must be one of {', '.join(repr(s) for s in allowed)}, got {score!r}"
-        )
-    return score
-
-
 __all__ = [
     "ItemMasks",
     "as_numpy",
-    "check_k_available",
     "choice",
     "count",
     "embeddings_matrix",
@@ -499,13 +480,11 @@ __all__ = [
     "integer",
     "invalid_value_error",
     "item_masks",
-    "labeled_and_k",
     "number",
     "outputs_matrix",
     "outputs_tensor",
     "probs_matrix",
     "rng",
     "samples_tensor",
-    "score_name",
     "tolerance",
 ]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+
+import numpy as np
 
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
@@ -50,31 +51,44 @@ class BatchSizer:
                  fraction: float | Sequence[float] | None = None, growth: float = 2.0,
                  min_gain: float = 1e-4, rounds: int = 2, min_fraction: float = 0.0,
                  max_fraction: float = 0.1):
-        self.pool_size = v.count(pool_size, "pool_size")
-        if not isinstance(policy, str) or policy not in POLICIES:
+        # Every argument is parsed before any attribute is set.
+        pool_size = v.count(pool_size, "pool_size")
+        policy = v.choice(policy, "policy", POLICIES)
+        min_fraction = v.number(min_fraction, "min_fraction", low=0.0, high=1.0)
+        max_fraction = v.number(max_fraction, "max_fraction", low=0.0, high=1.0)
+        if min_fraction > max_fraction:
             raise InvalidInputError(
-                f"policy must be one of {', '.join(map(repr, POLICIES))}, got {policy!r}")
-        self.policy = policy
-        if not 0 <= min_fraction <= max_fraction <= 1:
-            raise InvalidInputError(
-                f"need 0 <= min_fraction <= max_fraction <= 1, got {min_fraction!r} and "
-                f"{max_fraction!r}")
-        self.low = max(1, int(min_fraction * self.pool_size))
-        self.high = max(self.low, int(max_fraction * self.pool_size))
-        default = max(1, self.pool_size // 100)
-        self.size = v.count(size if size is not None else default, "size")
+                f"need 0 <= min_fraction <= max_fraction <= 1, got {min_fraction:g} and "
+                f"{max_fraction:g}; raise max_fraction= or lower min_fraction=")
+        size = v.count(size if size is not None else max(1, pool_size // 100), "size")
+        fractions: list[float] = []
         if policy == "schedule":
             if fraction is None:
-                raise InvalidInputError("policy 'schedule' needs fraction= (one or per round)")
-            fractions = [fraction] if isinstance(fraction, int | float) else list(fraction)
-            if not fractions or not all(isinstance(f, int | float) and 0 < f <= 1
-                                        for f in fractions):
-                raise InvalidInputError(f"fraction must be in (0, 1], got {fraction!r}")
-            self.fractions = [float(f) for f in fractions]
-        if not growth > 1:
-            raise InvalidInputError(f"growth must be > 1, got {growth!r}")
-        self.growth, self.min_gain = float(growth), float(min_gain)
-        self.rounds = v.count(rounds, "rounds")
+                raise InvalidInputError(
+                    "policy 'schedule' needs fraction= (one fraction of the pool, or one per "
+                    "round, e.g. fraction=[0.01, 0.02, 0.05])")
+            several = isinstance(fraction, list | tuple) or (
+                isinstance(fraction, np.ndarray) and fraction.ndim == 1)
+            values = list(fraction) if several else [fraction]
+            if not values:
+                raise InvalidInputError("fraction is empty; pass at least one fraction in (0, 1]")
+            fractions = [v.number(f, "fraction", low=0.0, high=1.0, low_open=True,
+                                  hint="each fraction of the pool must be in (0, 1]")
+                         for f in values]
+        elif fraction is not None:
+            raise InvalidInputError(
+                f"fraction= is used by policy 'schedule' only, got policy {policy!r}; drop "
+                f"fraction= or pass policy='schedule'")
+        growth = v.number(growth, "growth", low=1.0, low_open=True,
+                          hint="'plateau' multiplies the batch by it, e.g. growth=2.0")
+        min_gain = v.number(min_gain, "min_gain", low=0.0)
+        rounds = v.count(rounds, "rounds")
+        self.pool_size, self.policy = pool_size, policy
+        self.low = max(1, int(min_fraction * pool_size))
+        self.high = max(self.low, int(max_fraction * pool_size))
+        self.size = size
+        self.fractions = fractions
+        self.growth, self.min_gain, self.rounds = growth, min_gain, rounds
         self.history: list[tuple[int, float]] = []  # (labels, accuracy) per recorded round
 
     def next_size(self) -> int:
@@ -87,17 +101,24 @@ class BatchSizer:
         return int(min(self.high, max(self.low, size)))
 
     def record(self, n_labeled: int, accuracy: float) -> None:
-        """Report the round just finished: labels so far and the model's accuracy."""
-        if isinstance(n_labeled, bool) or not isinstance(n_labeled, int) or n_labeled < 0:
-            raise InvalidInputError(f"n_labeled must be a non-negative int, got {n_labeled!r}")
+        """Report the round just finished: labels so far and the model's accuracy.
+
+        Parameters
+        ----------
+        n_labeled : int
+            Items labeled so far (a Python or numpy integer, e.g. ``labeled.sum()``).
+        accuracy : float
+            The model's accuracy in [0, 1] (a Python or numpy number).
+        """
+        n_labeled = v.integer(n_labeled, "n_labeled", low=0,
+                              hint="pass the number of labeled items, e.g. labeled.sum()")
+        acc = v.number(accuracy, "accuracy", low=0.0, high=1.0,
+                       hint="pass the model's accuracy as a fraction in [0, 1]")
         if self.history and n_labeled < self.history[-1][0]:
             raise InvalidInputError(
                 f"n_labeled went down ({self.history[-1][0]} -> {n_labeled}); report rounds "
                 f"in order")
-        acc: Any = accuracy
-        if isinstance(acc, bool) or not isinstance(acc, int | float) or not 0 <= acc <= 1:
-            raise InvalidInputError(f"accuracy must be a number in [0, 1], got {accuracy!r}")
-        self.history.append((n_labeled, float(acc)))
+        self.history.append((n_labeled, acc))
         if self.policy == "plateau" and len(self.history) > self.rounds:
             (labels_then, acc_then), (labels_now, acc_now) = (self.history[-1 - self.rounds],
                                                               self.history[-1])

@@ -100,24 +100,41 @@ def knn_density(embeddings: Any, k: int = 10, *, exact: bool | None = None,
 # blocks); above it, over k-means centroids weighted by their cluster sizes.
 EXACT_SIMILARITY_MAX_ITEMS = 20_000
 _SIMILARITIES = ("cosine", "inverse_euclidean")
-_BLOCK = 2048
+# Working memory of the blocked inverse-Euclidean sum: each block's (rows x points)
+# float64 temporaries stay under this many bytes (beside the float64 copy of the points).
+WORK_BYTES = 32 * 2**20
 
 
 def _mean_inverse_euclidean(x: np.ndarray, points: np.ndarray, weights: np.ndarray,
                             spread_sq: np.ndarray | None = None) -> np.ndarray:
     """sum_j weights[j] / (1 + sqrt(|x_i - points_j|^2 + spread_sq[j])) for every row i,
-    in blocks (float64). spread_sq = 0 gives the plain inverse distance."""
-    x = x.astype(np.float64)
-    points = points.astype(np.float64)
-    p_sq = np.einsum("ij,ij->i", points, points)
+    in float64, on rows and points centred on the points' mean (the expanded form's error
+    then scales with the spread, not the distance from the origin).
+
+    Memory: a float64 copy of the points (P, d) and blocks of b rows with b (P + d + 1)
+    float64 values <= WORK_BYTES: one (b, P) matrix updated in place, one (b, d) block.
+    """
+    centre = points.mean(axis=0, dtype=np.float64)
+    p64 = points.astype(np.float64)
+    p64 -= centre
+    p_sq = np.einsum("ij,ij->i", p64, p64)
     out = np.empty(len(x))
-    for start in range(0, len(x), _BLOCK):
-        block = x[start:start + _BLOCK]
-        sq = np.einsum("ij,ij->i", block, block)[:, None] + p_sq[None, :] - 2 * block @ points.T
-        sq = np.maximum(sq, 0)
+    rows = min(len(x), max(1, WORK_BYTES // (8 * (len(p64) + x.shape[1] + 1))))
+    buffer = np.empty((rows, len(p64)))  # one (rows, P) matrix, reused by every block
+    for start in range(0, len(x), rows):
+        block = x[start:start + rows].astype(np.float64)
+        block -= centre
+        sq = np.matmul(block, p64.T, out=buffer[:len(block)])
+        sq *= -2
+        sq += np.einsum("ij,ij->i", block, block)[:, None]
+        sq += p_sq[None, :]
+        np.maximum(sq, 0, out=sq)
         if spread_sq is not None:
             sq += spread_sq[None, :]
-        out[start:start + _BLOCK] = (weights / (1 + np.sqrt(sq))).sum(axis=1)
+        np.sqrt(sq, out=sq)
+        sq += 1
+        np.divide(weights[None, :], sq, out=sq)
+        out[start:start + rows] = sq.sum(axis=1)
     return out
 
 
@@ -138,8 +155,9 @@ def similarity_density(embeddings: Any, *, similarity: str = "cosine",
         Count the item itself (similarity 1) in its mean, as modAL does; False averages
         over the N - 1 others, as libact does.
     exact : bool, optional
-        For ``"inverse_euclidean"``: True averages over every pair (O(N^2) time, blocked,
-        O(N) memory); False over ``n_clusters`` FAISS k-means clusters, each
+        For ``"inverse_euclidean"``: True averages over every pair (O(N^2) time, blocked:
+        beside a float64 copy of the embeddings, at most ``WORK_BYTES`` = 32 MB of
+        temporaries); False over ``n_clusters`` FAISS k-means clusters, each
         represented by its centroid and mean squared spread and weighted by its size
         (O(N n_clusters)); None picks exact up to 20 000 items. ``"cosine"`` is
         always exact in O(N d): the mean of dot products is the dot product with the

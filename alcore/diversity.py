@@ -312,8 +312,10 @@ def badge(probs: Any, embeddings: Any, k: int, *, logits: bool = False, labeled:
     The N x (C·d) gradient matrix is never formed:
     ``|g_i - g_j|^2 = |a_i|^2 |h_i|^2 + |a_j|^2 |h_j|^2 - 2 (a_i·a_j)(h_i·h_j)`` with
     ``a = onehot - p``, so a pick costs two matrix-vector products, O(N (C + d)), in
-    float64. Items at distance 0 from every pick (duplicates) are left for last; if only such
-    items remain, the lowest index is taken. Unlike scikit-activeml's ``Badge``, which seeds
+    float64. Distances within that form's error bound of 0 (``alcore._distances.bound64``)
+    are recomputed from the difference of the two gradients, O(C d) each. Items at
+    distance 0 from every pick (duplicates) are left for last; if only such items remain,
+    the lowest index is taken. Unlike scikit-activeml's ``Badge``, which seeds
     k-means++ with the origin as a centre, the first pick here is the largest gradient, as in
     the paper's reference implementation.
     """
@@ -339,11 +341,19 @@ def badge(probs: Any, embeddings: Any, k: int, *, logits: bool = False, labeled:
     first = int(np.argmax(np.where(available, g_sq, -1.0)))
     picks = [first]
     nearest = np.full(n, np.inf)
+    g_norm = np.sqrt(g_sq)
+    terms = a.shape[1] + h.shape[1] + 1
     for step in range(1, k):
         if report is not None:
             report(step, k)
         c = picks[-1]
         dist = g_sq + g_sq[c] - 2.0 * (a @ a[c]) * (h @ h[c])
+        # Within the float64 error bound of 0 (near-duplicate gradients of the pick): the
+        # exact value from the difference of the two outer products, so duplicates weigh 0.
+        open_ = np.flatnonzero(dist <= _distances.bound64(terms, g_norm, g_norm[c]))
+        if len(open_):
+            diff = (a[open_, :, None] * h[open_, None, :]) - np.outer(a[c], h[c])[None]
+            dist[open_] = np.einsum("ijk,ijk->i", diff, diff)
         np.minimum(nearest, np.maximum(dist, 0.0), out=nearest)
         available[c] = False
         weights = np.where(available, nearest, 0.0)
@@ -375,10 +385,23 @@ def _typicality(x: np.ndarray, members: np.ndarray, n_neighbors: int) -> np.ndar
         return np.ones(1)
     k = min(n_neighbors, len(members) - 1)
     if len(members) <= _DENSE_TYPICALITY_MAX:
+        # float64 expanded form on the centred members; entries within its error bound of
+        # 0 are recomputed from differences (near-duplicates, whose mean distance decides).
         points = x[members].astype(np.float64)
-        sq = np.einsum("ij,ij->i", points, points)
-        dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * points @ points.T, 0))
-        np.fill_diagonal(dist, np.inf)
+        points -= points.mean(axis=0)
+        sq_norm = np.einsum("ij,ij->i", points, points)
+        norm = np.sqrt(sq_norm)
+        sq = points @ points.T
+        sq *= -2
+        sq += sq_norm[:, None]
+        sq += sq_norm[None, :]
+        np.fill_diagonal(sq, np.inf)  # an item is not its own neighbour
+        # One bound per row (with the largest norm): a vector, not another matrix.
+        r, c = np.nonzero(sq <= _distances.bound64(x.shape[1], norm, norm.max())[:, None])
+        if len(r):
+            sq[r, c] = _distances.exact_sq(x, members[r], members[c])
+        np.maximum(sq, 0, out=sq)
+        dist = np.sqrt(sq, out=sq)
         nearest = np.partition(dist, k - 1, axis=1)[:, :k]
     else:
         sq_knn, ids = _faiss.knn(x[members], k + 1, _faiss.IndexChoice("flat"), 0)

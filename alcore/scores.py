@@ -47,10 +47,11 @@ def _row_scores(x: np.ndarray, is_logits: bool, name: str, code: int, normalize:
 
 def _rows(code: int, probs: Any, logits: Any, normalize: Any, atol: Any,
           scaled: Any = False) -> np.ndarray:
-    x, is_logits, name = v.outputs_matrix(probs, logits)
+    # The options first: a call that will be refused converts no array.
     normalize = v.flag(normalize, "normalize")
     scaled = v.flag(scaled, "scaled")
     atol = v.tolerance(atol)
+    x, is_logits, name = v.outputs_matrix(probs, logits)
     return _row_scores(x, is_logits, name, code, normalize, atol, scaled)
 
 
@@ -146,9 +147,9 @@ def _sample_scores(x: np.ndarray, is_logits: bool, name: str, code: int, normali
 
 
 def _samples(code: int, probs: Any, logits: Any, normalize: Any, atol: Any) -> np.ndarray:
-    x, is_logits, name = v.outputs_tensor(probs, logits)
     normalize = v.flag(normalize, "normalize")
     atol = v.tolerance(atol)
+    x, is_logits, name = v.outputs_tensor(probs, logits)
     return _sample_scores(x, is_logits, name, code, normalize, atol)
 
 

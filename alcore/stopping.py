@@ -7,6 +7,7 @@ criterion uses what it needs. ``should_stop`` and ``reason`` tell the outcome.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -15,10 +16,45 @@ from alcore import _validation as v
 from alcore._errors import InvalidInputError
 
 
-def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
+def _labels(value: Any, name: str) -> np.ndarray:
+    """A non-empty 1-D vector of class labels (numbers or strings, no NaN)."""
+    arr = v.as_numpy(value, name)
+    if arr.ndim != 1 or arr.size == 0:
+        raise InvalidInputError(
+            f"{name} must be a non-empty 1-D vector of predicted labels, shape (M,), got "
+            f"shape {arr.shape}")
+    if arr.dtype.kind not in "biufUS":
+        raise InvalidInputError(
+            f"{name} must hold class labels (integers, floats or strings), got dtype "
+            f"{arr.dtype}; pass model.predict(X_stop) as a numpy array")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise InvalidInputError(
+            f"{name} must be finite: {name}[{int(np.flatnonzero(~np.isfinite(arr))[0])}] is "
+            f"not; pass the predicted class labels")
+    return arr
+
+
+def cohen_kappa(a: Any, b: Any) -> float:
     """Cohen's kappa between two label vectors of the same length: (p_o - p_e) / (1 - p_e);
-    1.0 when both are the same single label (p_e = 1)."""
-    a, b = np.asarray(a), np.asarray(b)
+    1.0 when both are the same single label (p_e = 1).
+
+    Parameters
+    ----------
+    a, b : array-like of shape (M,)
+        Labels (integers, floats or strings; not mixed between a and b).
+
+    Returns
+    -------
+    float
+    """
+    a, b = _labels(a, "a"), _labels(b, "b")
+    if a.shape != b.shape:
+        raise InvalidInputError(
+            f"a and b must have the same length, got {a.shape[0]} and {b.shape[0]}")
+    if (a.dtype.kind in "US") != (b.dtype.kind in "US"):
+        raise InvalidInputError(
+            f"a and b must both hold numbers or both strings, got dtypes {a.dtype} and "
+            f"{b.dtype}")
     labels, codes = np.unique(np.concatenate([a, b]), return_inverse=True)
     ca, cb = codes[: len(a)], codes[len(a):]
     observed = float(np.mean(ca == cb))
@@ -53,6 +89,13 @@ def _require(value: Any, name: str, criterion: str) -> Any:
     return value
 
 
+def _n_labeled(value: Any) -> int | None:
+    if value is None:
+        return None
+    return v.integer(value, "n_labeled", low=0,
+                     hint="pass the number of labeled items, e.g. labeled.sum()")
+
+
 class StabilizingPredictions(StoppingCriterion):
     """Stop when successive models agree on a fixed stop set (Bloodgood & Vijay-Shanker
     2009): the mean Cohen's kappa of the last ``window`` consecutive pairs of predictions
@@ -67,24 +110,32 @@ class StabilizingPredictions(StoppingCriterion):
     """
 
     def __init__(self, threshold: float = 0.99, window: int = 3):
-        self.threshold = float(threshold)
-        if not -1 <= self.threshold <= 1:
-            raise InvalidInputError(f"threshold must be in [-1, 1], got {threshold!r}")
+        self.threshold = v.number(threshold, "threshold", low=-1.0, high=1.0,
+                                  hint="a Cohen's kappa, 0.99 in the paper")
         self.window = v.count(window, "window")
         self.kappas: list[float] = []
         self._previous: np.ndarray | None = None
 
     def update(self, *, n_labeled=None, predictions=None, scores=None) -> bool:
-        current = np.asarray(_require(predictions, "predictions", "StabilizingPredictions"))
+        _n_labeled(n_labeled)
+        if scores is not None:
+            _scores(scores)
+        current = _require(predictions, "predictions", "StabilizingPredictions")
+        current = v.as_numpy(current, "predictions")
         if current.ndim != 1 or current.size == 0:
             raise InvalidInputError(
                 f"predictions must be the labels predicted for the stop set, shape (M,), "
                 f"got shape {current.shape}")
+        current = _labels(current, "predictions")
         if self._previous is not None:
             if self._previous.shape != current.shape:
                 raise InvalidInputError(
                     f"predictions must cover the same stop set every round: got "
                     f"{current.shape[0]} labels after {self._previous.shape[0]}")
+            if (self._previous.dtype.kind in "US") != (current.dtype.kind in "US"):
+                raise InvalidInputError(
+                    f"predictions must hold the same kind of labels every round: got dtype "
+                    f"{current.dtype} after {self._previous.dtype}")
             self.kappas.append(cohen_kappa(self._previous, current))
         self._previous = current.copy()
         recent = self.kappas[-self.window:]
@@ -94,18 +145,32 @@ class StabilizingPredictions(StoppingCriterion):
         return self.should_stop
 
 
+def _scores(value: Any) -> np.ndarray:
+    values = v.float_array(value, "scores")
+    if values.ndim != 1 or values.size == 0:
+        raise InvalidInputError(
+            f"scores must be a non-empty 1-D array of the unlabeled pool's uncertainty, got "
+            f"shape {values.shape}")
+    finite = np.isfinite(values)
+    if not finite.all():
+        raise InvalidInputError(
+            f"scores must be finite: scores[{int(np.flatnonzero(~finite)[0])}] is "
+            f"{values[~finite][0]}; score the pool with alcore.scores")
+    return values
+
+
 class OverallUncertainty(StoppingCriterion):
     """Stop when the unlabeled pool's mean uncertainty falls below ``threshold`` (Zhu et al.
     2008): the model is confident about what is left."""
 
     def __init__(self, threshold: float):
-        self.threshold = float(threshold)
+        self.threshold = v.number(threshold, "threshold",
+                                  hint="the mean uncertainty below which to stop")
 
     def update(self, *, n_labeled=None, predictions=None, scores=None) -> bool:
-        values = v.float_array(_require(scores, "scores", "OverallUncertainty"), "scores")
-        if values.ndim != 1 or values.size == 0 or not np.isfinite(values).all():
-            raise InvalidInputError("scores must be a non-empty finite 1-D array")
-        mean = float(values.mean())
+        _n_labeled(n_labeled)
+        values = _scores(_require(scores, "scores", "OverallUncertainty"))
+        mean = float(values.mean(dtype=np.float64))
         self.should_stop = mean < self.threshold
         self.reason = (f"mean pool uncertainty {mean:.4f} < {self.threshold}"
                        if self.should_stop else "")
@@ -119,10 +184,9 @@ class MaxLabels(StoppingCriterion):
         self.max_labels = v.count(max_labels, "max_labels")
 
     def update(self, *, n_labeled=None, predictions=None, scores=None) -> bool:
-        labeled = _require(n_labeled, "n_labeled", "MaxLabels")
-        if (isinstance(labeled, bool) or not isinstance(labeled, int | np.integer)
-                or labeled < 0):
-            raise InvalidInputError(f"n_labeled must be a non-negative int, got {labeled!r}")
+        labeled = _n_labeled(_require(n_labeled, "n_labeled", "MaxLabels"))
+        if scores is not None:
+            _scores(scores)
         self.should_stop = labeled >= self.max_labels
         self.reason = f"{labeled} labels >= {self.max_labels}" if self.should_stop else ""
         return self.should_stop
@@ -132,13 +196,31 @@ class AnyOf(StoppingCriterion):
     """Stop when any of the criteria says so (``a | b``)."""
 
     def __init__(self, *criteria: StoppingCriterion):
-        if not criteria or not all(isinstance(c, StoppingCriterion) for c in criteria):
-            raise InvalidInputError("combine StoppingCriterion instances")
+        if not criteria:
+            raise InvalidInputError("pass at least one StoppingCriterion to combine")
+        for i, c in enumerate(criteria):
+            if not isinstance(c, StoppingCriterion):
+                raise InvalidInputError(
+                    f"criteria[{i}] must be a StoppingCriterion (e.g. MaxLabels(1000)), got "
+                    f"{type(c).__name__}")
         self.criteria = criteria
 
     def update(self, **round_info: Any) -> bool:
-        for criterion in self.criteria:
-            criterion.update(**round_info)
+        unknown = sorted(set(round_info) - {"n_labeled", "predictions", "scores"})
+        if unknown:
+            raise InvalidInputError(
+                f"update takes n_labeled=, predictions= and scores=, got "
+                f"{', '.join(f'{u}=' for u in unknown)}")
+        # A rejected round changes no criterion: restore every one if any refuses it.
+        saved = [copy.deepcopy(c.__dict__) for c in self.criteria]
+        try:
+            for criterion in self.criteria:
+                criterion.update(**round_info)
+        except InvalidInputError:
+            for criterion, state in zip(self.criteria, saved, strict=True):
+                criterion.__dict__.clear()
+                criterion.__dict__.update(state)
+            raise
         self.should_stop = self._combine(c.should_stop for c in self.criteria)
         self.reason = ("; ".join(c.reason for c in self.criteria if c.should_stop)
                        if self.should_stop else "")

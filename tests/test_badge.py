@@ -107,3 +107,67 @@ def test_progress():
     badge(rng.dirichlet(np.ones(3), size=50), rng.standard_normal((50, 4)), 7,
           progress=lambda done, total: calls.append((done, total)))
     assert calls == [(i, 7) for i in range(1, 8)]
+
+
+def test_duplicates_far_from_the_origin_weigh_exactly_zero():
+    """Equal gradients with embeddings far from the origin: the float64 expanded form leaves
+    rounding noise where the distance is 0; the exact re-decision leaves duplicates for
+    last, lowest index first."""
+    rng = np.random.default_rng(5)
+    h_row = rng.uniform(300, 800, size=24)
+    probs = np.tile(rng.dirichlet(np.ones(4)), (6, 1))
+    h = np.tile(h_row, (6, 1))
+    distinct = rng.standard_normal((3, 24)) * 50 + h_row
+    probs = np.vstack([probs, rng.dirichlet(np.ones(4), size=3)])
+    h = np.vstack([h, distinct])
+    got = badge(probs, h, 9, seed=3)
+    assert set(got[:4].tolist()) == {got[0], 6, 7, 8}  # the distinct ones first
+    np.testing.assert_array_equal(got[4:], sorted(set(range(6)) - {int(got[0])}))
+
+
+@st.composite
+def badge_inputs(draw):
+    n = draw(st.integers(1, 25))
+    c = draw(st.sampled_from([2, 3, 5]))
+    d = draw(st.integers(1, 4))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(c), size=n)
+    if draw(st.booleans()):
+        probs = np.round(probs, 1)
+        probs[:, 0] = 1 - probs[:, 1:].sum(axis=1)
+    h = rng.standard_normal((n, d)) + draw(st.sampled_from([0.0, 500.0, -3e3]))
+    dtype = draw(st.sampled_from([np.float16, np.float32, np.float64, np.int64]))
+    broken = draw(st.sampled_from([None, "nan", "negative", "sum"]))
+    if broken == "nan":
+        probs[0, 0] = np.nan
+    elif broken == "negative":
+        probs[0] = [-0.5, 1.5] + [0.0] * (c - 2)
+    elif broken == "sum":
+        probs[0, 0] += 0.5
+    strided = draw(st.booleans())
+    return probs, h, dtype, strided, seed
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@settings(max_examples=60)
+@given(badge_inputs(), st.data())
+def test_any_input_is_a_correct_result_or_invalid_input(case, data):
+    probs, h, dtype, strided, seed = case
+    n = len(probs)
+    p = probs.astype(dtype)
+    emb = np.repeat(h, 2, axis=1)[:, ::2] if strided else h
+    labeled = data.draw(st.lists(st.integers(0, n - 1), unique=True, max_size=n - 1))
+    k = data.draw(st.integers(1, n - len(labeled)))
+    valid = dtype != np.int64 and np.isfinite(p).all() and (p >= 0).all() and (
+        np.abs(p.astype(np.float64).sum(axis=1) - 1) <= 1e-3).all()
+    if not valid:
+        with pytest.raises(alcore.InvalidInputError, match="probs"):
+            badge(p, emb, k, labeled=labeled or None, seed=seed)
+        return
+    got = badge(p, emb, k, labeled=labeled or None, seed=seed)
+    assert got.dtype == np.int64 and len(set(got.tolist())) == k
+    assert not set(got.tolist()) & set(labeled)
+    if dtype == np.float64:
+        np.testing.assert_array_equal(got, reference(p, emb.astype(np.float32), k, labeled,
+                                                     seed))

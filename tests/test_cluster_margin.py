@@ -13,9 +13,12 @@ from alcore.diversity import cluster_margin
 
 
 def reference(probs, k, labeled, clusters, per_pick):
-    # Smallest margin p1 - p2 first, ties to the lower index.
-    top2 = np.sort(np.asarray(probs, dtype=np.float64), axis=1)[:, -2:]
-    score = 1.0 - (top2[:, 1] - top2[:, 0])
+    # Smallest margin p1 - p2 first, ties to the lower index; in the precision alcore
+    # scores in (float32 for float16/float32 input, else float64).
+    probs = np.asarray(probs)
+    dtype = np.float32 if probs.dtype.itemsize <= 4 else np.float64
+    top2 = np.sort(probs.astype(dtype), axis=1)[:, -2:]
+    score = dtype(1.0) - (top2[:, 1] - top2[:, 0])
     order = sorted((i for i in range(len(probs)) if i not in labeled),
                    key=lambda i: (-score[i], i))
     candidates = order[:min(per_pick * k, len(order))]
@@ -93,3 +96,32 @@ def test_bad_input(kwargs, match):
     kwargs.setdefault("embeddings", np.zeros((3, 2)))
     with pytest.raises(alcore.InvalidInputError, match=match):
         cluster_margin(np.full((3, 2), 0.5), **kwargs)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")
+@settings(max_examples=40)
+@given(st.sampled_from([np.float16, np.float32, np.float64, np.int64]), st.integers(1, 30),
+       st.booleans(), st.sampled_from([None, "nan", "inf", "sum"]), st.integers(0, 2**16))
+def test_any_input_is_a_correct_result_or_invalid_input(dtype, n, strided, broken, seed):
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(3), size=n)
+    if broken == "nan":
+        probs[-1, 0] = np.nan
+    elif broken == "inf":
+        probs[-1, 1] = np.inf
+    elif broken == "sum":
+        probs[-1] *= 2
+    p = probs.astype(dtype)
+    if strided:
+        p = np.repeat(p, 2, axis=1)[:, ::2]
+    clusters = rng.integers(4, size=n)
+    k = int(rng.integers(1, n + 1))
+    seen = p.astype(np.float64)
+    valid = dtype != np.int64 and np.isfinite(seen).all() and (
+        np.abs(seen.sum(axis=1) - 1) <= 1e-3).all()
+    if not valid:
+        with pytest.raises(alcore.InvalidInputError, match="probs"):
+            cluster_margin(p, None, k, clusters=clusters)
+        return
+    got = cluster_margin(p, None, k, clusters=clusters)
+    np.testing.assert_array_equal(got, reference(p, k, set(), clusters, 10))

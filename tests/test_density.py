@@ -99,3 +99,91 @@ def test_progress_reports_every_batch():
 def test_bad_input(kwargs, match):
     with pytest.raises(alcore.InvalidInputError, match=match):
         knn_density(**kwargs)
+
+
+def test_uncentred_rows_get_their_true_density():
+    """Rows far from the origin (offsets 10..800, spread 0.5, 64-d): FAISS's float32
+    expanded form on the raw rows is off by about 15 in squared distances of about 30; on
+    centred rows it is not."""
+    rng = np.random.default_rng(5)
+    x = (rng.uniform(10, 800, size=64) + rng.standard_normal((3000, 64)) * 0.5)
+    x = x.astype(np.float32)  # 3000 queries: FAISS takes its BLAS path (few queries do not)
+    x64 = x.astype(np.float64)
+    mean = []
+    for i in range(len(x)):
+        d = np.sqrt(((x64 - x64[i]) ** 2).sum(axis=1))
+        d[i] = np.inf
+        mean.append(np.sort(d)[:5].mean())
+    np.testing.assert_allclose(1 / knn_density(x, 5), mean, rtol=1e-4)
+
+
+@settings(max_examples=40)
+@given(st.sampled_from([np.float16, np.float32, np.float64]), st.integers(2, 30),
+       st.integers(1, 5), st.sampled_from([0.0, 300.0, -2.0**16]), st.booleans(),
+       st.integers(1, 4))
+def test_any_dtype_layout_and_offset(dtype, n, d, offset, strided, k):
+    k = min(k, n - 1)
+    rng = np.random.default_rng(n + 100 * d)
+    x = (rng.standard_normal((n, 2 * d)) + offset).astype(dtype)
+    x = x[:, ::2] if strided else x[:, :d]
+    got = knn_density(x, k)
+    mean = brute_force(x.astype(np.float32), k)
+    assert got.dtype == np.float32 and got.shape == (n,)
+    positive = mean > 1e-3
+    np.testing.assert_allclose(1 / got[positive], mean[positive], rtol=2e-3)
+
+
+def _run_python(code: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_faiss_calls_leave_the_environment_as_it_was():
+    _run_python("""
+import os
+import numpy as np
+import alcore
+before = dict(os.environ)
+alcore.density.knn_density(np.random.default_rng(0).standard_normal((50, 3)), 3)
+assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items())
+assert "OMP_WAIT_POLICY" not in os.environ
+""")
+
+
+def test_faiss_thread_count_is_alcores_only_during_its_calls():
+    _run_python("""
+import faiss
+import numpy as np
+import alcore
+faiss.omp_set_num_threads(1)
+alcore.set_num_threads(2)
+inside = []
+x = np.random.default_rng(0).standard_normal((50, 3)).astype(np.float32)
+alcore.density.knn_density(x, 3, progress=lambda d, t: inside.append(faiss.omp_get_max_threads()))
+assert inside and set(inside) == {2}, inside
+assert faiss.omp_get_max_threads() == 1, faiss.omp_get_max_threads()
+alcore.diversity.typiclust(x, 3)  # k-means
+assert faiss.omp_get_max_threads() == 1, faiss.omp_get_max_threads()
+""")
+
+
+def test_threads_change_nothing():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5000, 16)).astype(np.float32)
+    saved = alcore.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3, 7):
+            alcore.set_num_threads(threads)
+            results.append(knn_density(x, 5, return_neighbors=True))
+    finally:
+        alcore.set_num_threads(saved)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other.ids, results[0].ids)
+        np.testing.assert_allclose(other.density, results[0].density, rtol=1e-6)

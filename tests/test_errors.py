@@ -308,3 +308,28 @@ def test_import_from_an_unbuilt_checkout_says_what_to_do(tmp_path, installed):
         assert f"the installed package at {(tmp_path / 'site' / 'alcore').resolve()}" in last
     assert "Run Python from another directory" in last and "`pip install -e .`" in last
     assert "circular import" not in last
+
+
+@pytest.mark.parametrize(
+    "seed, match",
+    [
+        (-1, r"seed must be >= 0, got -1"),
+        (1.5, r"seed must be an int or a numpy.random.Generator \(or None\), got float 1\.5"),
+        (True, r"seed must be an int or a numpy.random.Generator \(or None\), got True"),
+        ("0", r"seed must be an int or a numpy.random.Generator \(or None\), got str '0'"),
+    ],
+)
+def test_bad_seed(seed, match):
+    probs = np.random.default_rng(0).dirichlet(np.ones(3), size=20)
+    emb = np.random.default_rng(1).standard_normal((20, 2))
+    with pytest.raises(alcore.InvalidInputError, match=match):
+        alcore.select(probs, 2, embeddings=emb, seed=seed)
+
+
+@pytest.mark.parametrize("seed", [3, np.int64(3), np.array(3), np.uint16(3)])
+def test_numpy_integer_seeds_are_the_same_seed(seed):
+    probs = np.random.default_rng(0).dirichlet(np.ones(3), size=50)
+    emb = np.random.default_rng(1).standard_normal((50, 2))
+    want = alcore.select(probs, 4, embeddings=emb, diversity="kcenter", seed=3).indices
+    got = alcore.select(probs, 4, embeddings=emb, diversity="kcenter", seed=seed).indices
+    np.testing.assert_array_equal(got, want)

@@ -75,3 +75,49 @@ def test_information_density_combines():
 def test_bad_input(args, kwargs, match):
     with pytest.raises(alcore.InvalidInputError, match=match):
         information_density(*args, **kwargs)
+
+
+def test_exact_inverse_euclidean_working_memory_is_bounded():
+    """Temporaries stay under alcore.density.WORK_BYTES (32 MB) beside the float64 copy of
+    the points; the old 2048-row blocks allocated several 2048 x N float64 matrices (about
+    100 MB each here)."""
+    import tracemalloc
+
+    from alcore.density import WORK_BYTES
+
+    n, d = 6000, 8
+    x = np.random.default_rng(3).standard_normal((n, d)).astype(np.float32)
+    tracemalloc.start()
+    try:
+        similarity_density(x, similarity="inverse_euclidean", exact=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    inputs = 2 * n * d * 8 + 4 * n * 8  # float64 copies of the points and one block, outputs
+    assert peak <= WORK_BYTES + inputs + 2**20, peak
+
+
+def test_inverse_euclidean_on_uncentred_rows():
+    rng = np.random.default_rng(4)
+    x = (rng.uniform(10, 800, size=16) + rng.standard_normal((300, 16)) * 1e-3)
+    x = x.astype(np.float32)
+    got = similarity_density(x, similarity="inverse_euclidean", exact=True)
+    np.testing.assert_allclose(got, brute(x, "inverse_euclidean", True), rtol=1e-9)
+
+
+@settings(max_examples=40)
+@given(st.sampled_from([np.float16, np.float32, np.float64, np.int64]),
+       st.integers(1, 12), st.integers(1, 4), st.sampled_from([0.0, 100.0, 1e4]),
+       st.booleans(), st.sampled_from(["cosine", "inverse_euclidean"]))
+def test_any_dtype_shape_and_layout(dtype, n, d, offset, strided, similarity):
+    rng = np.random.default_rng(n * 10 + d)
+    x = (rng.standard_normal((n, 2 * d)) + offset).astype(dtype)
+    x = x[:, ::2] if strided else x[:, :d]
+    scores = np.linspace(0, 1, n)
+    if dtype == np.int64:
+        with pytest.raises(alcore.InvalidInputError, match="embeddings must have a floating"):
+            information_density(scores, x, similarity=similarity)
+        return
+    got = information_density(scores, x, similarity=similarity)
+    ref = np.maximum(brute(x.astype(np.float32), similarity, True), 0)
+    np.testing.assert_allclose(got, scores * ref, rtol=1e-4, atol=1e-6)

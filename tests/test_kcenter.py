@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -172,3 +172,48 @@ def test_exclude_leaves_items_out_of_the_pool():
 def test_bad_input(kwargs, match):
     with pytest.raises(alcore.InvalidInputError, match=match):
         kcenter(**kwargs)
+
+
+@st.composite
+def any_embeddings(draw):
+    """Random dtypes, one row or many, strided and Fortran layouts, offsets far from the
+    origin, and sometimes a NaN or inf."""
+    n = draw(st.integers(1, 40))
+    d = draw(st.integers(1, 6))
+    base = draw(hnp.arrays(np.int8, (n, d), elements=st.integers(-3, 3))).astype(np.float64)
+    offset = draw(st.sampled_from([0.0, 250.0, -2.0**12, 1e30]))
+    dtype = draw(st.sampled_from([np.float16, np.float32, np.float64, np.int32]))
+    x = base + offset
+    if draw(st.booleans()) and n * d > 1:
+        x[draw(st.integers(0, n - 1)), draw(st.integers(0, d - 1))] = draw(
+            st.sampled_from([np.nan, np.inf, -np.inf]))
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = x.astype(dtype)
+    layout = draw(st.sampled_from(["c", "f", "strided"]))
+    if layout == "f":
+        x = np.asfortranarray(x)
+    elif layout == "strided":
+        wide = np.zeros((n, 2 * d), dtype=x.dtype)
+        wide[:, 1::2] = x
+        x = wide[:, 1::2]
+    return x
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@settings(max_examples=80)
+@given(any_embeddings(), st.data())
+def test_any_input_is_a_correct_result_or_invalid_input(x, data):
+    n = len(x)
+    labeled = data.draw(st.lists(st.integers(0, n - 1), unique=True, max_size=min(3, n - 1)))
+    k = data.draw(st.integers(1, n - len(labeled)))
+    try:
+        got = kcenter(x, k, labeled=labeled or None, seed=1)
+    except alcore.InvalidInputError as err:
+        as_float = np.asarray(x, dtype=np.float64)
+        assert (x.dtype.kind not in "f" or not np.isfinite(x.astype(np.float32)).all()
+                or np.abs(as_float).max() > 1e18), err
+        return
+    assert x.dtype.kind == "f" and np.isfinite(x.astype(np.float32)).all()
+    first = int(np.random.default_rng(1).integers(n)) if not labeled else None
+    picks, _ = naive_greedy(x.astype(np.float32), k, np.array(labeled, dtype=np.int64), first)
+    np.testing.assert_array_equal(got, picks)

@@ -83,3 +83,60 @@ def test_sparse_graph_scales():
 def test_bad_input(kwargs, match):
     with pytest.raises(alcore.InvalidInputError, match=match):
         probcover(np.zeros((4, 2)), **kwargs)
+
+
+def test_uncentred_rows_match_the_dense_reference():
+    """Rows far from the origin (offsets 10..800): the radius graph is that of the exact
+    distances however large the rows' norms."""
+    rng = np.random.default_rng(3)
+    x = (rng.uniform(10, 800, size=48) + rng.standard_normal((600, 48)) * 0.3)
+    x = x.astype(np.float32)
+    labeled = rng.choice(600, 5, replace=False).tolist()
+    radius = 2.6
+    got = probcover(x, 30, radius=radius, labeled=labeled)
+    np.testing.assert_array_equal(got, dense_reference(x, 30, radius, set(labeled)))
+
+
+@settings(max_examples=40)
+@given(hnp.arrays(np.float32, st.tuples(st.integers(1, 30), st.integers(1, 3)),
+                  elements=st.integers(-3, 3).map(float)),
+       st.sampled_from([0.0, 500.0, -2.0**14]), st.sampled_from([np.float16, np.float64]),
+       st.data())
+def test_offset_and_dtype_change_nothing(x, offset, dtype, data):
+    """Integer grids moved far from the origin: exact ties at the radius still decide as
+    the float64 reference does."""
+    x = (x + offset).astype(dtype)
+    n = len(x)
+    never = data.draw(st.lists(st.integers(0, n - 1), unique=True, max_size=n - 1))
+    split = data.draw(st.integers(0, len(never)))
+    labeled, excluded = never[:split], never[split:]
+    k = data.draw(st.integers(1, n - len(never)))
+    radius = data.draw(st.sampled_from([1.0, np.sqrt(2.0), 2.0]))
+    got = probcover(x, k, radius=radius, labeled=labeled or None, exclude=excluded or None)
+    keep = np.setdiff1d(np.arange(n), excluded)
+    position = {int(item): j for j, item in enumerate(keep)}
+    want = dense_reference(x[keep].astype(np.float32), k, radius,
+                           {position[i] for i in labeled})
+    np.testing.assert_array_equal(got, keep[want])
+
+
+@pytest.mark.parametrize("emb", [None, "x", [[0.0], [1.0, 2.0]], np.zeros((3, 0)),
+                                 np.full((3, 2), np.nan), np.zeros((3, 2), dtype=np.int8)])
+def test_wrong_embeddings_are_invalid_input(emb):
+    with pytest.raises(alcore.InvalidInputError, match="embeddings"):
+        probcover(emb, 1, radius=1.0)
+
+
+def test_threads_change_nothing():
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((3000, 6)) + 40).astype(np.float32)
+    saved = alcore.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3, 7):
+            alcore.set_num_threads(threads)
+            results.append(probcover(x, 15, radius=1.5, labeled=np.arange(4), seed=2))
+    finally:
+        alcore.set_num_threads(saved)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])

@@ -260,6 +260,15 @@ def test_cluster_margin_matches_the_definition(pool):
         ({"diversity": "probcover", "radiu": 1.0},
          r"takes no option radiu= \(did you mean radius=\?\)"),
         ({"diversity": "probcover"}, r"diversity='probcover' needs radius="),
+        ({"labelled": [0], "diversity": None},
+         r"select\(\) takes no argument labelled= \(did you mean labeled=\?\)"),
+        ({"diversity": None, "n_neighbours": 3},
+         r"takes no argument n_neighbours= \(did you mean n_neighbors=\?\)"),
+        ({"diversity": "kcenter", "n_neighbors": 3},
+         r"diversity='kcenter' takes no option n_neighbors= \(an option of "
+         r"diversity='typiclust'\); its options are metric="),
+        ({"diversity": "kcenter", "labelled": [0]},
+         r"diversity='kcenter' takes no option labelled= \(did you mean labeled=\?\)"),
         ({"diversity": "spread"}, r"diversity='spread' needs min_distance="),
         ({"diversity": "probcover", "radius": -1}, r"radius must be > 0, got -1"),
         ({"diversity": "spread", "min_distance": "far"}, r"min_distance must be a number"),
@@ -304,3 +313,21 @@ def test_numpy_scalars_are_numbers(pool):
                         beta=np.float32(0.5), atol=np.array(1e-3), diversity="kcenter",
                         candidates=np.int32(3), labeled=[0])
     assert len(got.indices) == 4 and got.config["beta"] == 0.5
+
+
+@pytest.mark.parametrize("method", ["badge", "cluster_margin"])
+def test_normalize_and_atol_reach_the_methods_that_read_probabilities(pool, method):
+    """normalize=/atol= are honoured by the diversity methods that read the probabilities
+    themselves, not only by the score."""
+    probs, emb = pool
+    probs, emb = probs[:400], emb[:400]
+    want = alcore.select(probs, 8, embeddings=emb, diversity=method, labeled=[0]).indices
+    scaled = alcore.select(probs * 3.0, 8, embeddings=emb, diversity=method, labeled=[0],
+                           normalize=True)
+    np.testing.assert_array_equal(scaled.indices, want)
+    rough = probs.copy()
+    rough[:, 0] += 0.004  # rows now sum to 1.004: refused at the default atol
+    with pytest.raises(alcore.InvalidInputError, match=r"rows must sum to 1"):
+        alcore.select(rough, 8, embeddings=emb, diversity=method, labeled=[0])
+    loose = alcore.select(rough, 8, embeddings=emb, diversity=method, labeled=[0], atol=0.01)
+    assert len(loose.indices) == 8

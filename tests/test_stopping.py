@@ -56,7 +56,27 @@ def test_combinations():
         (lambda: MaxLabels(10).update(), r"MaxLabels.update needs n_labeled="),
         (lambda: MaxLabels(0), r"max_labels must be a positive integer"),
         (lambda: OverallUncertainty(0.1).update(scores=[]), r"scores must be a non-empty"),
-        (lambda: StabilizingPredictions(threshold=2), r"threshold must be in \[-1, 1\]"),
+        (lambda: OverallUncertainty(0.1).update(scores=np.array([0.1, np.nan])),
+         r"scores must be finite: scores\[1\] is nan"),
+        (lambda: OverallUncertainty(0.1).update(scores=np.array([1, 2])),
+         r"scores must have a floating dtype"),
+        (lambda: OverallUncertainty(None), r"threshold must be a number, got NoneType None"),
+        (lambda: OverallUncertainty("0.1"), r"threshold must be a number, got '0\.1'"),
+        (lambda: StabilizingPredictions(threshold=2), r"threshold must be <= 1, got 2"),
+        (lambda: StabilizingPredictions(threshold="x"), r"threshold must be a number, got 'x'"),
+        (lambda: StabilizingPredictions(window=0), r"window must be a positive integer"),
+        (lambda: MaxLabels(10).update(n_labeled=-1), r"n_labeled must be >= 0, got -1"),
+        (lambda: MaxLabels(10).update(n_labeled=2.5), r"n_labeled must be an integer"),
+        (lambda: MaxLabels(10).update(n_labeled="5"), r"n_labeled must be an integer"),
+        (lambda: MaxLabels(2.0), r"max_labels must be a positive integer"),
+        (lambda: MaxLabels(10) | 3, r"criteria\[1\] must be a StoppingCriterion"),
+        (lambda: (MaxLabels(10) | MaxLabels(5)).update(n_labeled=1, score=[0.1]),
+         r"update takes n_labeled=, predictions= and scores=, got score="),
+        (lambda: cohen_kappa([1, 2], [1, 2, 3]), r"a and b must have the same length"),
+        (lambda: cohen_kappa([], []), r"a must be a non-empty 1-D vector"),
+        (lambda: cohen_kappa([1, 2], ["a", "b"]), r"a and b must both hold numbers or both"),
+        (lambda: StabilizingPredictions().update(predictions=[object()]),
+         r"predictions must hold class labels"),
         (lambda: StabilizingPredictions().update(predictions=np.zeros((2, 2))),
          r"predictions must be the labels predicted for the stop set"),
     ],
@@ -71,3 +91,24 @@ def test_stop_set_must_not_change():
     criterion.update(predictions=np.zeros(5))
     with pytest.raises(alcore.InvalidInputError, match=r"same stop set every round"):
         criterion.update(predictions=np.zeros(6))
+
+
+def test_numpy_numbers_are_accepted():
+    labeled = np.zeros(100, dtype=bool)
+    labeled[:60] = True
+    stop = MaxLabels(np.int64(50)) | OverallUncertainty(np.float32(0.1))
+    assert stop.update(n_labeled=labeled.sum(), scores=np.full(3, 0.5, dtype=np.float32))
+    assert "60 labels >= 50" in stop.reason
+    assert StabilizingPredictions(threshold=np.float64(0.9), window=np.int8(1)).window == 1
+
+
+def test_a_rejected_round_changes_no_criterion():
+    stable = StabilizingPredictions(window=1)
+    stop = stable | MaxLabels(100)
+    stop.update(n_labeled=10, predictions=np.zeros(5))
+    kappas, previous = list(stable.kappas), stable._previous.copy()
+    with pytest.raises(alcore.InvalidInputError, match=r"MaxLabels.update needs n_labeled="):
+        stop.update(predictions=np.ones(5))  # stable accepts it, MaxLabels refuses
+    assert stable.kappas == kappas
+    np.testing.assert_array_equal(stable._previous, previous)
+    assert stop.update(n_labeled=20, predictions=np.zeros(5)) and stable.kappas == [1.0]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import alcore
 from alcore.diversity import typiclust
@@ -121,3 +123,77 @@ def test_progress():
     calls = []
     typiclust(x, 3, clusters=labels, progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_clusters_do_not_grow_with_the_labeled_set(monkeypatch):
+    """min(n_labeled + k, max_clusters) k-means clusters, as the authors' code (cap 500):
+    the old n_labeled + k made 10 picks with 4000 labeled 30 times slower."""
+    from alcore import _faiss
+
+    asked = []
+    real = _faiss.kmeans
+
+    def spy(x, n_clusters, seed, *args, **kwargs):
+        asked.append(n_clusters)
+        return real(x, n_clusters, seed, *args, **kwargs)
+
+    monkeypatch.setattr(_faiss, "kmeans", spy)
+    x, _ = clustered(9, [200] * 10, d=4)
+    typiclust(x, 5, labeled=np.arange(1000), max_clusters=40)
+    typiclust(x, 5, labeled=np.arange(10), max_clusters=40)
+    typiclust(x, 5)
+    assert asked == [40, 15, 5]
+    assert alcore.diversity.MAX_CLUSTERS == 500
+    typiclust(x, 5, labeled=np.arange(1500))
+    assert asked[-1] == 500
+
+
+def test_exclude_leaves_items_out_of_the_pool():
+    x, labels = clustered(10, [12, 9, 7, 5])
+    excluded = np.flatnonzero(labels == 0)[:8]  # cluster 0 shrinks below cluster 1
+    keep = np.setdiff1d(np.arange(len(x)), excluded)
+    got = typiclust(x, 3, clusters=labels, exclude=excluded, n_neighbors=3)
+    want = reference(x[keep], 3, np.array([], dtype=np.int64), labels[keep], 3)
+    np.testing.assert_array_equal(got, keep[want])
+    assert labels[got[0]] == 1
+
+
+WRONG = [None, "abc", 3, [[1.0, 2.0], [3.0]], np.zeros((4, 0)), np.zeros((0, 2)),
+         np.array([[np.nan, 1.0]] * 4), np.zeros((4, 2), dtype=np.int64), {"a": 1},
+         np.zeros((4, 2, 1))]
+
+
+@pytest.mark.parametrize("emb", WRONG, ids=range(len(WRONG)))
+def test_wrong_embeddings_are_invalid_input(emb):
+    with pytest.raises(alcore.InvalidInputError, match="embeddings"):
+        typiclust(emb, 1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"k": 1.5}, r"k must be a positive integer"),
+        ({"k": np.int64(2), "seed": "s"}, r"seed must be an int or a numpy.random.Generator"),
+        ({"k": 1, "labeled": np.array([np.nan, 1.0, np.nan])}, r"labeled"),
+        ({"k": 1, "exclude": [9]}, r"exclude holds index 9"),
+        ({"k": 1, "max_clusters": 2.0}, r"max_clusters must be a positive integer"),
+        ({"k": 1, "clusters": np.zeros(6)}, r"clusters must be non-negative integer labels"),
+    ],
+)
+def test_bad_options(kwargs, match):
+    with pytest.raises(alcore.InvalidInputError, match=match):
+        typiclust(np.random.default_rng(0).standard_normal((6, 2)), **kwargs)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@settings(max_examples=30)
+@given(st.sampled_from([np.float16, np.float32, np.float64]), st.booleans(),
+       st.sampled_from([0.0, 400.0]), st.integers(1, 4), st.integers(0, 3))
+def test_dtype_layout_and_offset_do_not_change_the_picks(dtype, strided, offset, k, n_lab):
+    x, labels = clustered(11, [9, 7, 6, 4, 2], d=3)
+    x = (x + offset).astype(dtype).astype(np.float32)  # the values alcore sees
+    emb = np.repeat(x, 2, axis=1)[:, ::2] if strided else x
+    labeled = np.arange(n_lab)
+    got = typiclust(emb.astype(dtype), k, labeled=labeled if n_lab else None,
+                    clusters=labels, n_neighbors=3)
+    np.testing.assert_array_equal(got, reference(x, k, labeled, labels, 3))
