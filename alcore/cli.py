@@ -2,11 +2,12 @@
 
 Conventions every subcommand follows:
 
-- **Errors** are one line on stderr, ``alcore: error: …``, with exit code 2; never a
-  traceback for bad input. The library's :class:`alcore.InvalidInputError` messages name
-  Python arguments (``pass logits=…``, ``normalize=True``, ``a larger atol=``); the command
-  line rewrites them into its flags (``--logits``, ``--normalize``, ``--atol``) with
-  :func:`in_flags`, so advice names only what the command accepts.
+- **Errors** are one line on stderr, ``alcore: error: …``, with exit code 2 for bad input
+  (1 for a missing optional dependency or a failed write); never a traceback. The
+  library's :class:`alcore.InvalidInputError` messages name Python arguments (``pass
+  logits=…``, ``normalize=True``, ``a larger atol=``); the command line rewrites them into
+  its flags (``--logits``, ``--normalize``, ``--atol``) with :func:`in_flags`, so advice
+  names only what the command accepts.
 - **Output** is checked before any work: ``--out`` must have a writable extension, its
   folder must exist, and an existing file (or, for ``simulate``, folder) is replaced only
   with ``--overwrite``. Files are written atomically.
@@ -52,6 +53,10 @@ _PHRASES = [
 _KEYWORD = re.compile(
     r"(?<![\w.-])(" + "|".join(sorted(_FLAGS, key=len, reverse=True)) +
     r")=(True\b|'[^']*'|\"[^\"]*\"|[^\s,;)'\"]*)")
+# Options (not data arrays) that open a message as its subject: "atol must be in [0, 1)".
+_SUBJECT = re.compile(
+    r"(?<![\w.-])(atol|beta|radius|min_distance|candidates|seed|score|density|diversity|k|"
+    r"budget|strategy|utility|window)(?= must\b)")
 SCORES = ("least_confidence", "margin", "ratio", "entropy")
 DIVERSITIES = ("auto", "none", "kcenter", "badge", "typiclust", "cluster_margin",
                "probcover", "spread")
@@ -63,16 +68,22 @@ GATE_UTILITIES = ("least_confidence", "margin", "entropy")
 def in_flags(message: str) -> str:
     """A library error message with its Python advice rewritten as command-line flags:
     ``logits=``/``logits=True`` -> ``--logits``, ``atol=0.001`` -> ``--atol 0.001``,
-    ``min_distance=`` -> ``--min-distance``, and known phrases (``numpy.nan_to_num``,
-    ``id=None``) reworded for a file."""
+    ``min_distance=`` -> ``--min-distance``, an option as a sentence's subject (``atol must
+    be …``) -> its flag, and known phrases (``numpy.nan_to_num``, ``id=None``) reworded for
+    a file."""
     for python, flags in _PHRASES:
         message = message.replace(python, flags)
 
     def flag(match: re.Match) -> str:
         name, value = match[1], match[2].strip("'\"")
-        return _FLAGS[name] if value in ("", "True") else f"{_FLAGS[name]} {value}"
+        if value in ("", "True"):
+            return _FLAGS[name]
+        if value == "None":
+            return "--diversity none" if name == "diversity" else f"no {_FLAGS[name]}"
+        return f"{_FLAGS[name]} {value}"
 
-    return _KEYWORD.sub(flag, message)
+    message = _KEYWORD.sub(flag, message)
+    return _SUBJECT.sub(lambda match: _FLAGS[match[1]], message)
 
 
 def _count(text: str) -> int:
@@ -112,7 +123,8 @@ def _outputs(parser: argparse.ArgumentParser, *, single: bool = False) -> None:
                              "rounded probabilities)")
     parser.add_argument("--atol", type=float, default=1e-3,
                         help="allowed |row sum - 1| (default 0.001; probabilities rounded "
-                             "to 3 decimals need about 0.005 x classes, or --normalize)")
+                             "to 3 decimals can be off by 0.0005 x classes: --atol 0.01, or "
+                             "--normalize)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--window", type=_count,
                       help="budget window in items (default: follows the budget)")
     gate.add_argument("--seed", type=int, default=0, help="random seed")
+    gate.add_argument("--hard-cap", action="store_true",
+                      help="never let any prefix of the stream spend more than budget x n + 1")
     _outputs(gate)
     gate.add_argument("--id", help="id column copied to the output (default: 'id' if "
                                    "present); ids are kept as written")
@@ -161,11 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                    ".json)")
     gate.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
-    select = commands.add_parser("select", parents=[common],
-                                 help="choose the next batch from a pool file")
+    select = commands.add_parser(
+        "select", parents=[common], help="choose the next batch from a pool file",
+        description="Choose the next batch from a pool file. The output has one row per "
+                    "chosen item: id (as written in the pool), pick (1 = picked first; the "
+                    "diversity stage's order), score (the combined score), score_rank (the "
+                    "item's rank by score among the unlabeled items, 1 = best) and reason "
+                    "(why this item, with its own numbers).")
     select.add_argument("pool", help="Parquet, CSV, NDJSON or Arrow file (.csv.gz and "
                                      ".ndjson.gz too)")
-    select.add_argument("-k", type=_count, required=True,
+    select.add_argument("-k", type=_count, required=True, metavar="N",
                         help="batch size: how many items to select (an integer, e.g. 1000)")
     select.add_argument("--score", default="margin", choices=SCORES, help="default margin")
     _outputs(select)
@@ -176,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto (default): kcenter over the 5 x k best candidates by "
                              "score when the pool has embeddings, else the top k; none: the "
                              "top k; probcover needs --radius, spread --min-distance")
-    select.add_argument("--candidates", type=_count,
+    select.add_argument("--candidates", type=_count, metavar="M",
                         help="keep the best (candidates x k) items by score before the "
                              "diversity stage")
     select.add_argument("--radius", type=float, help="ProbCover ball radius")
@@ -292,19 +311,22 @@ def _select(args: argparse.Namespace) -> None:
                            labeled=pool.labeled, score=args.score, normalize=args.normalize,
                            atol=args.atol, density=args.density, beta=args.beta,
                            diversity=None if args.diversity == "none" else args.diversity,
-                           candidates=args.candidates, seed=args.seed,
-                           return_utilities=True, **params)
+                           candidates=args.candidates, seed=args.seed, **params)
     picks = np.asarray(chosen.indices)
+    components = dict(chosen.components)
     columns: dict[str, Any] = {
         "id": pool.ids[picks], "pick": np.arange(1, len(picks) + 1, dtype=np.int64),
-        "score": chosen.scores, "score_rank": score_ranks(chosen.utilities, picks),
-        "reason": list(chosen.reasons)}
+        "score": chosen.scores, "score_rank": components.pop("rank"),
+        "reason": [_reason_with_ids(text, pool.ids) for text in chosen.reasons]}
     if args.explain:
-        for name, values in chosen.components.items():
+        for name, values in components.items():
             values = np.asarray(values)
-            # The combined score is already the "score" column (it equals the uncertainty
-            # when no density weights it): write each number once.
-            if name not in columns and not np.array_equal(values, chosen.scores):
+            if name == "nearest":  # a row number: write the nearest covered item's id
+                columns["nearest_id"] = pl.Series(
+                    [pool.ids[j] if j >= 0 else None for j in values.tolist()])
+            elif not np.array_equal(values, chosen.scores):
+                # The uncertainty equals the combined score when no density weights it:
+                # write each number once.
                 columns[name] = values
     io.write_table(pl.DataFrame(columns), args.out, overwrite=args.overwrite)
     n_labeled = 0 if pool.labeled is None else int(pool.labeled.sum())
@@ -317,19 +339,11 @@ def _select(args: argparse.Namespace) -> None:
                                       for stage, seconds in chosen.timings.items()))
 
 
-def score_ranks(utilities: Any, picks: Any) -> Any:
-    """Each pick's rank (1 = best) by combined score among the items that could be picked
-    (utilities NaN for labeled/excluded items), equal scores ranked by the lower index as
-    the top-k ranks them."""
-    import numpy as np
-
-    utilities = np.asarray(utilities, dtype=np.float64)
-    n = len(utilities)
-    # NaN (labeled or excluded) sort last under -utilities; ties go to the lower index.
-    order = np.lexsort((np.arange(n), -utilities))
-    ranks = np.empty(n, dtype=np.int64)
-    ranks[order] = np.arange(1, n + 1)
-    return ranks[np.asarray(picks, dtype=np.int64)]
+def _reason_with_ids(reason: str, ids: Any) -> str:
+    """A Selection reason for the output file: the nearest covered item named by its id (as
+    the file's id column does, not by row number), options named as flags."""
+    return in_flags(re.sub(r"(nearest covered item )(\d+)", lambda m: f"{m[1]}{ids[int(m[2])]}",
+                            reason))
 
 
 def _describe(config: dict[str, Any]) -> str:
@@ -397,6 +411,8 @@ def _gate(args: argparse.Namespace) -> None:
     options: dict[str, Any] = {"utility": args.utility, "seed": args.seed, "atol": args.atol}
     if args.window is not None:
         options["window"] = args.window
+    if args.hard_cap:
+        options["hard_cap"] = True
     gate = StreamGate(args.strategy, args.budget, **options)
     # Decide in ten slices to report the threshold's trajectory (same decisions as one call).
     bounds = np.linspace(0, len(probs), 11).astype(int)
@@ -426,10 +442,13 @@ def _gate(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    from alcore import demo
+    from alcore import demo, simulate
 
     if args.k > args.items:
         parser.error(f"-k {args.k} exceeds --items {args.items}")
+    # The tour replaces its own files in --out; only a missing parent or a file is refused,
+    # before the minute of work.
+    simulate.check_out(args.out, overwrite=True)
     demo.tour(n=args.items, classes=args.classes, k=args.k, seed=args.seed,
               repeats=args.repeats, out_dir=args.out, seeds=args.seeds)
 

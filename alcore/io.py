@@ -118,8 +118,6 @@ def _float_dtype(dtypes: list[Any]) -> type:
 def _numeric_columns(table: Any, chosen: list[str], what: str, row_offset: int) -> np.ndarray:
     """(N, len(chosen)) matrix of numeric columns in the file's precision; nulls and text
     columns are errors naming the column and row."""
-    import polars as pl
-
     part = table.select(chosen)
     for name in chosen:
         dtype = part[name].dtype
@@ -257,7 +255,7 @@ def labeled_column(table: Any, name: str, row_offset: int = 0) -> np.ndarray:
 
     if name not in table.columns:
         raise InvalidInputError(
-            f"no column {name!r} for labeled; columns are {_columns_text(table.columns)}")
+            f"no column {name!r} for labeled=; columns are {_columns_text(table.columns)}")
     series = table[name]
     nulls = series.is_null()
     if nulls.any():
@@ -435,8 +433,8 @@ def top_k_from_file(path: str | os.PathLike, k: int, *, score: str = "margin",
             f"the id column with id=, or pass id=None to use row numbers")
     if labeled is not None and labeled not in columns:
         raise InvalidInputError(
-            f"no column {labeled!r} for labeled; columns are {_columns_text(columns)}")
-    excluded = _exclude_series(exclude, None if id is None else schema[id])
+            f"no column {labeled!r} for labeled=; columns are {_columns_text(columns)}")
+    excluded = _exclude_ids(exclude, None if id is None else schema[id])
     total = lazy.select(pl.len()).collect().item()
     if total == 0:
         raise InvalidInputError(f"{path.name} has no rows (columns: {_columns_text(columns)})")
@@ -481,8 +479,8 @@ def top_k_from_file(path: str | os.PathLike, k: int, *, score: str = "margin",
     return best_rows, best_ids, best_scores
 
 
-def _exclude_series(exclude: Collection[Any] | None, id_dtype: Any) -> Any:
-    """``exclude`` ids as a polars Series, after checking they can match the id column's
+def _exclude_ids(exclude: Collection[Any] | None, id_dtype: Any) -> list[Any] | None:
+    """``exclude`` ids as a list (None when empty), after checking they can match the id column's
     type (text ids against text, numbers against numbers): a mismatch would exclude
     nothing, silently."""
     if exclude is None:
@@ -508,7 +506,7 @@ def _exclude_series(exclude: Collection[Any] | None, id_dtype: Any) -> Any:
         bad = values[numbers.index(False)]
         what = "row numbers" if id_dtype is None else f"{id_dtype} ids"
         raise InvalidInputError(f"exclude holds {bad!r} but the file's ids are {what}")
-    return pl.Series(values)
+    return values
 
 
 def _shift_rows(message: str, offset: int) -> str:

@@ -179,6 +179,20 @@ def test_fixed_strategy_that_queries_nothing_says_why(tmp_path, capsys):
     assert "--strategy variable_uncertainty or --strategy quantile" in err
 
 
+def test_hard_cap(tmp_path, probs, capsys):
+    import inspect
+
+    if "hard_cap" not in inspect.signature(StreamGate).parameters:
+        pytest.skip("this StreamGate has no hard_cap (the native gate's branch adds it)")
+    path = write(pl.DataFrame({"probs": probs.tolist()}), tmp_path / "s.parquet")
+    assert run(["gate", path, "--budget", "0.05", "--hard-cap", "--out", tmp_path / "a.parquet"],
+               capsys)[0] == 0
+    queried = pl.read_parquet(tmp_path / "a.parquet")["query"].to_numpy()
+    want = StreamGate("variable_uncertainty", 0.05, hard_cap=True).decide_many(probs)
+    np.testing.assert_array_equal(queried, want)
+    assert (np.cumsum(queried) <= 0.05 * np.arange(1, 501) + 1).all()
+
+
 def test_threads_after_the_subcommand(tmp_path, probs, capsys):
     import alcore
 

@@ -139,7 +139,8 @@ def test_labeled_column(tmp_path):
         read_pool(path, labeled="yn")
     with pytest.raises(alcore.InvalidInputError, match=r"labeled column 'n' must hold"):
         read_pool(path, labeled="n")
-    with pytest.raises(alcore.InvalidInputError, match=r"no column 'gone' for labeled"):
+    with pytest.raises(alcore.InvalidInputError,
+                       match=r"no column 'gone' for labeled=; columns are id"):
         read_pool(path, labeled="gone")
     holes = tmp_path / "holes.csv"
     holes.write_text("id,p0,p1,done\na,0.5,0.5,true\nb,0.5,0.5,\n")

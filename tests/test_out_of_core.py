@@ -1,7 +1,8 @@
-"""Out-of-core top-k over a pool file."""
+"""Out-of-core top-k over a pool file, against numpy references (margin + lexsort)."""
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 import textwrap
@@ -11,24 +12,124 @@ import polars as pl
 import pytest
 
 import alcore
-from alcore.io import top_k_from_file
+from alcore.io import read_pool, top_k_from_file
 
 
-@pytest.mark.parametrize("suffix", ["parquet", "csv"])
-def test_equals_in_memory_selection(tmp_path, suffix):
-    rng = np.random.default_rng(0)
-    probs = np.round(rng.dirichlet(np.ones(4), size=50_000), 2)  # many ties
-    probs /= probs.sum(axis=1, keepdims=True)
+def margin_ref(probs):
+    """numpy margin, 1 - (p1 - p2), in the input's dtype."""
+    top = np.sort(probs, axis=1)
+    return probs.dtype.type(1) - (top[:, -1] - top[:, -2])
+
+
+def top_ref(scores, k, never=None):
+    """The k best scores, equal scores to the lower row (numpy lexsort)."""
+    rows = np.arange(len(scores)) if never is None else np.flatnonzero(~never)
+    return rows[np.lexsort((rows, -scores[rows]))[:k]]
+
+
+def tied_pool(n, dtype, seed=0):
+    """Probabilities rounded to 2 decimals (thousands of exact ties), renormalised in the
+    target dtype."""
+    rng = np.random.default_rng(seed)
+    probs = np.round(rng.dirichlet(np.ones(4), size=n), 2).astype(dtype)
+    probs[probs.sum(axis=1) == 0] = dtype(0.25)
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def write_pool(path, probs, ids, extra=None):
+    float_type = pl.Float32 if probs.dtype == np.float32 else pl.Float64
+    table = pl.DataFrame({"id": ids} | {f"p{j}": pl.Series(probs[:, j], dtype=float_type)
+                                        for j in range(probs.shape[1])} | (extra or {}))
+    name = path.name
+    if name.endswith(".gz"):
+        inner = path.with_name(name[:-3])
+        getattr(table, "write_" + inner.suffix[1:])(inner)
+        path.write_bytes(gzip.compress(inner.read_bytes()))
+        inner.unlink()
+    else:
+        getattr(table, "write_" + path.suffix[1:])(path)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("suffix", ["parquet", "csv", "csv.gz", "ndjson"])
+def test_equals_the_numpy_reference_and_the_in_memory_selection(tmp_path, suffix, dtype):
+    n = 20_000
+    probs = tied_pool(n, dtype)
     path = tmp_path / f"pool.{suffix}"
-    table = pl.DataFrame({"id": np.arange(50_000) * 7} | {f"p{j}": probs[:, j] for j in range(4)})
-    getattr(table, f"write_{suffix}")(path)
-    probs = pl.read_parquet(path).select([f"p{j}" for j in range(4)]).to_numpy() \
-        if suffix == "parquet" else pl.read_csv(path).select([f"p{j}" for j in range(4)]).to_numpy()
-    rows, ids, scores = top_k_from_file(path, 500, "margin", chunk_rows=7_000)
-    want = alcore.select_top(500, probs, score="margin")
+    write_pool(path, probs, np.arange(n) * 7)
+    # Text formats hold decimal text: polars reads them back as float64.
+    file_dtype = dtype if suffix == "parquet" else np.float64
+    in_file = probs.astype(file_dtype) if suffix == "parquet" else \
+        read_pool(path, id=None).probs
+    assert in_file.dtype == file_dtype
+    scores = margin_ref(in_file)
+    assert len(np.unique(scores)) < n // 10  # plenty of ties
+    want = top_ref(scores, 500)
+    rows, ids, got_scores = top_k_from_file(path, 500, score="margin", chunk_rows=3_000)
     np.testing.assert_array_equal(rows, want)
-    np.testing.assert_array_equal(ids, want * 7)
-    np.testing.assert_array_equal(scores, alcore.scores.margin(probs)[want])
+    np.testing.assert_array_equal(ids.astype(np.int64), want * 7)
+    assert got_scores.dtype == file_dtype
+    np.testing.assert_array_equal(got_scores, scores[want])
+    # read_pool + select_top (what `alcore select` runs) gives the same rows in the same order.
+    pool = read_pool(path)
+    assert pool.probs.dtype == file_dtype
+    np.testing.assert_array_equal(alcore.select_top(pool.probs, 500), want)
+
+
+def test_labeled_column_and_excluded_ids(tmp_path):
+    n = 5_000
+    probs = tied_pool(n, np.float64, seed=3)
+    done = np.zeros(n, dtype=bool)
+    done[::3] = True
+    ids = [f"{i:05d}" for i in range(n)]
+    path = tmp_path / "pool.csv"
+    write_pool(path, probs, ids, {"done": done})
+    scores = margin_ref(probs)
+    best = top_ref(scores, 50, never=done)
+    excluded = [ids[i] for i in best[:10]]
+    never = done.copy()
+    never[best[:10]] = True
+    rows, got_ids, _ = top_k_from_file(path, 40, labeled="done", exclude=excluded,
+                                       chunk_rows=700)
+    np.testing.assert_array_equal(rows, top_ref(scores, 40, never=never))
+    assert got_ids.tolist() == [ids[i] for i in rows]  # text ids, as written ("00042")
+    with pytest.raises(alcore.InvalidInputError,
+                       match=r"exclude holds 42 but the ids are text .*pass the ids as "
+                             r"strings, e.g. '42'"):
+        top_k_from_file(path, 5, exclude=[42])
+    # With id=None the ids are row numbers, and exclude names rows.
+    first = int(top_ref(scores, 1)[0])
+    never = np.zeros(n, dtype=bool)
+    never[first] = True
+    rows, got_ids, _ = top_k_from_file(path, 5, id=None, exclude=[first], chunk_rows=999)
+    np.testing.assert_array_equal(rows, top_ref(scores, 5, never=never))
+    np.testing.assert_array_equal(got_ids, rows)
+
+
+def test_bad_arguments_and_files(tmp_path):
+    probs = tied_pool(100, np.float64)
+    path = tmp_path / "pool.parquet"
+    write_pool(path, probs, np.arange(100))
+    with pytest.raises(alcore.InvalidInputError, match=r"score must be one of"):
+        top_k_from_file(path, 5, score="bald")
+    with pytest.raises(alcore.InvalidInputError, match=r"no id column 'doc'"):
+        top_k_from_file(path, 5, id="doc")
+    with pytest.raises(alcore.InvalidInputError, match=r"no column 'done' for labeled="):
+        top_k_from_file(path, 5, labeled="done")
+    with pytest.raises(alcore.InvalidInputError,
+                       match=r"k=101 exceeds the 100 rows of pool.parquet that can be picked"):
+        top_k_from_file(path, 101)
+    with pytest.raises(alcore.InvalidInputError, match=r"unknown file type '.xlsx'"):
+        top_k_from_file(tmp_path / "pool.xlsx", 5)
+    broken = probs.copy()
+    broken[1234 % 100 + 50] = [0.5, 0.5, 0.5, 0.0]  # row 84: sums to 1.5
+    bad = tmp_path / "bad.parquet"
+    write_pool(bad, broken, np.arange(100))
+    with pytest.raises(alcore.InvalidInputError, match=r"row 84 sums to 1\.5"):
+        top_k_from_file(bad, 5, chunk_rows=30)  # row 84 is row 24 of the third chunk
+    np.testing.assert_array_equal(
+        top_k_from_file(bad, 5, normalize=True, chunk_rows=30)[0],
+        top_ref(margin_ref(broken / broken.sum(axis=1, keepdims=True)), 5))
 
 
 def test_memory_stays_bounded_by_the_chunk(tmp_path):
@@ -56,7 +157,7 @@ def test_memory_stays_bounded_by_the_chunk(tmp_path):
                     return int(line.split()[1]) * 1024
 
         before = peak()
-        rows, _, _ = top_k_from_file({str(path)!r}, 1000, chunk_rows=100_000)
+        rows, _, _ = top_k_from_file({str(path)!r}, 1000, id=None, chunk_rows=100_000)
         print(peak() - before, len(rows))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
