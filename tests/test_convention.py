@@ -63,6 +63,9 @@ POSITIONAL_PARAMETERS: dict[str, tuple[str, ...]] = {
     "alcore.stream.StreamGate.utility": ("probs",),
     "alcore.stream.StreamGate.from_json": ("text",),
     "alcore.stream.StreamGate.to_json": (),
+    "alcore.stream.StreamGate.max_utility": ("classes",),
+    "alcore.stream.StreamGate.fixed_threshold": ("classes",),
+    "alcore.stream.default_window": ("budget",),
     "alcore.stream.Router": ("gate",),
     "alcore.stream.Router.route_many": ("probs",),
     "alcore.stream.Router.route": ("p",),
@@ -104,8 +107,8 @@ def _is_record(obj: Any) -> bool:
     """Exceptions, NamedTuples, records and constant holders: no calling convention."""
     return inspect.isclass(obj) and (
         issubclass(obj, tuple | BaseException)
-        or obj.__name__ in ("Route", "GateStats", "Pool", "KnnDensity", "Selection",
-                            "ItemMasks"))
+        or obj.__name__ in ("Route", "GateStats", "GateUtility", "Pool", "KnnDensity",
+                            "Selection", "ItemMasks"))
 
 
 def public_callables() -> dict[str, Any]:
