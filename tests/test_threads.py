@@ -59,6 +59,16 @@ def assert_thread_independent(fn, what):
     return results[1]
 
 
+def test_the_check_can_fail():
+    # A result that depends on the thread count, or differs only in the sign of zero.
+    with pytest.raises(AssertionError):
+        assert_thread_independent(lambda: np.array([alcore.get_num_threads()]), "count")
+    with pytest.raises(AssertionError):
+        same_bits(np.array([0.0]), np.array([-0.0]))
+    with pytest.raises(AssertionError):
+        same_bits(np.array([1], dtype=np.int32), np.array([1], dtype=np.int64))
+
+
 def tied_probs(n, c, dtype, seed=0, distinct=64):
     """(n, c) probability rows drawn from `distinct` rows: every score value is tied many
     times, across every chunk boundary."""
