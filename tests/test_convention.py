@@ -623,3 +623,22 @@ def test_batch_sizer_records_numpy_numbers():
     sizer.record(labeled.sum(), np.float64(0.5))
     sizer.record(np.array(20), np.float32(0.6))
     assert sizer.next_size() >= 10
+
+
+def test_labeled_covers_and_exclude_does_not():
+    # Points on a line at 0, 5, 9, 10. Item 3 labeled covers item 2 (distance 1), so k-center
+    # takes item 1 first; item 3 excluded covers nothing, so item 2 (9 from item 0) comes first.
+    x = np.array([[0.0], [5.0], [9.0], [10.0]], dtype=np.float32)
+    kc = alcore.diversity.kcenter
+    np.testing.assert_array_equal(kc(x, 1, labeled=[0, 3]), [1])
+    np.testing.assert_array_equal(kc(x, 1, labeled=[0], exclude=[3]), [2])
+    # spread: a labeled item keeps its neighbours out, an excluded one does not.
+    scores = np.array([0.9, 0.8, 0.1])
+    emb = np.array([[0.0], [0.5], [5.0]], dtype=np.float32)
+    sp = alcore.diversity.spread
+    np.testing.assert_array_equal(sp(scores, emb, 2, min_distance=1.0, labeled=[0]), [2])
+    np.testing.assert_array_equal(sp(scores, emb, 2, min_distance=1.0, exclude=[0]), [1, 2])
+    # Queued-but-unlabeled items passed in labeled= are neither picked nor near-duplicated.
+    sel = alcore.select(np.array([[0.5, 0.5], [0.55, 0.45], [0.9, 0.1]]), 1, embeddings=emb,
+                        labeled=[0], diversity="spread", min_distance=1.0)
+    np.testing.assert_array_equal(sel.indices, [2])
