@@ -96,8 +96,8 @@ class Centred(NamedTuple):
     """float32 (N, d), C-contiguous: ``fl32(x - mean)``, or x itself when mean is 0."""
     mean: np.ndarray
     """float64 (d,)."""
-    norms: np.ndarray
-    """float64 (N,): ``|rows_i|``."""
+    norms: np.ndarray | None
+    """float64 (N,): ``|rows_i|`` (None when not asked for)."""
 
 
 def _row_norms(x: np.ndarray) -> np.ndarray:
@@ -109,39 +109,47 @@ def _row_norms(x: np.ndarray) -> np.ndarray:
     return norms
 
 
-def centre(x: np.ndarray, name: str = "embeddings") -> Centred:
-    """Rows on which to compute float32 expanded forms, and their float64 norms for
-    :func:`bound`.
+# Rows sampled to decide whether centring pays (the mean and spread of a large sample).
+_DECISION_SAMPLE = 65_536
+
+
+def centre(x: np.ndarray, name: str = "embeddings", *, norms: bool = True) -> Centred:
+    """Rows on which to compute float32 expanded forms, and (with ``norms=True``) their
+    float64 norms for :func:`bound`.
 
     Rows whose mean lies far from the origin compared with their spread (|mean| above a
-    quarter of the root-mean-square distance to the mean) are centred on their float64
-    mean, block by block (a float32 copy of x, O(block) temporaries); otherwise x is used
-    as it is (no copy: centring would at most shrink the bound by (1 + 1/4)^2). Raises
+    quarter of the root-mean-square distance to the mean, judged on an evenly strided
+    sample of at most 65 536 rows) are centred on their float64 mean, block by block (a
+    float32 copy of x, O(block) temporaries); otherwise x is used as it is (no copy:
+    centring would at most shrink the bound by (1 + 1/4)^2). Raises
     :class:`InvalidInputError` when even centred rows would overflow float32 squares.
     """
     n, d = x.shape
-    mean = x.mean(axis=0, dtype=np.float64) if n else np.zeros(d)
-    norms = _row_norms(x)
-    mean_sq = float(mean @ mean)
-    spread_sq = max(float(np.mean(norms * norms)) - mean_sq, 0.0) if n else 0.0
-    if n and mean_sq > spread_sq / 16:
-        rows = np.empty((n, d), dtype=np.float32)
-        step = max(1, _BLOCK_ELEMENTS // max(d, 1))
-        for start in range(0, n, step):
-            block = x[start:start + step].astype(np.float64)
-            block -= mean
-            rows[start:start + step] = block
-        norms = _row_norms(rows)
-    else:
-        rows, mean = x, np.zeros(d)
-    if n and float(norms.max()) > _MAX_NORM32:
-        row = int(np.argmax(norms))
-        raise InvalidInputError(
-            f"{name} are too spread out for float32 distances: row {row} lies "
-            f"{float(norms[row]):.3g} from the mean (at most {_MAX_NORM32:.3g}); rescale "
-            f"{name} (e.g. divide by {float(norms[row]) / 1e6:.3g})"
-        )
-    return Centred(rows, mean, norms)
+    rows, mean = x, np.zeros(d)
+    if n:
+        sample = x[::max(1, -(-n // _DECISION_SAMPLE))].astype(np.float64)
+        sample_mean = sample.mean(axis=0)
+        spread_sq = float(np.mean(np.einsum("ij,ij->i", sample, sample))) - float(
+            sample_mean @ sample_mean)
+        if float(sample_mean @ sample_mean) > max(spread_sq, 0.0) / 16:
+            mean = x.mean(axis=0, dtype=np.float64)
+            rows = np.empty((n, d), dtype=np.float32)
+            step = max(1, _BLOCK_ELEMENTS // max(d, 1))
+            for start in range(0, n, step):
+                block = x[start:start + step].astype(np.float64)
+                block -= mean
+                rows[start:start + step] = block
+    row_norms = _row_norms(rows) if norms else None
+    if n and (row_norms is not None or float(np.abs(rows).max()) * np.sqrt(d) > _MAX_NORM32):
+        row_norms = _row_norms(rows) if row_norms is None else row_norms
+        if float(row_norms.max()) > _MAX_NORM32:
+            row = int(np.argmax(row_norms))
+            raise InvalidInputError(
+                f"{name} are too spread out for float32 distances: row {row} lies "
+                f"{float(row_norms[row]):.3g} from the mean (at most {_MAX_NORM32:.3g}); "
+                f"rescale {name} (e.g. divide by {float(row_norms[row]) / 1e6:.3g})"
+            )
+    return Centred(rows, mean, row_norms if norms else None)
 
 
 def sq_norms32(rows: np.ndarray) -> np.ndarray:

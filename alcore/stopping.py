@@ -109,7 +109,7 @@ class StabilizingPredictions(StoppingCriterion):
         Consecutive kappas averaged (3 in the paper).
     """
 
-    def __init__(self, threshold: float = 0.99, window: int = 3):
+    def __init__(self, *, threshold: float = 0.99, window: int = 3):
         self.threshold = v.number(threshold, "threshold", low=-1.0, high=1.0,
                                   hint="a Cohen's kappa, 0.99 in the paper")
         self.window = v.count(window, "window")

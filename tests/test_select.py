@@ -331,3 +331,17 @@ def test_normalize_and_atol_reach_the_methods_that_read_probabilities(pool, meth
         alcore.select(rough, 8, embeddings=emb, diversity=method, labeled=[0])
     loose = alcore.select(rough, 8, embeddings=emb, diversity=method, labeled=[0], atol=0.01)
     assert len(loose.indices) == 8
+
+
+def test_excluded_items_are_not_covered(pool):
+    """labeled= items cover their neighbourhood; exclude= items are only never picked: the
+    k-center picks equal the plain loop with the excluded items removed, not added as
+    covered."""
+    probs, emb = pool
+    labeled, excluded = [0, 1], list(range(2, 40))
+    got = alcore.select(probs, 8, embeddings=emb, labeled=labeled, exclude=excluded,
+                        diversity="kcenter", candidates=6)
+    candidates = ranking(margin_by_hand(probs), never=labeled + excluded)[:48]
+    np.testing.assert_array_equal(got.indices, kcenter_loop(emb, candidates.tolist(),
+                                                            labeled, 8))
+    assert not set(got.components["nearest"].tolist()) & set(excluded)
