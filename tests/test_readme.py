@@ -3,11 +3,14 @@ the code; its figures that name a constant of the code agree with it."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from pathlib import Path
 
 import pytest
+
+import alcore
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 _FENCE = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
@@ -113,6 +116,11 @@ def test_readme_claims_match_the_code():
     assert "brute force up to 100 000 items" in text
     assert _faiss.choose_index(100_001, None).kind == "clustered"
     assert "exact" in density.knn_density.__doc__
+    # TypiClust's cluster cap and the row-sum tolerance, as the README states them.
+    assert "`max_clusters=500`" in text
+    assert inspect.signature(alcore.diversity.typiclust).parameters["max_clusters"].default == 500
+    assert "(atol 1e-3)" in text
+    assert inspect.signature(alcore.select_top).parameters["atol"].default == 1e-3
     # Removed API must not be advertised.
     for stale in ("return_scores", "TopSelection", "select_top(1000,", "select(1000,",
                   "logits=raw_outputs", ".indices, batch"):
