@@ -233,8 +233,9 @@ def test_select(options):
     p = tied_probs(6_000, 5, np.float32)
 
     def run():
-        sel = alcore.select(p, 50, embeddings=x, labeled=np.arange(20), **options)
-        return sel.indices, sel.scores, np.array(sel.reasons, dtype=object)
+        sel = alcore.select(p, 50, embeddings=x, labeled=np.arange(20), return_utilities=True,
+                            **options)
+        return sel.indices, sel.scores, sel.utilities, np.array(sel.reasons, dtype=object)
 
     assert_thread_independent(run, f"select {options}")
 
