@@ -260,7 +260,9 @@ def _spread_walk(x: np.ndarray, rows: np.ndarray, norms: np.ndarray, items: np.n
         if len(chosen) == k or j + 1 == m:
             break
         rest = slice(j + 1, m)
-        approx = sq[rest] + sq[j] - 2.0 * (rows[rest] @ rows[j]).astype(np.float64)
+        # einsum rather than BLAS gemv: no wait on a busy BLAS thread pool per taken item.
+        dots = np.einsum("ij,j->i", rows[rest], rows[j]).astype(np.float64)
+        approx = sq[rest] + sq[j] - 2.0 * dots
         err = _distances.bound(d, norms[rest], norms[j])
         later = items[j + 1:]
         close = _distances.less_than(
@@ -463,9 +465,12 @@ def typiclust(embeddings: Any, k: int, *, labeled: Any = None, exclude: Any = No
     Notes
     -----
     Deterministic for a seed: equal cluster sizes go to the lower cluster label, equal
-    typicality to the lower index (scikit-activeml breaks those ties at random). When
-    every non-empty cluster is covered, later picks come from the largest clusters not yet
-    picked from, covered ones included.
+    typicality to the lower index (scikit-activeml breaks those ties at random). Once
+    every cluster holds a labeled or picked item, each pick goes to the cluster holding
+    the fewest (re-counted after every pick; the authors' code cycles through clusters
+    sorted once by their labeled count). Unlike the authors' code, clusters of 5 items or
+    fewer are not dropped: a small cluster is picked from only when larger ones are
+    covered. Typicality distances are exact to float64 (``alcore._distances``).
     """
     x = v.embeddings_matrix(embeddings)
     n = x.shape[0]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from benchutil import record
 
-from alcore.diversity import badge, probcover, typiclust
+from alcore.diversity import badge, probcover, spread, typiclust
 
 K = 100
 RADIUS = 13.0  # about the median 10-NN distance of the benchmark mixture
@@ -94,3 +94,31 @@ def test_at_100k(benchmark, embeddings_100k_x_128, method):
     picks = benchmark.pedantic(ALCORE[method], args=(x, labeled, probs, y), rounds=1,
                                iterations=1, warmup_rounds=0)
     assert len(picks) == K
+
+
+def test_spread_k4000(benchmark, embeddings_20k_x_128):
+    """spread taking 4000 items (every candidate far enough): the survivor walk is one
+    vectorised pass per taken item."""
+    x = embeddings_20k_x_128
+    rng = np.random.default_rng(11)
+    scores = rng.random(len(x))
+    labeled = rng.choice(len(x), size=100, replace=False)
+    benchmark.group = "spread 20k x 128, 100 labeled, k=4000 (absolute time)"
+    record(benchmark, "alcore spread", "absolute")
+    picks = benchmark.pedantic(spread, args=(scores, x, 4000),
+                               kwargs={"min_distance": 1.0, "labeled": labeled}, rounds=1,
+                               iterations=1, warmup_rounds=0)
+    assert len(picks) == 4000
+
+
+@pytest.mark.parametrize("n_labeled", [0, 4000])
+def test_typiclust_cost_does_not_grow_with_the_labeled_set(benchmark, embeddings_20k_x_128,
+                                                           n_labeled):
+    x = np.ascontiguousarray(embeddings_20k_x_128[:, :32])
+    labeled = np.random.default_rng(12).choice(len(x), size=n_labeled, replace=False)
+    benchmark.group = "typiclust 20k x 32, k=10 (absolute time)"
+    record(benchmark, f"alcore typiclust, {n_labeled} labeled", "absolute")
+    picks = benchmark.pedantic(typiclust, args=(x, 10),
+                               kwargs={"labeled": labeled if n_labeled else None}, rounds=1,
+                               iterations=1, warmup_rounds=0)
+    assert len(picks) == 10

@@ -197,3 +197,29 @@ def test_labeled_accepts_scikit_activeml_y():
     y = np.array([np.nan, 0.0, np.nan, np.nan, np.nan])
     np.testing.assert_array_equal(spread(np.ones(5), x, 5, min_distance=1.5, labeled=y),
                                   [3])
+
+
+@pytest.mark.parametrize("d, offset, scale", [(3, 0.0, 1.0), (64, 500.0, 0.5),
+                                              (128, -3000.0, 10.0), (700, 40.0, 1e-3)])
+def test_distance_error_bound_holds_for_faiss_and_numpy(d, offset, scale):
+    """alcore._distances.bound covers the float32 expanded form on centred rows, as FAISS
+    (BLAS path: many queries) and numpy compute it, against float64 differences."""
+    from alcore import _distances, _faiss
+
+    rng = np.random.default_rng(d)
+    x = (rng.uniform(-1, 1, size=d) * offset + rng.standard_normal((1500, d)) * scale)
+    x = x.astype(np.float32)
+    centred = _distances.centre(x)
+    index = _faiss.GrowingIndex(d)
+    index.add(centred.rows[:300])
+    approx, nearest = index.nearest(centred.rows[300:])
+    exact = _distances.exact_sq(x, np.arange(300, 1500), nearest)
+    err = _distances.bound(d, centred.norms[300:], centred.norms[nearest])
+    assert (np.abs(approx - exact) <= err).all()
+    sq = _distances.sq_norms32(centred.rows)
+    mat = _distances.expanded_sq(centred.rows[:200], sq[:200], centred.rows[200:400],
+                                 sq[200:400]).astype(np.float64)
+    rows, cols = np.meshgrid(np.arange(200), np.arange(200, 400), indexing="ij")
+    exact = _distances.exact_sq(x, rows.ravel(), cols.ravel()).reshape(200, 200)
+    err = _distances.bound(d, centred.norms[:200, None], centred.norms[None, 200:400])
+    assert (np.abs(mat - exact) <= err).all()
