@@ -41,15 +41,29 @@ def test_version_and_public_names():
 
 
 def test_threads_round_trip():
-    before = alcore.get_num_threads()
-    try:
-        alcore.set_num_threads(1)
-        assert alcore.get_num_threads() == 1
-        alcore.set_num_threads(np.int64(3))
-        assert alcore.get_num_threads() == 3
-    finally:
-        alcore.set_num_threads(before)
-    assert before == len(os.sched_getaffinity(0))
+    alcore.set_num_threads(1)
+    assert alcore.get_num_threads() == 1
+    alcore.set_num_threads(np.int64(3))
+    assert alcore.get_num_threads() == 3
+    alcore.set_num_threads(np.array(2))
+    assert alcore.get_num_threads() == 2
+    # conftest's autouse fixture restores the session's count after this test.
+
+
+def test_default_thread_count_is_the_cpu_affinity():
+    # In a fresh process: in this one, the session (--alcore-threads) or an earlier test may
+    # have changed the count.
+    code = "import os, alcore; print(alcore.get_num_threads(), len(os.sched_getaffinity(0)))"
+    threads, affinity = run_python("-c", code, check=True).stdout.split()
+    assert threads == affinity
+
+
+def test_each_test_starts_from_the_session_thread_count(request):
+    # The autouse fixture in conftest restores the count after every test; this pins it for
+    # the test just above (which set 2 or 3) and for any test that ran before.
+    session = request.config.getoption("--alcore-threads") or int(
+        os.environ.get("ALCORE_TEST_THREADS") or len(os.sched_getaffinity(0)))
+    assert alcore.get_num_threads() == session
 
 
 def test_warmup_runs_every_kernel():
