@@ -2,40 +2,12 @@
 
 from __future__ import annotations
 
-import gzip
-
 import numpy as np
 import polars as pl
 import pytest
+from clitools import run, write
 
-from alcore.cli import main
 from alcore.stream import StreamGate
-
-
-def run(args, capsys):
-    """(exit code, stdout, stderr) of the command line, argparse's exits included."""
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def write(table: pl.DataFrame, path):
-    name = path.name
-    if name.endswith(".gz"):
-        inner = path.with_name(name[:-3])
-        write(table, inner)
-        path.write_bytes(gzip.compress(inner.read_bytes()))
-        inner.unlink()
-    elif name.endswith(".parquet"):
-        table.write_parquet(path)
-    elif name.endswith(".csv"):
-        table.write_csv(path)
-    else:
-        table.write_ndjson(path)
-    return path
 
 
 @pytest.fixture

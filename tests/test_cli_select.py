@@ -2,38 +2,19 @@
 
 from __future__ import annotations
 
-import gzip
-
 import numpy as np
 import polars as pl
 import pytest
+from clitools import run, write
 
 import alcore
-from alcore.cli import in_flags, main
+from alcore.cli import in_flags
 
 N, C, D = 400, 4, 6
 
 
-def run(args, capsys):
-    """(exit code, stdout, stderr), argparse's own exits included."""
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
-def write(table: pl.DataFrame, path):
-    name = path.name
-    if name.endswith(".gz"):
-        inner = path.with_name(name[:-3])
-        write(table, inner)
-        path.write_bytes(gzip.compress(inner.read_bytes()))
-        inner.unlink()
-    else:
-        getattr(table, "write_" + name.rsplit(".", 1)[1])(path)
-    return path
 
 
 def margin_ref(probs):

@@ -8,21 +8,14 @@ import sys
 import numpy as np
 import polars as pl
 import pytest
+from clitools import run
 
 from alcore import simulate
-from alcore.cli import main
 
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
 
-def run(args, capsys):
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture
