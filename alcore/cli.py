@@ -37,7 +37,8 @@ _FLAGS = {
     "id": "--id", "probs": "--probs", "k": "-k", "overwrite": "--overwrite",
     "budget": "--budget", "strategy": "--strategy", "utility": "--utility",
     "window": "--window", "hard_cap": "--hard-cap", "label_column": "--label-column",
-    "strategies": "--strategies", "dataset": "--dataset",
+    "strategies": "--strategies", "dataset": "--dataset", "rounds": "--rounds",
+    "batch": "--batch",
 }
 # Whole phrases whose advice is Python code, reworded for a file on the command line.
 _PHRASES = [
@@ -80,6 +81,8 @@ def in_flags(message: str) -> str:
             return _FLAGS[name]
         if value == "None":
             return "--diversity none" if name == "diversity" else f"no {_FLAGS[name]}"
+        if any(ch in value for ch in "*?["):  # a pattern: quoted, or the shell expands it
+            return f"{_FLAGS[name]} '{value}'"
         return f"{_FLAGS[name]} {value}"
 
     message = _KEYWORD.sub(flag, message)
@@ -286,6 +289,8 @@ def _select(args: argparse.Namespace) -> None:
     pool = io.pool_from_table(table, source, id=id_column, probs=args.probs,
                               embeddings=args.embeddings, labeled=args.labeled,
                               logits=args.logits)
+    if id_column is not None:
+        _refuse_duplicate_ids(table[id_column], id_column, source)
     if pool.probs is None:
         raise alcore.InvalidInputError(
             f"{source}: no probabilities (a list column 'probs' or columns p0, p1, ...); "
@@ -337,6 +342,23 @@ def _select(args: argparse.Namespace) -> None:
     if args.explain:
         print("timings: " + ", ".join(f"{stage} {seconds:.3f}s"
                                       for stage, seconds in chosen.timings.items()))
+
+
+def _refuse_duplicate_ids(ids: Any, column: str, source: str) -> None:
+    """Ids must name one item each: a batch listing id ``a`` twice cannot be traced back to
+    the rows the annotators should label."""
+    import alcore
+
+    repeated = ids.is_duplicated()
+    if repeated.any():
+        rows = repeated.arg_true()
+        value = ids[int(rows[0])]
+        where = [int(r) for r in rows.filter(ids.filter(repeated) == value).head(3)]
+        raise alcore.InvalidInputError(
+            f"{source}: the id column {column!r} holds {value!r} more than once (rows "
+            f"{', '.join(map(str, where))}, 0-based; {int(repeated.sum())} rows share an id); "
+            f"each item needs its own id: fix the ids, name another column with --id, or "
+            f"drop the id column to use row numbers")
 
 
 def _reason_with_ids(reason: str, ids: Any) -> str:

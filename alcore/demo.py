@@ -101,7 +101,7 @@ def stream_tour(n: int = 1_000_000, seed: int = 0,
     stats = gate.stats
     out(f"stream: {stats.seen:,} items gated in {seconds * 1e3:.0f} ms "
         f"({stats.seen / seconds / 1e6:.0f} M items/s); {stats.queried:,} sent to annotators "
-        f"({stats.budget_used:.2%} of a 5.00 % budget), threshold now {stats.threshold:.3f}")
+        f"({stats.budget_used:.2%} of a 5.00% budget), threshold now {stats.threshold:.3f}")
     return {"seconds": seconds, "queried_share": float(queried.mean())}
 
 
