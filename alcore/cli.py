@@ -338,7 +338,7 @@ def _select(args: argparse.Namespace) -> None:
     print(f"{source}: {len(pool.ids)} items ({n_labeled} labeled); {len(picks)} selected "
           f"({_describe(chosen.config)}) -> {args.out}")
     if getattr(chosen, "shortfall", None):
-        _note(f"fewer than -k {args.k} items: {chosen.shortfall}")
+        _note(f"fewer than -k {args.k} items: {in_flags(chosen.shortfall)}")
     if args.explain:
         print("timings: " + ", ".join(f"{stage} {seconds:.3f}s"
                                       for stage, seconds in chosen.timings.items()))

@@ -302,9 +302,8 @@ def labeled_column(table: Any, name: str, row_offset: int = 0) -> np.ndarray:
             f"write true or false in every row")
     if series.dtype == pl.Boolean:
         return series.to_numpy().astype(bool, copy=False)
-    if series.dtype.is_integer():
-        values = series.unique()
-        if values.is_in([0, 1]).all():
+    if series.dtype.is_numeric():  # 0/1, also as floats (pandas writes 0.0/1.0)
+        if ((series == 0) | (series == 1)).all():
             return (series == 1).to_numpy()
     seen = series.unique(maintain_order=True).head(5).to_list()
     raise InvalidInputError(

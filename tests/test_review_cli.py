@@ -223,3 +223,37 @@ def test_read_pool_and_top_k_from_file_agree(tmp_path, dtype, ext):
                                                   labeled=pool.labeled).tolist()
         assert got_ids.tolist() == [ids[i] for i in expected]
         assert scores.dtype == pool.probs.dtype
+
+
+# --- Messages in flags, labeled columns as pandas writes them ---------------------------
+
+
+def test_spread_shortfall_note_names_flags(tmp_path, capsys):
+    """Before: 'lower min_distance= or raise candidates=' (Python arguments) in the note."""
+    pool = tmp_path / "p.parquet"
+    emb = np.array([[0.0, 0.0], [0.1, 0.0], [0.2, 0.0], [9.0, 0.0]], dtype=np.float32)
+    probs = np.array([[0.5, 0.5], [0.6, 0.4], [0.7, 0.3], [0.9, 0.1]], dtype=np.float32)
+    pl.DataFrame({"id": ["a", "b", "c", "d"], "probs": probs, "embedding": emb}).write_parquet(
+        pool)
+    out = tmp_path / "b.csv"
+    code, _, err = run(["select", pool, "-k", 3, "--diversity", "spread", "--min-distance",
+                        1, "--out", out], capsys)
+    assert code == 0, err
+    assert pl.read_csv(out)["id"].to_list() == ["a", "d"]
+    assert "--min-distance" in err and "min_distance=" not in err
+    assert "candidates=" not in err and "k=" not in err
+
+
+def test_labeled_column_of_float_zeros_and_ones(tmp_path, capsys):
+    """Before: a 1.0/0.0 column (pandas writes floats) was refused as not '0/1'."""
+    pool = tmp_path / "p.csv"
+    pool.write_text("id,p0,p1,done\n001,0.5,0.5,1.0\n002,0.4,0.6,0.0\n003,0.2,0.8,0.0\n")
+    out = tmp_path / "b.csv"
+    code, _, err = run(["select", pool, "-k", 1, "--labeled", "done", "--out", out], capsys)
+    assert code == 0, err
+    assert pl.read_csv(out, schema_overrides={"id": pl.String})["id"].to_list() == ["002"]
+    assert alcore.io.read_pool(pool, labeled="done").labeled.tolist() == [True, False, False]
+    pool.write_text("id,p0,p1,done\n001,0.5,0.5,1.0\n002,0.4,0.6,0.5\n")
+    code, _, err = run(["select", pool, "-k", 1, "--labeled", "done", "--out", out,
+                        "--overwrite"], capsys)
+    assert code == 2 and "must hold true/false (or 0/1)" in err and "0.5" in err
