@@ -336,7 +336,7 @@ def _select(args: argparse.Namespace) -> None:
     io.write_table(pl.DataFrame(columns), args.out, overwrite=args.overwrite)
     n_labeled = 0 if pool.labeled is None else int(pool.labeled.sum())
     print(f"{source}: {len(pool.ids)} items ({n_labeled} labeled); {len(picks)} selected "
-          f"({_describe(chosen.config)}) -> {args.out}")
+          f"({_describe(chosen.config, args.k, len(pool.ids) - n_labeled)}) -> {args.out}")
     if getattr(chosen, "shortfall", None):
         _note(f"fewer than -k {args.k} items: {in_flags(chosen.shortfall)}")
     if args.explain:
@@ -368,8 +368,10 @@ def _reason_with_ids(reason: str, ids: Any) -> str:
                             reason))
 
 
-def _describe(config: dict[str, Any]) -> str:
-    """The selection's method in words, from Selection.config."""
+def _describe(config: dict[str, Any], k: int, pickable: int) -> str:
+    """The selection's method in words, from Selection.config; a candidate set that holds
+    every pickable item is called the pool (``the 5 x k best`` of 200 items at k = 150
+    would claim a narrowing that did not happen)."""
     text = config.get("score", "margin")
     if config.get("density"):
         text += f" x {config['density']} density^{config.get('beta', 1.0):g}"
@@ -377,7 +379,8 @@ def _describe(config: dict[str, Any]) -> str:
     if diversity in (None, "none"):
         return f"top k by {text}"
     candidates = config.get("candidates")
-    over = f"the {candidates} x k best by {text}" if candidates else f"the pool ({text})"
+    narrowed = candidates and candidates * k < pickable
+    over = f"the {candidates} x k best by {text}" if narrowed else f"the pool ({text})"
     return f"{diversity} over {over}"
 
 

@@ -257,3 +257,18 @@ def test_labeled_column_of_float_zeros_and_ones(tmp_path, capsys):
     code, _, err = run(["select", pool, "-k", 1, "--labeled", "done", "--out", out,
                         "--overwrite"], capsys)
     assert code == 2 and "must hold true/false (or 0/1)" in err and "0.5" in err
+
+
+def test_summary_does_not_claim_a_narrowing_that_did_not_happen(tmp_path, capsys):
+    """Before: '-k 150' of 200 items printed 'kcenter over the 5 x k best by margin' while
+    every item was a candidate (the reasons said 'among the top 200 candidates')."""
+    rng = np.random.default_rng(0)
+    pool = tmp_path / "p.parquet"
+    pl.DataFrame({"id": np.arange(200), "probs": rng.dirichlet(np.ones(3), size=200),
+                  "embedding": rng.normal(size=(200, 2))}).write_parquet(pool)
+    code, out, err = run(["select", pool, "-k", 150, "--out", tmp_path / "a.csv"], capsys)
+    assert code == 0, err
+    assert "kcenter over the pool (margin)" in out and "5 x k" not in out
+    code, out, err = run(["select", pool, "-k", 10, "--out", tmp_path / "b.csv"], capsys)
+    assert code == 0, err
+    assert "kcenter over the 5 x k best by margin" in out
