@@ -241,16 +241,13 @@ def _note(text: str) -> None:
     print(f"alcore: note: {text}", file=sys.stderr)
 
 
-def _id_column(requested: str | None, columns: list[str], source: str) -> str | None:
+def _id_column(requested: str | None, columns: list[str]) -> str | None:
     """The id column: ``--id`` as given (it must exist; the reader checks), else ``id`` when
-    present, else None (row numbers) with a note."""
+    present, else None (row numbers; the caller notes it once the batch is written, so a
+    rejected input gets its error line alone)."""
     if requested is not None:
         return requested
-    if "id" in columns:
-        return "id"
-    _note(f"{source} has no 'id' column; the output's ids are row numbers (0-based). Name "
-          f"an id column with --id")
-    return None
+    return "id" if "id" in columns else None
 
 
 def _simulate(args: argparse.Namespace) -> None:
@@ -285,7 +282,7 @@ def _select(args: argparse.Namespace) -> None:
         raise alcore.InvalidInputError("--diversity spread needs --min-distance")
     source = Path(args.pool).name
     table = io.read_table(args.pool, text_columns=[args.id or "id"])
-    id_column = _id_column(args.id, table.columns, source)
+    id_column = _id_column(args.id, table.columns)
     pool = io.pool_from_table(table, source, id=id_column, probs=args.probs,
                               embeddings=args.embeddings, labeled=args.labeled,
                               logits=args.logits)
@@ -337,6 +334,9 @@ def _select(args: argparse.Namespace) -> None:
     n_labeled = 0 if pool.labeled is None else int(pool.labeled.sum())
     print(f"{source}: {len(pool.ids)} items ({n_labeled} labeled); {len(picks)} selected "
           f"({_describe(chosen.config, args.k, len(pool.ids) - n_labeled)}) -> {args.out}")
+    if id_column is None:
+        _note(f"{source} has no 'id' column; the output's ids are row numbers (0-based). "
+              f"Name an id column with --id")
     if getattr(chosen, "shortfall", None):
         _note(f"fewer than -k {args.k} items: {in_flags(chosen.shortfall)}")
     if args.explain:
@@ -345,10 +345,17 @@ def _select(args: argparse.Namespace) -> None:
 
 
 def _refuse_duplicate_ids(ids: Any, column: str, source: str) -> None:
-    """Ids must name one item each: a batch listing id ``a`` twice cannot be traced back to
-    the rows the annotators should label."""
+    """Ids must name one item each: a batch listing id ``a`` twice, or an empty id, cannot
+    be traced back to the rows the annotators should label."""
     import alcore
 
+    nulls = ids.is_null()
+    if nulls.any():
+        raise alcore.InvalidInputError(
+            f"{source}: the id column {column!r} is empty in row {int(nulls.arg_true()[0])} "
+            f"(0-based; rows without an id: {int(nulls.sum())}); each item needs its own id: "
+            f"fill them in, name another column with --id, or drop the id column to use row "
+            f"numbers")
     repeated = ids.is_duplicated()
     if repeated.any():
         rows = repeated.arg_true()

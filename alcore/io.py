@@ -102,6 +102,13 @@ def read_table(path: str | os.PathLike, *, text_columns: Collection[str] = ()) -
             table = pl.read_ndjson(path, schema_overrides=overrides)
     except Exception as err:  # polars raises several types for unreadable files
         raise InvalidInputError(f"{path.name}: could not be read as {fmt} ({err})") from None
+    if fmt == "csv" and table.width == 1:
+        sep = next((c for c in ";\t|" if c in table.columns[0]), None)
+        if sep is not None:
+            raise InvalidInputError(
+                f"{path.name} reads as one column {table.columns[0]!r}: its values are "
+                f"separated by {sep!r}, but a CSV file is read comma-separated; write it with "
+                f"commas")
     if table.height == 0:
         raise InvalidInputError(
             f"{path.name} has no rows (columns: {_columns_text(table.columns) or 'none'})")

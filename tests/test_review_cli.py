@@ -272,3 +272,31 @@ def test_summary_does_not_claim_a_narrowing_that_did_not_happen(tmp_path, capsys
     code, out, err = run(["select", pool, "-k", 10, "--out", tmp_path / "b.csv"], capsys)
     assert code == 0, err
     assert "kcenter over the 5 x k best by margin" in out
+
+
+def test_select_refuses_empty_ids(tmp_path, capsys):
+    """Before: a batch row with an empty id, which no annotator can find."""
+    pool = tmp_path / "p.csv"
+    pool.write_text("id,p0,p1\n001,0.5,0.5\n,0.4,0.6\n003,0.3,0.7\n")
+    out = tmp_path / "b.csv"
+    code, _, err = run(["select", pool, "-k", 3, "--out", out], capsys)
+    assert code == 2 and "the id column 'id' is empty in row 1" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_rejected_pool_without_ids_gets_one_error_line(tmp_path, capsys):
+    """Before: the 'no id column; row numbers' note, then the error: two lines."""
+    pool = tmp_path / "p.csv"
+    pool.write_text("a,b\n0.5,0.5\n")
+    code, _, err = run(["select", pool, "-k", 1, "--out", tmp_path / "b.csv"], capsys)
+    assert code == 2 and "no probabilities" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_semicolon_csv_is_named_as_such(tmp_path, capsys):
+    """Before: 'no probabilities ... columns are id;p0;p1' (one column)."""
+    pool = tmp_path / "p.csv"
+    pool.write_text("id;p0;p1\n001;0.5;0.5\n")
+    code, _, err = run(["select", pool, "-k", 1, "--out", tmp_path / "b.csv"], capsys)
+    assert code == 2
+    assert "separated by ';'" in err and "comma-separated" in err
