@@ -217,6 +217,18 @@ def _pattern_columns(columns: list[str], spec: str, what: str) -> list[str]:
     if not chosen:
         raise InvalidInputError(
             f"no column matches {spec!r} for the {what}; columns are {_columns_text(columns)}")
+    prefix = spec[:-1]
+    if spec.endswith("*") and not any(ch in prefix for ch in "*?["):
+        # 'e*' over e0, e1, e2 and 'entropy': the pattern meant the numbered columns; taking
+        # the other one too would silently add a feature (or a class).
+        numbered = [c for c in chosen if re.fullmatch(re.escape(prefix) + r"\d+", c)]
+        others = [c for c in chosen if c not in numbered]
+        if numbered and others:
+            raise InvalidInputError(
+                f"the pattern {spec!r} for the {what} matches the numbered columns "
+                f"{_columns_text(sorted(numbered, key=_natural_key))} and also "
+                f"{_columns_text(others)}; name the numbered ones only: "
+                f"{'probs' if what == 'probabilities' else what}='{prefix}[0-9]*'")
     return sorted(chosen, key=_natural_key)
 
 

@@ -300,3 +300,20 @@ def test_semicolon_csv_is_named_as_such(tmp_path, capsys):
     code, _, err = run(["select", pool, "-k", 1, "--out", tmp_path / "b.csv"], capsys)
     assert code == 2
     assert "separated by ';'" in err and "comma-separated" in err
+
+
+def test_pattern_over_numbered_columns_and_another_is_refused(tmp_path, capsys):
+    """Before: --embeddings 'e*' over e0, e1 and 'entropy' took entropy as a third
+    embedding dimension, silently."""
+    pool = tmp_path / "p.csv"
+    pool.write_text("id,p0,p1,e0,e1,entropy\n001,0.5,0.5,1,2,0.3\n002,0.4,0.6,1,3,0.2\n")
+    out = tmp_path / "b.csv"
+    code, _, err = run(["select", pool, "-k", 1, "--embeddings", "e*", "--diversity",
+                        "kcenter", "--out", out], capsys)
+    assert code == 2 and "also entropy" in err and "--embeddings 'e[0-9]*'" in err
+    assert not out.exists()
+    assert alcore.io.read_pool(pool, embeddings="e[0-9]*").embeddings.shape == (2, 2)
+    classes = tmp_path / "q.csv"
+    classes.write_text("p0,p1,pred\n0.5,0.5,1\n")
+    with pytest.raises(alcore.InvalidInputError, match=r"also pred.*probs='p\[0-9\]\*'"):
+        alcore.io.read_pool(classes, probs="p*", id=None)
