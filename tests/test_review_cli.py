@@ -317,3 +317,13 @@ def test_pattern_over_numbered_columns_and_another_is_refused(tmp_path, capsys):
     classes.write_text("p0,p1,pred\n0.5,0.5,1\n")
     with pytest.raises(alcore.InvalidInputError, match=r"also pred.*probs='p\[0-9\]\*'"):
         alcore.io.read_pool(classes, probs="p*", id=None)
+
+
+def test_demo_stream_line_never_says_zero_ms():
+    """Before: 'stream: 5,000 items gated in 0 ms (21 M items/s)'."""
+    from alcore import demo
+
+    lines: list[str] = []
+    demo.stream_tour(5_000, out=lines.append)
+    assert " in 0 ms" not in lines[0] and "5,000 items gated in " in lines[0]
+    assert "of a 5.00% budget" in lines[0]
