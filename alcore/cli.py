@@ -37,7 +37,8 @@ _FLAGS = {
     "id": "--id", "probs": "--probs", "k": "-k", "overwrite": "--overwrite",
     "budget": "--budget", "strategy": "--strategy", "utility": "--utility",
     "window": "--window", "hard_cap": "--hard-cap", "label_column": "--label-column",
-    "strategies": "--strategies", "dataset": "--dataset",
+    "strategies": "--strategies", "dataset": "--dataset", "rounds": "--rounds",
+    "batch": "--batch",
 }
 # Whole phrases whose advice is Python code, reworded for a file on the command line.
 _PHRASES = [
@@ -80,6 +81,8 @@ def in_flags(message: str) -> str:
             return _FLAGS[name]
         if value == "None":
             return "--diversity none" if name == "diversity" else f"no {_FLAGS[name]}"
+        if any(ch in value for ch in "*?["):  # a pattern: quoted, or the shell expands it
+            return f"{_FLAGS[name]} '{value}'"
         return f"{_FLAGS[name]} {value}"
 
     message = _KEYWORD.sub(flag, message)
@@ -238,16 +241,13 @@ def _note(text: str) -> None:
     print(f"alcore: note: {text}", file=sys.stderr)
 
 
-def _id_column(requested: str | None, columns: list[str], source: str) -> str | None:
+def _id_column(requested: str | None, columns: list[str]) -> str | None:
     """The id column: ``--id`` as given (it must exist; the reader checks), else ``id`` when
-    present, else None (row numbers) with a note."""
+    present, else None (row numbers; the caller notes it once the batch is written, so a
+    rejected input gets its error line alone)."""
     if requested is not None:
         return requested
-    if "id" in columns:
-        return "id"
-    _note(f"{source} has no 'id' column; the output's ids are row numbers (0-based). Name "
-          f"an id column with --id")
-    return None
+    return "id" if "id" in columns else None
 
 
 def _simulate(args: argparse.Namespace) -> None:
@@ -282,10 +282,12 @@ def _select(args: argparse.Namespace) -> None:
         raise alcore.InvalidInputError("--diversity spread needs --min-distance")
     source = Path(args.pool).name
     table = io.read_table(args.pool, text_columns=[args.id or "id"])
-    id_column = _id_column(args.id, table.columns, source)
+    id_column = _id_column(args.id, table.columns)
     pool = io.pool_from_table(table, source, id=id_column, probs=args.probs,
                               embeddings=args.embeddings, labeled=args.labeled,
                               logits=args.logits)
+    if id_column is not None:
+        _refuse_duplicate_ids(table[id_column], id_column, source)
     if pool.probs is None:
         raise alcore.InvalidInputError(
             f"{source}: no probabilities (a list column 'probs' or columns p0, p1, ...); "
@@ -331,12 +333,39 @@ def _select(args: argparse.Namespace) -> None:
     io.write_table(pl.DataFrame(columns), args.out, overwrite=args.overwrite)
     n_labeled = 0 if pool.labeled is None else int(pool.labeled.sum())
     print(f"{source}: {len(pool.ids)} items ({n_labeled} labeled); {len(picks)} selected "
-          f"({_describe(chosen.config)}) -> {args.out}")
+          f"({_describe(chosen.config, args.k, len(pool.ids) - n_labeled)}) -> {args.out}")
+    if id_column is None:
+        _note(f"{source} has no 'id' column; the output's ids are row numbers (0-based). "
+              f"Name an id column with --id")
     if getattr(chosen, "shortfall", None):
-        _note(f"fewer than -k {args.k} items: {chosen.shortfall}")
+        _note(f"fewer than -k {args.k} items: {in_flags(chosen.shortfall)}")
     if args.explain:
         print("timings: " + ", ".join(f"{stage} {seconds:.3f}s"
                                       for stage, seconds in chosen.timings.items()))
+
+
+def _refuse_duplicate_ids(ids: Any, column: str, source: str) -> None:
+    """Ids must name one item each: a batch listing id ``a`` twice, or an empty id, cannot
+    be traced back to the rows the annotators should label."""
+    import alcore
+
+    nulls = ids.is_null()
+    if nulls.any():
+        raise alcore.InvalidInputError(
+            f"{source}: the id column {column!r} is empty in row {int(nulls.arg_true()[0])} "
+            f"(0-based; rows without an id: {int(nulls.sum())}); each item needs its own id: "
+            f"fill them in, name another column with --id, or drop the id column to use row "
+            f"numbers")
+    repeated = ids.is_duplicated()
+    if repeated.any():
+        rows = repeated.arg_true()
+        value = ids[int(rows[0])]
+        where = [int(r) for r in rows.filter(ids.filter(repeated) == value).head(3)]
+        raise alcore.InvalidInputError(
+            f"{source}: the id column {column!r} holds {value!r} more than once (rows "
+            f"{', '.join(map(str, where))}, 0-based; {int(repeated.sum())} rows share an id); "
+            f"each item needs its own id: fix the ids, name another column with --id, or "
+            f"drop the id column to use row numbers")
 
 
 def _reason_with_ids(reason: str, ids: Any) -> str:
@@ -346,8 +375,10 @@ def _reason_with_ids(reason: str, ids: Any) -> str:
                             reason))
 
 
-def _describe(config: dict[str, Any]) -> str:
-    """The selection's method in words, from Selection.config."""
+def _describe(config: dict[str, Any], k: int, pickable: int) -> str:
+    """The selection's method in words, from Selection.config; a candidate set that holds
+    every pickable item is called the pool (``the 5 x k best`` of 200 items at k = 150
+    would claim a narrowing that did not happen)."""
     text = config.get("score", "margin")
     if config.get("density"):
         text += f" x {config['density']} density^{config.get('beta', 1.0):g}"
@@ -355,7 +386,8 @@ def _describe(config: dict[str, Any]) -> str:
     if diversity in (None, "none"):
         return f"top k by {text}"
     candidates = config.get("candidates")
-    over = f"the {candidates} x k best by {text}" if candidates else f"the pool ({text})"
+    narrowed = candidates and candidates * k < pickable
+    over = f"the {candidates} x k best by {text}" if narrowed else f"the pool ({text})"
     return f"{diversity} over {over}"
 
 

@@ -99,9 +99,11 @@ def stream_tour(n: int = 1_000_000, seed: int = 0,
     queried = gate.decide_many(rows[1:])
     seconds = time.perf_counter() - start
     stats = gate.stats
-    out(f"stream: {stats.seen:,} items gated in {seconds * 1e3:.0f} ms "
+    ms = seconds * 1e3
+    took = f"{ms:.0f}" if ms >= 10 else f"{ms:.2g}"  # a small --items run is not "0 ms"
+    out(f"stream: {stats.seen:,} items gated in {took} ms "
         f"({stats.seen / seconds / 1e6:.0f} M items/s); {stats.queried:,} sent to annotators "
-        f"({stats.budget_used:.2%} of a 5.00 % budget), threshold now {stats.threshold:.3f}")
+        f"({stats.budget_used:.2%} of a 5.00% budget), threshold now {stats.threshold:.3f}")
     return {"seconds": seconds, "queried_share": float(queried.mean())}
 
 

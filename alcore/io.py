@@ -90,7 +90,7 @@ def read_table(path: str | os.PathLike, *, text_columns: Collection[str] = ()) -
     fmt = _format(path)
     if not path.is_file():
         raise InvalidInputError(f"{path}: no such file")
-    overrides = {name: pl.String for name in text_columns}
+    overrides = _text_overrides(path, fmt, text_columns)
     try:
         if fmt == "parquet":
             table = pl.read_parquet(path)
@@ -102,10 +102,34 @@ def read_table(path: str | os.PathLike, *, text_columns: Collection[str] = ()) -
             table = pl.read_ndjson(path, schema_overrides=overrides)
     except Exception as err:  # polars raises several types for unreadable files
         raise InvalidInputError(f"{path.name}: could not be read as {fmt} ({err})") from None
+    if fmt == "csv" and table.width == 1:
+        sep = next((c for c in ";\t|" if c in table.columns[0]), None)
+        if sep is not None:
+            raise InvalidInputError(
+                f"{path.name} reads as one column {table.columns[0]!r}: its values are "
+                f"separated by {sep!r}, but a CSV file is read comma-separated; write it with "
+                f"commas")
     if table.height == 0:
         raise InvalidInputError(
             f"{path.name} has no rows (columns: {_columns_text(table.columns) or 'none'})")
     return table
+
+
+def _text_overrides(path: Path, fmt: str, text_columns: Collection[str]) -> dict[str, Any]:
+    """Schema overrides reading ``text_columns`` as text, limited to the columns the file
+    has: polars' CSV reader ignores an absent name, but its NDJSON reader fails on one
+    (``could not be read as ndjson (id)`` for a pool without an id column)."""
+    import polars as pl
+
+    if fmt not in _TEXT_FORMATS or not text_columns:
+        return {}
+    if fmt == "ndjson":
+        try:
+            present = set(pl.scan_ndjson(path).collect_schema().names())
+        except Exception:  # an unreadable file: the reader reports it with its own message
+            return {}
+        text_columns = [name for name in text_columns if name in present]
+    return {name: pl.String for name in text_columns}
 
 
 def _float_dtype(dtypes: list[Any]) -> type:
@@ -172,11 +196,39 @@ def _matrix_column(table: Any, name: str, what: str, row_offset: int = 0) -> np.
         raise InvalidInputError(f"{what} column {name!r} is not numeric ({err})") from None
 
 
+def _refuse_one_of_numbered(columns: list[str], name: str, argument: str, meaning: str) -> None:
+    """Refuse a single numbered column (``p0``, ``e3``) named where its numbered siblings
+    also exist: the user meant the columns' pattern, and reading one column alone as
+    ``meaning`` would silently score something else."""
+    match = re.fullmatch(r"(.*?)(\d+)", name)
+    if match is None:
+        return
+    siblings = [c for c in columns if c != name
+                and re.fullmatch(re.escape(match[1]) + r"\d+", c)]
+    if siblings:
+        raise InvalidInputError(
+            f"{argument}={name!r} names one column, which would be read as {meaning}, but "
+            f"the file also has {_columns_text(sorted(siblings, key=_natural_key))}; for one "
+            f"column each pass a pattern: {argument}='{match[1]}*'")
+
+
 def _pattern_columns(columns: list[str], spec: str, what: str) -> list[str]:
     chosen = [c for c in columns if fnmatch.fnmatchcase(c, spec)]
     if not chosen:
         raise InvalidInputError(
             f"no column matches {spec!r} for the {what}; columns are {_columns_text(columns)}")
+    prefix = spec[:-1]
+    if spec.endswith("*") and not any(ch in prefix for ch in "*?["):
+        # 'e*' over e0, e1, e2 and 'entropy': the pattern meant the numbered columns; taking
+        # the other one too would silently add a feature (or a class).
+        numbered = [c for c in chosen if re.fullmatch(re.escape(prefix) + r"\d+", c)]
+        others = [c for c in chosen if c not in numbered]
+        if numbered and others:
+            raise InvalidInputError(
+                f"the pattern {spec!r} for the {what} matches the numbered columns "
+                f"{_columns_text(sorted(numbered, key=_natural_key))} and also "
+                f"{_columns_text(others)}; name the numbered ones only: "
+                f"{'probs' if what == 'probabilities' else what}='{prefix}[0-9]*'")
     return sorted(chosen, key=_natural_key)
 
 
@@ -210,6 +262,8 @@ def probability_matrix(table: Any, spec: str | None = None, *, logits: bool = Fa
     if spec is not None and spec in columns:
         if isinstance(table[spec].dtype, pl.List | pl.Array):
             return _matrix_column(table, spec, "probabilities", row_offset)
+        _refuse_one_of_numbered(columns, spec, "probs",
+                                "a binary model's positive-class probability p ([1 - p, p])")
         chosen = [spec]
     elif spec is not None:
         chosen = _pattern_columns(columns, spec, "probabilities")
@@ -242,6 +296,8 @@ def embedding_matrix(table: Any, spec: str | None = None) -> np.ndarray | None:
     if spec in columns and isinstance(table[spec].dtype, pl.List | pl.Array):
         return _matrix_column(table, spec, "embeddings")
     if spec in columns or any(ch in spec for ch in "*?["):
+        if spec in columns:
+            _refuse_one_of_numbered(columns, spec, "embeddings", "a one-dimensional embedding")
         chosen = [spec] if spec in columns else _pattern_columns(columns, spec, "embeddings")
         return _numeric_columns(table, chosen, "embeddings", 0)
     raise InvalidInputError(
@@ -265,9 +321,8 @@ def labeled_column(table: Any, name: str, row_offset: int = 0) -> np.ndarray:
             f"write true or false in every row")
     if series.dtype == pl.Boolean:
         return series.to_numpy().astype(bool, copy=False)
-    if series.dtype.is_integer():
-        values = series.unique()
-        if values.is_in([0, 1]).all():
+    if series.dtype.is_numeric():  # 0/1, also as floats (pandas writes 0.0/1.0)
+        if ((series == 0) | (series == 1)).all():
             return (series == 1).to_numpy()
     seen = series.unique(maintain_order=True).head(5).to_list()
     raise InvalidInputError(
@@ -351,7 +406,7 @@ def _scanner(path: Path, text_columns: Collection[str]) -> Any:
     fmt = _format(path)
     if not path.is_file():
         raise InvalidInputError(f"{path}: no such file")
-    overrides = {name: pl.String for name in text_columns}
+    overrides = _text_overrides(path, fmt, text_columns)
     try:
         if fmt == "parquet":
             return pl.scan_parquet(path)

@@ -180,6 +180,7 @@ def run(x: np.ndarray, y: np.ndarray, strategies: list[str], rounds: int = 10,
     ``labels_to_98pct`` and ``select_seconds`` (mean per round).
     """
     check_strategies(strategies)
+    _check_labels(len(x), rounds, batch, initial)
     _need("sklearn.linear_model")
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits  # a scikit-learn dependency
@@ -190,6 +191,19 @@ def run(x: np.ndarray, y: np.ndarray, strategies: list[str], rounds: int = 10,
     with threadpool_limits(limits=1, user_api="blas"):
         results = _curves(x, y, strategies, rounds, batch, seeds, initial, estimator)
     return _summarise(results)
+
+
+def _check_labels(n: int, rounds: int, batch: int, initial: int) -> None:
+    """Refuse, before any fit, a run that would need more labels than its pool holds: the
+    pool is what the 30 % test split leaves (``train_test_split`` rounds the test part
+    up)."""
+    pool = n - int(np.ceil(0.3 * n))
+    needed = initial + batch * (rounds - 1)
+    if needed > pool:
+        raise InvalidInputError(
+            f"rounds={rounds} of batch={batch} after {initial} first labels need {needed} "
+            f"labels, but the pool holds {pool} items ({n} rows, 30% held out for testing); "
+            f"lower rounds= or batch=")
 
 
 def _curves(x: np.ndarray, y: np.ndarray, strategies: list[str], rounds: int, batch: int,
@@ -293,7 +307,10 @@ def table(results: dict[str, Any]) -> str:
         ci_text = f"{ci[0]:.4f}..{ci[1]:.4f}" if ci else "-"
         lines.append(f"{name:<22}{e['aulc']:>8.4f}{ci_text:>17}{e['final']:>8.4f}{reach:>15}"
                      f"{e['select_seconds']:>10.4f}")
-    lines.append(f"full-pool accuracy {results['full_accuracy']:.4f}")
+    labels = results.get("labels")
+    within = f"within {labels[-1]} labels" if labels else "within these rounds"
+    lines.append(f"full-pool accuracy {results['full_accuracy']:.4f}; labels to 98% = labels "
+                 f"at which the mean curve first reaches 98% of it (-: not {within})")
     best = results.get("best")
     if best is not None and len(ranked) > 1:
         lines.append(f"AULC difference from the best ({best}), paired over {seeds} seeds, "

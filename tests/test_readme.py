@@ -121,6 +121,13 @@ def test_readme_claims_match_the_code():
     assert inspect.signature(alcore.diversity.typiclust).parameters["max_clusters"].default == 500
     assert "(atol 1e-3)" in text
     assert inspect.signature(alcore.select_top).parameters["atol"].default == 1e-3
+    # Where the demo writes, as its --out default says (issue 8, defect 21).
+    from alcore.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if a.dest == "command")
+    demo_out = commands.choices["demo"].get_default("out")
+    assert f"into `{demo_out}/`" in text
+    assert "`curves.json`, `summary.txt` and `learning_curves.png`" in text
     # Removed API must not be advertised.
     for stale in ("return_scores", "TopSelection", "select_top(1000,", "select(1000,",
                   "logits=raw_outputs", ".indices, batch"):
