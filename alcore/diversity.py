@@ -33,8 +33,12 @@ def _validated_scores(x: np.ndarray, is_logits: bool, name: str, code: int) -> n
         raise v.invalid_value_error(err, name, atol=1e-3) from None
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
+def _unit_rows(x: np.ndarray, skip: np.ndarray | None = None) -> np.ndarray:
+    """x with L2-normalised rows; rows flagged in ``skip`` (bool, items left out of the
+    pool) are divided by 1 instead, so a zero row there is no error."""
     norms = np.linalg.norm(x, axis=1)
+    if skip is not None:
+        norms[skip] = 1.0
     zero = np.flatnonzero(norms == 0)
     if zero.size:
         raise InvalidInputError(
@@ -198,7 +202,13 @@ def spread(scores: Any, embeddings: Any, k: int, *, min_distance: float,
     metric = _metric(metric)
     masks = v.item_masks(n, "embeddings", labeled=labeled, exclude=exclude)
     if metric == "cosine":
-        x = _unit_rows(x)
+        # Excluded items take no part: a zero row there is not an error (as in kcenter).
+        keep = _kept_rows(masks)
+        skip = None
+        if keep is not None:
+            skip = np.ones(n, dtype=bool)
+            skip[keep] = False
+        x = _unit_rows(x, skip)
     order = np.lexsort((np.arange(n), -s.astype(np.float64)))
     if masks.never is not None:
         order = order[masks.never[order] == 0]
