@@ -397,8 +397,11 @@ def _typicality(x: np.ndarray, members: np.ndarray, n_neighbors: int) -> np.ndar
         return np.ones(1)
     k = min(n_neighbors, len(members) - 1)
     if len(members) <= _DENSE_TYPICALITY_MAX:
-        # float64 expanded form on the centred members; entries within its error bound of
-        # 0 are recomputed from differences (near-duplicates, whose mean distance decides).
+        # float64 expanded form on the centred members finds, per row, every member that
+        # can be among its k nearest (within twice the error bound of the k-th value:
+        # bound64 for the product, doubled for the centring's rounding); those distances
+        # are then recomputed from float64 differences of the inputs, so equal mean
+        # distances (ties) are equal bit for bit and go to the lower index.
         points = x[members].astype(np.float64)
         points -= points.mean(axis=0)
         sq_norm = np.einsum("ij,ij->i", points, points)
@@ -409,12 +412,14 @@ def _typicality(x: np.ndarray, members: np.ndarray, n_neighbors: int) -> np.ndar
         sq += sq_norm[None, :]
         np.fill_diagonal(sq, np.inf)  # an item is not its own neighbour
         # One bound per row (with the largest norm): a vector, not another matrix.
-        r, c = np.nonzero(sq <= _distances.bound64(x.shape[1], norm, norm.max())[:, None])
-        if len(r):
-            sq[r, c] = _distances.exact_sq(x, members[r], members[c])
-        np.maximum(sq, 0, out=sq)
-        dist = np.sqrt(sq, out=sq)
-        nearest = np.partition(dist, k - 1, axis=1)[:, :k]
+        err = 2.0 * _distances.bound64(x.shape[1], norm, norm.max())
+        kth = np.partition(sq, k - 1, axis=1)[:, k - 1]
+        r, c = np.nonzero(sq <= (kth + 2.0 * err)[:, None])
+        exact = np.full_like(sq, np.inf)
+        exact[r, c] = _distances.exact_sq(x, members[r], members[c])
+        dist = np.sqrt(exact, out=exact)
+        # Sorted, so that the same distances are summed in the same order in every row.
+        nearest = np.sort(np.partition(dist, k - 1, axis=1)[:, :k], axis=1)
     else:
         sq_knn, ids = _faiss.knn(x[members], k + 1, _faiss.IndexChoice("flat"), 0)
         is_self = ids == np.arange(len(members))[:, None]

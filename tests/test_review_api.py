@@ -43,3 +43,64 @@ def test_spread_cosine_accepts_an_excluded_zero_row():
     assert got.tolist() == list(range(1, 8))
     with pytest.raises(InvalidInputError, match="row 0 has zero norm"):
         D.spread(scores, emb, 8, min_distance=0.0, metric="cosine", labeled=[0])
+
+
+def _typiclust_reference(x, k, labeled, excluded, labels, n_neighbors):
+    """TypiClust on given clusters: the cluster with the fewest labeled/picked members
+    (then the largest, then the lower label) gives up its most typical available member
+    (1 / mean float64 distance to the n_neighbors nearest other members; ties to the lower
+    index). Excluded items are not in the pool."""
+    x = np.asarray(x, dtype=np.float32).astype(np.float64)
+    keep = [i for i in range(len(x)) if i not in excluded]
+    size, held = {}, {}
+    for i in keep:
+        size[labels[i]] = size.get(labels[i], 0) + 1
+        held[labels[i]] = held.get(labels[i], 0) + (i in labeled)
+    available = {i for i in keep if i not in labeled}
+    picks = []
+    for _ in range(k):
+        cluster = min({labels[i] for i in available},
+                      key=lambda c: (held[c], -size[c], c))
+        members = [i for i in keep if labels[i] == cluster]
+
+        def typicality(i, members=members):
+            if len(members) == 1:
+                return 1.0
+            dists = sorted(float(np.sqrt(((x[i] - x[j]) ** 2).sum()))
+                           for j in members if j != i)
+            mean = np.mean(dists[:min(n_neighbors, len(members) - 1)])
+            return 1.0 / max(mean, np.finfo(np.float64).tiny)  # duplicates: finite
+
+        best = max((i for i in members if i in available), key=lambda i: (typicality(i), -i))
+        picks.append(best)
+        available.discard(best)
+        held[cluster] += 1
+    return picks
+
+
+def test_typiclust_equal_typicality_goes_to_the_lower_index():
+    # Items 5 and 9 are equally typical in cluster 3 ((1 + sqrt 2) / 2 mean distance), but
+    # the float64 expanded form made 9 look more typical: it was picked instead of 5.
+    x = np.array([[1001, 1003], [997, 997], [1000, 1003], [1002, 1000], [1003, 997],
+                  [1002, 999], [1002, 1003], [999, 999], [998, 1003], [1001, 1000],
+                  [1000, 999]], dtype=np.float32)
+    labels = np.array([3, 2, 0, 3, 0, 3, 0, 0, 3, 3, 0])
+    got = D.typiclust(x, 4, exclude=[6], clusters=labels, n_neighbors=2)
+    assert got.tolist() == [3, 10, 1, 5]
+
+
+def test_typiclust_matches_reference_on_tied_integer_grids():
+    rng = np.random.default_rng(2)
+    for _ in range(60):
+        n, d = int(rng.integers(2, 20)), int(rng.integers(1, 3))
+        x = rng.integers(-3, 4, size=(n, d)).astype(np.float32) + rng.choice([0.0, 1e3])
+        perm = rng.permutation(n)
+        n_lab = int(rng.integers(0, n))
+        n_exc = int(rng.integers(0, n - n_lab))
+        lab, exc = perm[:n_lab].tolist(), perm[n_lab:n_lab + n_exc].tolist()
+        k = int(rng.integers(1, n - n_lab - n_exc + 1))
+        labels = rng.integers(0, 4, size=n)
+        nn = int(rng.integers(1, 5))
+        got = D.typiclust(x, k, labeled=lab or None, exclude=exc or None, clusters=labels,
+                          n_neighbors=nn)
+        assert got.tolist() == _typiclust_reference(x, k, set(lab), set(exc), labels, nn)
