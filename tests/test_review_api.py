@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -104,3 +106,21 @@ def test_typiclust_matches_reference_on_tied_integer_grids():
         got = D.typiclust(x, k, labeled=lab or None, exclude=exc or None, clusters=labels,
                           n_neighbors=nn)
         assert got.tolist() == _typiclust_reference(x, k, set(lab), set(exc), labels, nn)
+
+
+@pytest.mark.parametrize("call", [
+    lambda e: D.kcenter(e, 1),
+    lambda e: D.spread(np.ones(len(e)), e, 1, min_distance=0.1),
+    lambda e: alcore.density.knn_density(e, 2),
+    lambda e: alcore.select(np.full((len(e), 2), 0.5), 1, embeddings=e),
+])
+def test_float64_embeddings_beyond_float32_are_named_not_turned_into_inf(call):
+    # 1e39 in float64 overflowed in the cast to float32 (RuntimeWarning) and was then
+    # reported as "row 3, column 1 is inf", a value the caller never passed.
+    emb = np.random.default_rng(0).normal(size=(6, 2))
+    emb[3, 1] = 1e39
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(InvalidInputError,
+                           match=r"embeddings must fit float32 .*row 3, column 1 is 1e\+39"):
+            call(emb)
