@@ -124,3 +124,49 @@ def test_float64_embeddings_beyond_float32_are_named_not_turned_into_inf(call):
         with pytest.raises(InvalidInputError,
                            match=r"embeddings must fit float32 .*row 3, column 1 is 1e\+39"):
             call(emb)
+
+
+TINY = {np.float64: 5e-324, np.float32: 1e-45}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_normalize_rows_with_subnormal_sums(dtype):
+    # normalize=True renormalised by the reciprocal of the row sum, which overflows for a
+    # subnormal sum: least_confidence -inf, margin NaN, entropy inf (silently), and
+    # select() crashed with a raw alcore._core.InvalidValue from top_k.
+    t = TINY[dtype]
+    x = np.array([[t, t], [t, 0], [0.3, 0.7]], dtype=dtype)
+    same = np.array([[1, 1], [1, 0], [0.3, 0.7]], dtype=dtype)
+    for name in ("least_confidence", "margin", "ratio", "entropy"):
+        got = getattr(alcore.scores, name)(x, normalize=True)
+        np.testing.assert_allclose(got, getattr(alcore.scores, name)(same, normalize=True),
+                                   rtol=1e-6, err_msg=name)
+        # [t, t] is the most uncertain row: ranked first, as for [1, 1].
+        assert alcore.select_top(x, 3, score=name, normalize=True).tolist() == [0, 2, 1]
+        assert alcore.select(x, 3, score=name, normalize=True).indices.tolist() == [0, 2, 1]
+    np.testing.assert_allclose(alcore.scores.entropy(x, normalize=True, scaled=True),
+                               [1.0, 0.0, alcore.scores.entropy(same, scaled=True,
+                                                                normalize=True)[2]],
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_normalize_samples_with_subnormal_sums(dtype):
+    # Two members, each certain of a different class: BALD = ln 2. With subnormal rows and
+    # normalize=True the kernel's reciprocal overflowed and BALD came back 0.
+    t = TINY[dtype]
+    x = np.array([[[t, 0]], [[0, t]]], dtype=dtype)
+    for name in ("bald", "kl_consensus", "vote_entropy"):
+        got = getattr(alcore.scores, name)(x, normalize=True)
+        np.testing.assert_allclose(got, [np.log(2)], rtol=1e-6, err_msg=name)
+
+
+def test_sample_scores_of_huge_opposite_logits_do_not_warn():
+    z = np.array([[3e38, -3e38], [1.0, 1.0]], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        got = alcore.scores.bald(np.stack([z, z]), logits=True)
+        picks = alcore.select(np.stack([z, z]), 1, score="variation_ratio",
+                              logits=True).indices
+    np.testing.assert_array_equal(got, [0.0, 0.0])
+    assert picks.tolist() == [0]
