@@ -170,3 +170,27 @@ def test_sample_scores_of_huge_opposite_logits_do_not_warn():
                               logits=True).indices
     np.testing.assert_array_equal(got, [0.0, 0.0])
     assert picks.tolist() == [0]
+
+
+def test_cosine_accepts_a_tiny_nonzero_row():
+    # [1e-45, 0] squares to 0 in float32, so its norm came out 0 and kcenter/spread
+    # refused a non-zero row as "zero norm".
+    emb = np.array([[1e-45, 0], [0, 1e-45], [1, 1]], dtype=np.float32)
+    assert D.kcenter(emb, 2, metric="cosine", labeled=[2]).tolist() == [0, 1]
+    # Unit rows (1, 0), (0, 1), (0.71, 0.71): each pair at least 0.76 apart.
+    assert D.spread(np.ones(3), emb, 3, min_distance=0.7, metric="cosine").tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda e: alcore.density.similarity_density(e, n_clusters=0), "n_clusters"),
+    (lambda e: alcore.density.similarity_density(e, n_clusters=3.0), "n_clusters"),
+    (lambda e: alcore.density.similarity_density(e, seed=-1), "seed"),
+    (lambda e: alcore.density.information_density(np.ones(len(e)), e, seed="x"), "seed"),
+    (lambda e: alcore.density.knn_density(e, 3, verbose=None), "verbose"),
+])
+def test_density_options_are_checked_even_where_unused(call, match):
+    # n_clusters= and seed= were checked only on the approximate path (N > 20 000 with
+    # inverse_euclidean), knn_density's verbose= never: n_clusters=0 passed silently.
+    emb = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+    with pytest.raises(InvalidInputError, match=match):
+        call(emb)
