@@ -36,7 +36,8 @@ def _validated_scores(x: np.ndarray, is_logits: bool, name: str, code: int) -> n
 def _unit_rows(x: np.ndarray, skip: np.ndarray | None = None) -> np.ndarray:
     """x with L2-normalised rows; rows flagged in ``skip`` (bool, items left out of the
     pool) are divided by 1 instead, so a zero row there is no error."""
-    norms = np.linalg.norm(x, axis=1)
+    # float64 norms: a float32 row like [1e-45, 0] squares to 0 in float32 but is not zero.
+    norms = _distances.row_norms(x)
     if skip is not None:
         norms[skip] = 1.0
     zero = np.flatnonzero(norms == 0)
@@ -45,7 +46,12 @@ def _unit_rows(x: np.ndarray, skip: np.ndarray | None = None) -> np.ndarray:
             f"embeddings row {zero[0]} has zero norm, so its cosine distance is undefined; "
             f"drop it or use metric='l2'"
         )
-    return np.ascontiguousarray(x / norms[:, None], dtype=np.float32)
+    # Divided in float64 a block at a time (subnormal rows too), O(block) temporaries.
+    out = np.empty(x.shape, dtype=np.float32)
+    step = max(1, (1 << 20) // max(x.shape[1], 1))
+    for start in range(0, x.shape[0], step):
+        out[start:start + step] = x[start:start + step] / norms[start:start + step, None]
+    return out
 
 
 def _metric(metric: Any) -> str:
