@@ -699,6 +699,8 @@ def cluster_margin(probs: Any, embeddings: Any, k: int, *, logits: bool = False,
     per_pick = v.count(candidates_per_pick, "candidates_per_pick")
     masks = v.item_masks(n, name, labeled=labeled, exclude=exclude, k=k)
     generator = v.rng(seed)
+    # Checked even when clusters= makes it unused: a bad value is refused, never ignored.
+    count = v.count(n_clusters if n_clusters is not None else k, "n_clusters")
     if clusters is not None:
         labels = _cluster_labels(clusters, n, non_negative=False)
         emb = None
@@ -708,7 +710,6 @@ def cluster_margin(probs: Any, embeddings: Any, k: int, *, logits: bool = False,
             raise InvalidInputError(
                 f"embeddings has {emb.shape[0]} rows but {name} has {n}; pass one row per item"
             )
-        count = v.count(n_clusters if n_clusters is not None else k, "n_clusters")
     m = min(per_pick * k, n - masks.n_never)
     margin = _validated_scores(x, is_logits, name, 1)
     try:

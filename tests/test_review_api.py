@@ -194,3 +194,14 @@ def test_density_options_are_checked_even_where_unused(call, match):
     emb = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
     with pytest.raises(InvalidInputError, match=match):
         call(emb)
+
+
+def test_cluster_margin_checks_n_clusters_with_given_clusters():
+    # With clusters= the n_clusters= value was never parsed: n_clusters=0 or "many"
+    # passed silently.
+    probs = np.full((6, 2), 0.5)
+    labels = np.arange(6) % 2
+    for bad in (0, "many", 2.5):
+        with pytest.raises(InvalidInputError, match="n_clusters"):
+            D.cluster_margin(probs, None, 2, clusters=labels, n_clusters=bad)
+    assert D.cluster_margin(probs, None, 2, clusters=labels).tolist() == [0, 1]
