@@ -205,3 +205,19 @@ def test_cluster_margin_checks_n_clusters_with_given_clusters():
         with pytest.raises(InvalidInputError, match="n_clusters"):
             D.cluster_margin(probs, None, 2, clusters=labels, n_clusters=bad)
     assert D.cluster_margin(probs, None, 2, clusters=labels).tolist() == [0, 1]
+
+
+def test_rejected_select_leaves_a_generator_seed_untouched():
+    # density='knn' drew from the Generator, then kcenter(metric='cosine') refused the zero
+    # row: the call failed but the caller's Generator had moved on.
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), 30)
+    emb = rng.normal(size=(30, 4)).astype(np.float32)
+    emb[0] = 0.0
+    for method, extra in (("kcenter", {}), ("spread", {"min_distance": 0.1})):
+        gen = np.random.default_rng(5)
+        before = gen.bit_generator.state
+        with pytest.raises(InvalidInputError, match="zero norm"):
+            alcore.select(probs, 3, embeddings=emb, density="knn", diversity=method,
+                          metric="cosine", seed=gen, **extra)
+        assert gen.bit_generator.state == before
