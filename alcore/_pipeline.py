@@ -255,6 +255,26 @@ def select(probs: Any, k: int, *, logits: bool = False, embeddings: Any = None,
     Selection
         ``indices`` (int64, pick order) with per-pick scores, components and reasons.
     """
+    # A rejected call changes no state: a Generator passed as seed= may already have been
+    # drawn from (density's k-means, say) when a later stage refuses the input.
+    state = seed.bit_generator.state if isinstance(seed, np.random.Generator) else None
+    try:
+        return _select(probs, k, logits=logits, embeddings=embeddings, labeled=labeled,
+                       exclude=exclude, score=score, normalize=normalize, atol=atol,
+                       density=density, beta=beta, diversity=diversity,
+                       candidates=candidates, seed=seed, return_utilities=return_utilities,
+                       **diversity_params)
+    except InvalidInputError:
+        if state is not None:
+            seed.bit_generator.state = state
+        raise
+
+
+def _select(probs: Any, k: int, *, logits: Any, embeddings: Any, labeled: Any,
+            exclude: Any, score: Any, normalize: Any, atol: Any, density: Any, beta: Any,
+            diversity: Any, candidates: Any, seed: Any, return_utilities: Any,
+            **diversity_params: Any) -> Selection:
+    """:func:`select`'s work (its arguments unchecked so far)."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
     # Cheap checks of every option first, so that nothing runs on a call that will fail.

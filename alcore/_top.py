@@ -67,7 +67,9 @@ def _top_with_scores(x: np.ndarray, is_logits: bool, name: str, k: int, score: s
                      never: np.ndarray | None, normalize: bool,
                      atol: float) -> tuple[np.ndarray, np.ndarray]:
     """The fused kernel on validated inputs: (indices (k,), their scores (k,))."""
-    if score in scores.SAMPLE_SCORE_CODES:
+    if score in scores.SAMPLE_SCORE_CODES or (normalize and not is_logits):
+        # normalize=True: the scores module re-scores rows with subnormal sums (whose
+        # reciprocal overflows in the fused kernel), so rank its N scores.
         every = scores._score_validated(score, x, is_logits, name, normalize=normalize,
                                         atol=atol)
         indices = _core.top_k(every, never, k)
@@ -94,8 +96,10 @@ def select_top(probs: Any, k: int, *, score: str = "margin", logits: bool = Fals
     Equivalent to ``top_k(getattr(alcore.scores, score)(probs), k, exclude=...)`` (the
     same kernels, so the same bits and the same tie order), but for (N, C) inputs the
     scores are reduced to the top k while they are computed, without an N-sized score
-    array. For every item's score call the function of :mod:`alcore.scores`, or
-    :func:`alcore.select` with ``return_utilities=True``.
+    array (except with ``normalize=True``, which ranks the N scores of
+    :mod:`alcore.scores`: they re-score rows whose sums are subnormal). For every item's
+    score call the function of :mod:`alcore.scores`, or :func:`alcore.select` with
+    ``return_utilities=True``.
 
     Parameters
     ----------

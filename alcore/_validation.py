@@ -174,8 +174,8 @@ def embeddings_matrix(embeddings: Any, name: str = "embeddings") -> np.ndarray:
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise InvalidInputError(f"{name} is empty (shape {arr.shape}); pass at least one item")
-    if arr.dtype != np.float32:
-        arr = arr.astype(np.float32)
+    # Finiteness on the values as given: a float64 value beyond float32's range would
+    # otherwise become inf in the cast and be reported as an inf the user never passed.
     finite = np.isfinite(arr)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
@@ -183,6 +183,16 @@ def embeddings_matrix(embeddings: Any, name: str = "embeddings") -> np.ndarray:
             f"{name} must be finite: row {row}, column {col} is {arr[row, col]}; replace "
             f"NaN/inf or drop those items"
         )
+    if arr.dtype != np.float32:
+        limit = float(np.finfo(np.float32).max)
+        if max(float(arr.max()), -float(arr.min())) > limit:
+            row, col = np.argwhere(np.abs(arr) > limit)[0]
+            raise InvalidInputError(
+                f"{name} must fit float32 (|value| <= {limit:.4g}): row {row}, column {col} "
+                f"is {arr[row, col]:.6g}; rescale {name} (e.g. divide by its largest "
+                f"absolute value)"
+            )
+        arr = arr.astype(np.float32)
     return arr
 
 

@@ -12,6 +12,10 @@ from alcore._errors import InvalidInputError
 POLICIES = ("fixed", "schedule", "plateau")
 
 
+# Pools beyond int64 cannot be indexed; the bound also keeps fraction * pool_size finite.
+_MAX_POOL = 2**63 - 1
+
+
 class BatchSizer:
     """The next round's batch size, bounded by ``min_fraction`` and ``max_fraction`` of the
     pool.
@@ -52,7 +56,8 @@ class BatchSizer:
                  min_gain: float = 1e-4, rounds: int = 2, min_fraction: float = 0.0,
                  max_fraction: float = 0.1):
         # Every argument is parsed before any attribute is set.
-        pool_size = v.count(pool_size, "pool_size")
+        pool_size = v.integer(pool_size, "pool_size", low=1, high=_MAX_POOL,
+                              hint="pass the number of items in the pool")
         policy = v.choice(policy, "policy", POLICIES)
         min_fraction = v.number(min_fraction, "min_fraction", low=0.0, high=1.0)
         max_fraction = v.number(max_fraction, "max_fraction", low=0.0, high=1.0)
@@ -124,7 +129,9 @@ class BatchSizer:
                                                               self.history[-1])
             gained = labels_now - labels_then
             if gained > 0 and (acc_now - acc_then) / gained < self.min_gain:
-                self.size = min(self.high, int(self.size * self.growth))
+                # The product in float, capped before int(): a large growth (or size) gives
+                # inf, which int() refuses after the round was already recorded.
+                self.size = int(min(self.high, min(self.size, self.high) * float(self.growth)))
 
 
 __all__ = ["BatchSizer"]

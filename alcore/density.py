@@ -82,6 +82,7 @@ def knn_density(embeddings: Any, k: int = 10, *, exact: bool | None = None,
     if exact is not None:
         exact = v.flag(exact, "exact")
     return_neighbors = v.flag(return_neighbors, "return_neighbors")
+    verbose = v.flag(verbose, "verbose")
     index_seed = int(v.rng(seed).integers(2**31))
     choice = _faiss.choose_index(n, exact)
     sq, ids = _faiss.knn(x, k + 1, choice, index_seed, reporter(progress, verbose, "k-NN"))
@@ -177,6 +178,9 @@ def similarity_density(embeddings: Any, *, similarity: str = "cosine",
     include_self = v.flag(include_self, "include_self")
     if exact is not None:
         exact = v.flag(exact, "exact")
+    # Checked whichever path runs: a bad value is refused even where it is not used.
+    count = v.count(n_clusters, "n_clusters")
+    generator = v.rng(seed)
     others = n if include_self else n - 1
     if others < 1:
         raise InvalidInputError("include_self=False needs at least 2 items")
@@ -194,8 +198,7 @@ def similarity_density(embeddings: Any, *, similarity: str = "cosine",
     if exact or (exact is None and n <= EXACT_SIMILARITY_MAX_ITEMS):
         total = _mean_inverse_euclidean(x, x, np.ones(n))
         return (total - (0.0 if include_self else 1.0)) / others
-    count = v.count(n_clusters, "n_clusters")
-    labels = _faiss.kmeans(x, min(count, n), int(v.rng(seed).integers(2**31)))
+    labels = _faiss.kmeans(x, min(count, n), int(generator.integers(2**31)))
     sizes = np.bincount(labels).astype(np.float64)
     centroids = np.zeros((len(sizes), x.shape[1]))
     np.add.at(centroids, labels, x)

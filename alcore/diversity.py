@@ -33,15 +33,25 @@ def _validated_scores(x: np.ndarray, is_logits: bool, name: str, code: int) -> n
         raise v.invalid_value_error(err, name, atol=1e-3) from None
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1)
+def _unit_rows(x: np.ndarray, skip: np.ndarray | None = None) -> np.ndarray:
+    """x with L2-normalised rows; rows flagged in ``skip`` (bool, items left out of the
+    pool) are divided by 1 instead, so a zero row there is no error."""
+    # float64 norms: a float32 row like [1e-45, 0] squares to 0 in float32 but is not zero.
+    norms = _distances.row_norms(x)
+    if skip is not None:
+        norms[skip] = 1.0
     zero = np.flatnonzero(norms == 0)
     if zero.size:
         raise InvalidInputError(
             f"embeddings row {zero[0]} has zero norm, so its cosine distance is undefined; "
             f"drop it or use metric='l2'"
         )
-    return np.ascontiguousarray(x / norms[:, None], dtype=np.float32)
+    # Divided in float64 a block at a time (subnormal rows too), O(block) temporaries.
+    out = np.empty(x.shape, dtype=np.float32)
+    step = max(1, (1 << 20) // max(x.shape[1], 1))
+    for start in range(0, x.shape[0], step):
+        out[start:start + step] = x[start:start + step] / norms[start:start + step, None]
+    return out
 
 
 def _metric(metric: Any) -> str:
@@ -198,7 +208,13 @@ def spread(scores: Any, embeddings: Any, k: int, *, min_distance: float,
     metric = _metric(metric)
     masks = v.item_masks(n, "embeddings", labeled=labeled, exclude=exclude)
     if metric == "cosine":
-        x = _unit_rows(x)
+        # Excluded items take no part: a zero row there is not an error (as in kcenter).
+        keep = _kept_rows(masks)
+        skip = None
+        if keep is not None:
+            skip = np.ones(n, dtype=bool)
+            skip[keep] = False
+        x = _unit_rows(x, skip)
     order = np.lexsort((np.arange(n), -s.astype(np.float64)))
     if masks.never is not None:
         order = order[masks.never[order] == 0]
@@ -387,8 +403,11 @@ def _typicality(x: np.ndarray, members: np.ndarray, n_neighbors: int) -> np.ndar
         return np.ones(1)
     k = min(n_neighbors, len(members) - 1)
     if len(members) <= _DENSE_TYPICALITY_MAX:
-        # float64 expanded form on the centred members; entries within its error bound of
-        # 0 are recomputed from differences (near-duplicates, whose mean distance decides).
+        # float64 expanded form on the centred members finds, per row, every member that
+        # can be among its k nearest (within twice the error bound of the k-th value:
+        # bound64 for the product, doubled for the centring's rounding); those distances
+        # are then recomputed from float64 differences of the inputs, so equal mean
+        # distances (ties) are equal bit for bit and go to the lower index.
         points = x[members].astype(np.float64)
         points -= points.mean(axis=0)
         sq_norm = np.einsum("ij,ij->i", points, points)
@@ -399,12 +418,14 @@ def _typicality(x: np.ndarray, members: np.ndarray, n_neighbors: int) -> np.ndar
         sq += sq_norm[None, :]
         np.fill_diagonal(sq, np.inf)  # an item is not its own neighbour
         # One bound per row (with the largest norm): a vector, not another matrix.
-        r, c = np.nonzero(sq <= _distances.bound64(x.shape[1], norm, norm.max())[:, None])
-        if len(r):
-            sq[r, c] = _distances.exact_sq(x, members[r], members[c])
-        np.maximum(sq, 0, out=sq)
-        dist = np.sqrt(sq, out=sq)
-        nearest = np.partition(dist, k - 1, axis=1)[:, :k]
+        err = 2.0 * _distances.bound64(x.shape[1], norm, norm.max())
+        kth = np.partition(sq, k - 1, axis=1)[:, k - 1]
+        r, c = np.nonzero(sq <= (kth + 2.0 * err)[:, None])
+        exact = np.full_like(sq, np.inf)
+        exact[r, c] = _distances.exact_sq(x, members[r], members[c])
+        dist = np.sqrt(exact, out=exact)
+        # Sorted, so that the same distances are summed in the same order in every row.
+        nearest = np.sort(np.partition(dist, k - 1, axis=1)[:, :k], axis=1)
     else:
         sq_knn, ids = _faiss.knn(x[members], k + 1, _faiss.IndexChoice("flat"), 0)
         is_self = ids == np.arange(len(members))[:, None]
@@ -678,6 +699,8 @@ def cluster_margin(probs: Any, embeddings: Any, k: int, *, logits: bool = False,
     per_pick = v.count(candidates_per_pick, "candidates_per_pick")
     masks = v.item_masks(n, name, labeled=labeled, exclude=exclude, k=k)
     generator = v.rng(seed)
+    # Checked even when clusters= makes it unused: a bad value is refused, never ignored.
+    count = v.count(n_clusters if n_clusters is not None else k, "n_clusters")
     if clusters is not None:
         labels = _cluster_labels(clusters, n, non_negative=False)
         emb = None
@@ -687,7 +710,6 @@ def cluster_margin(probs: Any, embeddings: Any, k: int, *, logits: bool = False,
             raise InvalidInputError(
                 f"embeddings has {emb.shape[0]} rows but {name} has {n}; pass one row per item"
             )
-        count = v.count(n_clusters if n_clusters is not None else k, "n_clusters")
     m = min(per_pick * k, n - masks.n_never)
     margin = _validated_scores(x, is_logits, name, 1)
     try:

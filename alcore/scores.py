@@ -40,9 +40,26 @@ def _row_scores(x: np.ndarray, is_logits: bool, name: str, code: int, normalize:
                 atol: float, scaled: bool = False) -> np.ndarray:
     """Score a validated (N, C) matrix; the kernel checks the element values."""
     try:
-        return _core.score_rows(x, code, is_logits, normalize, atol, scaled)
+        result = _core.score_rows(x, code, is_logits, normalize, atol, scaled)
     except _core.InvalidValue as err:
         raise v.invalid_value_error(err, name, atol=atol) from None
+    if normalize and not is_logits:
+        result = _rescore_tiny_sums(result, x, code, atol, scaled)
+    return result
+
+
+def _rescore_tiny_sums(result: np.ndarray, x: np.ndarray, code: int, atol: float,
+                       scaled: bool) -> np.ndarray:
+    """Rows whose positive sum is so small (subnormal) that the kernel's reciprocal of it
+    overflows come out inf or NaN: score them again after dividing them by their largest
+    value (exact scaling to a maximum of 1, the same probabilities). The values were
+    checked by the kernel already; this costs one pass over the (N,) scores."""
+    bad = np.flatnonzero(~np.isfinite(result))
+    if bad.size:
+        rows = x[bad]
+        rows = np.ascontiguousarray(rows / rows.max(axis=1, keepdims=True), dtype=x.dtype)
+        result[bad] = _core.score_rows(rows, code, False, True, atol, scaled)
+    return result
 
 
 def _rows(code: int, probs: Any, logits: Any, normalize: Any, atol: Any,
@@ -123,7 +140,10 @@ def entropy(probs: Any, *, logits: bool = False, normalize: bool = False,
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
-    shifted = z - z.max(axis=-1, keepdims=True)
+    # Logits of opposite huge magnitudes (+-3e38) overflow to -inf here: exp gives the
+    # exact 0, so the overflow is expected, not a warning for the caller.
+    with np.errstate(over="ignore"):
+        shifted = z - z.max(axis=-1, keepdims=True)
     np.exp(shifted, out=shifted)
     shifted /= shifted.sum(axis=-1, keepdims=True)
     return shifted
@@ -140,10 +160,28 @@ def _sample_scores(x: np.ndarray, is_logits: bool, name: str, code: int, normali
                 f"{x[tuple(bad)]}; replace NaN/inf (e.g. numpy.nan_to_num) or drop those rows"
             )
         x, normalize = _softmax(x), False
+    if normalize:
+        x = _scale_tiny_rows(x)
     try:
         return _core.sample_scores(x, code, normalize, atol)
     except _core.InvalidValue as err:
         raise v.invalid_value_error(err, name, atol=atol) from None
+
+
+def _scale_tiny_rows(x: np.ndarray) -> np.ndarray:
+    """x with every member row whose largest value is below the smallest normal number
+    divided by that value (exact scaling, same probabilities once renormalised): the
+    kernel renormalises by the reciprocal of the row sum, which overflows for subnormal
+    sums and silently gave BALD 0. Rows with NaN or negative values are left for the
+    kernel to report. One reduction over x; a copy only when such rows exist."""
+    with np.errstate(invalid="ignore"):
+        peak = x.max(axis=-1)
+    tiny = (peak > 0) & (peak < np.finfo(x.dtype).tiny)
+    if not tiny.any():
+        return x
+    x = x.copy()
+    x[tiny] /= peak[tiny][:, None]
+    return x
 
 
 def _samples(code: int, probs: Any, logits: Any, normalize: Any, atol: Any) -> np.ndarray:
