@@ -44,6 +44,11 @@ _FORMAT = "alcore.StreamGate"
 _VERSION = 2
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _SEED_HINT = "pass an int in [0, 2**64), None (fresh entropy) or a numpy.random.Generator"
+# Longest window (and largest class count) the native gate takes: int64 with headroom, as
+# for its counters.
+MAX_WINDOW = 2**62
+# Utilities lie in [0, 1]; scaled entropy may round a few ulps above 1.
+_MAX_UTILITY = 1.0 + 1e-9
 
 
 def default_window(budget: float) -> int:
@@ -57,8 +62,13 @@ def default_window(budget: float) -> int:
     scikit-activeml's default is w = 100.
     """
     budget = v.number(budget, "budget", low=0, high=1, low_open=True)
+    labels = WINDOW_LABELS / budget  # inf for a subnormal budget
+    if not labels <= MAX_WINDOW:
+        raise InvalidInputError(
+            f"budget {budget:g} is too small for the default window (50 / budget = "
+            f"{labels:g} items, at most 2**62); pass window= explicitly or a larger budget")
     # Rounded first so that 50 / 0.002 (25000.000000000004 in floating point) gives 25000.
-    return max(MIN_WINDOW, math.ceil(round(WINDOW_LABELS / budget, 6)))
+    return max(MIN_WINDOW, math.ceil(round(labels, 6)))
 
 
 class GateStats(NamedTuple):
@@ -174,11 +184,18 @@ class StreamGate:
                           hint="pass the share of items that may be labeled, e.g. 0.05")
         derived = window is None
         window = default_window(budget) if derived else v.count(window, "window")
+        if window > MAX_WINDOW:
+            raise InvalidInputError(f"window must be at most 2**62, got {window}; pass e.g. "
+                                    f"window=1000")
         hard_cap = v.flag(hard_cap, "hard_cap")
         seed = _gate_seed(seed)
         values = dict(PARAMETERS)
         for name, value in params.items():
             values[name] = v.number(value, name)
+        # theta scales by (1 -+ s): from theta <= 0 it never queries and runs to -inf, a
+        # state to_json cannot write as a number.
+        v.number(values["theta"], "theta", low=0, low_open=True,
+                 hint="the initial confidence threshold, e.g. theta=1.0")
         for name in ("s", "delta", "v", "atol"):
             v.number(values[name], name, low=0)
         v.number(values["w_tol"], "w_tol", low=0, low_open=True)
@@ -256,14 +273,14 @@ class StreamGate:
     def max_utility(self, classes: int) -> float:
         """The largest utility a row of ``classes`` classes can have: 1 - 1/C for least
         confidence, 1 for margin and (scaled) entropy."""
-        return self._gate.max_utility(v.integer(classes, "classes", low=2))
+        return self._gate.max_utility(v.integer(classes, "classes", low=2, high=MAX_WINDOW))
 
     def fixed_threshold(self, classes: int) -> float:
         """The confidence (1 - utility) at or below which the fixed strategy queries a row
         of ``classes`` classes: 1/C + budget (1 - 1/C). It does not adapt to the stream: a
         model more confident than this on every item gets no query at all (use
         ``"variable_uncertainty"`` or ``"quantile"``, which adapt their threshold)."""
-        c = v.integer(classes, "classes", low=2)
+        c = v.integer(classes, "classes", low=2, high=MAX_WINDOW)
         return 1.0 / c + self.budget * (1.0 - 1.0 / c)
 
     def decide_one(self, p: Any) -> bool:
@@ -426,8 +443,10 @@ def _restore(cls: type[StreamGate], text: Any) -> StreamGate:
                    seed=seed, hard_cap=config["hard_cap"], **values)
     except InvalidInputError as err:
         raise _corrupt(f"config: {err}") from None
-    spent = _json_number(state["spent"], "state.spent", low=0)
-    theta = _json_number(state["theta"], "state.theta")
+    # u_t <- u_t (w - 1)/w + 0 or 1 never exceeds w (+ rounding); theta starts > 0 and is
+    # only ever scaled by positive factors (it may underflow to 0).
+    spent = _json_number(state["spent"], "state.spent", low=0, high=window + 1)
+    theta = _json_number(state["theta"], "state.theta", low=0)
     seen = _json_int(state["seen"], "state.seen", low=0, high=2**62)
     queried = _json_int(state["queried"], "state.queried", low=0, high=seen)
     draws = _json_int(state["draws"], "state.draws", low=0, high=2**64 - 1)
@@ -437,7 +456,8 @@ def _restore(cls: type[StreamGate], text: Any) -> StreamGate:
     history = state["history"]
     if not isinstance(history, list) or len(history) > window:
         raise _corrupt(f"state.history must be a list of at most {window} utilities")
-    history = [_json_number(u, "state.history item") for u in history]
+    history = [_json_number(u, "state.history item", low=0, high=_MAX_UTILITY)
+               for u in history]
     gate._gate.set_state(spent, theta, seen, queried, draws, classes, history)
     return gate
 
@@ -602,7 +622,7 @@ class Router:
         committee = None
         if samples is not None:
             committee = v.float_array(samples, "samples")
-            if committee.ndim != 2:
+            if committee.ndim != 2 or committee.shape[1] != row.shape[0]:
                 raise InvalidInputError(
                     f"samples must have shape (T, {row.shape[0]}) for one row, got "
                     f"{committee.shape}")

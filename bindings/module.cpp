@@ -21,10 +21,18 @@ PyObject* invalid_value_type = nullptr;
 
 enum class Dtype { f32, f64 };
 
+// A byte-swapped array ('>f8' on x86) has the right kind and size but the kernels would read
+// its bytes as garbage numbers (or, for indices, as out-of-range offsets).
+bool native_order(const py::dtype& dt) {
+  const char order = dt.byteorder();
+  return order == '=' || order == '|' || order == (PY_LITTLE_ENDIAN ? '<' : '>');
+}
+
 Dtype float_dtype(const py::array& a, const char* name) {
   if (!(a.flags() & py::array::c_style))
     throw py::type_error(std::string(name) + " must be C-contiguous");
   const auto dt = a.dtype();
+  if (!native_order(dt)) throw py::type_error(std::string(name) + " must be in native byte order");
   if (dt.kind() == 'f' && dt.itemsize() == 4) return Dtype::f32;
   if (dt.kind() == 'f' && dt.itemsize() == 8) return Dtype::f64;
   throw py::type_error(std::string(name) + " must be float32 or float64");
@@ -153,11 +161,11 @@ py::array sample_scores(const py::array& x, int score, bool normalize, double at
 py::tuple kcenter(const py::array& x, const py::array& initial, int64_t k, int64_t first,
                   const py::object& progress, bool prune) {
   if (x.ndim() != 2 || !(x.flags() & py::array::c_style) || x.dtype().kind() != 'f' ||
-      x.itemsize() != 4)
-    throw py::type_error("x must be a C-contiguous 2-D float32 array");
+      x.itemsize() != 4 || !native_order(x.dtype()))
+    throw py::type_error("x must be a C-contiguous 2-D native float32 array");
   if (initial.ndim() != 1 || !(initial.flags() & py::array::c_style) ||
-      initial.dtype().kind() != 'i' || initial.itemsize() != 8)
-    throw py::type_error("initial must be a C-contiguous 1-D int64 array");
+      initial.dtype().kind() != 'i' || initial.itemsize() != 8 || !native_order(initial.dtype()))
+    throw py::type_error("initial must be a C-contiguous 1-D native int64 array");
   std::function<void(int64_t, int64_t)> report;
   if (!progress.is_none()) {
     report = [&progress](int64_t done, int64_t total) {
@@ -182,8 +190,8 @@ py::tuple kcenter(const py::array& x, const py::array& initial, int64_t k, int64
 
 py::tuple smallest_k_per_row(const py::array& m, int64_t k) {
   if (m.ndim() != 2 || !(m.flags() & py::array::c_style) || m.dtype().kind() != 'f' ||
-      m.itemsize() != 4)
-    throw py::type_error("m must be a C-contiguous 2-D float32 array");
+      m.itemsize() != 4 || !native_order(m.dtype()))
+    throw py::type_error("m must be a C-contiguous 2-D native float32 array");
   const int64_t rows = m.shape(0), cols = m.shape(1);
   py::array_t<float> values({rows, k});
   py::array_t<int64_t> columns({rows, k});
@@ -298,6 +306,10 @@ PYBIND11_MODULE(_core, m) {
       py::tuple args = py::make_tuple(static_cast<int>(b.problem), b.member, b.row, b.col,
                                       b.value);
       PyErr_SetObject(invalid_value_type, args.ptr());
+    } catch (const alcore::OutOfRange& e) {
+      // Public wording already (the core names the public argument): the public error type.
+      py::object cls = py::module_::import("alcore._errors").attr("InvalidInputError");
+      PyErr_SetString(cls.ptr(), e.what());
     }
   });
 

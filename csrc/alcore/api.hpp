@@ -49,6 +49,14 @@ class InvalidValue : public std::invalid_argument {
   BadValue bad;
 };
 
+// Valid-looking input the core cannot compute with (e.g. values whose float32 squares
+// overflow). The message is worded for the public argument, so the bindings pass it on as
+// the package's InvalidInputError.
+class OutOfRange : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
 // Scores rows of x (n x c, row-major) into out[n].
 template <class T>
 void score_rows(const T* x, int64_t n, int64_t c, const ScoreOptions& options, T* out);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <stdexcept>
 
@@ -168,6 +169,41 @@ class Greedy {
   std::vector<float> distances_;
 };
 
+// Squared distances of rows with |entries| <= limit stay below FLT_MAX / 2 (|x - c|^2 <=
+// d (2 limit)^2), so no distance is +inf. An infinite (or NaN) distance never lowers a
+// running minimum that starts at +inf: an item would join no cluster, and the farthest
+// search would find none (the pick index -1 read out of bounds).
+void check_magnitude(const float* x, int64_t n, int64_t d) {
+  const double limit = std::sqrt(static_cast<double>(std::numeric_limits<float>::max()) /
+                                 (8.0 * static_cast<double>(d)));
+  // One read of the thread limit sizes the per-chunk results and runs the loop.
+  const int chunks = planned_chunks(n, std::max<int64_t>(1, (1 << 16) / d));
+  std::vector<double> largest(static_cast<size_t>(chunks), 0.0);
+  std::vector<uint8_t> non_finite(largest.size(), 0);
+  run_chunks(n, chunks, [&](int chunk, int64_t begin, int64_t end) {
+    float top = 0.0f;
+    bool bad = false;
+    for (const float* p = x + begin * d; p != x + end * d; ++p) {
+      bad |= !std::isfinite(*p);
+      top = std::max(top, std::fabs(*p));
+    }
+    largest[static_cast<size_t>(chunk)] = top;
+    non_finite[static_cast<size_t>(chunk)] = bad;
+  });
+  if (std::find(non_finite.begin(), non_finite.end(), 1) != non_finite.end())
+    throw OutOfRange("embeddings must be finite; replace NaN/inf or drop those items");
+  const double top = *std::max_element(largest.begin(), largest.end());
+  if (top > limit) {
+    char message[256];
+    std::snprintf(message, sizeof message,
+                  "embeddings are too large for float32 squared distances: an entry has "
+                  "magnitude %.3g, at most %.3g for %lld dimensions; rescale the embeddings "
+                  "(e.g. divide them by %.3g)",
+                  top, limit, static_cast<long long>(d), top / limit * 1e3);
+    throw OutOfRange(message);
+  }
+}
+
 }  // namespace
 
 KCenterResult kcenter_greedy(const float* x, int64_t n, int64_t d, const int64_t* initial,
@@ -176,6 +212,9 @@ KCenterResult kcenter_greedy(const float* x, int64_t n, int64_t d, const int64_t
                              bool prune) {
   if (n < 1 || d < 1) throw std::invalid_argument("need at least one item and one dimension");
   if (k < 1 || k > n - n_initial) throw std::invalid_argument("k out of range");
+  for (int64_t j = 0; j < n_initial; ++j)
+    if (initial[j] < 0 || initial[j] >= n) throw std::invalid_argument("initial center out of range");
+  check_magnitude(x, n, d);
   Greedy greedy(x, n, d, prune);
   if (n_initial > 0) greedy.add_centers(initial, n_initial);
   KCenterResult result;
@@ -190,6 +229,7 @@ KCenterResult kcenter_greedy(const float* x, int64_t n, int64_t d, const int64_t
     } else {
       float sq;
       pick = greedy.farthest(sq);
+      if (pick < 0) throw std::invalid_argument("no item left to pick");
     }
     greedy.add_center(pick);
     float sq;

@@ -208,7 +208,12 @@ bool StreamGate::quantile_step(double utility) {
   ++state_.seen;
   const double owed = params_.budget * static_cast<double>(state_.seen) -
                       static_cast<double>(state_.queried);
-  const bool query = allowed && utility >= theta - range * (owed / params_.tolerance_window);
+  // With every utility in the window equal (a saturated or constant model: range 0) the
+  // balancing term vanishes and u >= theta held for every item, so the filter queried all of
+  // them (1000x a 0.1 % budget). Then only the labels owed decide, as the term's sign would.
+  const bool wanted = range > 0 ? utility >= theta - range * (owed / params_.tolerance_window)
+                                : owed > 0;
+  const bool query = allowed && wanted;
   state_.queried += query;
   // Not used by the filter; kept so the windowed spending reads the same for every strategy.
   const double w = static_cast<double>(params_.window);
