@@ -611,3 +611,9 @@ def write_table(table: Any, path: str | os.PathLike, *, overwrite: bool = False)
     finally:
         if os.path.exists(temp):
             os.remove(temp)
+
+
+# The helpers the command line shares (pool_from_table, labeled_column) stay importable but
+# are not part of the public surface.
+__all__ = ["Pool", "check_writable", "embedding_matrix", "probability_matrix", "read_pool",
+           "read_table", "top_k_from_file", "write_table"]

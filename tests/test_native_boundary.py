@@ -159,7 +159,9 @@ def quantile_reference(utilities, budget, window, w_tol):
         history = [*history[-(window - 1):], u] if window > 1 else [u]
         theta = np.quantile(history, 1 - budget)
         owed = budget * seen - queried
-        q = u >= theta - (max(history) - min(history)) * owed / w_tol
+        spread = max(history) - min(history)
+        # Tied utilities leave no balancing term: query only while labels are owed.
+        q = (u >= theta - spread * owed / w_tol) if spread > 0 else owed > 0
         queried += q
         out.append(q)
     return np.array(out)
