@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from alcore import _faiss
+from alcore import _distances, _faiss
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
 from alcore._progress import ProgressCallback, reporter
@@ -27,14 +27,22 @@ class KnnDensity(NamedTuple):
     self-join ("clustered"); both exact."""
 
 
-def _drop_self(sq: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """From k + 1 neighbours per row keep k: without the row itself, or without the last
-    one when the row is not among them (duplicates can push it out)."""
-    n = ids.shape[0]
-    is_self = ids == np.arange(n)[:, None]
-    is_self[~is_self.any(axis=1), -1] = True
-    order = np.argsort(is_self, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(sq, order, axis=1), np.take_along_axis(ids, order, axis=1)
+# Neighbours fetched beyond the k + 1 needed, so that near-ties at the k-th place (which
+# the search's float32 rounding may order either way) are decided on exact distances.
+_SPARE_NEIGHBOURS = 4
+
+
+def _exact_neighbours(x: np.ndarray, sq: np.ndarray, ids: np.ndarray,
+                      k: int) -> tuple[np.ndarray, np.ndarray]:
+    """From m > k candidate neighbours per row keep the k nearest other rows by squared
+    distances recomputed from float64 differences (ties to the lower id), nearest first.
+    The search's own float32 distances depend on the BLAS blocking, so on the thread
+    count; these do not. O(N m d)."""
+    n, m = ids.shape
+    exact = _distances.exact_sq(x, np.repeat(np.arange(n), m), ids.ravel()).reshape(n, m)
+    exact[ids == np.arange(n)[:, None]] = np.inf  # a row is not its own neighbour
+    order = np.lexsort((ids, exact), axis=-1)[:, :k]
+    return np.take_along_axis(exact, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
 def knn_density(embeddings: Any, k: int = 10, *, exact: bool | None = None,
@@ -69,7 +77,9 @@ def knn_density(embeddings: Any, k: int = 10, *, exact: bool | None = None,
     -------
     numpy.ndarray of shape (N,), float32, or KnnDensity
         Higher = denser. Items with k exact duplicates (mean distance 0) get the largest
-        finite float32 density rather than inf.
+        finite float32 density rather than inf. The neighbours' distances are computed
+        from float64 differences (equal distances to the lower id), so the result does not
+        depend on the thread count.
     """
     x = v.embeddings_matrix(embeddings)
     n = x.shape[0]
@@ -85,9 +95,10 @@ def knn_density(embeddings: Any, k: int = 10, *, exact: bool | None = None,
     verbose = v.flag(verbose, "verbose")
     index_seed = int(v.rng(seed).integers(2**31))
     choice = _faiss.choose_index(n, exact)
-    sq, ids = _faiss.knn(x, k + 1, choice, index_seed, reporter(progress, verbose, "k-NN"))
-    sq, ids = _drop_self(sq, ids, k)
-    distances = np.sqrt(sq, dtype=np.float32)
+    wanted = min(n, k + 1 + _SPARE_NEIGHBOURS)
+    sq, ids = _faiss.knn(x, wanted, choice, index_seed, reporter(progress, verbose, "k-NN"))
+    sq, ids = _exact_neighbours(x, sq, ids, k)
+    distances = np.sqrt(sq).astype(np.float32)
     mean = distances.mean(axis=1, dtype=np.float64)
     with np.errstate(divide="ignore"):
         density = (1.0 / mean).astype(np.float32)

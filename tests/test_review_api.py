@@ -221,3 +221,29 @@ def test_rejected_select_leaves_a_generator_seed_untouched():
             alcore.select(probs, 3, embeddings=emb, density="knn", diversity=method,
                           metric="cosine", seed=gen, **extra)
         assert gen.bit_generator.state == before
+
+
+def test_knn_density_is_exact_and_thread_independent():
+    # FAISS's float32 distances depend on the BLAS blocking: densities differed in the
+    # last bits between 1 and 2 threads, and near-tied k-th neighbours swapped.
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(3000, 16)) + 50).astype(np.float32)
+    x[1500:1600] = x[:100]
+    results = []
+    default = alcore.get_num_threads()
+    try:
+        for threads in (1, 2, 3, 7):
+            alcore.set_num_threads(threads)
+            results.append(alcore.density.knn_density(x, 10, return_neighbors=True))
+    finally:
+        alcore.set_num_threads(default)
+    for other in results[1:]:
+        for a, b in zip(results[0][:3], other[:3], strict=True):
+            assert a.tobytes() == b.tobytes()
+    rows = [0, 7, 1500, 2999]
+    x64 = x.astype(np.float64)
+    for r in rows:
+        d = np.sqrt(((x64 - x64[r]) ** 2).sum(axis=1))
+        d[r] = np.inf
+        want = np.sort(d)[:10]
+        np.testing.assert_array_equal(results[0].distances[r], want.astype(np.float32))
