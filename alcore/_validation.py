@@ -466,8 +466,13 @@ def invalid_value_error(err: Exception, name: str, *, atol: float) -> InvalidInp
             f"if these are raw model outputs, or normalize=True for non-negative weights"
         )
     elif problem == "row_sum":
+        # Six digits can round a sum just outside atol to one that reads as inside it
+        # (0.999 against atol 0.001 is 1.0000000000000009e-03 away): say how far it is.
+        shown = f"{value:.6g}"
+        if abs(float(shown) - 1.0) <= atol * (1 + 1e-9):
+            shown += f" ({abs(value - 1.0):.17g} from 1, just beyond the tolerance)"
         message = (
-            f"{name} rows must sum to 1 ({where} sums to {value:.6g}, atol={atol:g}); pass "
+            f"{name} rows must sum to 1 ({where} sums to {shown}, atol={atol:g}); pass "
             f"logits=True for raw model outputs, normalize=True to renormalise, or a larger atol="
         )
     else:
