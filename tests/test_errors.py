@@ -339,5 +339,7 @@ def test_row_sum_message_shows_the_digits_that_break_atol():
     # Rounded to three decimals, this row sums to the float 0.999, which is 1.0000000000000009e-3
     # from 1: outside atol=1e-3, though "sums to 0.999" alone reads as within it.
     row = np.array([[0.25, 0.25, 0.25, 0.249]])
-    with pytest.raises(alcore.InvalidInputError, match=r"sums to 0\.999 \(0\.00100000000000\d* from 1, just beyond the tolerance\), atol=0\.001"):
+    expected = (r"sums to 0\.999 \(0\.00100000000000\d* from 1, just beyond the tolerance\), "
+                r"atol=0\.001")
+    with pytest.raises(alcore.InvalidInputError, match=expected):
         alcore.scores.margin(row)
