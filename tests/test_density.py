@@ -144,8 +144,10 @@ def _run_python(code: str) -> None:
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    # From outside the checkout, so that the installed package (with its compiled core) is
+    # imported, not the source tree.
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                            text=True, timeout=120)
+                            text=True, timeout=120, cwd=os.sep)
     assert result.returncode == 0, result.stderr
 
 
