@@ -8,19 +8,9 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+from clitools import run
 
 import alcore
-from alcore.cli import main
-
-
-def run(args, capsys):
-    """(exit code, stdout, stderr), argparse's own exits included."""
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def margin_ref(probs):
