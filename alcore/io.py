@@ -139,6 +139,12 @@ def _float_dtype(dtypes: list[Any]) -> type:
     return np.float32 if dtypes and all(d == pl.Float32 for d in dtypes) else np.float64
 
 
+def _first_null(series: Any) -> int | None:
+    """Position of the first null in a polars Series, or None when it has none."""
+    nulls = series.is_null()
+    return int(nulls.arg_true()[0]) if nulls.any() else None
+
+
 def _numeric_columns(table: Any, chosen: list[str], what: str, row_offset: int) -> np.ndarray:
     """(N, len(chosen)) matrix of numeric columns in the file's precision; nulls and text
     columns are errors naming the column and row."""
@@ -149,12 +155,11 @@ def _numeric_columns(table: Any, chosen: list[str], what: str, row_offset: int) 
             raise InvalidInputError(
                 f"{what} column {name!r} is {dtype}, not numbers; check the column names "
                 f"(columns used: {_columns_text(chosen)})")
-        nulls = part[name].is_null()
-        if nulls.any():
-            row = int(nulls.arg_true()[0]) + row_offset
+        null = _first_null(part[name])
+        if null is not None:
             raise InvalidInputError(
-                f"{what} column {name!r} is missing (empty or null) in row {row} (0-based); "
-                f"fill it in or drop that row")
+                f"{what} column {name!r} is missing (empty or null) in row "
+                f"{null + row_offset} (0-based); fill it in or drop that row")
     dtype = _float_dtype([part[name].dtype for name in chosen])
     return np.ascontiguousarray(part.to_numpy(), dtype=dtype)
 
@@ -168,12 +173,11 @@ def _matrix_column(table: Any, name: str, what: str, row_offset: int = 0) -> np.
     if not isinstance(series.dtype, pl.List | pl.Array):
         raise InvalidInputError(f"{what} column {name!r} is {series.dtype}, not a list of "
                                 f"numbers")
-    nulls = series.is_null()
-    if nulls.any():
-        row = int(nulls.arg_true()[0]) + row_offset
+    null = _first_null(series)
+    if null is not None:
         raise InvalidInputError(
-            f"{what} column {name!r} is missing (null) in row {row} (0-based); every row "
-            f"needs its {what}: fill it in or drop that row")
+            f"{what} column {name!r} is missing (null) in row {null + row_offset} (0-based); "
+            f"every row needs its {what}: fill it in or drop that row")
     if isinstance(series.dtype, pl.List):
         widths = series.list.len()
         first = int(widths[0])
@@ -313,12 +317,11 @@ def labeled_column(table: Any, name: str, row_offset: int = 0) -> np.ndarray:
         raise InvalidInputError(
             f"no column {name!r} for labeled=; columns are {_columns_text(table.columns)}")
     series = table[name]
-    nulls = series.is_null()
-    if nulls.any():
-        row = int(nulls.arg_true()[0]) + row_offset
+    null = _first_null(series)
+    if null is not None:
         raise InvalidInputError(
-            f"labeled column {name!r} is missing (empty or null) in row {row} (0-based); "
-            f"write true or false in every row")
+            f"labeled column {name!r} is missing (empty or null) in row {null + row_offset} "
+            f"(0-based); write true or false in every row")
     if series.dtype == pl.Boolean:
         return series.to_numpy().astype(bool, copy=False)
     if series.dtype.is_numeric():  # 0/1, also as floats (pandas writes 0.0/1.0)
