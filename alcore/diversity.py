@@ -71,12 +71,18 @@ def _kept_rows(masks: v.ItemMasks) -> np.ndarray | None:
     return np.flatnonzero(~drop)
 
 
-def _subset_labeled(masks: v.ItemMasks, keep: np.ndarray | None) -> np.ndarray | None:
-    """The labeled mask (bool) restricted to the kept rows, or None."""
+def _without_excluded(x: np.ndarray, masks: v.ItemMasks
+                      ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The pool without its excluded rows: (rows of x kept, C-contiguous; the kept row
+    numbers or None when nothing is removed; the labeled mask (bool) on the kept rows or
+    None)."""
+    keep = _kept_rows(masks)
+    if keep is not None:
+        x = np.ascontiguousarray(x[keep])
     if masks.labeled is None:
-        return None
+        return x, keep, None
     mask = masks.labeled.view(bool)
-    return mask if keep is None else mask[keep]
+    return x, keep, (mask if keep is None else mask[keep])
 
 
 def kcenter(embeddings: Any, k: int, *, labeled: Any = None, exclude: Any = None,
@@ -130,10 +136,7 @@ def kcenter(embeddings: Any, k: int, *, labeled: Any = None, exclude: Any = None
     masks = v.item_masks(n, "embeddings", labeled=labeled, exclude=exclude, k=k)
     generator = v.rng(seed)
     report = reporter(progress, v.flag(verbose, "verbose"), "k-center")
-    keep = _kept_rows(masks)
-    if keep is not None:
-        x = np.ascontiguousarray(x[keep])
-    lab = _subset_labeled(masks, keep)
+    x, keep, lab = _without_excluded(x, masks)
     if metric == "cosine":
         x = _unit_rows(x)
     initial = (np.flatnonzero(lab).astype(np.int64) if lab is not None
@@ -502,11 +505,9 @@ def typiclust(embeddings: Any, k: int, *, labeled: Any = None, exclude: Any = No
     generator = v.rng(seed)
     report = reporter(progress, v.flag(verbose, "verbose"), "TypiClust")
     given = None if clusters is None else _cluster_labels(clusters, n, non_negative=True)
-    keep = _kept_rows(masks)
-    if keep is not None:
-        x = np.ascontiguousarray(x[keep])
-        given = None if given is None else given[keep]
-    lab = _subset_labeled(masks, keep)
+    x, keep, lab = _without_excluded(x, masks)
+    if keep is not None and given is not None:
+        given = given[keep]
     if given is None:
         labels = _faiss.kmeans(x, min(masks.n_labeled + k, cap),
                                int(generator.integers(2**31)))
@@ -617,10 +618,7 @@ def probcover(embeddings: Any, k: int, *, radius: float, labeled: Any = None,
     masks = v.item_masks(n, "embeddings", labeled=labeled, exclude=exclude, k=k)
     generator = v.rng(seed)
     report = reporter(progress, v.flag(verbose, "verbose"), "ProbCover graph")
-    keep = _kept_rows(masks)
-    if keep is not None:
-        x = np.ascontiguousarray(x[keep])
-    lab = _subset_labeled(masks, keep)
+    x, keep, lab = _without_excluded(x, masks)
     picks = _probcover_picks(x, k, delta, lab, int(generator.integers(2**31)), report)
     return picks if keep is None else keep[picks]
 
