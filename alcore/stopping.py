@@ -14,6 +14,7 @@ import numpy as np
 
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
+from alcore.batching import refuse_unknown
 
 
 def _labels(value: Any, name: str) -> np.ndarray:
@@ -73,7 +74,18 @@ class StoppingCriterion:
     reason: str = ""
 
     def update(self, *, n_labeled: int | None = None, predictions: Any = None,
-               scores: Any = None) -> bool:
+               scores: Any = None, **unknown: Any) -> bool:
+        """Take one round's information; return (and set) :attr:`should_stop`.
+
+        Parameters
+        ----------
+        n_labeled : int, optional
+            Items labeled so far.
+        predictions : array-like of shape (M,), optional
+            The current model's labels for a fixed stop set.
+        scores : array-like of shape (N,), float, optional
+            The unlabeled pool's uncertainty scores (finite).
+        """
         raise NotImplementedError
 
     def __or__(self, other: StoppingCriterion) -> StoppingCriterion:
@@ -109,14 +121,16 @@ class StabilizingPredictions(StoppingCriterion):
         Consecutive kappas averaged (3 in the paper).
     """
 
-    def __init__(self, *, threshold: float = 0.99, window: int = 3):
+    def __init__(self, *, threshold: float = 0.99, window: int = 3, **unknown: Any):
+        refuse_unknown("StabilizingPredictions", unknown, StabilizingPredictions.__init__)
         self.threshold = v.number(threshold, "threshold", low=-1.0, high=1.0,
                                   hint="a Cohen's kappa, 0.99 in the paper")
         self.window = v.count(window, "window")
         self.kappas: list[float] = []
         self._previous: np.ndarray | None = None
 
-    def update(self, *, n_labeled=None, predictions=None, scores=None) -> bool:
+    def update(self, *, n_labeled=None, predictions=None, scores=None, **unknown) -> bool:
+        refuse_unknown(f"{type(self).__name__}.update", unknown, StoppingCriterion.update)
         _n_labeled(n_labeled)
         if scores is not None:
             _scores(scores)
@@ -159,31 +173,66 @@ def _scores(value: Any) -> np.ndarray:
     return values
 
 
+def _mean(values: np.ndarray) -> float:
+    """The mean of finite values, finite too.
+
+    The float64 sum of values near the largest float overflows to inf; then the values are
+    scaled by a power of two first (exact, unlike a division by the largest magnitude, which
+    rounds small values into subnormals), chosen so that the sum of n of them cannot
+    overflow, and the mean scaled back.
+    """
+    x = values.astype(np.float64, copy=False)
+    with np.errstate(over="ignore"):  # an overflow is handled below, not a warning
+        total = float(np.sum(x))
+    if np.isfinite(total):
+        return total / x.size
+    shift = int(np.ceil(np.log2(x.size))) + 1
+    return float(np.ldexp(np.sum(np.ldexp(x, -shift)) / x.size, shift))
+
+
 class OverallUncertainty(StoppingCriterion):
     """Stop when the unlabeled pool's mean uncertainty falls below ``threshold`` (Zhu et al.
-    2008): the model is confident about what is left."""
+    2008): the model is confident about what is left.
 
-    def __init__(self, threshold: float):
+    Parameters
+    ----------
+    threshold : float
+        Finite; compared with the mean of the ``scores`` passed to :meth:`update` (a 1-D
+        float array of finite values, shape (N,)). The mean is computed in float64 with
+        scaling, so it is finite for any finite scores (even near the largest float).
+    """
+
+    def __init__(self, threshold: float, **unknown: Any):
+        refuse_unknown("OverallUncertainty", unknown, OverallUncertainty.__init__)
         self.threshold = v.number(threshold, "threshold",
                                   hint="the mean uncertainty below which to stop")
 
-    def update(self, *, n_labeled=None, predictions=None, scores=None) -> bool:
+    def update(self, *, n_labeled=None, predictions=None, scores=None, **unknown) -> bool:
+        refuse_unknown(f"{type(self).__name__}.update", unknown, StoppingCriterion.update)
         _n_labeled(n_labeled)
         values = _scores(_require(scores, "scores", "OverallUncertainty"))
-        mean = float(values.mean(dtype=np.float64))
+        mean = _mean(values)
         self.should_stop = mean < self.threshold
-        self.reason = (f"mean pool uncertainty {mean:.4f} < {self.threshold}"
+        self.reason = (f"mean pool uncertainty {mean:.6g} < {self.threshold:g}"
                        if self.should_stop else "")
         return self.should_stop
 
 
 class MaxLabels(StoppingCriterion):
-    """Stop once ``max_labels`` items are labeled (the budget)."""
+    """Stop once ``max_labels`` items are labeled (the budget).
 
-    def __init__(self, max_labels: int):
+    Parameters
+    ----------
+    max_labels : int
+        A positive integer (Python or numpy).
+    """
+
+    def __init__(self, max_labels: int, **unknown: Any):
+        refuse_unknown("MaxLabels", unknown, MaxLabels.__init__)
         self.max_labels = v.count(max_labels, "max_labels")
 
-    def update(self, *, n_labeled=None, predictions=None, scores=None) -> bool:
+    def update(self, *, n_labeled=None, predictions=None, scores=None, **unknown) -> bool:
+        refuse_unknown(f"{type(self).__name__}.update", unknown, StoppingCriterion.update)
         labeled = _n_labeled(_require(n_labeled, "n_labeled", "MaxLabels"))
         if scores is not None:
             _scores(scores)
@@ -195,7 +244,8 @@ class MaxLabels(StoppingCriterion):
 class AnyOf(StoppingCriterion):
     """Stop when any of the criteria says so (``a | b``)."""
 
-    def __init__(self, *criteria: StoppingCriterion):
+    def __init__(self, *criteria: StoppingCriterion, **unknown: Any):
+        refuse_unknown(type(self).__name__, unknown, AnyOf.__init__)
         if not criteria:
             raise InvalidInputError("pass at least one StoppingCriterion to combine")
         for i, c in enumerate(criteria):
@@ -206,11 +256,10 @@ class AnyOf(StoppingCriterion):
         self.criteria = criteria
 
     def update(self, **round_info: Any) -> bool:
-        unknown = sorted(set(round_info) - {"n_labeled", "predictions", "scores"})
-        if unknown:
-            raise InvalidInputError(
-                f"update takes n_labeled=, predictions= and scores=, got "
-                f"{', '.join(f'{u}=' for u in unknown)}")
+        known = ("n_labeled", "predictions", "scores")
+        refuse_unknown(f"{type(self).__name__}.update",
+                       {k: x for k, x in round_info.items() if k not in known},
+                       StoppingCriterion.update)
         # A rejected round changes no criterion: restore every one if any refuses it.
         saved = [copy.deepcopy(c.__dict__) for c in self.criteria]
         try:

@@ -19,6 +19,7 @@ import numpy as np
 from alcore import _core
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
+from alcore.batching import refuse_unknown
 
 STRATEGIES = {
     "fixed": 0,
@@ -33,6 +34,21 @@ _STRATEGY_NAMES = {code: name for name, code in STRATEGIES.items()}
 _UTILITY_NAMES = {code: name for name, code in UTILITIES.items()}
 # Strategy parameters and their defaults (scikit-activeml's names).
 PARAMETERS = {"theta": 1.0, "s": 0.01, "delta": 1.0, "v": 0.1, "w_tol": 50.0, "atol": 1e-3}
+# Each parameter's range (low, high, low_open, high_open), chosen so that the native
+# arithmetic stays finite and meaningful for any value inside (see StreamGate's docstring):
+# theta: a confidence threshold (confidence lies in [0, 1]); below 1e-6 it takes thousands of
+#   items to grow back (a subnormal theta never grows: theta * (1 + s) rounds to itself), and
+#   up to 1e6 keeps theta * (1 + delta * N(0, 1)) finite (|N| <= 8.6 from 53-bit uniforms).
+# s: the relative step; above 0.5 theta halves per query and collapses to 0 in a few hundred
+#   queries, after which the variable strategies never query again.
+# delta: the relative noise of the randomized threshold; beyond 100 the comparison is a coin.
+# v: a probability.
+# w_tol: items over which labels owed are paid back; below 1 item owed / w_tol outgrows the
+#   labels owed (a subnormal w_tol overflowed it to inf); at most 2**62, as the window.
+# atol: the allowed |row sum - 1|.
+PARAMETER_BOUNDS = {"theta": (1e-6, 1e6, False, False), "s": (0.0, 0.5, False, False),
+                    "delta": (0.0, 100.0, False, False), "v": (0.0, 1.0, False, False),
+                    "w_tol": (1.0, 2.0**62, False, False), "atol": (0.0, 1.0, False, True)}
 # The native gate's names for them.
 _NATIVE_NAMES = {"theta": "theta", "s": "step", "delta": "delta", "v": "split",
                  "w_tol": "w_tol", "atol": "atol"}
@@ -49,6 +65,15 @@ _SEED_HINT = "pass an int in [0, 2**64), None (fresh entropy) or a numpy.random.
 MAX_WINDOW = 2**62
 # Utilities lie in [0, 1]; scaled entropy may round a few ulps above 1.
 _MAX_UTILITY = 1.0 + 1e-9
+
+
+def _parameter(name: str, value: Any) -> float:
+    """A strategy parameter, finite and within PARAMETER_BOUNDS[name]."""
+    low, high, low_open, high_open = PARAMETER_BOUNDS[name]
+    shown = "2**62" if high == 2.0**62 else f"{high:g}"
+    interval = f"{'(' if low_open else '['}{low:g}, {shown}{')' if high_open else ']'}"
+    return v.number(value, name, low=low, high=high, low_open=low_open, high_open=high_open,
+                    hint=f"pass a value in {interval} (default {PARAMETERS[name]:g})")
 
 
 def default_window(budget: float) -> int:
@@ -123,7 +148,9 @@ class StreamGate:
         (threshold theta shrinks by (1 - s) after a query, grows by (1 + s) otherwise),
         ``"randomized_variable_uncertainty"`` (the same against theta * N(1, delta)),
         ``"split"`` (with probability v a random query at the budget rate, else a variable
-        step), ``"random"`` (query with probability budget) or ``"quantile"`` (the
+        step), ``"random"`` (a coin with probability budget, as scikit-activeml's
+        RandomBudgetManager: heads are queried only while the windowed estimate is below
+        the budget, so it spends less than the budget, see Notes) or ``"quantile"`` (the
         balanced incremental quantile filter: utility >= the (1 - budget) quantile of the
         last ``window`` utilities, lowered by range x labels owed / w_tol).
     budget : float
@@ -150,11 +177,38 @@ class StreamGate:
         about 1 % over long streams with the default window) but may run ahead of it
         for a while.
     **params
-        ``theta`` (1.0), ``s`` (0.01), ``delta`` (1.0), ``v`` (0.1), ``w_tol`` (50, the
-        quantile filter's tolerance window), ``atol`` (1e-3, the allowed |row sum - 1|).
+        Strategy parameters (:data:`PARAMETERS`), each a finite number in its range
+        (:data:`PARAMETER_BOUNDS`; outside it :class:`InvalidInputError`), chosen so that
+        the gate's arithmetic stays finite and meaningful:
+
+        - ``theta`` (1.0) in [1e-6, 1e6]: the initial confidence threshold. Confidence lies
+          in [0, 1], so above 1 it only delays the first refusal; below 1e-6 it takes
+          thousands of items to grow back (a subnormal theta never grows); the upper bound
+          keeps theta (1 + delta N(0, 1)) finite.
+        - ``s`` (0.01) in [0, 0.5]: the relative step of theta; larger steps halve theta per
+          query and collapse it to 0 within a few hundred queries, after which the variable
+          strategies never query again.
+        - ``delta`` (1.0) in [0, 100]: the randomized threshold's relative noise (beyond 100
+          the comparison is a coin flip).
+        - ``v`` (0.1) in [0, 1]: the split strategy's share of random queries.
+        - ``w_tol`` (50) in [1, 2**62]: the quantile filter's tolerance window, the items
+          over which labels owed are paid back (range x owed / w_tol); below one item the
+          term outgrows the labels owed (a subnormal w_tol overflowed it to inf).
+        - ``atol`` (1e-3) in [0, 1): the allowed |row sum - 1|.
 
     Notes
     -----
+    Spending of ``"random"``: the coin's heads are refused whenever the windowed estimate
+    u_t / w has reached the budget, and the estimate's noise (about sqrt(1 / (2 budget w))
+    of the budget) puts it there a share of the time, so over a long stream the share
+    queried is below the budget: with the default window between 0.85 and 1.0 times the
+    budget (0.89-0.98 measured over 1M items at budgets 0.001-0.5), less with a short
+    explicit window (scikit-activeml's w = 100: about 0.72 at a budget of 0.01, 0.86 at
+    0.1, as its RandomBudgetManager). The estimate never exceeds budget w + 1, so n items
+    get fewer than budget n + n / w + budget w + 1 queries (with the default window, n / w
+    is at most budget n / 50). For a share that tracks the budget use an adaptive strategy,
+    and ``hard_cap=True`` to bound every prefix by budget n + 1.
+
     Settings (:attr:`strategy`, :attr:`budget`, :attr:`utility`, :attr:`window`,
     :attr:`seed`, :attr:`hard_cap`, :attr:`params`) are read-only views of the native gate:
     for other settings make a new gate.
@@ -174,7 +228,8 @@ class StreamGate:
         if unknown:
             import difflib
 
-            near = difflib.get_close_matches(unknown[0], list(PARAMETERS), 1)
+            own = ["strategy", "budget", "utility", "window", "seed", "hard_cap"]
+            near = difflib.get_close_matches(unknown[0], [*own, *PARAMETERS], 1)
             raise InvalidInputError(
                 f"unknown parameter {unknown[0]!r}"
                 f"{f' (did you mean {near[0]!r}?)' if near else ''}; StreamGate takes "
@@ -191,17 +246,7 @@ class StreamGate:
         seed = _gate_seed(seed)
         values = dict(PARAMETERS)
         for name, value in params.items():
-            values[name] = v.number(value, name)
-        # theta scales by (1 -+ s): from theta <= 0 it never queries and runs to -inf, a
-        # state to_json cannot write as a number.
-        v.number(values["theta"], "theta", low=0, low_open=True,
-                 hint="the initial confidence threshold, e.g. theta=1.0")
-        for name in ("s", "delta", "v", "atol"):
-            v.number(values[name], name, low=0)
-        v.number(values["w_tol"], "w_tol", low=0, low_open=True)
-        v.number(values["v"], "v", high=1)
-        v.number(values["s"], "s", high=1, high_open=True)
-        v.number(values["atol"], "atol", high=1, high_open=True)
+            values[name] = _parameter(name, value)
         self._gate = _core.StreamGate(
             STRATEGIES[strategy], UTILITIES[utility], budget, window, values["theta"],
             values["s"], values["delta"], values["v"], values["atol"], values["w_tol"],
@@ -395,6 +440,9 @@ def _json_number(value: Any, name: str, **bounds: Any) -> float:
         return v.number(value, name, **bounds)
     except InvalidInputError as err:
         raise _corrupt(str(err)) from None
+    except OverflowError:  # a JSON integer beyond float64 (10**400)
+        raise _corrupt(f"{name} must be a finite number, got an integer of "
+                       f"{len(str(abs(value)))} digits") from None
 
 
 def _json_int(value: Any, name: str, low: int, high: int = _INT64) -> int:
@@ -420,29 +468,34 @@ def _restore(cls: type[StreamGate], text: Any) -> StreamGate:
         raise InvalidInputError(f"not a StreamGate state (format {data.get('format')!r}); "
                                 f"expected {_FORMAT!r}")
     version = data.get("version")
-    if version != _VERSION or isinstance(version, bool):
+    # Exactly the integer: 2.0 == 2 and True == 1 in Python, yet neither is what to_json
+    # writes.
+    if type(version) is not int or version != _VERSION:
+        found = ("missing" if "version" not in data
+                 else f"{version!r} ({'a JSON ' + _json_kind(version)})")
         raise InvalidInputError(
-            f"StreamGate state version {version!r} is not supported; this alcore reads "
-            f"version {_VERSION} (version 1, before hard_cap and the budget-derived window, "
-            f"cannot be restored: make a new gate with the settings it lists)")
+            f"StreamGate state version {found} is not supported; this alcore reads version "
+            f"{_VERSION} (the integer {_VERSION}; version 1, before hard_cap and the "
+            f"budget-derived window, cannot be restored: make a new gate with the settings "
+            f"it lists)")
     data = _keys(data, ("format", "version", "config", "state"), "the top level")
     config = _keys(data["config"], _CONFIG_KEYS, "config")
     state = _keys(data["state"], _STATE_KEYS, "state")
     params = _keys(config["params"], tuple(PARAMETERS), "config.params")
-    for name in ("strategy", "utility"):
+    # Everything is parsed before the gate is made: a rejected text creates no gate.
+    for name, allowed in (("strategy", STRATEGIES), ("utility", UTILITIES)):
         if not isinstance(config[name], str):
             raise _corrupt(f"config.{name} must be a string")
+        try:
+            v.choice(config[name], name, allowed)
+        except InvalidInputError as err:
+            raise _corrupt(f"config: {err}") from None
     if not isinstance(config["hard_cap"], bool):
         raise _corrupt("config.hard_cap must be true or false")
     budget = _json_number(config["budget"], "config.budget", low=0, high=1, low_open=True)
-    window = _json_int(config["window"], "config.window", low=1)
+    window = _json_int(config["window"], "config.window", low=1, high=MAX_WINDOW)
     seed = _json_int(config["seed"], "config.seed", low=0, high=2**64 - 1)
     values = {name: _json_number(params[name], f"config.params.{name}") for name in params}
-    try:
-        gate = cls(config["strategy"], budget, utility=config["utility"], window=window,
-                   seed=seed, hard_cap=config["hard_cap"], **values)
-    except InvalidInputError as err:
-        raise _corrupt(f"config: {err}") from None
     # u_t <- u_t (w - 1)/w + 0 or 1 never exceeds w (+ rounding); theta starts > 0 and is
     # only ever scaled by positive factors (it may underflow to 0).
     spent = _json_number(state["spent"], "state.spent", low=0, high=window + 1)
@@ -450,16 +503,39 @@ def _restore(cls: type[StreamGate], text: Any) -> StreamGate:
     seen = _json_int(state["seen"], "state.seen", low=0, high=2**62)
     queried = _json_int(state["queried"], "state.queried", low=0, high=seen)
     draws = _json_int(state["draws"], "state.draws", low=0, high=2**64 - 1)
-    classes = _json_int(state["classes"], "state.classes", low=-1)
+    classes = _json_int(state["classes"], "state.classes", low=-1, high=MAX_WINDOW)
     if classes in (0, 1):
         raise _corrupt(f"state.classes must be -1 (no row yet) or >= 2, got {classes}")
+    # The first decided row fixes the class count: it is known exactly when items were seen.
+    if (classes == -1) != (seen == 0):
+        raise _corrupt(f"state.classes is {classes} after {seen} items; a gate knows its "
+                       f"class count (>= 2) from its first item on, and -1 before")
     history = state["history"]
     if not isinstance(history, list) or len(history) > window:
         raise _corrupt(f"state.history must be a list of at most {window} utilities")
     history = [_json_number(u, "state.history item", low=0, high=_MAX_UTILITY)
                for u in history]
-    gate._gate.set_state(spent, theta, seen, queried, draws, classes, history)
+    # Only the quantile filter keeps utilities, one per item seen, up to the window.
+    expected = min(seen, window) if config["strategy"] == "quantile" else 0
+    if len(history) != expected:
+        raise _corrupt(f"state.history holds {len(history)} utilities; a "
+                       f"{config['strategy']!r} gate that saw {seen} items keeps {expected}")
+    try:
+        gate = cls(config["strategy"], budget, utility=config["utility"], window=window,
+                   seed=seed, hard_cap=config["hard_cap"], **values)
+    except InvalidInputError as err:
+        raise _corrupt(f"config: {err}") from None
+    try:
+        gate._gate.set_state(spent, theta, seen, queried, draws, classes, history)
+    except ValueError as err:  # the native checks, should one refuse what passed here
+        raise _corrupt(f"state: {err}") from None
     return gate
+
+
+def _json_kind(value: Any) -> str:
+    """What JSON type a parsed value was written as, for messages."""
+    return {bool: "boolean", int: "integer", float: "number with a fraction or exponent",
+            str: "string", list: "array", dict: "object", type(None): "null"}[type(value)]
 
 
 class Route:
@@ -514,7 +590,8 @@ class Router:
 
     def __init__(self, gate: StreamGate, *, auto_label_at: float | None = 0.98,
                  expert_at: float | None = None, expert_disagreement: float = 0.5,
-                 queue_capacity: int | None = None):
+                 queue_capacity: int | None = None, **unknown: Any):
+        refuse_unknown("Router", unknown, Router.__init__)
         if not isinstance(gate, StreamGate):
             raise InvalidInputError(f"gate must be a StreamGate, got {type(gate).__name__}")
         self.gate = gate

@@ -44,7 +44,7 @@ def test_combinations():
     stop = MaxLabels(100) | OverallUncertainty(0.1)
     assert not stop.update(n_labeled=50, scores=np.full(10, 0.5))
     assert stop.update(n_labeled=50, scores=np.full(10, 0.05))
-    assert "mean pool uncertainty 0.0500 < 0.1" in stop.reason
+    assert "mean pool uncertainty 0.05 < 0.1" in stop.reason
     both = MaxLabels(100) & OverallUncertainty(0.1)
     assert not both.update(n_labeled=150, scores=np.full(10, 0.5))
     assert both.update(n_labeled=150, scores=np.full(10, 0.01))
@@ -71,7 +71,8 @@ def test_combinations():
         (lambda: MaxLabels(2.0), r"max_labels must be a positive integer"),
         (lambda: MaxLabels(10) | 3, r"criteria\[1\] must be a StoppingCriterion"),
         (lambda: (MaxLabels(10) | MaxLabels(5)).update(n_labeled=1, score=[0.1]),
-         r"update takes n_labeled=, predictions= and scores=, got score="),
+         r"AnyOf.update got an unknown argument score= \(did you mean scores=\?\); it takes "
+         r"n_labeled=, predictions=, scores="),
         (lambda: cohen_kappa([1, 2], [1, 2, 3]), r"a and b must have the same length"),
         (lambda: cohen_kappa([], []), r"a must be a non-empty 1-D vector"),
         (lambda: cohen_kappa([1, 2], ["a", "b"]), r"a and b must both hold numbers or both"),
@@ -112,3 +113,58 @@ def test_a_rejected_round_changes_no_criterion():
     assert stable.kappas == kappas
     np.testing.assert_array_equal(stable._previous, previous)
     assert stop.update(n_labeled=20, predictions=np.zeros(5)) and stable.kappas == [1.0]
+
+
+def _exact_mean(values):
+    """The mean in exact rational arithmetic, rounded once (independent of alcore)."""
+    from fractions import Fraction
+
+    return float(sum(Fraction(float(x)) for x in values) / len(values))
+
+
+@pytest.mark.parametrize("scores, mean", [
+    ([1e308, 1e308], 1e308),
+    ([1.7e308, 1.7e308, 1.7e308], 1.7e308),
+    ([-1.7e308, -1.7e308], -1.7e308),
+    ([1.7e308, -1.7e308, 1.0], 1 / 3),
+    ([1.7e308, 1.7e308, -1.7e308, -1.7e308], 0.0),
+    (np.full(1000, np.finfo(np.float64).max), np.finfo(np.float64).max),
+    (np.full(4, np.finfo(np.float32).max, dtype=np.float32), float(np.finfo(np.float32).max)),
+    ([5e-324, 5e-324], 5e-324),
+    ([0.0, 0.0], 0.0),
+])
+def test_overall_uncertainty_mean_is_finite_at_huge_magnitudes(scores, mean):
+    """update(scores=[1e308, 1e308]) summed to inf in float64: a pool mean of inf, never
+    below any threshold, and a reason of 'inf'."""
+    from alcore.stopping import _mean
+
+    scores = np.asarray(scores, dtype=getattr(scores, "dtype", np.float64))
+    assert _exact_mean(scores) == mean
+    assert _mean(scores) == pytest.approx(mean, rel=4 * np.finfo(float).eps, abs=0)
+    largest = np.finfo(np.float64).max
+    criterion = OverallUncertainty(largest)
+    assert criterion.update(scores=scores) == (mean < largest)
+    if mean < largest:
+        assert criterion.reason == f"mean pool uncertainty {_mean(scores):.6g} < {largest:g}"
+    negative = OverallUncertainty(-largest)
+    assert not negative.update(scores=scores)  # was inf (or nan) for the huge ones
+
+
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=40))
+def test_overall_uncertainty_mean_equals_the_exact_mean(values):
+    """Against the exactly rounded mean: within n ulps of the largest magnitude."""
+    exact = _exact_mean(values)
+    scale = max(abs(x) for x in values)
+    from alcore.stopping import _mean
+
+    got = _mean(np.array(values))
+    assert np.isfinite(got)
+    assert abs(got - exact) <= len(values) * 4 * np.finfo(float).eps * scale
+
+
+@pytest.mark.parametrize("bad", [[np.inf, 1.0], [1.0, -np.inf], [np.nan]])
+def test_non_finite_scores_are_refused(bad):
+    with pytest.raises(alcore.InvalidInputError, match=r"scores must be finite: scores\[\d\] is"):
+        OverallUncertainty(0.1).update(scores=np.array(bad))
+    with pytest.raises(alcore.InvalidInputError, match=r"threshold must be finite, got inf"):
+        OverallUncertainty(np.inf)
