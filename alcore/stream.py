@@ -185,9 +185,11 @@ class StreamGate:
           in [0, 1], so above 1 it only delays the first refusal; below 1e-6 it takes
           thousands of items to grow back (a subnormal theta never grows); the upper bound
           keeps theta (1 + delta N(0, 1)) finite.
-        - ``s`` (0.01) in [0, 0.5]: the relative step of theta; larger steps halve theta per
-          query and collapse it to 0 within a few hundred queries, after which the variable
-          strategies never query again.
+        - ``s`` (0.01) in [0, 0.5]: the relative step of theta; larger steps more than halve
+          theta per query and collapse it within a few hundred queries. (On a stream of
+          rows with confidence 0 — ties under margin, uniform rows under entropy — every
+          query still shrinks theta, and after about 745 / -ln(1 - s) of them, 74,000 at
+          s = 0.01, it underflows to 0, where the variable strategies stop querying.)
         - ``delta`` (1.0) in [0, 100]: the randomized threshold's relative noise (beyond 100
           the comparison is a coin flip).
         - ``v`` (0.1) in [0, 1]: the split strategy's share of random queries.
