@@ -628,7 +628,8 @@ class Router:
         pressure = min(1.0, self._depth / self.queue_capacity)
         return pressure * pressure
 
-    def route_many(self, probs: Any, *, samples: Any = None, exclude: Any = None) -> np.ndarray:
+    def route_many(self, probs: Any, *, samples: Any = None, exclude: Any = None,
+                   **unknown: Any) -> np.ndarray:
         """Routes of rows (N, C), in order. Every argument is checked before the gate is
         asked, so a rejected call spends no budget and changes no count.
 
@@ -648,6 +649,7 @@ class Router:
         ndarray of shape (N,), object
             Route names (str, see :class:`Route`).
         """
+        refuse_unknown("Router.route_many", unknown, Router.route_many)
         x = StreamGate._rows(probs)
         n, c = x.shape
         utility = self.gate.utility(x)  # checks values and the class count
@@ -692,8 +694,9 @@ class Router:
             return None
         return votes / np.log(s.shape[0])
 
-    def route(self, p: Any, *, samples: Any = None) -> str:
+    def route(self, p: Any, *, samples: Any = None, **unknown: Any) -> str:
         """The route of one probability row of shape (C,); ``samples`` of shape (T, C)."""
+        refuse_unknown("Router.route", unknown, Router.route)
         row = v.float_array(p, "p")
         if row.ndim != 1:
             raise InvalidInputError(f"p must be one probability row of shape (C,), got "

@@ -257,6 +257,11 @@ from alcore.stopping import (  # noqa: E402
      r"takes n_labeled=, predictions=, scores=$"),
     (lambda: StabilizingPredictions().update(prediction=[1]),
      r"StabilizingPredictions.update got an unknown argument prediction="),
+    (lambda: Router(StreamGate("fixed", 0.1)).route_many(np.full((1, 2), 0.5), sample=None),
+     r"Router.route_many got an unknown argument sample= \(did you mean samples=\?\); it "
+     r"takes probs=, samples=, exclude=$"),
+    (lambda: Router(StreamGate("fixed", 0.1)).route(np.full(2, 0.5), excluded=[0]),
+     r"Router.route got an unknown argument excluded=; it takes p=, samples=$"),
     (lambda: OverallUncertainty(0.1).update(score=[0.1]),
      r"OverallUncertainty.update got an unknown argument score= \(did you mean scores=\?\)"),
 ])
