@@ -8,7 +8,10 @@ kernel reports the first offending element and :func:`invalid_value_error` phras
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import operator
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -324,6 +327,10 @@ def number(value: Any, name: str, *, low: float | None = None, high: float | Non
         value = value[()]
     try:
         result = float(value)
+    except OverflowError:  # a Python integer beyond float64, e.g. 10**400
+        raise InvalidInputError(
+            f"{name} must be a finite number, got an integer of {len(str(abs(value)))} "
+            f"digits{_hint(hint)}") from None
     except (TypeError, ValueError):
         raise InvalidInputError(
             f"{name} must be a number, got {type(value).__name__} {_shown(value)}{_hint(hint)}"
@@ -503,3 +510,25 @@ __all__ = [
     "samples_tensor",
     "tolerance",
 ]
+
+
+def refuse_unknown(where: str, unknown: dict[str, Any], function: Callable) -> None:
+    """Refuse keyword arguments ``function`` does not take, naming them and listing the ones
+    it does (its signature, without self and the ``**`` catch-all that collected them).
+
+    Python's own TypeError for an unknown keyword names neither the fix nor the options; the
+    public constructors of the stream, stopping and batching modules catch such keywords in
+    ``**unknown`` and call this.
+    """
+    if not unknown:
+        return
+    parameters = inspect.signature(function).parameters.values()
+    valid = [p.name for p in parameters if p.name != "self"
+             and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    listed = [f"*{p.name}" if p.kind == p.VAR_POSITIONAL else f"{p.name}="
+              for p in parameters if p.name != "self" and p.kind != p.VAR_KEYWORD]
+    names = sorted(unknown)
+    near = difflib.get_close_matches(names[0], valid, 1)
+    raise InvalidInputError(
+        f"{where} got an unknown argument {', '.join(f'{n}=' for n in names)}"
+        f"{f' (did you mean {near[0]}=?)' if near else ''}; it takes {', '.join(listed)}")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -12,31 +11,6 @@ from alcore import _validation as v
 from alcore._errors import InvalidInputError
 
 POLICIES = ("fixed", "schedule", "plateau")
-
-
-def refuse_unknown(where: str, unknown: dict[str, Any], function: Callable) -> None:
-    """Refuse keyword arguments ``function`` does not take, naming them and listing the ones
-    it does (its signature, without self and the ``**`` catch-all that collected them).
-
-    Python's own TypeError for an unknown keyword names neither the fix nor the options; the
-    public constructors of the stream, stopping and batching modules catch such keywords in
-    ``**unknown`` and call this. (It belongs in ``alcore._validation``, which these modules
-    do not own.)
-    """
-    if not unknown:
-        return
-    import difflib
-
-    parameters = inspect.signature(function).parameters.values()
-    valid = [p.name for p in parameters if p.name != "self"
-             and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
-    listed = [f"*{p.name}" if p.kind == p.VAR_POSITIONAL else f"{p.name}="
-              for p in parameters if p.name != "self" and p.kind != p.VAR_KEYWORD]
-    names = sorted(unknown)
-    near = difflib.get_close_matches(names[0], valid, 1)
-    raise InvalidInputError(
-        f"{where} got an unknown argument {', '.join(f'{n}=' for n in names)}"
-        f"{f' (did you mean {near[0]}=?)' if near else ''}; it takes {', '.join(listed)}")
 
 
 # Pools beyond int64 cannot be indexed; the bound also keeps fraction * pool_size finite.
@@ -82,7 +56,7 @@ class BatchSizer:
                  fraction: float | Sequence[float] | None = None, growth: float = 2.0,
                  min_gain: float = 1e-4, rounds: int = 2, min_fraction: float = 0.0,
                  max_fraction: float = 0.1, **unknown: Any):
-        refuse_unknown("BatchSizer", unknown, BatchSizer.__init__)
+        v.refuse_unknown("BatchSizer", unknown, BatchSizer.__init__)
         # Every argument is parsed before any attribute is set.
         pool_size = v.integer(pool_size, "pool_size", low=1, high=_MAX_POOL,
                               hint="pass the number of items in the pool")
@@ -143,7 +117,7 @@ class BatchSizer:
         accuracy : float
             The model's accuracy in [0, 1] (a Python or numpy number).
         """
-        refuse_unknown("BatchSizer.record", unknown, BatchSizer.record)
+        v.refuse_unknown("BatchSizer.record", unknown, BatchSizer.record)
         n_labeled = v.integer(n_labeled, "n_labeled", low=0,
                               hint="pass the number of labeled items, e.g. labeled.sum()")
         acc = v.number(accuracy, "accuracy", low=0.0, high=1.0,

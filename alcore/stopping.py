@@ -14,7 +14,6 @@ import numpy as np
 
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
-from alcore.batching import refuse_unknown
 
 
 def _labels(value: Any, name: str) -> np.ndarray:
@@ -122,7 +121,7 @@ class StabilizingPredictions(StoppingCriterion):
     """
 
     def __init__(self, *, threshold: float = 0.99, window: int = 3, **unknown: Any):
-        refuse_unknown("StabilizingPredictions", unknown, StabilizingPredictions.__init__)
+        v.refuse_unknown("StabilizingPredictions", unknown, StabilizingPredictions.__init__)
         self.threshold = v.number(threshold, "threshold", low=-1.0, high=1.0,
                                   hint="a Cohen's kappa, 0.99 in the paper")
         self.window = v.count(window, "window")
@@ -130,7 +129,7 @@ class StabilizingPredictions(StoppingCriterion):
         self._previous: np.ndarray | None = None
 
     def update(self, *, n_labeled=None, predictions=None, scores=None, **unknown) -> bool:
-        refuse_unknown(f"{type(self).__name__}.update", unknown, StoppingCriterion.update)
+        v.refuse_unknown(f"{type(self).__name__}.update", unknown, StoppingCriterion.update)
         _n_labeled(n_labeled)
         if scores is not None:
             _scores(scores)
@@ -203,12 +202,12 @@ class OverallUncertainty(StoppingCriterion):
     """
 
     def __init__(self, threshold: float, **unknown: Any):
-        refuse_unknown("OverallUncertainty", unknown, OverallUncertainty.__init__)
+        v.refuse_unknown("OverallUncertainty", unknown, OverallUncertainty.__init__)
         self.threshold = v.number(threshold, "threshold",
                                   hint="the mean uncertainty below which to stop")
 
     def update(self, *, n_labeled=None, predictions=None, scores=None, **unknown) -> bool:
-        refuse_unknown(f"{type(self).__name__}.update", unknown, StoppingCriterion.update)
+        v.refuse_unknown(f"{type(self).__name__}.update", unknown, StoppingCriterion.update)
         _n_labeled(n_labeled)
         values = _scores(_require(scores, "scores", "OverallUncertainty"))
         mean = _mean(values)
@@ -228,11 +227,11 @@ class MaxLabels(StoppingCriterion):
     """
 
     def __init__(self, max_labels: int, **unknown: Any):
-        refuse_unknown("MaxLabels", unknown, MaxLabels.__init__)
+        v.refuse_unknown("MaxLabels", unknown, MaxLabels.__init__)
         self.max_labels = v.count(max_labels, "max_labels")
 
     def update(self, *, n_labeled=None, predictions=None, scores=None, **unknown) -> bool:
-        refuse_unknown(f"{type(self).__name__}.update", unknown, StoppingCriterion.update)
+        v.refuse_unknown(f"{type(self).__name__}.update", unknown, StoppingCriterion.update)
         labeled = _n_labeled(_require(n_labeled, "n_labeled", "MaxLabels"))
         if scores is not None:
             _scores(scores)
@@ -245,7 +244,7 @@ class AnyOf(StoppingCriterion):
     """Stop when any of the criteria says so (``a | b``)."""
 
     def __init__(self, *criteria: StoppingCriterion, **unknown: Any):
-        refuse_unknown(type(self).__name__, unknown, AnyOf.__init__)
+        v.refuse_unknown(type(self).__name__, unknown, AnyOf.__init__)
         if not criteria:
             raise InvalidInputError("pass at least one StoppingCriterion to combine")
         for i, c in enumerate(criteria):
@@ -257,7 +256,7 @@ class AnyOf(StoppingCriterion):
 
     def update(self, **round_info: Any) -> bool:
         known = ("n_labeled", "predictions", "scores")
-        refuse_unknown(f"{type(self).__name__}.update",
+        v.refuse_unknown(f"{type(self).__name__}.update",
                        {k: x for k, x in round_info.items() if k not in known},
                        StoppingCriterion.update)
         # A rejected round changes no criterion: restore every one if any refuses it.

@@ -19,7 +19,6 @@ import numpy as np
 from alcore import _core
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
-from alcore.batching import refuse_unknown
 
 STRATEGIES = {
     "fixed": 0,
@@ -188,8 +187,8 @@ class StreamGate:
         - ``s`` (0.01) in [0, 0.5]: the relative step of theta; larger steps more than halve
           theta per query and collapse it within a few hundred queries. (On a stream of
           rows with confidence 0 — ties under margin, uniform rows under entropy — every
-          query still shrinks theta, and after about 745 / -ln(1 - s) of them, 74,000 at
-          s = 0.01, it underflows to 0, where the variable strategies stop querying.)
+          query still shrinks theta; it stops at the smallest normal double, 2.2e-308, so
+          the gate keeps querying such rows instead of dying at 0.)
         - ``delta`` (1.0) in [0, 100]: the randomized threshold's relative noise (beyond 100
           the comparison is a coin flip).
         - ``v`` (0.1) in [0, 1]: the split strategy's share of random queries.
@@ -442,9 +441,6 @@ def _json_number(value: Any, name: str, **bounds: Any) -> float:
         return v.number(value, name, **bounds)
     except InvalidInputError as err:
         raise _corrupt(str(err)) from None
-    except OverflowError:  # a JSON integer beyond float64 (10**400)
-        raise _corrupt(f"{name} must be a finite number, got an integer of "
-                       f"{len(str(abs(value)))} digits") from None
 
 
 def _json_int(value: Any, name: str, low: int, high: int = _INT64) -> int:
@@ -499,7 +495,7 @@ def _restore(cls: type[StreamGate], text: Any) -> StreamGate:
     seed = _json_int(config["seed"], "config.seed", low=0, high=2**64 - 1)
     values = {name: _json_number(params[name], f"config.params.{name}") for name in params}
     # u_t <- u_t (w - 1)/w + 0 or 1 never exceeds w (+ rounding); theta starts > 0 and is
-    # only ever scaled by positive factors (it may underflow to 0).
+    # only ever scaled by positive factors and kept >= DBL_MIN (older states may hold 0).
     spent = _json_number(state["spent"], "state.spent", low=0, high=window + 1)
     theta = _json_number(state["theta"], "state.theta", low=0)
     seen = _json_int(state["seen"], "state.seen", low=0, high=2**62)
@@ -593,7 +589,7 @@ class Router:
     def __init__(self, gate: StreamGate, *, auto_label_at: float | None = 0.98,
                  expert_at: float | None = None, expert_disagreement: float = 0.5,
                  queue_capacity: int | None = None, **unknown: Any):
-        refuse_unknown("Router", unknown, Router.__init__)
+        v.refuse_unknown("Router", unknown, Router.__init__)
         if not isinstance(gate, StreamGate):
             raise InvalidInputError(f"gate must be a StreamGate, got {type(gate).__name__}")
         self.gate = gate
@@ -649,7 +645,7 @@ class Router:
         ndarray of shape (N,), object
             Route names (str, see :class:`Route`).
         """
-        refuse_unknown("Router.route_many", unknown, Router.route_many)
+        v.refuse_unknown("Router.route_many", unknown, Router.route_many)
         x = StreamGate._rows(probs)
         n, c = x.shape
         utility = self.gate.utility(x)  # checks values and the class count
@@ -696,7 +692,7 @@ class Router:
 
     def route(self, p: Any, *, samples: Any = None, **unknown: Any) -> str:
         """The route of one probability row of shape (C,); ``samples`` of shape (T, C)."""
-        refuse_unknown("Router.route", unknown, Router.route)
+        v.refuse_unknown("Router.route", unknown, Router.route)
         row = v.float_array(p, "p")
         if row.ndim != 1:
             raise InvalidInputError(f"p must be one probability row of shape (C,), got "

@@ -441,3 +441,21 @@ def test_random_spends_like_scikit_activemls_random_budget_manager():
             np.full((100_000, 2), 0.5)).mean()
         assert theirs < budget and ours < budget
         assert abs(ours / theirs - 1) < 0.06, (budget, ours, theirs)
+
+
+@pytest.mark.parametrize("strategy", ["variable_uncertainty", "split"])
+def test_threshold_never_underflows_to_a_dead_gate(strategy):
+    # Tied rows have confidence 0: every query shrinks theta by (1 - s). At s = 0.5 it
+    # underflowed to 0 after about 1,075 queries, and the gate never queried again.
+    gate = StreamGate(strategy, 0.5, utility="margin", s=0.5)
+    tied = np.full((200_000, 2), 0.5)
+    decisions = gate.decide_many(tied)
+    assert decisions[-10_000:].sum() > 1_000
+    assert gate.to_json()  # the floor is a valid saved state
+    assert json.loads(gate.to_json())["state"]["theta"] > 0
+
+
+def test_huge_python_integers_are_refused_with_a_message():
+    with pytest.raises(InvalidInputError,
+                       match=r"auto_label_at must be a finite number, got an integer of 401 "):
+        Router(StreamGate("fixed", 0.1), auto_label_at=10**400)

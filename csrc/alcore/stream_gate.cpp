@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -128,6 +129,14 @@ double StreamGate::max_utility(int64_t c) const {
                                                           : 1.0;
 }
 
+void StreamGate::adapt_threshold(bool queried) {
+  // Rows of confidence 0 (ties, uniform rows) are queried at any positive threshold; tens of
+  // thousands of them in a row would shrink theta to 0, where nothing is queried again and
+  // no growth step can bring it back. DBL_MIN keeps such a gate alive.
+  state_.theta = std::max(state_.theta * (queried ? 1.0 - params_.step : 1.0 + params_.step),
+                          std::numeric_limits<double>::min());
+}
+
 double StreamGate::uniform() {
   const uint64_t bits = mix(params_.seed ^ mix(state_.draws++));
   return static_cast<double>(bits >> 11) * 0x1.0p-53;
@@ -246,7 +255,7 @@ bool StreamGate::step(double utility, int64_t c) {
         if (params_.strategy == GateStrategy::randomized_variable_uncertainty)
           theta *= 1.0 + params_.delta * normal();
         query = confidence < theta;
-        state_.theta *= query ? 1.0 - params_.step : 1.0 + params_.step;
+        adapt_threshold(query);
       }
       break;
     case GateStrategy::split:
@@ -255,7 +264,7 @@ bool StreamGate::step(double utility, int64_t c) {
           query = uniform() <= params_.budget;
         } else {
           query = confidence < state_.theta;
-          state_.theta *= query ? 1.0 - params_.step : 1.0 + params_.step;
+          adapt_threshold(query);
         }
       }
       break;

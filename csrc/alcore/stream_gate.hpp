@@ -123,6 +123,8 @@ class StreamGate {
   template <class T>
   double utility(const T* row, int64_t c) const;
   bool step(double utility, int64_t c);
+  // theta *= 1 - s after a query, 1 + s otherwise, never below DBL_MIN.
+  void adapt_threshold(bool queried);
   bool within_cap() const;
   double uniform();
   double normal();
