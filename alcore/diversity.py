@@ -12,7 +12,7 @@ minimum distance.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -340,6 +340,30 @@ def badge(probs: Any, embeddings: Any, k: int, *, logits: bool = False, labeled:
     k-means++ with the origin as a centre, the first pick here is the largest gradient, as in
     the paper's reference implementation.
     """
+    return _badge_with_distances(probs, embeddings, k, logits=logits, labeled=labeled,
+                                 exclude=exclude, seed=seed, progress=progress,
+                                 verbose=verbose).indices
+
+
+class _BadgePicks(NamedTuple):
+    """:func:`badge`'s picks with the numbers that explain each one (all shape (k,))."""
+
+    indices: np.ndarray
+    """int64: the picks, in pick order."""
+    sq_distance: np.ndarray
+    """float64: each pick's squared gradient-embedding distance to the nearest earlier pick
+    when it was drawn (its D^2 weight; inf for the first pick, 0 for a pick among
+    duplicates)."""
+    sq_norm: np.ndarray
+    """float64: each pick's squared gradient norm |g|^2 (the first pick has the largest)."""
+
+
+def _badge_with_distances(probs: Any, embeddings: Any, k: int, *, logits: bool = False,
+                          labeled: Any = None, exclude: Any = None,
+                          seed: int | np.random.Generator | None = 0,
+                          progress: ProgressCallback | None = None,
+                          verbose: bool = False) -> _BadgePicks:
+    """:func:`badge` (same arguments), also returning each pick's D^2 and |g|^2."""
     x, is_logits, name = v.outputs_matrix(probs, logits)
     _validated_scores(x, is_logits, name, 0)  # every row checked natively
     p = scores._softmax(x.astype(np.float64)) if is_logits else x.astype(np.float64)
@@ -361,6 +385,7 @@ def badge(probs: Any, embeddings: Any, k: int, *, logits: bool = False, labeled:
     available = np.ones(n, dtype=bool) if masks.never is None else masks.never == 0
     first = int(np.argmax(np.where(available, g_sq, -1.0)))
     picks = [first]
+    drawn_at = [np.inf]  # each pick's D^2 weight when it was drawn
     nearest = np.full(n, np.inf)
     g_norm = np.sqrt(g_sq)
     terms = a.shape[1] + h.shape[1] + 1
@@ -389,52 +414,57 @@ def badge(probs: Any, embeddings: Any, k: int, *, logits: bool = False, labeled:
         else:
             pick = int(np.argmax(available))
         picks.append(pick)
+        drawn_at.append(float(nearest[pick]))
     if report is not None:
         report(k, k)
-    return np.array(picks, dtype=np.int64)
+    indices = np.array(picks, dtype=np.int64)
+    return _BadgePicks(indices, np.array(drawn_at), g_sq[indices])
 
 
-# Clusters up to this size get their typicality from one dense float64 distance matrix;
-# larger ones from an exact FAISS search (O(m) memory).
-_DENSE_TYPICALITY_MAX = 2048
+# Entries of the float64 (rows x members) distance block typicality works on at a time:
+# 2^22 float64 = 32 MB, so a cluster of up to 2048 members takes one block.
+_TYPICALITY_BLOCK = 1 << 22
 
 
 def _typicality(x: np.ndarray, members: np.ndarray, n_neighbors: int) -> np.ndarray:
     """1 / mean distance to the n_neighbors nearest other members (exact, within the
-    cluster); a single member gets 1."""
-    if len(members) == 1:
+    cluster); a single member gets 1.
+
+    Blocks of rows against every member, in float64 whatever the cluster's size (a float32
+    search on un-centred rows would misorder near neighbours): the float64 expanded form on
+    the centred members finds, per row, every member that can be among its k nearest
+    (within twice the error bound of the k-th value: ``alcore._distances.bound64`` for the
+    product, doubled for the centring's rounding); those distances are then recomputed from
+    float64 differences of the inputs, so equal mean distances (ties) are equal bit for bit
+    and go to the lower index. O(block) memory, O(m^2 d) time for m members."""
+    m = len(members)
+    if m == 1:
         return np.ones(1)
-    k = min(n_neighbors, len(members) - 1)
-    if len(members) <= _DENSE_TYPICALITY_MAX:
-        # float64 expanded form on the centred members finds, per row, every member that
-        # can be among its k nearest (within twice the error bound of the k-th value:
-        # bound64 for the product, doubled for the centring's rounding); those distances
-        # are then recomputed from float64 differences of the inputs, so equal mean
-        # distances (ties) are equal bit for bit and go to the lower index.
-        points = x[members].astype(np.float64)
-        points -= points.mean(axis=0)
-        sq_norm = np.einsum("ij,ij->i", points, points)
-        norm = np.sqrt(sq_norm)
-        sq = points @ points.T
+    k = min(n_neighbors, m - 1)
+    points = x[members].astype(np.float64)
+    points -= points.mean(axis=0)
+    sq_norm = np.einsum("ij,ij->i", points, points)
+    norm = np.sqrt(sq_norm)
+    # One bound per row (with the largest norm): a vector, not another matrix.
+    err = 2.0 * _distances.bound64(x.shape[1], norm, norm.max())
+    mean = np.empty(m)
+    step = max(1, _TYPICALITY_BLOCK // m)
+    for lo in range(0, m, step):
+        hi = min(m, lo + step)
+        sq = points[lo:hi] @ points.T
         sq *= -2
-        sq += sq_norm[:, None]
+        sq += sq_norm[lo:hi, None]
         sq += sq_norm[None, :]
-        np.fill_diagonal(sq, np.inf)  # an item is not its own neighbour
-        # One bound per row (with the largest norm): a vector, not another matrix.
-        err = 2.0 * _distances.bound64(x.shape[1], norm, norm.max())
+        own = np.arange(hi - lo)
+        sq[own, lo + own] = np.inf  # an item is not its own neighbour
         kth = np.partition(sq, k - 1, axis=1)[:, k - 1]
-        r, c = np.nonzero(sq <= (kth + 2.0 * err)[:, None])
+        r, c = np.nonzero(sq <= (kth + 2.0 * err[lo:hi])[:, None])
         exact = np.full_like(sq, np.inf)
-        exact[r, c] = _distances.exact_sq(x, members[r], members[c])
+        exact[r, c] = _distances.exact_sq(x, members[lo + r], members[c])
         dist = np.sqrt(exact, out=exact)
         # Sorted, so that the same distances are summed in the same order in every row.
         nearest = np.sort(np.partition(dist, k - 1, axis=1)[:, :k], axis=1)
-    else:
-        sq_knn, ids = _faiss.knn(x[members], k + 1, _faiss.IndexChoice("flat"), 0)
-        is_self = ids == np.arange(len(members))[:, None]
-        is_self[~is_self.any(axis=1), -1] = True
-        nearest = np.sqrt(np.where(is_self, 0.0, sq_knn.astype(np.float64)))
-    mean = nearest.sum(axis=1) / k
+        mean[lo:hi] = nearest.sum(axis=1) / k
     return 1.0 / np.maximum(mean, np.finfo(np.float64).tiny)
 
 
@@ -496,6 +526,32 @@ def typiclust(embeddings: Any, k: int, *, labeled: Any = None, exclude: Any = No
     fewer are not dropped: a small cluster is picked from only when larger ones are
     covered. Typicality distances are exact to float64 (``alcore._distances``).
     """
+    return _typiclust_with_clusters(
+        embeddings, k, labeled=labeled, exclude=exclude, seed=seed, n_neighbors=n_neighbors,
+        clusters=clusters, max_clusters=max_clusters, progress=progress,
+        verbose=verbose).indices
+
+
+class _ClusteredPicks(NamedTuple):
+    """Picks with the cluster each was taken from (all shape (k,), int64)."""
+
+    indices: np.ndarray
+    """The picks, in pick order."""
+    cluster: np.ndarray
+    """Each pick's cluster label (k-means' label, or the label passed as ``clusters=``)."""
+    cluster_size: np.ndarray
+    """Members of that cluster the method counted: TypiClust's pool members (excluded items
+    left out), Cluster-Margin's candidates."""
+
+
+def _typiclust_with_clusters(embeddings: Any, k: int, *, labeled: Any = None,
+                             exclude: Any = None,
+                             seed: int | np.random.Generator | None = 0,
+                             n_neighbors: int = 20, clusters: Any = None,
+                             max_clusters: int = MAX_CLUSTERS,
+                             progress: ProgressCallback | None = None,
+                             verbose: bool = False) -> _ClusteredPicks:
+    """:func:`typiclust` (same arguments), also returning each pick's cluster and its size."""
     x = v.embeddings_matrix(embeddings)
     n = x.shape[0]
     k = v.count(k)
@@ -514,7 +570,9 @@ def typiclust(embeddings: Any, k: int, *, labeled: Any = None, exclude: Any = No
     else:
         labels = given
     picks = _typiclust_picks(x, k, lab, labels, n_neighbors, report)
-    return picks if keep is None else keep[picks]
+    sizes = np.bincount(labels)
+    return _ClusteredPicks(picks if keep is None else keep[picks], labels[picks],
+                           sizes[labels[picks]])
 
 
 def _cluster_labels(clusters: Any, n: int, *, non_negative: bool) -> np.ndarray:
@@ -691,6 +749,20 @@ def cluster_margin(probs: Any, embeddings: Any, k: int, *, logits: bool = False,
     you pass. Within a cluster the items go in margin order (the paper samples at random);
     equal candidate counts go to the lower cluster label.
     """
+    return _cluster_margin_with_clusters(
+        probs, embeddings, k, logits=logits, labeled=labeled, exclude=exclude,
+        candidates_per_pick=candidates_per_pick, clusters=clusters, n_clusters=n_clusters,
+        seed=seed).indices
+
+
+def _cluster_margin_with_clusters(probs: Any, embeddings: Any, k: int, *,
+                                  logits: bool = False, labeled: Any = None,
+                                  exclude: Any = None, candidates_per_pick: int = 10,
+                                  clusters: Any = None, n_clusters: int | None = None,
+                                  seed: int | np.random.Generator | None = 0
+                                  ) -> _ClusteredPicks:
+    """:func:`cluster_margin` (same arguments), also returning each pick's cluster and its
+    candidate count."""
     x, is_logits, name = v.outputs_matrix(probs, logits)
     n = x.shape[0]
     k = v.count(k)
@@ -724,15 +796,19 @@ def cluster_margin(probs: Any, embeddings: Any, k: int, *, logits: bool = False,
     queues = [candidates[groups == g] for g in unique]
     order = np.lexsort((unique, sizes))
     picks: list[int] = []
+    group_of: list[int] = []  # position in unique of each pick's cluster
     depth = 0
     while len(picks) < k:
         for c in order:
             if depth < len(queues[c]):
                 picks.append(int(queues[c][depth]))
+                group_of.append(int(c))
                 if len(picks) == k:
                     break
         depth += 1
-    return np.array(picks, dtype=np.int64)
+    group = np.array(group_of, dtype=np.int64)
+    return _ClusteredPicks(np.array(picks, dtype=np.int64), unique[group].astype(np.int64),
+                           sizes[group].astype(np.int64))
 
 
 __all__ = ["MAX_CLUSTERS", "badge", "cluster_margin", "kcenter", "probcover", "spread",
