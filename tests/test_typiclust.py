@@ -197,3 +197,54 @@ def test_dtype_layout_and_offset_do_not_change_the_picks(dtype, strided, offset,
     got = typiclust(emb.astype(dtype), k, labeled=labeled if n_lab else None,
                     clusters=labels, n_neighbors=3)
     np.testing.assert_array_equal(got, reference(x, k, labeled, labels, 3))
+
+
+def blobs(sizes, d=5, seed=0, spacing=100.0):
+    """Well-separated groups of the given sizes (any k-means finds them), shuffled."""
+    rng = np.random.default_rng(seed)
+    truth = np.concatenate([np.full(s, g) for g, s in enumerate(sizes)])
+    centers = rng.standard_normal((len(sizes), d)) * spacing
+    x = centers[truth] + rng.standard_normal((len(truth), d))
+    perm = rng.permutation(len(truth))
+    return x[perm].astype(np.float32), truth[perm]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_select_names_each_picks_kmeans_cluster_and_its_size(seed):
+    """Without clusters=, each reason names the cluster k-means gave the pick and that
+    cluster's size, checked against the groups the data was drawn from: picks of one group
+    share one id, different groups have different ids, sizes are the groups' sizes."""
+    sizes = [60, 45, 30]
+    x, truth = blobs(sizes, seed=seed)
+    probs = np.random.default_rng(seed).dirichlet(np.ones(3), size=len(x))
+    got = alcore.select(probs, 5, embeddings=x, diversity="typiclust", max_clusters=3,
+                        seed=seed)
+    groups = truth[got.indices]
+    # Largest uncovered cluster first, then the least-held (largest first) again.
+    np.testing.assert_array_equal(groups, [0, 1, 2, 0, 1])
+    cluster = got.components["cluster"]
+    assert cluster.dtype == np.int64
+    id_of = {}
+    for g, c in zip(groups.tolist(), cluster.tolist(), strict=True):
+        assert id_of.setdefault(g, c) == c  # one id per group
+    assert len(set(id_of.values())) == 3
+    np.testing.assert_array_equal(got.components["cluster_size"], np.array(sizes)[groups])
+    for i, reason in enumerate(got.reasons):
+        assert (f"most typical unlabeled member of cluster {cluster[i]} "
+                f"(size {sizes[groups[i]]})") in reason
+
+
+def test_select_cluster_of_given_clusters_and_excluded_items():
+    """With clusters= the reason names the user's label; excluded items do not count in
+    the size."""
+    x, truth = blobs([20, 14, 9], seed=3)
+    labels = truth * 10 + 7  # arbitrary label values
+    probs = np.full((len(x), 2), 0.5)
+    excluded = np.flatnonzero(truth == 0)[:8]  # the first group shrinks to 12
+    got = alcore.select(probs, 3, embeddings=x, diversity="typiclust", clusters=labels,
+                        exclude=excluded)
+    groups = truth[got.indices]
+    np.testing.assert_array_equal(groups, [1, 0, 2])
+    np.testing.assert_array_equal(got.components["cluster"], labels[got.indices])
+    np.testing.assert_array_equal(got.components["cluster_size"], [14, 12, 9])
+    assert "cluster 17 (size 14)" in got.reasons[0]
