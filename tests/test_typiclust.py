@@ -248,3 +248,37 @@ def test_select_cluster_of_given_clusters_and_excluded_items():
     np.testing.assert_array_equal(got.components["cluster"], labels[got.indices])
     np.testing.assert_array_equal(got.components["cluster_size"], [14, 12, 9])
     assert "cluster 17 (size 14)" in got.reasons[0]
+
+
+def typicality_by_hand(x, n_neighbors):
+    """1 / mean distance to the n_neighbors nearest other rows, from float64 differences
+    (blocks of rows against all: O(block) memory)."""
+    x = x.astype(np.float64)
+    m = len(x)
+    k = min(n_neighbors, m - 1)
+    out = np.empty(m)
+    for lo in range(0, m, 200):
+        rows = np.arange(lo, min(m, lo + 200))
+        dist = np.sqrt(((x[rows, None, :] - x[None, :, :]) ** 2).sum(axis=2))
+        dist[np.arange(len(rows)), rows] = np.inf
+        out[rows] = 1 / np.sort(dist, axis=1)[:, :k].mean(axis=1)
+    return out
+
+
+def test_large_uncentred_cluster_typicality_is_float64_exact():
+    """A cluster above 2048 members far from the origin: typicality (and so the pick) is
+    that of float64 distances. FAISS's float32 search there was off by about 1e-6."""
+    from alcore.diversity import _typicality
+
+    rng = np.random.default_rng(12)
+    x = (rng.standard_normal((2600, 6)) + 500).astype(np.float32)
+    want = typicality_by_hand(x, 20)
+    got = _typicality(x, np.arange(len(x)), 20)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    labels = np.zeros(len(x), dtype=np.int64)
+    picks = typiclust(x, 1, clusters=labels)
+    assert picks[0] == int(np.argmax(want))
+    # An exact duplicate of every row: the nearest distance 0 is found for every row.
+    doubled = np.vstack([x[:1100], x[:1100]])
+    np.testing.assert_allclose(_typicality(doubled, np.arange(2200), 3),
+                               typicality_by_hand(doubled, 3), rtol=1e-12, atol=0)
