@@ -200,8 +200,18 @@ def spread(scores: Any, embeddings: Any, k: int, *, min_distance: float,
     Notes
     -----
     Exact: the result is that of checking every candidate, in order, against every item
-    taken before it, with float64 differences of the float32 rows (an item exactly at
-    ``min_distance`` is taken).
+    taken or labeled before it. The check compares squared distances, both in float64: a
+    candidate is taken when, for every such item, the sum of the squared float64
+    differences of the two float32 rows (normalised rows for ``"cosine"``) is
+    ``>= min_distance * min_distance`` (the float64 square of ``min_distance``). So a pair
+    at a squared distance equal to that square is allowed (points at distance 1 with
+    ``min_distance=1``), and the square decides where ``min_distance`` itself is rounded: a
+    pair at distance exactly sqrt(2) (squared distance 2.0) is *not* allowed with
+    ``min_distance=numpy.sqrt(2)``, whose float64 square is 2.0000000000000004, and is
+    allowed with ``min_distance=numpy.nextafter(numpy.sqrt(2), 0)`` (square
+    1.9999999999999996). Float32 expanded-form distances only pre-decide pairs their error
+    bound (``alcore._distances``) clears; every other pair is decided by that float64
+    comparison.
     """
     x = v.embeddings_matrix(embeddings)
     n = x.shape[0]
@@ -644,7 +654,8 @@ def probcover(embeddings: Any, k: int, *, radius: float, labeled: Any = None,
         Batch size.
     radius : float
         Ball radius delta (L2, inclusive), > 0. The paper chooses the largest delta whose
-        balls stay 95 % class-pure under k-means pseudo-labels.
+        balls stay 95 % class-pure under k-means pseudo-labels. Membership compares
+        squared distances in float64 (see Notes).
     labeled : array-like, optional
         Boolean mask, unique indices or scikit-activeml's ``y`` (NaN = unlabeled) of
         labeled items: their balls start covered; never picked.
@@ -664,8 +675,17 @@ def probcover(embeddings: Any, k: int, *, radius: float, labeled: Any = None,
 
     Notes
     -----
+    Item j is in item i's ball when the sum of the squared float64 differences of their
+    float32 rows is ``<= radius * radius`` (the float64 square of ``radius``). So the
+    square decides where ``radius`` itself is rounded: a pair at distance exactly sqrt(2)
+    (squared distance 2.0) is in the ball with ``radius=numpy.sqrt(2)``, whose float64
+    square is 2.0000000000000004, and outside it with
+    ``radius=numpy.nextafter(numpy.sqrt(2), 0)`` (square 1.9999999999999996).
+
     The graph is sparse (CSR), never N x N: built cluster against cluster, skipping pairs
-    of clusters the triangle inequality rules out, boundary pairs decided in float64. Each
+    of clusters the triangle inequality rules out; float32 expanded-form distances decide
+    only the pairs their error bound (``alcore._distances``) clears, every other pair is
+    decided by the float64 comparison above. Each
     pick updates the coverage counts of the newly covered items' neighbours only,
     O(edges) over the whole run.
     """
