@@ -431,51 +431,100 @@ def _badge_with_distances(probs: Any, embeddings: Any, k: int, *, logits: bool =
     return _BadgePicks(indices, np.array(drawn_at), g_sq[indices])
 
 
-# Entries of the float64 (rows x members) distance block typicality works on at a time:
-# 2^22 float64 = 32 MB, so a cluster of up to 2048 members takes one block.
+# Clusters up to this size get their typicality from float64 distances alone; larger ones
+# from a float32 FAISS search whose rows the error bound leaves open are redone in float64.
+_DENSE_TYPICALITY_MAX = 2048
+# Entries of a float64 (rows x members) distance block: 2^22 float64 = 32 MB, so a cluster
+# of up to 2048 members takes one block.
 _TYPICALITY_BLOCK = 1 << 22
 
 
 def _typicality(x: np.ndarray, members: np.ndarray, n_neighbors: int) -> np.ndarray:
     """1 / mean distance to the n_neighbors nearest other members (exact, within the
-    cluster); a single member gets 1.
-
-    Blocks of rows against every member, in float64 whatever the cluster's size (a float32
-    search on un-centred rows would misorder near neighbours): the float64 expanded form on
-    the centred members finds, per row, every member that can be among its k nearest
-    (within twice the error bound of the k-th value: ``alcore._distances.bound64`` for the
-    product, doubled for the centring's rounding); those distances are then recomputed from
-    float64 differences of the inputs, so equal mean distances (ties) are equal bit for bit
-    and go to the lower index. O(block) memory, O(m^2 d) time for m members."""
+    cluster); a single member gets 1. Float64-exact at every cluster size: equal to the
+    mean of the k smallest distances from float64 differences of the float32 rows, so
+    equal mean distances (ties) are equal bit for bit and go to the lower index."""
     m = len(members)
     if m == 1:
         return np.ones(1)
     k = min(n_neighbors, m - 1)
+    if m <= _DENSE_TYPICALITY_MAX:
+        mean = _mean_knn_float64(x, members, k, np.arange(m))
+    else:
+        mean = _mean_knn_searched(x, members, k)
+    return 1.0 / np.maximum(mean, np.finfo(np.float64).tiny)
+
+
+def _mean_of_k_nearest(x: np.ndarray, members: np.ndarray, k: int, rows: np.ndarray,
+                       r: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """For members[rows], the mean of the k smallest exact distances among candidate pairs
+    (``r``: sorted positions into ``rows``, each row at least k times; ``cols``: positions
+    into ``members``), from float64 differences, summed smallest first (equal distances,
+    equal sums, in every row)."""
+    dist = np.sqrt(_distances.exact_sq(x, members[rows[r]], members[cols]))
+    order = np.lexsort((dist, r))
+    first = np.searchsorted(r, np.arange(len(rows)))
+    return dist[order][first[:, None] + np.arange(k)].sum(axis=1) / k
+
+
+def _mean_knn_float64(x: np.ndarray, members: np.ndarray, k: int,
+                      rows: np.ndarray) -> np.ndarray:
+    """Mean distance of members[rows] to their k nearest other members, from blocks of
+    rows against every member in float64: the float64 expanded form on the centred
+    members finds, per row, every member that can be among its k nearest (within twice
+    the error bound of the k-th value: ``alcore._distances.bound64`` for the product,
+    doubled for the centring's rounding); those are recomputed from float64 differences.
+    O(block) memory, O(len(rows) m d) time."""
+    m = len(members)
     points = x[members].astype(np.float64)
     points -= points.mean(axis=0)
     sq_norm = np.einsum("ij,ij->i", points, points)
     norm = np.sqrt(sq_norm)
     # One bound per row (with the largest norm): a vector, not another matrix.
     err = 2.0 * _distances.bound64(x.shape[1], norm, norm.max())
-    mean = np.empty(m)
+    mean = np.empty(len(rows))
     step = max(1, _TYPICALITY_BLOCK // m)
-    for lo in range(0, m, step):
-        hi = min(m, lo + step)
-        sq = points[lo:hi] @ points.T
+    for lo in range(0, len(rows), step):
+        block = rows[lo:lo + step]
+        sq = points[block] @ points.T
         sq *= -2
-        sq += sq_norm[lo:hi, None]
+        sq += sq_norm[block, None]
         sq += sq_norm[None, :]
-        own = np.arange(hi - lo)
-        sq[own, lo + own] = np.inf  # an item is not its own neighbour
+        sq[np.arange(len(block)), block] = np.inf  # an item is not its own neighbour
         kth = np.partition(sq, k - 1, axis=1)[:, k - 1]
-        r, c = np.nonzero(sq <= (kth + 2.0 * err[lo:hi])[:, None])
-        exact = np.full_like(sq, np.inf)
-        exact[r, c] = _distances.exact_sq(x, members[lo + r], members[c])
-        dist = np.sqrt(exact, out=exact)
-        # Sorted, so that the same distances are summed in the same order in every row.
-        nearest = np.sort(np.partition(dist, k - 1, axis=1)[:, :k], axis=1)
-        mean[lo:hi] = nearest.sum(axis=1) / k
-    return 1.0 / np.maximum(mean, np.finfo(np.float64).tiny)
+        r, c = np.nonzero(sq <= (kth + 2.0 * err[block])[:, None])
+        mean[lo:lo + step] = _mean_of_k_nearest(x, members, k, block, r, c)
+    return mean
+
+
+def _mean_knn_searched(x: np.ndarray, members: np.ndarray, k: int) -> np.ndarray:
+    """As :func:`_mean_knn_float64` for a large cluster: a float32 FAISS search on the
+    centred members returns each row's k + extra nearest; where the bound of
+    ``alcore._distances`` proves that no member left out can be among the k nearest (the
+    last returned distance exceeds the k-th by more than twice the bound), the returned
+    ones within twice the bound of the k-th are recomputed from float64 differences and
+    the k smallest kept; the other rows are redone by :func:`_mean_knn_float64`."""
+    m, d = len(members), x.shape[1]
+    sub = np.ascontiguousarray(x[members])
+    norms = _distances.centre(sub).norms  # the rows knn searches: the same centring
+    wanted = min(m, 2 * k + 9)
+    sq_knn, ids = _faiss.knn(sub, wanted, _faiss.IndexChoice("flat"), 0)
+    is_self = ids == np.arange(m)[:, None]
+    is_self[~is_self.any(axis=1), -1] = True  # self not returned (duplicates): drop last
+    approx = sq_knn[~is_self].reshape(m, wanted - 1).astype(np.float64)
+    others = ids[~is_self].reshape(m, wanted - 1)
+    err = _distances.bound(d, norms, float(norms.max()))
+    kth = approx[:, k - 1]
+    settled = (approx[:, -1] - err > kth + err) | (wanted == m)
+    mean = np.empty(m)
+    rows = np.flatnonzero(settled)
+    if len(rows):
+        r, c = np.nonzero(approx[rows] <= (kth[rows] + 2.0 * err[rows])[:, None])
+        mean[rows] = _mean_of_k_nearest(x, members, k, rows, r, others[rows][r, c])
+    rest = np.flatnonzero(~settled)
+    if len(rest):
+        mean[rest] = _mean_knn_float64(x, members, k, rest)
+    return mean
 
 
 # The authors' reference implementation caps the clustering at this many clusters

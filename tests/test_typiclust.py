@@ -282,3 +282,31 @@ def test_large_uncentred_cluster_typicality_is_float64_exact():
     doubled = np.vstack([x[:1100], x[:1100]])
     np.testing.assert_allclose(_typicality(doubled, np.arange(2200), 3),
                                typicality_by_hand(doubled, 3), rtol=1e-12, atol=0)
+
+
+def test_large_cluster_with_tied_distances_is_float64_exact(monkeypatch):
+    """A 10 x 10 lattice far from the origin, each point 25 times: every row's k-th and
+    all later returned distances tie, so the float32 search cannot settle any row and
+    they are redone in float64; ties give equal typicality bit for bit and the pick goes
+    to the lowest index among the most typical."""
+    from alcore import diversity
+    from alcore.diversity import _typicality
+
+    grid = np.stack(np.meshgrid(np.arange(10), np.arange(10)), axis=-1).reshape(-1, 2)
+    x = (np.tile(grid, (25, 1)) + 500).astype(np.float32)
+    want = typicality_by_hand(x, 30)
+    redone = []
+    real = diversity._mean_knn_float64
+
+    def spy(x, members, k, rows):
+        redone.append(len(rows))
+        return real(x, members, k, rows)
+
+    monkeypatch.setattr(diversity, "_mean_knn_float64", spy)
+    got = _typicality(x, np.arange(len(x)), 30)
+    assert redone == [len(x)]  # the float64 path did run
+    np.testing.assert_array_equal(got, want)
+    best = np.flatnonzero(want == want.max())
+    assert len(best) > 1
+    assert typiclust(x, 1, clusters=np.zeros(len(x), dtype=np.int64), n_neighbors=30)[0] \
+        == best[0]
