@@ -53,7 +53,13 @@ class Selection:
         could be picked, ties to the lower index), and where the method has them
         ``"distance"`` (float64, to the nearest item covered when it was picked: labeled or
         picked before it; inf for a first pick with nothing covered), ``"nearest"`` (int64,
-        that item, -1 for none) and ``"cluster"`` (int64).
+        that item, -1 for none); for ``"typiclust"`` and ``"cluster_margin"``
+        ``"cluster"`` (int64, the pick's cluster label: k-means' or the ``clusters=`` one)
+        and ``"cluster_size"`` (int64: the cluster's members among the items TypiClust
+        clustered, or its share of Cluster-Margin's candidates); for ``"badge"``
+        ``"gradient_sq_distance"`` (float64, the pick's k-means++ weight D^2: its squared
+        gradient-embedding distance to the nearest earlier pick when it was drawn; inf
+        for the first pick) and ``"gradient_sq_norm"`` (float64, |g|^2).
     reasons : list of str
         One sentence per pick, with its own numbers.
     utilities : numpy.ndarray of shape (N,), float64, or None
@@ -379,25 +385,27 @@ def _select(probs: Any, k: int, *, logits: Any, embeddings: Any, labeled: Any,
     timings["candidates"] = time.perf_counter() - start
 
     start = time.perf_counter()
+    explained: dict[str, np.ndarray] = {}  # the method's own per-pick numbers
     if diversity is None:
         chosen = _core.top_k(combined, masks.never, k)
     elif diversity == "cluster_margin":
         outputs = _renormalised(x, is_logits, normalize, atol)
         lab = None if masks.labeled is None else masks.labeled.view(bool)
         exc = _excluded_only(masks)
-        chosen = diversity_module.cluster_margin(outputs, emb, k, logits=is_logits,
-                                                 labeled=lab, exclude=exc, seed=seed,
-                                                 **params)
+        found = diversity_module._cluster_margin_with_clusters(
+            outputs, emb, k, logits=is_logits, labeled=lab, exclude=exc, seed=seed, **params)
+        chosen = found.indices
+        explained = {"cluster": found.cluster, "cluster_size": found.cluster_size}
     else:
-        chosen = _diverse(diversity, k, pool, emb, masks, x, is_logits, normalize, atol,
-                          combined, seed, params)
+        chosen, explained = _diverse(diversity, k, pool, emb, masks, x, is_logits, normalize,
+                                     atol, combined, seed, params)
     chosen = np.asarray(chosen, dtype=np.int64)
     timings["diversity"] = time.perf_counter() - start
 
     start = time.perf_counter()
     components, reasons, shortfall = _explain(
         chosen, k, uncertainty, dens, combined, masks, n_pickable, pool, emb, score, density,
-        beta, diversity, params, seed)
+        beta, diversity, params, seed, explained)
     utilities = None
     if return_utilities:
         utilities = combined.copy()
@@ -412,11 +420,14 @@ def _explain(chosen: np.ndarray, k: int, uncertainty: np.ndarray, dens: np.ndarr
              combined: np.ndarray, masks: v.ItemMasks, n_pickable: int,
              pool: np.ndarray | None, emb: np.ndarray | None, score: str,
              density: str | None, beta: float, diversity: str | None, params: dict,
-             seed: Any) -> tuple[dict[str, np.ndarray], list[str], str | None]:
-    """Each pick's components (its numbers), its reason in words, and the shortfall."""
+             seed: Any, explained: dict[str, np.ndarray]
+             ) -> tuple[dict[str, np.ndarray], list[str], str | None]:
+    """Each pick's components (its numbers, ``explained`` holding the method's own), its
+    reason in words, and the shortfall."""
     components: dict[str, np.ndarray] = {"uncertainty": uncertainty[chosen]}
     if dens is not None:
         components["density"] = dens[chosen]
+    ranked = None
     if diversity is None:  # the top k, best first
         components["rank"] = np.arange(1, len(chosen) + 1, dtype=np.int64)
     else:
@@ -432,12 +443,12 @@ def _explain(chosen: np.ndarray, k: int, uncertainty: np.ndarray, dens: np.ndarr
                     else np.empty(0, dtype=np.int64))
         components["distance"], components["nearest"] = _covered_distances(
             emb, lab_rows, chosen, params.get("metric", "l2"))
-    if params.get("clusters") is not None:
-        components["cluster"] = params["clusters"][chosen]
+    components.update(explained)
     shortfall = (_shortfall(diversity, len(chosen), k, pool, n_pickable, params)
                  if len(chosen) < k else None)
+    n_ranked = None if ranked is None else len(ranked)
     reasons = _reasons(chosen, combined, components, score, density, beta, diversity,
-                       n_pickable, pool, params, seed)
+                       n_pickable, pool, params, seed, n_ranked)
     return components, reasons, shortfall
 
 
@@ -474,8 +485,10 @@ def _excluded_only(masks: v.ItemMasks) -> np.ndarray | None:
 
 def _diverse(method: str, k: int, pool: np.ndarray | None, emb: np.ndarray,
              masks: v.ItemMasks, x: np.ndarray, is_logits: bool, normalize: bool,
-             atol: float, combined: np.ndarray, seed: Any, params: dict) -> np.ndarray:
-    """Run a diversity method over the candidates, labeled items counting as covered."""
+             atol: float, combined: np.ndarray, seed: Any, params: dict
+             ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Run a diversity method over the candidates, labeled items counting as covered: the
+    picks (rows of the pool) and the method's own numbers per pick (cluster, D^2)."""
     if pool is None:  # the whole pool: the method takes the masks itself
         rows = None
         sub_emb = emb
@@ -494,20 +507,26 @@ def _diverse(method: str, k: int, pool: np.ndarray | None, emb: np.ndarray,
     if params.get("clusters") is not None:
         params = {**params, "clusters": take(params["clusters"])}
     common = {"labeled": lab, "exclude": exc, **params}
+    explained: dict[str, np.ndarray] = {}
     if method == "kcenter":
         picks = diversity_module.kcenter(sub_emb, k, seed=seed, **common)
     elif method == "typiclust":
-        picks = diversity_module.typiclust(sub_emb, k, seed=seed, **common)
+        found = diversity_module._typiclust_with_clusters(sub_emb, k, seed=seed, **common)
+        picks = found.indices
+        explained = {"cluster": found.cluster, "cluster_size": found.cluster_size}
     elif method == "probcover":
         picks = diversity_module.probcover(sub_emb, k, seed=seed, **common)
     elif method == "badge":
         outputs = take(_renormalised(x, is_logits, normalize, atol))
-        picks = diversity_module.badge(outputs, sub_emb, k, logits=is_logits, seed=seed,
-                                       **common)
+        drawn = diversity_module._badge_with_distances(outputs, sub_emb, k, logits=is_logits,
+                                                       seed=seed, **common)
+        picks = drawn.indices
+        explained = {"gradient_sq_distance": drawn.sq_distance,
+                     "gradient_sq_norm": drawn.sq_norm}
     else:  # spread walks the candidates by descending combined score
         picks = diversity_module.spread(take(combined), sub_emb, k, **common)
     picks = np.asarray(picks, dtype=np.int64)
-    return picks if rows is None else rows[picks]
+    return (picks if rows is None else rows[picks]), explained
 
 
 def _ranks(combined: np.ndarray, never: np.ndarray | None, n_pickable: int,
@@ -583,8 +602,10 @@ def _shortfall(method: str | None, got: int, k: int, pool: np.ndarray | None,
 
 def _reasons(chosen: np.ndarray, combined: np.ndarray, components: dict[str, np.ndarray],
              score: str, density: str | None, beta: float, diversity: str | None,
-             n_pickable: int, pool: np.ndarray | None, params: dict, seed: Any) -> list[str]:
-    """One sentence per pick, with its own numbers."""
+             n_pickable: int, pool: np.ndarray | None, params: dict, seed: Any,
+             n_ranked: int | None) -> list[str]:
+    """One sentence per pick, with its own numbers (``n_ranked``: the candidates
+    Cluster-Margin spread over its clusters)."""
     reasons = []
     for i in range(len(chosen)):
         value = f"{score} {components['uncertainty'][i]:.6g}"
@@ -611,11 +632,21 @@ def _reasons(chosen: np.ndarray, combined: np.ndarray, components: dict[str, np.
                 elif diversity == "probcover":
                     text += f" (radius={params['radius']:g})"
         elif diversity == "badge":
-            text += f"; badge pick {i + 1}: k-means++ seeding over gradient embeddings"
+            text += f"; badge pick {i + 1}: "
+            norm_sq = components["gradient_sq_norm"][i]
+            if i == 0:
+                text += f"the largest gradient embedding, |g|^2 {norm_sq:.6g}"
+            else:
+                text += (f"drawn by k-means++ with weight D^2 "
+                         f"{components['gradient_sq_distance'][i]:.6g} (squared gradient "
+                         f"distance to the nearest earlier pick; |g|^2 {norm_sq:.6g})")
         elif diversity == "cluster_margin":
-            text += f"; cluster_margin pick {i + 1}: round-robin over clusters"
-        if "cluster" in components:
-            text += f", cluster {components['cluster'][i]}"
+            text += (f"; cluster_margin pick {i + 1}: round-robin over clusters, cluster "
+                     f"{components['cluster'][i]} ({components['cluster_size'][i]} of the "
+                     f"{n_ranked} smallest-margin candidates)")
+        if diversity == "typiclust":
+            text += (f"; the most typical unlabeled member of cluster "
+                     f"{components['cluster'][i]} (size {components['cluster_size'][i]})")
         reasons.append(text)
     return reasons
 

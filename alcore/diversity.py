@@ -12,7 +12,7 @@ minimum distance.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -200,8 +200,18 @@ def spread(scores: Any, embeddings: Any, k: int, *, min_distance: float,
     Notes
     -----
     Exact: the result is that of checking every candidate, in order, against every item
-    taken before it, with float64 differences of the float32 rows (an item exactly at
-    ``min_distance`` is taken).
+    taken or labeled before it. The check compares squared distances, both in float64: a
+    candidate is taken when, for every such item, the sum of the squared float64
+    differences of the two float32 rows (normalised rows for ``"cosine"``) is
+    ``>= min_distance * min_distance`` (the float64 square of ``min_distance``). So a pair
+    at a squared distance equal to that square is allowed (points at distance 1 with
+    ``min_distance=1``), and the square decides where ``min_distance`` itself is rounded: a
+    pair at distance exactly sqrt(2) (squared distance 2.0) is *not* allowed with
+    ``min_distance=numpy.sqrt(2)``, whose float64 square is 2.0000000000000004, and is
+    allowed with ``min_distance=numpy.nextafter(numpy.sqrt(2), 0)`` (square
+    1.9999999999999996). Float32 expanded-form distances only pre-decide pairs their error
+    bound (``alcore._distances``) clears; every other pair is decided by that float64
+    comparison.
     """
     x = v.embeddings_matrix(embeddings)
     n = x.shape[0]
@@ -340,6 +350,30 @@ def badge(probs: Any, embeddings: Any, k: int, *, logits: bool = False, labeled:
     k-means++ with the origin as a centre, the first pick here is the largest gradient, as in
     the paper's reference implementation.
     """
+    return _badge_with_distances(probs, embeddings, k, logits=logits, labeled=labeled,
+                                 exclude=exclude, seed=seed, progress=progress,
+                                 verbose=verbose).indices
+
+
+class _BadgePicks(NamedTuple):
+    """:func:`badge`'s picks with the numbers that explain each one (all shape (k,))."""
+
+    indices: np.ndarray
+    """int64: the picks, in pick order."""
+    sq_distance: np.ndarray
+    """float64: each pick's squared gradient-embedding distance to the nearest earlier pick
+    when it was drawn (its D^2 weight; inf for the first pick, 0 for a pick among
+    duplicates)."""
+    sq_norm: np.ndarray
+    """float64: each pick's squared gradient norm |g|^2 (the first pick has the largest)."""
+
+
+def _badge_with_distances(probs: Any, embeddings: Any, k: int, *, logits: bool = False,
+                          labeled: Any = None, exclude: Any = None,
+                          seed: int | np.random.Generator | None = 0,
+                          progress: ProgressCallback | None = None,
+                          verbose: bool = False) -> _BadgePicks:
+    """:func:`badge` (same arguments), also returning each pick's D^2 and |g|^2."""
     x, is_logits, name = v.outputs_matrix(probs, logits)
     _validated_scores(x, is_logits, name, 0)  # every row checked natively
     p = scores._softmax(x.astype(np.float64)) if is_logits else x.astype(np.float64)
@@ -361,6 +395,7 @@ def badge(probs: Any, embeddings: Any, k: int, *, logits: bool = False, labeled:
     available = np.ones(n, dtype=bool) if masks.never is None else masks.never == 0
     first = int(np.argmax(np.where(available, g_sq, -1.0)))
     picks = [first]
+    drawn_at = [np.inf]  # each pick's D^2 weight when it was drawn
     nearest = np.full(n, np.inf)
     g_norm = np.sqrt(g_sq)
     terms = a.shape[1] + h.shape[1] + 1
@@ -389,53 +424,107 @@ def badge(probs: Any, embeddings: Any, k: int, *, logits: bool = False, labeled:
         else:
             pick = int(np.argmax(available))
         picks.append(pick)
+        drawn_at.append(float(nearest[pick]))
     if report is not None:
         report(k, k)
-    return np.array(picks, dtype=np.int64)
+    indices = np.array(picks, dtype=np.int64)
+    return _BadgePicks(indices, np.array(drawn_at), g_sq[indices])
 
 
-# Clusters up to this size get their typicality from one dense float64 distance matrix;
-# larger ones from an exact FAISS search (O(m) memory).
+# Clusters up to this size get their typicality from float64 distances alone; larger ones
+# from a float32 FAISS search whose rows the error bound leaves open are redone in float64.
 _DENSE_TYPICALITY_MAX = 2048
+# Entries of a float64 (rows x members) distance block: 2^22 float64 = 32 MB, so a cluster
+# of up to 2048 members takes one block.
+_TYPICALITY_BLOCK = 1 << 22
 
 
 def _typicality(x: np.ndarray, members: np.ndarray, n_neighbors: int) -> np.ndarray:
     """1 / mean distance to the n_neighbors nearest other members (exact, within the
-    cluster); a single member gets 1."""
-    if len(members) == 1:
+    cluster); a single member gets 1. Float64-exact at every cluster size: equal to the
+    mean of the k smallest distances from float64 differences of the float32 rows, so
+    equal mean distances (ties) are equal bit for bit and go to the lower index."""
+    m = len(members)
+    if m == 1:
         return np.ones(1)
-    k = min(n_neighbors, len(members) - 1)
-    if len(members) <= _DENSE_TYPICALITY_MAX:
-        # float64 expanded form on the centred members finds, per row, every member that
-        # can be among its k nearest (within twice the error bound of the k-th value:
-        # bound64 for the product, doubled for the centring's rounding); those distances
-        # are then recomputed from float64 differences of the inputs, so equal mean
-        # distances (ties) are equal bit for bit and go to the lower index.
-        points = x[members].astype(np.float64)
-        points -= points.mean(axis=0)
-        sq_norm = np.einsum("ij,ij->i", points, points)
-        norm = np.sqrt(sq_norm)
-        sq = points @ points.T
-        sq *= -2
-        sq += sq_norm[:, None]
-        sq += sq_norm[None, :]
-        np.fill_diagonal(sq, np.inf)  # an item is not its own neighbour
-        # One bound per row (with the largest norm): a vector, not another matrix.
-        err = 2.0 * _distances.bound64(x.shape[1], norm, norm.max())
-        kth = np.partition(sq, k - 1, axis=1)[:, k - 1]
-        r, c = np.nonzero(sq <= (kth + 2.0 * err)[:, None])
-        exact = np.full_like(sq, np.inf)
-        exact[r, c] = _distances.exact_sq(x, members[r], members[c])
-        dist = np.sqrt(exact, out=exact)
-        # Sorted, so that the same distances are summed in the same order in every row.
-        nearest = np.sort(np.partition(dist, k - 1, axis=1)[:, :k], axis=1)
+    k = min(n_neighbors, m - 1)
+    if m <= _DENSE_TYPICALITY_MAX:
+        mean = _mean_knn_float64(x, members, k, np.arange(m))
     else:
-        sq_knn, ids = _faiss.knn(x[members], k + 1, _faiss.IndexChoice("flat"), 0)
-        is_self = ids == np.arange(len(members))[:, None]
-        is_self[~is_self.any(axis=1), -1] = True
-        nearest = np.sqrt(np.where(is_self, 0.0, sq_knn.astype(np.float64)))
-    mean = nearest.sum(axis=1) / k
+        mean = _mean_knn_searched(x, members, k)
     return 1.0 / np.maximum(mean, np.finfo(np.float64).tiny)
+
+
+def _mean_of_k_nearest(x: np.ndarray, members: np.ndarray, k: int, rows: np.ndarray,
+                       r: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """For members[rows], the mean of the k smallest exact distances among candidate pairs
+    (``r``: sorted positions into ``rows``, each row at least k times; ``cols``: positions
+    into ``members``), from float64 differences, summed smallest first (equal distances,
+    equal sums, in every row)."""
+    dist = np.sqrt(_distances.exact_sq(x, members[rows[r]], members[cols]))
+    order = np.lexsort((dist, r))
+    first = np.searchsorted(r, np.arange(len(rows)))
+    return dist[order][first[:, None] + np.arange(k)].sum(axis=1) / k
+
+
+def _mean_knn_float64(x: np.ndarray, members: np.ndarray, k: int,
+                      rows: np.ndarray) -> np.ndarray:
+    """Mean distance of members[rows] to their k nearest other members, from blocks of
+    rows against every member in float64: the float64 expanded form on the centred
+    members finds, per row, every member that can be among its k nearest (within twice
+    the error bound of the k-th value: ``alcore._distances.bound64`` for the product,
+    doubled for the centring's rounding); those are recomputed from float64 differences.
+    O(block) memory, O(len(rows) m d) time."""
+    m = len(members)
+    points = x[members].astype(np.float64)
+    points -= points.mean(axis=0)
+    sq_norm = np.einsum("ij,ij->i", points, points)
+    norm = np.sqrt(sq_norm)
+    # One bound per row (with the largest norm): a vector, not another matrix.
+    err = 2.0 * _distances.bound64(x.shape[1], norm, norm.max())
+    mean = np.empty(len(rows))
+    step = max(1, _TYPICALITY_BLOCK // m)
+    for lo in range(0, len(rows), step):
+        block = rows[lo:lo + step]
+        sq = points[block] @ points.T
+        sq *= -2
+        sq += sq_norm[block, None]
+        sq += sq_norm[None, :]
+        sq[np.arange(len(block)), block] = np.inf  # an item is not its own neighbour
+        kth = np.partition(sq, k - 1, axis=1)[:, k - 1]
+        r, c = np.nonzero(sq <= (kth + 2.0 * err[block])[:, None])
+        mean[lo:lo + step] = _mean_of_k_nearest(x, members, k, block, r, c)
+    return mean
+
+
+def _mean_knn_searched(x: np.ndarray, members: np.ndarray, k: int) -> np.ndarray:
+    """As :func:`_mean_knn_float64` for a large cluster: a float32 FAISS search on the
+    centred members returns each row's k + extra nearest; where the bound of
+    ``alcore._distances`` proves that no member left out can be among the k nearest (the
+    last returned distance exceeds the k-th by more than twice the bound), the returned
+    ones within twice the bound of the k-th are recomputed from float64 differences and
+    the k smallest kept; the other rows are redone by :func:`_mean_knn_float64`."""
+    m, d = len(members), x.shape[1]
+    sub = np.ascontiguousarray(x[members])
+    norms = _distances.centre(sub).norms  # the rows knn searches: the same centring
+    wanted = min(m, 2 * k + 9)
+    sq_knn, ids = _faiss.knn(sub, wanted, _faiss.IndexChoice("flat"), 0)
+    is_self = ids == np.arange(m)[:, None]
+    is_self[~is_self.any(axis=1), -1] = True  # self not returned (duplicates): drop last
+    approx = sq_knn[~is_self].reshape(m, wanted - 1).astype(np.float64)
+    others = ids[~is_self].reshape(m, wanted - 1)
+    err = _distances.bound(d, norms, float(norms.max()))
+    kth = approx[:, k - 1]
+    settled = (approx[:, -1] - err > kth + err) | (wanted == m)
+    mean = np.empty(m)
+    rows = np.flatnonzero(settled)
+    if len(rows):
+        r, c = np.nonzero(approx[rows] <= (kth[rows] + 2.0 * err[rows])[:, None])
+        mean[rows] = _mean_of_k_nearest(x, members, k, rows, r, others[rows][r, c])
+    rest = np.flatnonzero(~settled)
+    if len(rest):
+        mean[rest] = _mean_knn_float64(x, members, k, rest)
+    return mean
 
 
 # The authors' reference implementation caps the clustering at this many clusters
@@ -496,6 +585,32 @@ def typiclust(embeddings: Any, k: int, *, labeled: Any = None, exclude: Any = No
     fewer are not dropped: a small cluster is picked from only when larger ones are
     covered. Typicality distances are exact to float64 (``alcore._distances``).
     """
+    return _typiclust_with_clusters(
+        embeddings, k, labeled=labeled, exclude=exclude, seed=seed, n_neighbors=n_neighbors,
+        clusters=clusters, max_clusters=max_clusters, progress=progress,
+        verbose=verbose).indices
+
+
+class _ClusteredPicks(NamedTuple):
+    """Picks with the cluster each was taken from (all shape (k,), int64)."""
+
+    indices: np.ndarray
+    """The picks, in pick order."""
+    cluster: np.ndarray
+    """Each pick's cluster label (k-means' label, or the label passed as ``clusters=``)."""
+    cluster_size: np.ndarray
+    """Members of that cluster the method counted: TypiClust's pool members (excluded items
+    left out), Cluster-Margin's candidates."""
+
+
+def _typiclust_with_clusters(embeddings: Any, k: int, *, labeled: Any = None,
+                             exclude: Any = None,
+                             seed: int | np.random.Generator | None = 0,
+                             n_neighbors: int = 20, clusters: Any = None,
+                             max_clusters: int = MAX_CLUSTERS,
+                             progress: ProgressCallback | None = None,
+                             verbose: bool = False) -> _ClusteredPicks:
+    """:func:`typiclust` (same arguments), also returning each pick's cluster and its size."""
     x = v.embeddings_matrix(embeddings)
     n = x.shape[0]
     k = v.count(k)
@@ -514,7 +629,9 @@ def typiclust(embeddings: Any, k: int, *, labeled: Any = None, exclude: Any = No
     else:
         labels = given
     picks = _typiclust_picks(x, k, lab, labels, n_neighbors, report)
-    return picks if keep is None else keep[picks]
+    sizes = np.bincount(labels)
+    return _ClusteredPicks(picks if keep is None else keep[picks], labels[picks],
+                           sizes[labels[picks]])
 
 
 def _cluster_labels(clusters: Any, n: int, *, non_negative: bool) -> np.ndarray:
@@ -586,7 +703,8 @@ def probcover(embeddings: Any, k: int, *, radius: float, labeled: Any = None,
         Batch size.
     radius : float
         Ball radius delta (L2, inclusive), > 0. The paper chooses the largest delta whose
-        balls stay 95 % class-pure under k-means pseudo-labels.
+        balls stay 95 % class-pure under k-means pseudo-labels. Membership compares
+        squared distances in float64 (see Notes).
     labeled : array-like, optional
         Boolean mask, unique indices or scikit-activeml's ``y`` (NaN = unlabeled) of
         labeled items: their balls start covered; never picked.
@@ -606,8 +724,17 @@ def probcover(embeddings: Any, k: int, *, radius: float, labeled: Any = None,
 
     Notes
     -----
+    Item j is in item i's ball when the sum of the squared float64 differences of their
+    float32 rows is ``<= radius * radius`` (the float64 square of ``radius``). So the
+    square decides where ``radius`` itself is rounded: a pair at distance exactly sqrt(2)
+    (squared distance 2.0) is in the ball with ``radius=numpy.sqrt(2)``, whose float64
+    square is 2.0000000000000004, and outside it with
+    ``radius=numpy.nextafter(numpy.sqrt(2), 0)`` (square 1.9999999999999996).
+
     The graph is sparse (CSR), never N x N: built cluster against cluster, skipping pairs
-    of clusters the triangle inequality rules out, boundary pairs decided in float64. Each
+    of clusters the triangle inequality rules out; float32 expanded-form distances decide
+    only the pairs their error bound (``alcore._distances``) clears, every other pair is
+    decided by the float64 comparison above. Each
     pick updates the coverage counts of the newly covered items' neighbours only,
     O(edges) over the whole run.
     """
@@ -691,6 +818,20 @@ def cluster_margin(probs: Any, embeddings: Any, k: int, *, logits: bool = False,
     you pass. Within a cluster the items go in margin order (the paper samples at random);
     equal candidate counts go to the lower cluster label.
     """
+    return _cluster_margin_with_clusters(
+        probs, embeddings, k, logits=logits, labeled=labeled, exclude=exclude,
+        candidates_per_pick=candidates_per_pick, clusters=clusters, n_clusters=n_clusters,
+        seed=seed).indices
+
+
+def _cluster_margin_with_clusters(probs: Any, embeddings: Any, k: int, *,
+                                  logits: bool = False, labeled: Any = None,
+                                  exclude: Any = None, candidates_per_pick: int = 10,
+                                  clusters: Any = None, n_clusters: int | None = None,
+                                  seed: int | np.random.Generator | None = 0
+                                  ) -> _ClusteredPicks:
+    """:func:`cluster_margin` (same arguments), also returning each pick's cluster and its
+    candidate count."""
     x, is_logits, name = v.outputs_matrix(probs, logits)
     n = x.shape[0]
     k = v.count(k)
@@ -724,15 +865,19 @@ def cluster_margin(probs: Any, embeddings: Any, k: int, *, logits: bool = False,
     queues = [candidates[groups == g] for g in unique]
     order = np.lexsort((unique, sizes))
     picks: list[int] = []
+    group_of: list[int] = []  # position in unique of each pick's cluster
     depth = 0
     while len(picks) < k:
         for c in order:
             if depth < len(queues[c]):
                 picks.append(int(queues[c][depth]))
+                group_of.append(int(c))
                 if len(picks) == k:
                     break
         depth += 1
-    return np.array(picks, dtype=np.int64)
+    group = np.array(group_of, dtype=np.int64)
+    return _ClusteredPicks(np.array(picks, dtype=np.int64), unique[group].astype(np.int64),
+                           sizes[group].astype(np.int64))
 
 
 __all__ = ["MAX_CLUSTERS", "badge", "cluster_margin", "kcenter", "probcover", "spread",

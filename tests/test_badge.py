@@ -171,3 +171,49 @@ def test_any_input_is_a_correct_result_or_invalid_input(case, data):
     if dtype == np.float64:
         np.testing.assert_array_equal(got, reference(p, emb.astype(np.float32), k, labeled,
                                                      seed))
+
+
+def gradients(probs, h):
+    """The materialised gradient embeddings g = (onehot(argmax p) - p) ⊗ h, float64."""
+    probs = probs.astype(np.float64)
+    a = -probs
+    a[np.arange(len(probs)), probs.argmax(axis=1)] += 1
+    return (a[:, :, None] * h.astype(np.float64)[:, None, :]).reshape(len(probs), -1)
+
+
+@settings(max_examples=30)
+@given(st.integers(2, 40), st.integers(2, 4), st.integers(1, 5), st.integers(0, 2**31),
+       st.sampled_from([0.0, 500.0]), st.data())
+def test_select_reasons_give_each_picks_d2_weight(n, c, d, seed, offset, data):
+    """Each BADGE pick's D^2 (its squared gradient distance to the nearest earlier pick when
+    it was drawn) and |g|^2, recomputed here from the materialised gradients."""
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(c), size=n)
+    h = (rng.standard_normal((n, d)) + offset).astype(np.float32)
+    labeled = data.draw(st.lists(st.integers(0, n - 1), unique=True, max_size=n // 2))
+    k = data.draw(st.integers(1, n - len(labeled)))
+    got = alcore.select(probs, k, embeddings=h, labeled=labeled or None, diversity="badge",
+                        seed=seed)
+    np.testing.assert_array_equal(got.indices, reference(probs, h, k, labeled, seed))
+    g = gradients(probs, h)
+    picks = got.indices
+    want_d2 = np.array([np.inf] + [((g[picks[:i]] - g[picks[i]]) ** 2).sum(axis=1).min()
+                                   for i in range(1, k)])
+    want_norm = (g[picks] ** 2).sum(axis=1)
+    scale = float(want_norm.max())
+    d2 = got.components["gradient_sq_distance"]
+    assert d2.dtype == np.float64 and d2[0] == np.inf
+    np.testing.assert_allclose(d2[1:], want_d2[1:], rtol=1e-9, atol=1e-12 * scale)
+    np.testing.assert_allclose(got.components["gradient_sq_norm"], want_norm, rtol=1e-12)
+    assert f"the largest gradient embedding, |g|^2 {want_norm[0]:.6g}" in got.reasons[0]
+    for i in range(1, k):
+        assert f"weight D^2 {d2[i]:.6g} (squared gradient distance" in got.reasons[i]
+        np.testing.assert_allclose(float(got.reasons[i].split("D^2 ")[1].split(" ")[0]),
+                                   want_d2[i], rtol=1e-5, atol=1e-12 * scale)
+
+
+def test_select_duplicates_have_zero_weight():
+    probs = np.array([[0.6, 0.4]] * 4)
+    got = alcore.select(probs, 3, embeddings=np.ones((4, 3)), diversity="badge")
+    np.testing.assert_array_equal(got.components["gradient_sq_distance"], [np.inf, 0, 0])
+    assert "weight D^2 0 (" in got.reasons[1]

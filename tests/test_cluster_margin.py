@@ -125,3 +125,47 @@ def test_any_input_is_a_correct_result_or_invalid_input(dtype, n, strided, broke
         return
     got = cluster_margin(p, None, k, clusters=clusters)
     np.testing.assert_array_equal(got, reference(p, k, set(), clusters, 10))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_select_names_each_picks_kmeans_cluster_and_its_candidate_count(seed):
+    """Without clusters=, each reason names the k-means cluster of the pick and how many
+    candidates it holds, checked against the groups the candidates were drawn from."""
+    rng = np.random.default_rng(seed)
+    n, uncertain = 300, 60
+    # The 60 smallest margins (10 x k candidates for k = 6) are the first 60 items, in
+    # three well-separated groups of 30, 20 and 10.
+    probs = np.tile([0.98, 0.01, 0.01], (n, 1))
+    probs[:uncertain] = [0.5, 0.49, 0.01]
+    probs[:uncertain, :2] += rng.uniform(-1e-3, 1e-3, size=(uncertain, 1)) * [1, -1]
+    truth = np.full(n, -1)
+    truth[:uncertain] = np.repeat([0, 1, 2], [30, 20, 10])[rng.permutation(uncertain)]
+    centers = rng.standard_normal((3, 4)) * 100
+    emb = rng.standard_normal((n, 4)) * 100
+    emb[:uncertain] = centers[truth[:uncertain]] + rng.standard_normal((uncertain, 4))
+    got = alcore.select(probs, 6, embeddings=emb, diversity="cluster_margin", n_clusters=3,
+                        seed=seed)
+    groups = truth[got.indices]
+    # Round-robin from the cluster with the fewest candidates up.
+    np.testing.assert_array_equal(groups, [2, 1, 0, 2, 1, 0])
+    cluster = got.components["cluster"]
+    assert cluster.dtype == np.int64
+    id_of = {}
+    for g, c in zip(groups.tolist(), cluster.tolist(), strict=True):
+        assert id_of.setdefault(g, c) == c
+    assert len(set(id_of.values())) == 3
+    counts = np.array([30, 20, 10])[groups]
+    np.testing.assert_array_equal(got.components["cluster_size"], counts)
+    for i, reason in enumerate(got.reasons):
+        assert (f"cluster {cluster[i]} ({counts[i]} of the 60 smallest-margin candidates)"
+                in reason)
+
+
+def test_select_with_clusters_names_the_users_label():
+    probs = np.tile([[0.5, 0.5]], (6, 1))
+    clusters = np.array([4, 4, 4, 9, 9, 2])
+    got = alcore.select(probs, 4, diversity="cluster_margin", clusters=clusters)
+    np.testing.assert_array_equal(got.indices, [5, 3, 0, 4])
+    np.testing.assert_array_equal(got.components["cluster"], [2, 9, 4, 9])
+    np.testing.assert_array_equal(got.components["cluster_size"], [1, 2, 3, 2])
+    assert "cluster 9 (2 of the 6 smallest-margin candidates)" in got.reasons[1]

@@ -140,3 +140,21 @@ def test_threads_change_nothing():
         alcore.set_num_threads(saved)
     for other in results[1:]:
         np.testing.assert_array_equal(other, results[0])
+
+
+def test_boundary_is_decided_by_the_float64_squares():
+    """As documented: j is in i's ball when the float64 squared distance is <= radius *
+    radius in float64. Item 0 has three neighbours at distance exactly sqrt(2) (squared
+    distance 2.0); item 4 two at distance 1 (and one at 1.5, outside either radius). With
+    radius=sqrt(2) (float64 square 2.0000000000000004) item 0's ball holds 4 items and
+    wins; one ulp below (square 1.9999999999999996) it holds only itself and item 4's ball
+    of 3 wins."""
+    root2 = np.sqrt(2.0)
+    below = np.nextafter(root2, 0.0)
+    assert root2 * root2 > 2.0 and below * below < 2.0
+    x = np.array([[0, 0], [1, 1], [-1, -1], [1, -1], [50, 50], [51, 50], [50, 51.5],
+                  [49, 50]], dtype=np.float32)
+    assert probcover(x, 1, radius=root2)[0] == 0
+    assert probcover(x, 1, radius=below)[0] == 4
+    np.testing.assert_array_equal(dense_reference(x, 1, root2, []), [0])
+    np.testing.assert_array_equal(dense_reference(x, 1, below, []), [4])

@@ -223,3 +223,33 @@ def test_distance_error_bound_holds_for_faiss_and_numpy(d, offset, scale):
     exact = _distances.exact_sq(x, rows.ravel(), cols.ravel()).reshape(200, 200)
     err = _distances.bound(d, centred.norms[:200, None], centred.norms[None, 200:400])
     assert (np.abs(mat - exact) <= err).all()
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_boundary_is_decided_by_the_float64_squares(metric):
+    """As documented: a candidate is taken when its float64 squared distance is >=
+    min_distance * min_distance in float64. A pair at distance exactly sqrt(2) (squared
+    distance 2.0 in float64) is refused with min_distance=sqrt(2), whose float64 square is
+    2.0000000000000004, and taken one ulp below; a pair at exactly 1 with min_distance=1
+    is taken."""
+    root2 = np.sqrt(2.0)
+    below = np.nextafter(root2, 0.0)
+    assert root2 * root2 > 2.0 and below * below < 2.0  # the float64 facts the test uses
+    scores = np.array([2.0, 1.0])
+    if metric == "l2":
+        x = np.array([[0.0, 0.0], [1.0, 1.0]], dtype=np.float32)
+        unit = np.array([[0.0, 0.0], [1.0, 0.0]], dtype=np.float32)
+    else:  # unit rows at a right angle: distance sqrt(2) exactly; opposite ones: 2
+        x = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+        unit = np.array([[1.0, 0.0], [-1.0, 0.0]], dtype=np.float32)
+    np.testing.assert_array_equal(spread(scores, x, 2, min_distance=root2, metric=metric), [0])
+    np.testing.assert_array_equal(spread(scores, x, 2, min_distance=below, metric=metric),
+                                  [0, 1])
+    at = 1.0 if metric == "l2" else 2.0
+    np.testing.assert_array_equal(spread(scores, unit, 2, min_distance=at, metric=metric),
+                                  [0, 1])
+    # The same through labeled= (the anchor check, not the walk).
+    np.testing.assert_array_equal(
+        spread(scores, x, 1, min_distance=root2, labeled=[0], metric=metric), [])
+    np.testing.assert_array_equal(
+        spread(scores, x, 1, min_distance=below, labeled=[0], metric=metric), [1])

@@ -197,3 +197,116 @@ def test_dtype_layout_and_offset_do_not_change_the_picks(dtype, strided, offset,
     got = typiclust(emb.astype(dtype), k, labeled=labeled if n_lab else None,
                     clusters=labels, n_neighbors=3)
     np.testing.assert_array_equal(got, reference(x, k, labeled, labels, 3))
+
+
+def blobs(sizes, d=5, seed=0, spacing=100.0):
+    """Well-separated groups of the given sizes (any k-means finds them), shuffled."""
+    rng = np.random.default_rng(seed)
+    truth = np.concatenate([np.full(s, g) for g, s in enumerate(sizes)])
+    centers = rng.standard_normal((len(sizes), d)) * spacing
+    x = centers[truth] + rng.standard_normal((len(truth), d))
+    perm = rng.permutation(len(truth))
+    return x[perm].astype(np.float32), truth[perm]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_select_names_each_picks_kmeans_cluster_and_its_size(seed):
+    """Without clusters=, each reason names the cluster k-means gave the pick and that
+    cluster's size, checked against the groups the data was drawn from: picks of one group
+    share one id, different groups have different ids, sizes are the groups' sizes."""
+    sizes = [60, 45, 30]
+    x, truth = blobs(sizes, seed=seed)
+    probs = np.random.default_rng(seed).dirichlet(np.ones(3), size=len(x))
+    got = alcore.select(probs, 5, embeddings=x, diversity="typiclust", max_clusters=3,
+                        seed=seed)
+    groups = truth[got.indices]
+    # Largest uncovered cluster first, then the least-held (largest first) again.
+    np.testing.assert_array_equal(groups, [0, 1, 2, 0, 1])
+    cluster = got.components["cluster"]
+    assert cluster.dtype == np.int64
+    id_of = {}
+    for g, c in zip(groups.tolist(), cluster.tolist(), strict=True):
+        assert id_of.setdefault(g, c) == c  # one id per group
+    assert len(set(id_of.values())) == 3
+    np.testing.assert_array_equal(got.components["cluster_size"], np.array(sizes)[groups])
+    for i, reason in enumerate(got.reasons):
+        assert (f"most typical unlabeled member of cluster {cluster[i]} "
+                f"(size {sizes[groups[i]]})") in reason
+
+
+def test_select_cluster_of_given_clusters_and_excluded_items():
+    """With clusters= the reason names the user's label; excluded items do not count in
+    the size."""
+    x, truth = blobs([20, 14, 9], seed=3)
+    labels = truth * 10 + 7  # arbitrary label values
+    probs = np.full((len(x), 2), 0.5)
+    excluded = np.flatnonzero(truth == 0)[:8]  # the first group shrinks to 12
+    got = alcore.select(probs, 3, embeddings=x, diversity="typiclust", clusters=labels,
+                        exclude=excluded)
+    groups = truth[got.indices]
+    np.testing.assert_array_equal(groups, [1, 0, 2])
+    np.testing.assert_array_equal(got.components["cluster"], labels[got.indices])
+    np.testing.assert_array_equal(got.components["cluster_size"], [14, 12, 9])
+    assert "cluster 17 (size 14)" in got.reasons[0]
+
+
+def typicality_by_hand(x, n_neighbors):
+    """1 / mean distance to the n_neighbors nearest other rows, from float64 differences
+    (blocks of rows against all: O(block) memory)."""
+    x = x.astype(np.float64)
+    m = len(x)
+    k = min(n_neighbors, m - 1)
+    out = np.empty(m)
+    for lo in range(0, m, 200):
+        rows = np.arange(lo, min(m, lo + 200))
+        dist = np.sqrt(((x[rows, None, :] - x[None, :, :]) ** 2).sum(axis=2))
+        dist[np.arange(len(rows)), rows] = np.inf
+        out[rows] = 1 / np.sort(dist, axis=1)[:, :k].mean(axis=1)
+    return out
+
+
+def test_large_uncentred_cluster_typicality_is_float64_exact():
+    """A cluster above 2048 members far from the origin: typicality (and so the pick) is
+    that of float64 distances. FAISS's float32 search there was off by about 1e-6."""
+    from alcore.diversity import _typicality
+
+    rng = np.random.default_rng(12)
+    x = (rng.standard_normal((2600, 6)) + 500).astype(np.float32)
+    want = typicality_by_hand(x, 20)
+    got = _typicality(x, np.arange(len(x)), 20)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    labels = np.zeros(len(x), dtype=np.int64)
+    picks = typiclust(x, 1, clusters=labels)
+    assert picks[0] == int(np.argmax(want))
+    # An exact duplicate of every row: the nearest distance 0 is found for every row.
+    doubled = np.vstack([x[:1100], x[:1100]])
+    np.testing.assert_allclose(_typicality(doubled, np.arange(2200), 3),
+                               typicality_by_hand(doubled, 3), rtol=1e-12, atol=0)
+
+
+def test_large_cluster_with_tied_distances_is_float64_exact(monkeypatch):
+    """A 10 x 10 lattice far from the origin, each point 25 times: every row's k-th and
+    all later returned distances tie, so the float32 search cannot settle any row and
+    they are redone in float64; ties give equal typicality bit for bit and the pick goes
+    to the lowest index among the most typical."""
+    from alcore import diversity
+    from alcore.diversity import _typicality
+
+    grid = np.stack(np.meshgrid(np.arange(10), np.arange(10)), axis=-1).reshape(-1, 2)
+    x = (np.tile(grid, (25, 1)) + 500).astype(np.float32)
+    want = typicality_by_hand(x, 30)
+    redone = []
+    real = diversity._mean_knn_float64
+
+    def spy(x, members, k, rows):
+        redone.append(len(rows))
+        return real(x, members, k, rows)
+
+    monkeypatch.setattr(diversity, "_mean_knn_float64", spy)
+    got = _typicality(x, np.arange(len(x)), 30)
+    assert redone == [len(x)]  # the float64 path did run
+    np.testing.assert_array_equal(got, want)
+    best = np.flatnonzero(want == want.max())
+    assert len(best) > 1
+    assert typiclust(x, 1, clusters=np.zeros(len(x), dtype=np.int64), n_neighbors=30)[0] \
+        == best[0]
