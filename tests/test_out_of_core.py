@@ -165,3 +165,70 @@ def test_memory_stays_bounded_by_the_chunk(tmp_path):
     grown, count = int(out[0]), int(out[1])
     assert count == 1000
     assert grown < 120e6, f"peak memory grew by {grown / 1e6:.0f} MB"
+
+
+TEXT_SUFFIXES = ["csv", "csv.gz", "ndjson", "ndjson.gz"]
+
+
+@pytest.mark.parametrize("suffix", TEXT_SUFFIXES)
+def test_a_text_file_is_parsed_once(tmp_path, suffix, monkeypatch):
+    """Chunk i was a lazy slice(offset, chunk_rows).collect(): polars parsed the text from
+    the start up to the chunk each time (20 passes here, quadratic in the file's length).
+    Every execution of a polars query is counted; one pass must read all rows."""
+    n = 2_000
+    probs = tied_pool(n, np.float64, seed=5)
+    path = tmp_path / f"pool.{suffix}"
+    write_pool(path, probs, [f"{i:05d}" for i in range(n)])
+    passes = []
+    real_collect, real_batches = pl.LazyFrame.collect, pl.LazyFrame.collect_batches
+
+    def collect(self, *args, **kwargs):
+        passes.append("collect")
+        return real_collect(self, *args, **kwargs)
+
+    def collect_batches(self, *args, **kwargs):
+        passes.append("collect_batches")
+        return real_batches(self, *args, **kwargs)
+
+    monkeypatch.setattr(pl.LazyFrame, "collect", collect)
+    monkeypatch.setattr(pl.LazyFrame, "collect_batches", collect_batches)
+    rows, ids, _ = top_k_from_file(path, 30, chunk_rows=100)
+    assert len(passes) == 1, passes
+    want = top_ref(margin_ref(read_pool(path, id=None).probs), 30)
+    np.testing.assert_array_equal(rows, want)
+    assert ids.tolist() == [f"{i:05d}" for i in want]
+
+
+@pytest.mark.parametrize("suffix", [*TEXT_SUFFIXES, "parquet"])
+def test_results_do_not_depend_on_the_chunk_size(tmp_path, suffix):
+    """Same rows, same order (ties to the lower row), same ids as written, same scores for
+    chunks of 1 row, 7 rows and one chunk for the whole file, against numpy."""
+    n = 400
+    probs = tied_pool(n, np.float64, seed=9)
+    ids = [f"{i:04d}" for i in range(n)]
+    done = np.zeros(n, dtype=bool)
+    done[::5] = True
+    path = tmp_path / f"pool.{suffix}"
+    write_pool(path, probs, ids, {"done": done})
+    in_file = read_pool(path, id=None).probs
+    scores = margin_ref(in_file)
+    never = done.copy()
+    excluded = top_ref(scores, 3, never=done)
+    never[excluded] = True
+    want = top_ref(scores, 60, never=never)
+    assert len(np.unique(scores[want])) < 50  # ties inside the answer
+    for chunk_rows in (1, 7, 10**9):
+        rows, got_ids, got_scores = top_k_from_file(
+            path, 60, labeled="done", exclude=[ids[i] for i in excluded],
+            chunk_rows=chunk_rows)
+        np.testing.assert_array_equal(rows, want, err_msg=f"chunk_rows={chunk_rows}")
+        assert got_ids.tolist() == [ids[i] for i in want]
+        np.testing.assert_array_equal(got_scores, scores[want])
+
+
+def test_a_malformed_row_late_in_a_text_file_is_an_error(tmp_path):
+    path = tmp_path / "pool.csv"
+    lines = ["id,p0,p1"] + [f"{i},0.5,0.5" for i in range(500)] + ["500,0.5,oops"]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(alcore.InvalidInputError, match=r"pool\.csv"):
+        top_k_from_file(path, 5, chunk_rows=50)

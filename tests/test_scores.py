@@ -11,10 +11,12 @@ import oracles
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from strategies import logit_matrices, prob_matrices, tolerance
 
 import alcore
 from alcore import scores
+from alcore._errors import InvalidInputError
 
 SCORE_NAMES = list(oracles.SCORES)
 
@@ -220,3 +222,186 @@ def test_uniform_rows(c):
     np.testing.assert_allclose(scores.entropy(probs, scaled=True), 1.0, rtol=1e-12)
     np.testing.assert_allclose(scores.margin(probs), 1.0, rtol=1e-12)
     np.testing.assert_allclose(scores.ratio(probs), 1.0, rtol=1e-12)
+
+
+# --- every score inside its documented range, for every valid row ---------------------
+
+RANGE_CLASSES = [2, 3, 7, 10, 16, 17, 31, 32, 33, 100]
+MAGNITUDES = [1e-40, 1e-30, 1e-8, 1.0, 22.0, 1e8, 1e30]
+
+
+def row_score_bounds(name: str, c: int, dtype, scaled: bool = False) -> tuple[float, float]:
+    """The documented range, in the score's dtype: LC in [0, 1 - 1/C], margin and ratio in
+    [0, 1], entropy in [0, ln C] (or [0, 1] scaled)."""
+    one = dtype(1)
+    if name == "least_confidence":
+        return 0.0, one - one / dtype(c)
+    if name == "entropy":
+        return 0.0, (one if scaled else dtype(np.log(c)))
+    return 0.0, one
+
+
+@st.composite
+def raw_rows(draw, c: int) -> np.ndarray:
+    """Non-negative float64 rows: uniform values, few tied values, or one class dominating
+    the others by up to 40 orders of magnitude."""
+    n = draw(st.integers(1, 12))
+    kind = draw(st.sampled_from(["uniform", "ties", "dominant", "equal"]))
+    if kind == "equal":
+        return np.ones((n, c))
+    if kind == "ties":
+        values = st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, 22.0])
+    else:
+        values = st.floats(0, 1, allow_nan=False, allow_subnormal=True, width=32)
+    raw = draw(hnp.arrays(np.float64, (n, c), elements=values))
+    if kind == "dominant":
+        raw *= draw(st.sampled_from([0.0, 1e-40, 1e-20, 1e-8, 1e-3]))
+        raw[:, draw(st.integers(0, c - 1))] = 1.0
+    raw[raw.sum(axis=1) == 0, 0] = 1.0
+    return raw
+
+
+@st.composite
+def valid_rows(draw):
+    """(x, logits, normalize, dtype): rows every score must accept, at every magnitude."""
+    c = draw(st.sampled_from(RANGE_CLASSES))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    mode = draw(st.sampled_from(["probs", "normalize", "logits"]))
+    raw = draw(raw_rows(c))
+    if mode == "logits":
+        scale = draw(st.sampled_from([1.0, 30.0, 1e4, 1e30]))
+        signs = draw(st.sampled_from([1.0, -1.0]))
+        return (signs * raw * scale).astype(dtype), True, False, dtype
+    if mode == "normalize":
+        return (raw * draw(st.sampled_from(MAGNITUDES))).astype(dtype), False, True, dtype
+    probs = raw / raw.sum(axis=1, keepdims=True)
+    # Rows summing to 1 only within atol (1e-3) are valid too; no value above 1.
+    probs = np.minimum(probs * (1 + draw(st.floats(-9e-4, 9e-4))), 1.0)
+    return probs.astype(dtype), False, False, dtype
+
+
+@given(case=valid_rows(), scaled=st.booleans())
+def test_row_scores_stay_in_their_documented_range(case, scaled):
+    x, is_logits, normalize, dtype = case
+    c = x.shape[1]
+    for name in SCORE_NAMES:
+        options = {"scaled": scaled} if name == "entropy" else {}
+        got = getattr(scores, name)(x, logits=is_logits, normalize=normalize, **options)
+        lo, hi = row_score_bounds(name, c, dtype, scaled)
+        assert got.dtype == dtype and np.isfinite(got).all(), name
+        assert (got >= lo).all() and (got <= hi).all(), (name, got.min(), got.max(), hi)
+
+
+def test_renormalised_one_hot_row_has_scores_of_exactly_zero():
+    """[22, 0] / 22 leaves a top probability of 1 + 2^-53: margin and least confidence
+    came out as -2.8e-17, below their minimum 0."""
+    for dtype in (np.float32, np.float64):
+        x = np.array([[22.0, 0.0], [0.0, 22.0], [3.0, 0.0]], dtype=dtype)
+        for name in ("least_confidence", "margin", "ratio", "entropy"):
+            got = getattr(scores, name)(x, normalize=True)
+            np.testing.assert_array_equal(got, np.zeros(3, dtype=dtype), err_msg=name)
+
+
+def test_uniform_rows_do_not_exceed_their_maxima():
+    for dtype in (np.float32, np.float64):
+        for c in (3, 7, 10, 33, 100):
+            x = np.full((2, c), 1.0 / c).astype(dtype)
+            assert (scores.entropy(x) <= dtype(np.log(c))).all()
+            assert (scores.entropy(x, scaled=True) <= 1).all()
+            assert (scores.least_confidence(x) <= dtype(1) - dtype(1) / dtype(c)).all()
+            low = x * dtype(1 - 9e-4)  # sums to 1 - 9e-4: within atol, max below 1/C
+            assert (scores.least_confidence(low) <= dtype(1) - dtype(1) / dtype(c)).all()
+            high = x * dtype(1 + 9e-4)
+            assert (scores.entropy(high) <= dtype(np.log(c))).all()
+
+
+def test_clamping_keeps_the_order_of_scores():
+    """The clamp is monotone: scores inside the range are untouched and equal rows stay
+    equal, so rankings and their ties (lower row first) do not change."""
+    rng = np.random.default_rng(11)
+    probs = rng.dirichlet(np.ones(5), size=500)
+    probs[::7] = probs[0]
+    for name in SCORE_NAMES:
+        got = getattr(scores, name)(probs)
+        np.testing.assert_allclose(got, oracles.SCORES[name](probs), rtol=0, atol=1e-12)
+        assert len(set(got[::7].tolist())) == 1
+
+
+@pytest.mark.parametrize("name", SCORE_NAMES)
+def test_one_class_is_refused(name):
+    with pytest.raises(InvalidInputError, match=r"at least 2 classes.*shape \(3, 1\)"):
+        getattr(scores, name)(np.ones((3, 1)))
+
+
+@st.composite
+def valid_samples(draw):
+    t = draw(st.integers(1, 6))
+    c = draw(st.sampled_from([2, 3, 10, 17, 33]))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    mode = draw(st.sampled_from(["probs", "normalize", "logits"]))
+    raw = np.stack([draw(raw_rows(c))[:1].repeat(5, axis=0) if draw(st.booleans())
+                    else draw(hnp.arrays(np.float64, (5, c),
+                                         elements=st.sampled_from([0.0, 0.5, 1.0, 3.0])))
+                    for _ in range(t)])
+    raw[raw.sum(axis=-1) == 0, 0] = 1.0
+    if mode == "logits":
+        return (raw * draw(st.sampled_from([1.0, 1e4]))).astype(dtype), True, False, dtype
+    if mode == "normalize":
+        return (raw * draw(st.sampled_from(MAGNITUDES))).astype(dtype), False, True, dtype
+    return (raw / raw.sum(axis=-1, keepdims=True)).astype(dtype), False, False, dtype
+
+
+@given(case=valid_samples())
+def test_sample_scores_stay_in_their_documented_range(case):
+    x, is_logits, normalize, dtype = case
+    t, _, c = x.shape
+    log_bound = dtype(np.log(min(c, t)))
+    bounds = {"bald": log_bound, "kl_consensus": log_bound, "vote_entropy": log_bound,
+              "variation_ratio": dtype(1) - dtype(1) / dtype(t)}
+    for name, hi in bounds.items():
+        got = getattr(scores, name)(x, logits=is_logits, normalize=normalize)
+        assert got.dtype == dtype and np.isfinite(got).all(), name
+        assert (got >= 0).all() and (got <= hi).all(), (name, got.min(), got.max(), hi)
+
+
+# --- entropy accuracy: the bound stated in alcore.scores.entropy ----------------------
+
+
+def entropy_reference(x: np.ndarray, normalize: bool) -> np.ndarray:
+    """-sum q ln q in extended precision (x86 long double, eps 1.1e-19; at worst float64)
+    from the given values, q = p / sum(p) with normalize. Plain numpy, no alcore."""
+    p = x.astype(np.longdouble)
+    q = p / p.sum(axis=1, keepdims=True) if normalize else p
+    safe = np.where(q > 0, q, 1)
+    return -(q * np.log(safe)).sum(axis=1)
+
+
+def assert_entropy_within_bound(x: np.ndarray, normalize: bool) -> None:
+    got = scores.entropy(x, normalize=normalize).astype(np.longdouble)
+    want = entropy_reference(x, normalize)
+    eps = np.finfo(x.dtype).eps
+    bound = (1 + np.log2(x.shape[1])) * eps * (1 + want)
+    worst = np.argmax(np.abs(got - want) / bound)
+    assert abs(got[worst] - want[worst]) <= bound[worst], (
+        x[worst], float(got[worst]), float(want[worst]), float(bound[worst]))
+
+
+@given(x=st.sampled_from(RANGE_CLASSES).flatmap(raw_rows),
+       dtype=st.sampled_from([np.float32, np.float64]),
+       magnitude=st.sampled_from(MAGNITUDES[1:]))
+def test_renormalised_entropy_is_within_its_stated_error_bound(x, dtype, magnitude):
+    """float32 entropy with normalize=True computed ln(sum) - sum(p ln p) / sum and lost
+    10-340 eps * (1 + H) against a float64 reference (counts, large or tiny sums)."""
+    assert_entropy_within_bound((x * magnitude).astype(dtype), normalize=True)
+    probs = (x / x.sum(axis=1, keepdims=True)).astype(dtype)
+    assert_entropy_within_bound(probs, normalize=False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c", [2, 10, 33, 100])
+def test_renormalised_entropy_of_counts_is_accurate(dtype, c):
+    rng = np.random.default_rng(c)
+    for magnitude in (1e-30, 1.0, 7.5, 1e3, 1e30):
+        counts = rng.dirichlet(np.full(c, 0.3), size=3000) * magnitude
+        counts[:300, 0] += 50 * magnitude  # one class dominating
+        assert_entropy_within_bound(counts.astype(dtype), normalize=True)

@@ -173,7 +173,7 @@ bool score_wide_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions& o
       sum += p;
       if (S == Score::margin || S == Score::ratio) second = vec::max(second, vec::min(first, p));
       if (S != Score::entropy) first = vec::max(first, p);
-      if (S == Score::entropy) plogp += vec::xlogx(p);
+      if (S == Score::entropy && !o.normalize) plogp += vec::xlogx(p);
     });
     const T total = lane_sum<T>(sum);
     const bool sum_ok = o.normalize ? total > T(0)
@@ -184,17 +184,26 @@ bool score_wide_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions& o
       return false;
     }
     const T inv = o.normalize ? T(1) / total : T(1);
+    // LC and margin divide by the sum rather than multiply by its reciprocal: the
+    // quotient is correctly rounded, so a one-hot row [3, 0] scores exactly 0, and it
+    // stays finite for subnormal sums.
+    const T denom = o.normalize ? total : T(1);
     T top, runner_up;
     lane_top2<T>(first, second, top, runner_up);
     switch (S) {
-      case Score::least_confidence: out[r] = T(1) - top * inv; break;
-      case Score::margin: out[r] = T(1) - (top - runner_up) * inv; break;
+      case Score::least_confidence: out[r] = T(1) - top / denom; break;
+      case Score::margin: out[r] = T(1) - (top - runner_up) / denom; break;
       case Score::ratio: out[r] = runner_up / top; break;
       case Score::entropy: {
-        const T terms = lane_sum<T>(plogp);
-        T h = o.normalize ? std::log(total) - terms * inv : -terms;
+        // Renormalised before the logarithm, as in score_grouped_probs (no cancellation
+        // against ln sum); the row is still in cache.
+        if (o.normalize) {
+          const VT scale = vec::splat<VT>(inv);
+          for_row_vectors(row, c, T(0), [&](VT p) { plogp += vec::xlogx(p * scale); });
+        }
+        T h = -lane_sum<T>(plogp);
         if (o.scale_entropy) h /= std::log(static_cast<T>(c));
-        out[r] = std::max(T(0), h);
+        out[r] = h;
         break;
       }
     }
@@ -249,7 +258,7 @@ bool score_wide_logits(const T* x, int64_t rows, int64_t c, const ScoreOptions& 
     } else {
       T h = -std::log(inv) - lane_sum<T>(weighted) * inv;
       if (o.scale_entropy) h /= std::log(static_cast<T>(c));
-      out[r] = std::max(T(0), h);
+      out[r] = h;
     }
   }
   return true;
@@ -286,10 +295,17 @@ bool score_grouped_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions
   vec::GroupLoader<T> loader(c, T(0), neutral.data());
   vec::GroupLoader<T> term_loader(c, T(0), neutral.data() + 1);
   const int nv = NV > 0 ? NV : loader.vectors_per_row();
-  if (S == Score::entropy) {
+  const int64_t total = rows * c;
+  // Entropy of rows to renormalise: q = p / sum first, then -sum q ln q. The shorter
+  // ln(sum) - sum(p ln p) / sum cancels (ln sum can dwarf the entropy: 10-130 float32 ulp
+  // lost for counts, 6e-17 instead of 0 for [3, 0]). The row pass writes q to scratch
+  // (whole-vector stores, each row's overhang overwritten by the next row, hence the
+  // padding) and the logarithm then runs over that flat buffer in full vectors.
+  const bool renormalise = S == Score::entropy && o.normalize;
+  if (renormalise) scratch.resize(static_cast<size_t>(total + nv * L));
+  if (S == Score::entropy && !o.normalize) {
     // x ln x over the whole block in full vectors; the element range check rides along
     // (the row pass below then checks only the sums).
-    const int64_t total = rows * c;
     scratch.resize(static_cast<size_t>(total));
     VI out_of_range = vec::splat<VI>(0);
     vec::map(x, scratch.data(), total, T(1), [&](VT p) {
@@ -306,7 +322,7 @@ bool score_grouped_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions
       VT f = vec::splat<VT>(-inf), sec = f, sum = zero;
       for (int k = 0; k < nv; ++k) {
         const VT p = v[l * nv + k];
-        if (S != Score::entropy) out_of_range |= ~(p >= T(0)) | ~(p <= ceiling);
+        if (S != Score::entropy || renormalise) out_of_range |= ~(p >= T(0)) | ~(p <= ceiling);
         sum += p;
         if (S == Score::margin || S == Score::ratio) sec = vec::max(sec, vec::min(f, p));
         if (S != Score::entropy) f = vec::max(f, p);
@@ -322,21 +338,39 @@ bool score_grouped_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions
       bad = sum_problem(o.normalize, static_cast<double>(sum[l]), r + l);
       return false;
     }
-    const VT inv = o.normalize ? T(1) / sum : vec::splat<VT>(T(1));
     VT result;
-    if (S == Score::entropy) {
+    if (renormalise) {
+      // A subnormal sum makes inv infinite and the score non-finite: the Python layer
+      // scores such rows again after an exact rescaling.
+      const VT inv = T(1) / sum;
+      for (int l = 0; l < count; ++l)
+        for (int k = 0; k < nv; ++k)
+          vec::store(scratch.data() + (r + l) * c + k * L, v[l * nv + k] * inv[l]);
+      continue;
+    } else if (S == Score::entropy) {
       term_loader.template load<NV>(scratch.data(), r, rows, v);
-      const VT plogp = groups.row_sums(v, nv);
-      result = o.normalize ? vec::log(sum) - plogp * inv : -plogp;
+      result = -groups.row_sums(v, nv);
       if (o.scale_entropy) result *= T(1) / std::log(static_cast<T>(c));
-      result = vec::max(result, zero);
     } else if (S == Score::least_confidence) {
-      result = T(1) - groups.fold_max(first) * inv;
+      // A quotient, not a product with 1 / sum: as in score_wide_probs.
+      const VT top = groups.fold_max(first);
+      result = T(1) - (o.normalize ? top / sum : top);
     } else {
       groups.fold_top2(first, second);
-      result = S == Score::margin ? T(1) - (first[0] - second[0]) * inv : second[0] / first[0];
+      const VT gap = first[0] - second[0];
+      result = S == Score::margin ? T(1) - (o.normalize ? gap / sum : gap)
+                                  : second[0] / first[0];
     }
     store_group(out, r, count, result);
+  }
+  if (renormalise) {
+    vec::map(scratch.data(), scratch.data(), total, T(1), [](VT q) { return vec::xlogx(q); });
+    for (int64_t r = 0; r < rows; r += L) {
+      const int count = term_loader.template load<NV>(scratch.data(), r, rows, v);
+      VT result = -groups.row_sums(v, nv);
+      if (o.scale_entropy) result *= T(1) / std::log(static_cast<T>(c));
+      store_group(out, r, count, result);
+    }
   }
   return true;
 }
@@ -414,7 +448,6 @@ bool score_grouped_logits(const T* x, int64_t rows, int64_t c, const ScoreOption
       } else {
         result = -vec::log(inv) - groups.fold_sum(terms) * inv;
         if (o.scale_entropy) result *= T(1) / std::log(static_cast<T>(c));
-        result = vec::max(result, zero);
       }
     }
     store_group(out, r, count, result);
@@ -452,8 +485,8 @@ bool score_grouped(const T* x, int64_t rows, int64_t c, const ScoreOptions& o, T
 }
 
 template <class T>
-bool score_rows(const T* x, int64_t rows, int64_t c, const ScoreOptions& o, T* out,
-                std::vector<T>& scratch, BadValue& bad) {
+bool score_block(const T* x, int64_t rows, int64_t c, const ScoreOptions& o, T* out,
+                 std::vector<T>& scratch, BadValue& bad) {
   if (c <= vec::kGroupedMaxC) return score_grouped(x, rows, c, o, out, scratch, bad);
 #define ALCORE_SCORE_CASE(S)                                                \
   case S:                                                                   \
@@ -502,7 +535,6 @@ bool bald_grouped(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int
   const G& groups = G::get();
   const T atol = static_cast<T>(atol_d);
   const T ceiling = value_ceiling<T>(normalize);
-  const VT zero = vec::splat<VT>(T(0));
   std::vector<T> neutral(static_cast<size_t>(c + 1), T(0));  // as in score_grouped_probs
   neutral[0] = T(1);
   vec::GroupLoader<T> loader(c, T(0), neutral.data());
@@ -571,7 +603,7 @@ bool bald_grouped(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int
     term_loader.template load<NV>(plogp, r, rows, v);
     const VT member_terms = groups.row_sums(v, nv);
     // H(mean) - mean H = -sum(mean ln mean) + sum_t sum(p ln p) / T; >= 0 up to rounding.
-    store_group(out, r, count, vec::max(member_terms * inv_t - mean_terms, zero));
+    store_group(out, r, count, member_terms * inv_t - mean_terms);
   }
   return true;
 }
@@ -579,9 +611,9 @@ bool bald_grouped(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int
 // Items [row0, row0 + rows) of a (t, n, c) tensor. Reads member by member so every read is
 // a contiguous rows*c run.
 template <class T>
-bool sample_rows(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int64_t rows,
-                 SampleScore score, bool normalize, double atol_d, T* out,
-                 std::vector<T>& scratch, BadValue& bad) {
+bool sample_block(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int64_t rows,
+                  SampleScore score, bool normalize, double atol_d, T* out,
+                  std::vector<T>& scratch, BadValue& bad) {
   if (score == SampleScore::bald && c <= vec::kGroupedMaxC)
     return with_vectors_per_row(c, vec::V<T>::lanes, [&](auto nv) {
       return bald_grouped<T, decltype(nv)::value>(x, t, n, c, row0, rows, normalize, atol_d,
@@ -633,8 +665,7 @@ bool sample_rows(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int6
     for (int64_t r = 0; r < rows; ++r) {
       T acc = 0;
       for (int64_t j = 0; j < c; ++j) acc += terms[r * c + j];
-      // Mutual information is >= 0; rounding can leave a tiny negative.
-      out[r] = std::max(T(0), -acc - member_entropy[r] * inv_t);
+      out[r] = -acc - member_entropy[r] * inv_t;
     }
     return true;
   }
@@ -652,9 +683,76 @@ bool sample_rows(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int6
           acc -= share * std::log(share);
         }
       }
-      out[r] = std::max(T(0), acc);
+      out[r] = acc;
     }
   }
+  return true;
+}
+
+// Every score lies in a documented range, but its formula can cross the bound by a few
+// rounding errors: renormalising [22, 0] by its sum gives a top probability of 1 + 2^-53
+// and a margin of -2.8e-17; a uniform row gives an entropy an ulp above ln C; rows summing
+// to 1 - atol give a least confidence above 1 - 1/C. All scores leave through this one
+// clamp. It is monotone, so the order of the scores (and their ties) is kept. Non-finite
+// results pass unchanged: they mark rows with a subnormal sum, which the Python layer
+// scores again after rescaling.
+template <class T>
+struct ScoreRange {
+  T lo, hi;
+};
+
+template <class T>
+T log_of_count(int64_t n) {
+  // In double, then rounded once: the bound is the float nearest to ln n.
+  return static_cast<T>(std::log(static_cast<double>(n)));
+}
+
+template <class T>
+ScoreRange<T> score_range(const ScoreOptions& o, int64_t c) {
+  switch (o.score) {
+    case Score::least_confidence: return {T(0), T(1) - T(1) / static_cast<T>(c)};
+    case Score::margin:
+    case Score::ratio: return {T(0), T(1)};
+    case Score::entropy: return {T(0), o.scale_entropy ? T(1) : log_of_count<T>(c)};
+  }
+  return {T(0), std::numeric_limits<T>::infinity()};
+}
+
+// BALD (and the KL consensus) and vote entropy are at most ln min(C, T): the mutual
+// information is bounded by both H(y) <= ln C and H(member) = ln T, and the votes of T
+// members fill at most min(C, T) classes. The variation ratio is at most 1 - 1/T.
+template <class T>
+ScoreRange<T> sample_range(SampleScore score, int64_t t, int64_t c) {
+  if (score == SampleScore::variation_ratio)
+    return {T(0), T(1) - T(1) / static_cast<T>(t)};
+  return {T(0), log_of_count<T>(std::min(c, t))};
+}
+
+template <class T>
+void clamp_scores(T* out, int64_t rows, ScoreRange<T> range) {
+  using VT = typename vec::V<T>::type;
+  const VT lo = vec::splat<VT>(range.lo), hi = vec::splat<VT>(range.hi);
+  const T big = std::numeric_limits<T>::max();
+  vec::map(out, out, rows, T(0), [&](VT r) {
+    return vec::abs(r) <= big ? vec::min(vec::max(r, lo), hi) : r;
+  });
+}
+
+template <class T>
+bool score_rows(const T* x, int64_t rows, int64_t c, const ScoreOptions& o, T* out,
+                std::vector<T>& scratch, BadValue& bad) {
+  if (!score_block(x, rows, c, o, out, scratch, bad)) return false;
+  clamp_scores(out, rows, score_range<T>(o, c));
+  return true;
+}
+
+template <class T>
+bool sample_rows(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int64_t rows,
+                 SampleScore score, bool normalize, double atol, T* out,
+                 std::vector<T>& scratch, BadValue& bad) {
+  if (!sample_block(x, t, n, c, row0, rows, score, normalize, atol, out, scratch, bad))
+    return false;
+  clamp_scores(out, rows, sample_range<T>(score, t, c));
   return true;
 }
 
