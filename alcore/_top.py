@@ -123,7 +123,9 @@ def select_top(probs: Any, k: int, *, score: str = "margin", logits: bool = Fals
     Returns
     -------
     numpy.ndarray of shape (k,), int64
-        The chosen indices, best first (ties to the lower index).
+        The chosen indices, best first (ties to the lower index). The ranking uses the
+        scores of :mod:`alcore.scores` (the same kernels): each clamped to its documented
+        range, entropy within the error bound stated in :func:`alcore.scores.entropy`.
     """
     score, is_logits, normalize, atol, k = _parse_options(score, logits, normalize, atol, k)
     x, is_logits, name = _outputs(probs, score, is_logits)
