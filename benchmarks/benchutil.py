@@ -63,7 +63,8 @@ def floor(benchmark, x: np.ndarray, passes: int = 1, shape: str | None = None) -
     the BALD floor in test_bench_uncertainty.py), timed here; report.py multiplies it by
     ``passes``, the reads the workload cannot avoid (k-center: one per pick)."""
     plural = "pass" if passes == 1 else f"{passes} passes"
-    record(benchmark, f"memory floor ({plural} over {x.nbytes / 1e6:.0f} MB)", "floor", shape)
+    size = f"{x.nbytes / 1e6:.0f} MB" if x.nbytes >= 1e6 else f"{x.nbytes / 1e3:.0f} kB"
+    record(benchmark, f"memory floor ({plural} over {size})", "floor", shape)
     benchmark.extra_info["passes"] = passes
     words = np.ascontiguousarray(x).reshape(-1).view(np.uint32)
     benchmark(np.count_nonzero, words)
@@ -75,11 +76,11 @@ def median_seconds(benchmark) -> float | None:
     return None if stats is None else float(stats.stats.median)
 
 
-def neighbour_scale(x: np.ndarray, sample: int = 500, k: int = 10, seed: int = 0) -> float:
+def neighbour_scale(x: np.ndarray, sample: int = 256, k: int = 1, seed: int = 0) -> float:
     """Median distance from a sampled row to its k-th nearest other row, in float64 on
     centred rows: the length scale of a shape, from which the radius benchmarks (ProbCover's
     ball, spread's minimum distance) take theirs, so that each does comparable work on every
-    shape."""
+    shape. O(sample N d) time, (sample, N) float64 memory."""
     rng = np.random.default_rng(seed)
     rows = rng.choice(len(x), size=min(sample, len(x)), replace=False)
     centred = x.astype(np.float64)

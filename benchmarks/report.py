@@ -2,7 +2,8 @@
 table per embedding shape and one for the workloads without embeddings.
 
 Usage: python benchmarks/report.py benchmarks/latest.json > benchmarks/RESULTS.md
-Ratios use the median of each benchmark; "x faster" = peer median / alcore median;
+Ratios use the median of each benchmark; "x faster" = peer median / alcore median (below
+1 shown as "x slower" = alcore median / peer median);
 "x floor" = alcore median / floor, the floor being one read of the input matrix timed in
 the same run (benchutil.floor) times the reads the workload cannot avoid (k-center: one
 per pick).
@@ -38,6 +39,16 @@ def fmt_time(seconds: float) -> str:
     if seconds < 1:
         return f"{seconds * 1e3:.2f} ms"
     return f"{seconds:.2f} s"
+
+
+def sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
+def faster(peer: float, alcore: float) -> str:
+    if peer >= alcore:
+        return f"**{peer / alcore:.1f}x faster**"
+    return f"**{alcore / peer:.1f}x slower**"
 
 
 def notes(extra: dict) -> str:
@@ -84,16 +95,15 @@ def group_lines(group: str, benches: list[dict]) -> list[str]:
     alcore_bench = by_role["alcore"][0]
     alcore = alcore_bench["stats"]["median"]
     extra = alcore_bench["extra_info"]
-    name = extra.get("contender", "alcore")
-    label = group if name == "alcore" else f"{group}: {name}"
+    label = group
     # Peers timed inside the alcore benchmark (e.g. scaled from a sample of queries).
     for peer, t in extra.get("peer_seconds", {}).items():
         lines.append(f"| {label} | {fmt_time(alcore)} | {peer} | {fmt_time(t)} | "
-                     f"**{t / alcore:.1f}x faster** | {notes(extra)} |")
+                     f"{faster(t, alcore)} | {notes(extra)} |")
     for b in by_role["peer"]:
         t = b["stats"]["median"]
         lines.append(f"| {label} | {fmt_time(alcore)} | {b['extra_info']['contender']} | "
-                     f"{fmt_time(t)} | **{t / alcore:.1f}x faster** | "
+                     f"{fmt_time(t)} | {faster(t, alcore)} | "
                      f"{both_notes(extra, b['extra_info'])} |")
     for b in by_role["floor"]:
         passes = b["extra_info"].get("passes", 1)
@@ -145,15 +155,16 @@ def main(path: str) -> None:
         *machine_lines(data),
         "",
         "Medians. *x faster* = contender median / alcore median (higher is better for "
-        "alcore); *x floor* = alcore median / the memory floor (1.0 = as fast as the reads "
-        "of the input the workload cannot avoid: one streaming read of the matrix, timed in "
-        "the same run, times the passes shown).",
+        "alcore; *x slower* is the inverse, where alcore loses); *x floor* = alcore median / "
+        "the memory floor (1.0 = as fast as the reads of the input the workload cannot "
+        "avoid: one streaming read of the matrix, timed in the same run, times the passes "
+        "shown).",
     ]
     for shape in [*SHAPES, OTHER, *(s for s in by_shape if s not in SHAPES and s != OTHER)]:
         if shape not in by_shape:
             continue
         title = f"Embeddings: {shape}" if shape in SHAPES else "Other workloads"
-        lines += ["", f"## {title}", "", SHAPES.get(shape, shape).capitalize() + ".", "",
+        lines += ["", f"## {title}", "", sentence(SHAPES.get(shape, shape)), "",
                   *HEADER, *by_shape[shape]]
     # Measurements that are not pytest-benchmark runs (simulations, end-to-end CLI), kept
     # by hand in SIMULATIONS.md beside this script.

@@ -14,10 +14,13 @@ from benchutil import SHAPES, floor, inertia, neighbour_scale, record
 import alcore._faiss
 from alcore.diversity import badge, probcover, spread, typiclust
 
-# ProbCover's radius on the separated shape before issue 9: about its median 10-NN
-# distance. Every shape now gets its own median 10-NN distance (benchutil.neighbour_scale),
-# and spread the same fraction of it as before (min_distance 1.0 there).
+# ProbCover's radius and spread's minimum distance on the separated shape (the figures
+# before issue 9). In 128 dimensions distances concentrate, so a radius means the same work
+# on another shape only at the same multiple of that shape's nearest-neighbour distance:
+# every other shape gets these times its own median nearest-neighbour distance over the
+# separated shape's, at the same size (``length_ratio``).
 SEPARATED_RADIUS = 13.0
+SEPARATED_MIN_DISTANCE = 1.0
 
 
 class Clusterings:
@@ -102,6 +105,19 @@ def record_alcore_kmeans(monkeypatch):
     monkeypatch.setattr(alcore._faiss, "kmeans", recording)
 
 
+_RATIOS: dict[tuple[str, str], float] = {}
+
+
+def length_ratio(embeddings, shape: str, label: str) -> float:
+    """The shape's median nearest-neighbour distance over the separated shape's."""
+    if shape == "separated":
+        return 1.0
+    if (shape, label) not in _RATIOS:
+        _RATIOS[shape, label] = (neighbour_scale(embeddings(shape, label))
+                                 / neighbour_scale(embeddings("separated", label)))
+    return _RATIOS[shape, label]
+
+
 def record_inertia(benchmark, x, labels):
     if labels is None or len(labels) != len(x):
         benchmark.extra_info["inertia"] = None  # the clustering was not observed
@@ -122,7 +138,9 @@ def test_at_20k(benchmark, embeddings, sizes, record_alcore_kmeans, shape, metho
         floor(benchmark, x, shape=shape)
         return
     labeled, probs, y = setup(x, 9, sizes.labeled)
-    radius = neighbour_scale(x) if method == "probcover" else None
+    radius = None
+    if method == "probcover":
+        radius = SEPARATED_RADIUS * length_ratio(embeddings, shape, "20k")
     record(benchmark, contender, "alcore" if contender == "alcore" else "peer", shape)
     call = ALCORE[method] if contender == "alcore" else PEERS[method]
     picks = benchmark.pedantic(call, args=(x, labeled, probs, y, k, radius), rounds=1 if
@@ -146,8 +164,10 @@ def test_at_100k(benchmark, embeddings, sizes, record_alcore_kmeans, shape, meth
         floor(benchmark, x, shape=shape)
         return
     labeled, probs, y = setup(x, 10, sizes.labeled)
-    radius = neighbour_scale(x) if method == "probcover" else None
-    record(benchmark, f"alcore {method}", "alcore", shape)
+    radius = None
+    if method == "probcover":
+        radius = SEPARATED_RADIUS * length_ratio(embeddings, shape, "100k")
+    record(benchmark, "alcore", "alcore", shape)
     picks = benchmark.pedantic(ALCORE[method], args=(x, labeled, probs, y, k, radius),
                                rounds=1, iterations=1, warmup_rounds=0)
     assert len(picks) == k
@@ -160,9 +180,10 @@ def test_at_100k(benchmark, embeddings, sizes, record_alcore_kmeans, shape, meth
 @pytest.mark.parametrize("contender", ["alcore", "floor"])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_spread_k4000(benchmark, embeddings, sizes, shape, contender):
-    """spread taking 4000 of 20k items, 100 labeled, the minimum distance a small fraction
-    of the shape's neighbour distance (1.0 on the separated shape) so that almost every
-    candidate is far enough: the survivor walk is one vectorised pass per taken item."""
+    """spread taking 4000 of 20k items, 100 labeled, the minimum distance small enough
+    (1.0 on the separated shape, the same multiple of the nearest-neighbour distance on the
+    others) that almost every candidate is far enough: the survivor walk is one vectorised
+    pass per taken item."""
     x = embeddings(shape, "20k")
     k = sizes.spread_k
     benchmark.group = (f"spread {sizes.name('20k')} x 128 {shape}, {sizes.labeled} labeled, "
@@ -173,8 +194,8 @@ def test_spread_k4000(benchmark, embeddings, sizes, shape, contender):
     rng = np.random.default_rng(11)
     scores = rng.random(len(x))
     labeled = rng.choice(len(x), size=sizes.labeled, replace=False)
-    min_distance = neighbour_scale(x) / SEPARATED_RADIUS
-    record(benchmark, "alcore spread", "alcore", shape)
+    min_distance = SEPARATED_MIN_DISTANCE * length_ratio(embeddings, shape, "20k")
+    record(benchmark, "alcore", "alcore", shape)
     picks = benchmark.pedantic(spread, args=(scores, x, k),
                                kwargs={"min_distance": min_distance, "labeled": labeled},
                                rounds=1, iterations=1, warmup_rounds=0)
