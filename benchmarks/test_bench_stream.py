@@ -77,9 +77,9 @@ def test_per_item_decision(benchmark, rows, contender):
 @pytest.mark.parametrize("utility", list(UTILITIES))
 def test_decide_one_latency_distribution(benchmark, sizes, utility):
     """decide_one from Python over a loop of 50,000 single rows (targets: p50 <= 1 us,
-    p99 <= 5 us). The benchmark times the whole loop (per call = median / calls, as
-    ``mean_s``); a second, instrumented loop times every call for p50 / p99, which include
-    one perf_counter_ns pair (its own cost is recorded as ``timer_s``)."""
+    p99 <= 5 us). An instrumented loop times every call: mean, p50 and p99, each including
+    one perf_counter_ns pair (its own cost recorded as ``timer_s``). The benchmark itself
+    times the uninstrumented loop (its median / calls: ``loop_per_call_s``)."""
     calls = sizes.decide_one_calls
     row_list = list(probability_rows(calls, seed=13))  # views made before any timing
     gate = StreamGate("variable_uncertainty", 0.1, utility=utility)
@@ -102,12 +102,13 @@ def test_decide_one_latency_distribution(benchmark, sizes, utility):
     for i in range(calls):
         start = clock()
         empty[i] = clock() - start
-    median = median_seconds(benchmark)
-    if median is not None:
-        benchmark.extra_info["mean_s"] = median / calls
+    benchmark.extra_info["mean_s"] = float(times.mean()) * 1e-9
     benchmark.extra_info["p50_s"] = float(np.percentile(times, 50)) * 1e-9
     benchmark.extra_info["p99_s"] = float(np.percentile(times, 99)) * 1e-9
     benchmark.extra_info["timer_s"] = float(np.percentile(empty, 50)) * 1e-9
+    median = median_seconds(benchmark)
+    if median is not None:  # the uninstrumented loop's median, per call
+        benchmark.extra_info["loop_per_call_s"] = median / calls
 
 
 def probability_rows(n: int, seed: int, classes: int = 10) -> np.ndarray:

@@ -35,7 +35,8 @@ def contender_call(contender: str, score: str, probs: np.ndarray, k: int):
 
 def run(benchmark, contender, score, probs, shape, k):
     benchmark.group = f"{shape} {score} top{k}"
-    record(benchmark, contender, "floor" if contender == "floor" else
+    record(benchmark, "memory floor (one copy)" if contender == "floor" else contender,
+           "floor" if contender == "floor" else
            "alcore" if contender == "alcore" else "peer")
     call = contender_call(contender, score, probs, k)
     result = benchmark(call)
@@ -76,7 +77,8 @@ def test_single_row_overhead(benchmark, call):
 def test_bald_20_x_100k_x_10(benchmark, sizes, samples_20_x_100k_x_10, contender):
     samples = samples_20_x_100k_x_10
     benchmark.group = f"BALD 20 x {sizes.name('100k')} x 10 f32"
-    record(benchmark, contender, {"alcore": "alcore", "numpy": "peer"}.get(contender, "floor"))
+    record(benchmark, "memory floor (one read)" if contender == "floor" else contender,
+           {"alcore": "alcore", "numpy": "peer"}.get(contender, "floor"))
     if contender == "alcore":
         result = benchmark(alcore.scores.bald, samples)
     elif contender == "numpy":
