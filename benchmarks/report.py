@@ -1,8 +1,12 @@
-"""Turn a pytest-benchmark JSON file into the ratio table of benchmarks/RESULTS.md.
+"""Turn a pytest-benchmark JSON file into the ratio tables of benchmarks/RESULTS.md, one
+table per embedding shape and one for the workloads without embeddings.
 
 Usage: python benchmarks/report.py benchmarks/latest.json > benchmarks/RESULTS.md
-Ratios use the median of each benchmark; "x faster" = peer median / alcore median;
-"x floor" = alcore median / floor median (the floor is one pass over the input memory).
+Ratios use the median of each benchmark; "x faster" = peer median / alcore median (below
+1 shown as "x slower" = alcore median / peer median);
+"x floor" = alcore median / floor, the floor being one read of the input matrix timed in
+the same run (benchutil.floor) times the reads the workload cannot avoid (k-center: one
+per pick).
 """
 
 from __future__ import annotations
@@ -16,6 +20,18 @@ from pathlib import Path
 COMMAND = ("pytest benchmarks --benchmark-only --benchmark-json=benchmarks/latest.json && "
            "python benchmarks/report.py benchmarks/latest.json > benchmarks/RESULTS.md")
 
+SHAPES = {
+    "separated": "100-component Gaussian mixture, centres at scale 3, unit noise (clusters "
+                 "far apart: the triangle-inequality pruning skips almost everything)",
+    "overlapping": "the same mixture with centres at scale 1 (clusters touch)",
+    "isotropic": "standard Gaussian, no structure (no pruning can help)",
+    "real": "8x8 RGB patches of scikit-learn's two sample photographs, values in [0, 1], "
+            "through a fixed Gaussian random projection (not centred)",
+}
+OTHER = "no embeddings (class probabilities, stream)"
+HEADER = ["| benchmark | alcore | contender | contender time | ratio | notes |",
+          "|---|---|---|---|---|---|"]
+
 
 def fmt_time(seconds: float) -> str:
     if seconds < 1e-3:
@@ -25,58 +41,131 @@ def fmt_time(seconds: float) -> str:
     return f"{seconds:.2f} s"
 
 
+def sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
+def faster(peer: float, alcore: float) -> str:
+    if peer >= alcore:
+        return f"**{peer / alcore:.1f}x faster**"
+    return f"**{alcore / peer:.1f}x slower**"
+
+
+def notes(extra: dict) -> str:
+    """The figures a benchmark records beside its time (benchmarks' extra_info)."""
+    out = []
+    if "recall@10" in extra:
+        out.append(f"recall@10 {extra['recall@10']:.3f}")
+    if "index" in extra:
+        out.append(f"index `{extra['index']}`")
+    if extra.get("inertia") is not None:
+        clusters = f" ({extra['clusters']} clusters)" if "clusters" in extra else ""
+        out.append(f"k-means inertia {extra['inertia']:.4g}{clusters}")
+    if "rows_per_s" in extra:
+        out.append(f"{extra['rows_per_s'] / 1e6:.1f} M rows/s")
+    for key in ("radius", "min_distance"):
+        if key in extra:
+            out.append(f"{key} {extra[key]:.3g}")
+    if "taken" in extra:
+        out.append(f"{extra['taken']} taken")
+    return ", ".join(out)
+
+
+def both_notes(alcore: dict, peer: dict) -> str:
+    mine, theirs = notes(alcore), notes(peer)
+    return f"alcore: {mine}; contender: {theirs}" if theirs else mine
+
+
+def group_lines(group: str, benches: list[dict]) -> list[str]:
+    lines = []
+    by_role = defaultdict(list)
+    for b in benches:
+        by_role[b["extra_info"].get("role", "peer")].append(b)
+    for b in by_role["absolute"]:
+        extra = b["extra_info"]
+        detail = ", ".join(f"{key[:-2]} {fmt_time(value)}" for key, value in extra.items()
+                           if key.endswith("_s") and key != "rows_per_s")
+        lines.append(f"| {group} | {fmt_time(b['stats']['median'])} | "
+                     f"`{extra['contender']}` | {detail} | | {notes(extra)} |")
+    if not by_role["alcore"]:
+        for b in by_role["peer"] + by_role["floor"]:  # a partial run: times only
+            lines.append(f"| {group} | | {b['extra_info']['contender']} | "
+                         f"{fmt_time(b['stats']['median'])} | | |")
+        return lines
+    alcore_bench = by_role["alcore"][0]
+    alcore = alcore_bench["stats"]["median"]
+    extra = alcore_bench["extra_info"]
+    label = group
+    # Peers timed inside the alcore benchmark (e.g. scaled from a sample of queries).
+    for peer, t in extra.get("peer_seconds", {}).items():
+        lines.append(f"| {label} | {fmt_time(alcore)} | {peer} | {fmt_time(t)} | "
+                     f"{faster(t, alcore)} | {notes(extra)} |")
+    for b in by_role["peer"]:
+        t = b["stats"]["median"]
+        lines.append(f"| {label} | {fmt_time(alcore)} | {b['extra_info']['contender']} | "
+                     f"{fmt_time(t)} | {faster(t, alcore)} | "
+                     f"{both_notes(extra, b['extra_info'])} |")
+    for b in by_role["floor"]:
+        passes = b["extra_info"].get("passes", 1)
+        t = b["stats"]["median"] * passes
+        one = f" ({fmt_time(b['stats']['median'])} per pass)" if passes > 1 else ""
+        lines.append(f"| {label} | {fmt_time(alcore)} | {b['extra_info']['contender']} | "
+                     f"{fmt_time(t)}{one} | **{alcore / t:.2f}x floor** | {notes(extra)} |")
+    if not by_role["peer"] and not by_role["floor"] and not extra.get("peer_seconds"):
+        lines.append(f"| {label} | {fmt_time(alcore)} | | | | {notes(extra)} |")
+    return lines
+
+
+def machine_lines(data: dict) -> list[str]:
+    info = data.get("machine_info", {})
+    mine = info.get("alcore", {})
+    flags = mine.get("cpu_flags", {})
+    offered = ", ".join(f"{flag} {'yes' if flags[flag] else 'no'}" for flag in flags) or "?"
+    cap = mine.get("ALCORE_ISA")
+    lines = [
+        f"Machine: {info.get('cpu', {}).get('brand_raw', platform.processor())}, "
+        f"{info.get('cpu', {}).get('count', '?')} cores; "
+        f"Python {info.get('python_version', platform.python_version())}; "
+        f"run {data.get('datetime', '')[:19]}.",
+        "",
+        f"Instruction set: alcore kernels `{mine.get('isa', '?')}` "
+        f"(ALCORE_ISA {'=' + cap if cap else 'unset'}); CPU flags: {offered}.",
+    ]
+    if mine.get("sizes") == "smoke":
+        lines += ["", "**Smoke sizes** (ALCORE_BENCH_SIZES=smoke): not the sizes the names give."]
+    return lines
+
+
 def main(path: str) -> None:
     with open(path) as f:
         data = json.load(f)
     groups: dict[str, list[dict]] = defaultdict(list)
     for bench in data["benchmarks"]:
         groups[bench["group"]].append(bench)
-    info = data.get("machine_info", {})
+    by_shape: dict[str, list[str]] = defaultdict(list)
+    for group, benches in groups.items():
+        shape = next((b["extra_info"]["shape"] for b in benches
+                      if "shape" in b["extra_info"]), OTHER)
+        by_shape[shape] += group_lines(group, benches)
     lines = [
         "# Benchmark results",
         "",
         f"Command: `{COMMAND}`",
         "",
-        f"Machine: {info.get('cpu', {}).get('brand_raw', platform.processor())}, "
-        f"{info.get('cpu', {}).get('count', '?')} cores; "
-        f"Python {info.get('python_version', platform.python_version())}; "
-        f"run {data.get('datetime', '')[:19]}.",
+        *machine_lines(data),
         "",
         "Medians. *x faster* = contender median / alcore median (higher is better for "
-        "alcore); *x floor* = alcore median / floor median (1.0 = as fast as one pass over "
-        "the input memory).",
-        "",
-        "| benchmark | alcore | contender | contender time | ratio |",
-        "|---|---|---|---|---|",
+        "alcore; *x slower* is the inverse, where alcore loses); *x floor* = alcore median / "
+        "the memory floor (1.0 = as fast as the reads of the input the workload cannot "
+        "avoid: one streaming read of the matrix, timed in the same run, times the passes "
+        "shown).",
     ]
-    for group, benches in groups.items():
-        by_role = defaultdict(list)
-        for b in benches:
-            by_role[b["extra_info"].get("role", "peer")].append(b)
-        if "absolute" in by_role:
-            for b in by_role["absolute"]:
-                extra = b["extra_info"]
-                detail = ", ".join(f"{key[:-2]} {fmt_time(value)}" for key, value in extra.items()
-                                   if key.endswith("_s"))
-                lines.append(f"| {group} | {fmt_time(b['stats']['median'])} | "
-                             f"`{extra['contender']}` | {detail} | |")
+    for shape in [*SHAPES, OTHER, *(s for s in by_shape if s not in SHAPES and s != OTHER)]:
+        if shape not in by_shape:
             continue
-        alcore_bench = by_role["alcore"][0]
-        alcore = alcore_bench["stats"]["median"]
-        extra = alcore_bench["extra_info"]
-        # Peers timed inside the alcore benchmark (e.g. scaled from a sample).
-        for name, t in extra.get("peer_seconds", {}).items():
-            note = f" (recall@10 {extra['recall@10']:.3f})" if "recall@10" in extra else ""
-            lines.append(f"| {group}{note} | {fmt_time(alcore)} | {name} | {fmt_time(t)} | "
-                         f"**{t / alcore:.1f}x faster** |")
-        for b in by_role["peer"]:
-            t = b["stats"]["median"]
-            lines.append(f"| {group} | {fmt_time(alcore)} | {b['extra_info']['contender']} | "
-                         f"{fmt_time(t)} | **{t / alcore:.1f}x faster** |")
-        for b in by_role["floor"]:
-            t = b["stats"]["median"]
-            lines.append(f"| {group} | {fmt_time(alcore)} | memory floor | {fmt_time(t)} | "
-                         f"**{alcore / t:.2f}x floor** |")
+        title = f"Embeddings: {shape}" if shape in SHAPES else "Other workloads"
+        lines += ["", f"## {title}", "", sentence(SHAPES.get(shape, shape)), "",
+                  *HEADER, *by_shape[shape]]
     # Measurements that are not pytest-benchmark runs (simulations, end-to-end CLI), kept
     # by hand in SIMULATIONS.md beside this script.
     extra = Path(__file__).with_name("SIMULATIONS.md")
