@@ -64,6 +64,7 @@ def test_typicality_of_a_large_cluster_of_duplicates_stays_near_linear(monkeypat
     lambda: BatchSizer(1000, "fixed", 10),
     lambda: StreamGate("variable_uncertainty", 0.1, "margin"),
     lambda: alcore.stream.Router(StreamGate("variable_uncertainty", 0.1), 0.9),
+    lambda: StreamGate("random", Budget=0.1),
 ])
 def test_misspelt_required_or_extra_positional_arguments_are_invalid_input(call):
     with pytest.raises(InvalidInputError):
@@ -93,3 +94,11 @@ def test_csv_with_integer_probabilities_first(tmp_path):
     path.write_text("\n".join(rows) + "\n")
     rows_, ids, got = io.top_k_from_file(path, 1, chunk_rows=50)
     assert rows_.tolist() == [200] and got.tolist() == [1.0]
+
+
+# 3b. top_k_from_file (changed in this session) has no unknown-keyword check at all.
+def test_top_k_from_file_misspelt_keyword_is_invalid_input(tmp_path):
+    path = tmp_path / "pool.csv"
+    path.write_text("id,p0,p1\na,0.2,0.8\nb,0.5,0.5\n")
+    with pytest.raises(InvalidInputError, match="chunk_rows"):
+        io.top_k_from_file(path, 1, chunk_row=1)
