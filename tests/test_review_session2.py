@@ -102,3 +102,25 @@ def test_top_k_from_file_misspelt_keyword_is_invalid_input(tmp_path):
     path.write_text("id,p0,p1\na,0.2,0.8\nb,0.5,0.5\n")
     with pytest.raises(InvalidInputError, match="chunk_rows"):
         io.top_k_from_file(path, 1, chunk_row=1)
+
+
+# 6. number()'s new OverflowError branch formats len(str(abs(value))): past Python's
+#    4300-digit limit that str() itself raises a bare ValueError naming no argument.
+@pytest.mark.parametrize("call", [
+    lambda: StreamGate("random", 0.1, theta=10**5000),
+    lambda: StreamGate("random", 10**5000),
+    lambda: OverallUncertainty(10**5000),
+    lambda: BatchSizer(10**5000),
+    lambda: alcore.select_top(np.full((3, 2), 0.5), 10**5000),
+])
+def test_integers_beyond_the_str_digit_limit_are_invalid_input(call):
+    with pytest.raises(InvalidInputError):
+        call()
+
+
+# 7. BatchSizer.record takes more labeled items than the pool holds (pool_size=100,
+#    n_labeled=10**30) and carries on.
+def test_record_refuses_more_labels_than_the_pool():
+    sizer = BatchSizer(100, "fixed", size=10)
+    with pytest.raises(InvalidInputError, match="n_labeled"):
+        sizer.record(10**30, 0.5)
