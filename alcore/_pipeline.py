@@ -652,3 +652,5 @@ def _reasons(chosen: np.ndarray, combined: np.ndarray, components: dict[str, np.
 
 
 __all__ = ["Selection", "select"]
+
+v.guard_signatures(globals())

@@ -165,3 +165,5 @@ def select_top_with_scores(x: Any, k: int, *, score: str = "margin", logits: boo
 
 
 __all__ = ["select_top", "top_k"]
+
+v.guard_signatures(globals())

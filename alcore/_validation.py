@@ -9,9 +9,10 @@ kernel reports the first offending element and :func:`invalid_value_error` phras
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -238,6 +239,9 @@ def flag(value: Any, name: str) -> bool:
     return bool(value)
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def count(k: Any, name: str = "k") -> int:
     """A positive integer parameter."""
     if isinstance(k, bool | np.bool_):
@@ -250,6 +254,8 @@ def count(k: Any, name: str = "k") -> int:
         ) from None
     if k < 1:
         raise InvalidInputError(f"{name} must be a positive integer, got {k}")
+    if k > _INT64_MAX:  # no pool is larger; and messages can print it
+        raise InvalidInputError(f"{name} must be at most 2**63 - 1, got {_shown(k)}")
     return k
 
 
@@ -329,8 +335,7 @@ def number(value: Any, name: str, *, low: float | None = None, high: float | Non
         result = float(value)
     except OverflowError:  # a Python integer beyond float64, e.g. 10**400
         raise InvalidInputError(
-            f"{name} must be a finite number, got an integer of {len(str(abs(value)))} "
-            f"digits{_hint(hint)}") from None
+            f"{name} must be a finite number, got {_shown(value)}{_hint(hint)}") from None
     except (TypeError, ValueError):
         raise InvalidInputError(
             f"{name} must be a number, got {type(value).__name__} {_shown(value)}{_hint(hint)}"
@@ -361,9 +366,9 @@ def integer(value: Any, name: str, *, low: int | None = 0, high: int | None = No
             f"{name} must be an integer, got {type(value).__name__} {_shown(value)}{_hint(hint)}"
         ) from None
     if low is not None and result < low:
-        raise InvalidInputError(f"{name} must be >= {low}, got {result}{_hint(hint)}")
+        raise InvalidInputError(f"{name} must be >= {low}, got {_shown(result)}{_hint(hint)}")
     if high is not None and result > high:
-        raise InvalidInputError(f"{name} must be <= {high}, got {result}{_hint(hint)}")
+        raise InvalidInputError(f"{name} must be <= {high}, got {_shown(result)}{_hint(hint)}")
     return result
 
 
@@ -388,6 +393,9 @@ def _shown(value: Any) -> str:
     them ``np.float64(2.0)``)."""
     if isinstance(value, np.generic):
         return repr(value.item())
+    if isinstance(value, int) and value.bit_length() > 128:
+        # str() of a huge int is slow and refused past 4300 digits; its size says enough.
+        return f"an integer of {int(value.bit_length() * 0.30103) + 1} digits"
     return repr(value)
 
 
@@ -512,6 +520,25 @@ __all__ = [
 ]
 
 
+def _takes(function: Callable) -> tuple[list[str], str]:
+    """The names ``function`` accepts as arguments, and a listing of them for messages
+    (``self`` and a ``**`` catch-all left out)."""
+    parameters = [p for p in inspect.signature(function).parameters.values()
+                  if p.name not in ("self", "cls") and p.kind != p.VAR_KEYWORD]
+    valid = [p.name for p in parameters if p.kind != p.VAR_POSITIONAL]
+    listed = [f"*{p.name}" if p.kind == p.VAR_POSITIONAL else f"{p.name}=" for p in parameters]
+    return valid, ", ".join(listed)
+
+
+def _did_you_mean(names: list[str], valid: list[str]) -> str:
+    for name in names:
+        near = difflib.get_close_matches(name, valid, 1)
+        if near:
+            return f" (did you mean {near[0]}= for {name}=?)" if len(names) > 1 else \
+                f" (did you mean {near[0]}=?)"
+    return ""
+
+
 def refuse_unknown(where: str, unknown: dict[str, Any], function: Callable) -> None:
     """Refuse keyword arguments ``function`` does not take, naming them and listing the ones
     it does (its signature, without self and the ``**`` catch-all that collected them).
@@ -522,13 +549,55 @@ def refuse_unknown(where: str, unknown: dict[str, Any], function: Callable) -> N
     """
     if not unknown:
         return
-    parameters = inspect.signature(function).parameters.values()
-    valid = [p.name for p in parameters if p.name != "self"
-             and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
-    listed = [f"*{p.name}" if p.kind == p.VAR_POSITIONAL else f"{p.name}="
-              for p in parameters if p.name != "self" and p.kind != p.VAR_KEYWORD]
+    valid, listed = _takes(function)
     names = sorted(unknown)
-    near = difflib.get_close_matches(names[0], valid, 1)
     raise InvalidInputError(
         f"{where} got an unknown argument {', '.join(f'{n}=' for n in names)}"
-        f"{f' (did you mean {near[0]}=?)' if near else ''}; it takes {', '.join(listed)}")
+        f"{_did_you_mean(names, valid)}; it takes {listed}")
+
+
+def _signature_guard(function: Callable, where: str) -> Callable:
+    """``function``, with Python's TypeError for a call its signature refuses (a missing
+    or misspelt argument, one positional too many) turned into an InvalidInputError that
+    names the problem and lists the arguments. A TypeError from inside a call that matches
+    the signature is not touched. The happy path costs one extra Python call."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except TypeError:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as mismatch:
+                valid, listed = _takes(function)
+                unknown = [n for n in kwargs if n not in signature.parameters]
+                raise InvalidInputError(
+                    f"{where}: {mismatch}{_did_you_mean(unknown, valid)}; it takes "
+                    f"{listed}") from None
+            raise
+    return guarded
+
+
+def guard_signatures(namespace: dict[str, Any], *, hot: Collection[str] = ()) -> None:
+    """Wrap every function and class method that module ``namespace`` exports in its
+    ``__all__`` with :func:`_signature_guard`, in place, so that no public call fails with
+    Python's own TypeError. Called once at the end of each public module. Methods named in
+    ``hot`` (per-item calls on a stream, where one more Python frame is measurable) are
+    left as they are."""
+    for name in namespace["__all__"]:
+        obj = namespace[name]
+        if getattr(obj, "__module__", None) != namespace["__name__"]:
+            continue
+        if inspect.isfunction(obj):
+            namespace[name] = _signature_guard(obj, f"{name}()")
+        elif inspect.isclass(obj):
+            for attr, member in list(vars(obj).items()):
+                if (attr.startswith("_") and attr != "__init__") or attr in hot:
+                    continue
+                where = name if attr == "__init__" else f"{name}.{attr}()"
+                if inspect.isfunction(member):
+                    setattr(obj, attr, _signature_guard(member, where))
+                elif isinstance(member, classmethod | staticmethod):
+                    setattr(obj, attr, type(member)(_signature_guard(member.__func__, where)))

@@ -118,8 +118,9 @@ class BatchSizer:
             The model's accuracy in [0, 1] (a Python or numpy number).
         """
         v.refuse_unknown("BatchSizer.record", unknown, BatchSizer.record)
-        n_labeled = v.integer(n_labeled, "n_labeled", low=0,
-                              hint="pass the number of labeled items, e.g. labeled.sum()")
+        n_labeled = v.integer(n_labeled, "n_labeled", low=0, high=self.pool_size,
+                              hint="pass the number of labeled items of this pool, e.g. "
+                                   "labeled.sum()")
         acc = v.number(accuracy, "accuracy", low=0.0, high=1.0,
                        hint="pass the model's accuracy as a fraction in [0, 1]")
         if self.history and n_labeled < self.history[-1][0]:
@@ -138,3 +139,5 @@ class BatchSizer:
 
 
 __all__ = ["BatchSizer"]
+
+v.guard_signatures(globals())

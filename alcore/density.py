@@ -264,3 +264,5 @@ def information_density(scores: Any, embeddings: Any, *, beta: float = 1.0,
 
 
 __all__ = ["KnnDensity", "information_density", "knn_density", "similarity_density"]
+
+v.guard_signatures(globals())

@@ -491,9 +491,45 @@ def _mean_knn_float64(x: np.ndarray, members: np.ndarray, k: int,
         sq += sq_norm[block, None]
         sq += sq_norm[None, :]
         sq[np.arange(len(block)), block] = np.inf  # an item is not its own neighbour
-        kth = np.partition(sq, k - 1, axis=1)[:, k - 1]
-        r, c = np.nonzero(sq <= (kth + 2.0 * err[block])[:, None])
-        mean[lo:lo + step] = _mean_of_k_nearest(x, members, k, block, r, c)
+        mean[lo:lo + step] = _mean_of_block(x, members, k, block, sq, err[block])
+    return mean
+
+
+def _mean_of_block(x: np.ndarray, members: np.ndarray, k: int, block: np.ndarray,
+                   sq: np.ndarray, err: np.ndarray) -> np.ndarray:
+    """:func:`_mean_knn_float64` for one block: ``sq`` (len(block), m) expanded-form
+    squared distances with error at most ``err`` per row, inf at each row's own column.
+
+    Each row's 2k + 8 smallest are recomputed first; a row is done when no other member
+    can be nearer than its k-th exact distance (its next expanded value minus the error
+    is not below it). Otherwise every member within twice the error of the k-th is
+    recomputed, which for a cluster of many duplicates is nearly all of them: the first
+    step keeps such clusters linear."""
+    m = sq.shape[1]
+    tried = min(m - 1, 2 * k + 8)
+    mean = np.empty(len(block))
+    rest = np.arange(len(block))
+    if tried < m - 1:
+        part = np.argpartition(sq, tried, axis=1)[:, :tried + 1]
+        values = np.take_along_axis(sq, part, axis=1)
+        order = np.argsort(values, axis=1, kind="stable")
+        part = np.take_along_axis(part, order, axis=1)
+        following = np.take_along_axis(values, order[:, tried:], axis=1)[:, 0]
+        near = part[:, :tried]
+        exact = _distances.exact_sq(x, np.repeat(members[block], tried),
+                                    members[near.ravel()]).reshape(len(block), tried)
+        exact.sort(axis=1)
+        kth = exact[:, k - 1]
+        # 1e-12 covers the rounding of the float64 differences themselves; exact distances
+        # are never below 0, so a k-th of 0 is final.
+        done = (kth == 0) | (np.maximum(following - err, 0.0) * (1 - 1e-12) >= kth)
+        mean[done] = np.sqrt(exact[done, :k]).sum(axis=1) / k
+        rest = np.flatnonzero(~done)
+    if len(rest):
+        sub = sq[rest]
+        kth = np.partition(sub, k - 1, axis=1)[:, k - 1]
+        r, c = np.nonzero(sub <= (kth + 2.0 * err[rest])[:, None])
+        mean[rest] = _mean_of_k_nearest(x, members, k, block[rest], r, c)
     return mean
 
 
@@ -882,3 +918,5 @@ def _cluster_margin_with_clusters(probs: Any, embeddings: Any, k: int, *,
 
 __all__ = ["MAX_CLUSTERS", "badge", "cluster_margin", "kcenter", "probcover", "spread",
            "typiclust"]
+
+v.guard_signatures(globals())

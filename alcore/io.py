@@ -116,20 +116,26 @@ def read_table(path: str | os.PathLike, *, text_columns: Collection[str] = ()) -
 
 
 def _text_overrides(path: Path, fmt: str, text_columns: Collection[str]) -> dict[str, Any]:
-    """Schema overrides reading ``text_columns`` as text, limited to the columns the file
-    has: polars' CSV reader ignores an absent name, but its NDJSON reader fails on one
-    (``could not be read as ndjson (id)`` for a pool without an id column)."""
+    """Schema overrides for a CSV/NDJSON file: ``text_columns`` read as text, and every
+    other column whose first rows look like integers read as Float64. polars infers types
+    from the first 100 rows, so a probability column that starts with 0s and 1s (a confident
+    model) would be read as integers and fail at its first 0.5, with advice to change an
+    option neither this module nor the CLI has. Limited to the columns the file has: polars'
+    NDJSON reader fails on an absent name."""
     import polars as pl
 
-    if fmt not in _TEXT_FORMATS or not text_columns:
+    if fmt not in _TEXT_FORMATS:
         return {}
-    if fmt == "ndjson":
-        try:
-            present = set(pl.scan_ndjson(path).collect_schema().names())
-        except Exception:  # an unreadable file: the reader reports it with its own message
-            return {}
-        text_columns = [name for name in text_columns if name in present]
-    return {name: pl.String for name in text_columns}
+    scan = pl.scan_csv if fmt == "csv" else pl.scan_ndjson
+    try:
+        schema = scan(path).collect_schema()
+    except Exception:  # an unreadable file: the reader reports it with its own message
+        return {}
+    text = set(text_columns)
+    overrides = {name: pl.String for name in schema.names() if name in text}
+    overrides.update({name: pl.Float64 for name, dtype in schema.items()
+                      if name not in text and dtype.is_integer()})
+    return overrides
 
 
 def _float_dtype(dtypes: list[Any]) -> type:
@@ -649,3 +655,5 @@ def write_table(table: Any, path: str | os.PathLike, *, overwrite: bool = False)
 # are not part of the public surface.
 __all__ = ["Pool", "check_writable", "embedding_matrix", "probability_matrix", "read_pool",
            "read_table", "top_k_from_file", "write_table"]
+
+v.guard_signatures(globals())

@@ -51,9 +51,10 @@ def _row_scores(x: np.ndarray, is_logits: bool, name: str, code: int, normalize:
 def _rescore_tiny_sums(result: np.ndarray, x: np.ndarray, code: int, atol: float,
                        scaled: bool) -> np.ndarray:
     """Rows whose positive sum is so small (subnormal) that the kernel's reciprocal of it
-    overflows come out inf or NaN: score them again after dividing them by their largest
-    value (exact scaling to a maximum of 1, the same probabilities). The values were
-    checked by the kernel already; this costs one pass over the (N,) scores."""
+    overflows come out inf or NaN, and the kernel makes rows whose sum overflows NaN: score
+    them again after dividing them by their largest value (the same probabilities once
+    renormalised). The values were checked by the kernel already; this costs one pass over
+    the (N,) scores."""
     bad = np.flatnonzero(~np.isfinite(result))
     if bad.size:
         rows = x[bad]
@@ -185,11 +186,14 @@ def _scale_tiny_rows(x: np.ndarray) -> np.ndarray:
     kernel to report. One reduction over x; a copy only when such rows exist."""
     with np.errstate(invalid="ignore"):
         peak = x.max(axis=-1)
-    tiny = (peak > 0) & (peak < np.finfo(x.dtype).tiny)
+    # Rows whose sum could overflow (values near the dtype's maximum) are scaled the same
+    # way: their reciprocal sum would be 0.
+    info = np.finfo(x.dtype)
+    tiny = (peak > 0) & ((peak < info.tiny) | (peak > info.max / x.shape[-1]))
     if not tiny.any():
         return x
     x = x.copy()
-    x[tiny] /= peak[tiny][:, None]
+    x[tiny] /= peak[tiny][..., None]
     return x
 
 
@@ -293,3 +297,5 @@ __all__ = [
     "variation_ratio",
     "vote_entropy",
 ]
+
+v.guard_signatures(globals())

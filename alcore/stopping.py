@@ -289,3 +289,5 @@ class AllOf(AnyOf):
 
 __all__ = ["AllOf", "AnyOf", "MaxLabels", "OverallUncertainty", "StabilizingPredictions",
            "StoppingCriterion", "cohen_kappa"]
+
+v.guard_signatures(globals())

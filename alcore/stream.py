@@ -62,6 +62,8 @@ _SEED_HINT = "pass an int in [0, 2**64), None (fresh entropy) or a numpy.random.
 # Longest window (and largest class count) the native gate takes: int64 with headroom, as
 # for its counters.
 MAX_WINDOW = 2**62
+# The native gate keeps its threshold at most this (csrc/alcore/stream_gate.hpp, kThetaMax).
+THETA_MAX = 1e12
 # Utilities lie in [0, 1]; scaled entropy may round a few ulps above 1.
 _MAX_UTILITY = 1.0 + 1e-9
 
@@ -495,9 +497,10 @@ def _restore(cls: type[StreamGate], text: Any) -> StreamGate:
     seed = _json_int(config["seed"], "config.seed", low=0, high=2**64 - 1)
     values = {name: _json_number(params[name], f"config.params.{name}") for name in params}
     # u_t <- u_t (w - 1)/w + 0 or 1 never exceeds w (+ rounding); theta starts > 0 and is
-    # only ever scaled by positive factors and kept >= DBL_MIN (older states may hold 0).
+    # only ever scaled by positive factors and kept in [DBL_MIN, THETA_MAX] (older states
+    # may hold 0).
     spent = _json_number(state["spent"], "state.spent", low=0, high=window + 1)
-    theta = _json_number(state["theta"], "state.theta", low=0)
+    theta = _json_number(state["theta"], "state.theta", low=0, high=THETA_MAX)
     seen = _json_int(state["seen"], "state.seen", low=0, high=2**62)
     queried = _json_int(state["queried"], "state.queried", low=0, high=seen)
     draws = _json_int(state["draws"], "state.draws", low=0, high=2**64 - 1)
@@ -709,3 +712,6 @@ class Router:
 
 
 __all__ = ["GateStats", "GateUtility", "Route", "Router", "StreamGate", "default_window"]
+
+# decide_one and route are per-item calls where one more Python frame is measurable.
+v.guard_signatures(globals(), hot=("decide_one", "route"))

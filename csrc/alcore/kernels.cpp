@@ -207,6 +207,11 @@ bool score_wide_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions& o
         break;
       }
     }
+    // A sum that overflows (rows of values near the dtype's maximum) makes the quotients
+    // 0 and the score plausible but wrong: NaN sends the row to the Python layer, which
+    // scores it again after an exact rescaling, as for subnormal sums.
+    if (o.normalize && !(total <= std::numeric_limits<T>::max()))
+      out[r] = std::numeric_limits<T>::quiet_NaN();
   }
   return true;
 }
@@ -342,10 +347,14 @@ bool score_grouped_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions
     if (renormalise) {
       // A subnormal sum makes inv infinite and the score non-finite: the Python layer
       // scores such rows again after an exact rescaling.
+      // An overflowing sum (inv 0) would give entropy 0: NaN sends it back the same way.
       const VT inv = T(1) / sum;
-      for (int l = 0; l < count; ++l)
+      for (int l = 0; l < count; ++l) {
+        const T scale = sum[l] <= std::numeric_limits<T>::max()
+                            ? inv[l] : std::numeric_limits<T>::quiet_NaN();
         for (int k = 0; k < nv; ++k)
-          vec::store(scratch.data() + (r + l) * c + k * L, v[l * nv + k] * inv[l]);
+          vec::store(scratch.data() + (r + l) * c + k * L, v[l * nv + k] * scale);
+      }
       continue;
     } else if (S == Score::entropy) {
       term_loader.template load<NV>(scratch.data(), r, rows, v);
@@ -361,6 +370,10 @@ bool score_grouped_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions
       result = S == Score::margin ? T(1) - (o.normalize ? gap / sum : gap)
                                   : second[0] / first[0];
     }
+    if (o.normalize && S != Score::ratio)  // an overflowing sum: as in score_wide_probs
+      for (int l = 0; l < count; ++l)
+        if (!(sum[l] <= std::numeric_limits<T>::max()))
+          result[l] = std::numeric_limits<T>::quiet_NaN();
     store_group(out, r, count, result);
   }
   if (renormalise) {

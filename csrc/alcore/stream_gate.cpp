@@ -133,8 +133,10 @@ void StreamGate::adapt_threshold(bool queried) {
   // Rows of confidence 0 (ties, uniform rows) are queried at any positive threshold; tens of
   // thousands of them in a row would shrink theta to 0, where nothing is queried again and
   // no growth step can bring it back. DBL_MIN keeps such a gate alive.
-  state_.theta = std::max(state_.theta * (queried ? 1.0 - params_.step : 1.0 + params_.step),
-                          std::numeric_limits<double>::min());
+  // The top (kThetaMax) only matters for the randomized strategy, whose noisy comparisons
+  // can let theta climb: kept finite, every saved state can be restored.
+  state_.theta = std::clamp(state_.theta * (queried ? 1.0 - params_.step : 1.0 + params_.step),
+                            std::numeric_limits<double>::min(), kThetaMax);
 }
 
 double StreamGate::uniform() {

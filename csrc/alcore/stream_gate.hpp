@@ -11,6 +11,9 @@
 
 namespace alcore {
 
+// The largest threshold a gate's state holds (the initial theta is at most 1e6).
+constexpr double kThetaMax = 1e12;
+
 enum class GateStrategy : int {
   fixed = 0,                            // confidence <= 1/C + budget (1 - 1/C)
   variable_uncertainty = 1,             // confidence < theta; theta *= 1 -+ s
@@ -123,7 +126,7 @@ class StreamGate {
   template <class T>
   double utility(const T* row, int64_t c) const;
   bool step(double utility, int64_t c);
-  // theta *= 1 - s after a query, 1 + s otherwise, never below DBL_MIN.
+  // theta *= 1 - s after a query, 1 + s otherwise, kept in [DBL_MIN, kThetaMax].
   void adapt_threshold(bool queried);
   bool within_cap() const;
   double uniform();
