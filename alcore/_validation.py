@@ -215,7 +215,7 @@ def rng(seed: Any) -> np.random.Generator:
     except TypeError:
         raise InvalidInputError(
             f"seed must be an int or a numpy.random.Generator (or None), got "
-            f"{type(seed).__name__} {_shown(seed)}"
+            f"{type(seed).__name__} {shown(seed)}"
         ) from None
     if value < 0:
         raise InvalidInputError(f"seed must be >= 0, got {value}; pass e.g. seed=0")
@@ -235,11 +235,8 @@ def flag(value: Any, name: str) -> bool:
     if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind == "b":
         value = bool(value)
     if not isinstance(value, bool | np.bool_):
-        raise InvalidInputError(f"{name} must be True or False, got {_shown(value)}")
+        raise InvalidInputError(f"{name} must be True or False, got {shown(value)}")
     return bool(value)
-
-
-_INT64_MAX = 2**63 - 1
 
 
 def count(k: Any, name: str = "k") -> int:
@@ -250,12 +247,10 @@ def count(k: Any, name: str = "k") -> int:
         k = operator.index(k)
     except TypeError:
         raise InvalidInputError(
-            f"{name} must be a positive integer, got {type(k).__name__} {_shown(k)}"
+            f"{name} must be a positive integer, got {type(k).__name__} {shown(k)}"
         ) from None
     if k < 1:
         raise InvalidInputError(f"{name} must be a positive integer, got {k}")
-    if k > _INT64_MAX:  # no pool is larger; and messages can print it
-        raise InvalidInputError(f"{name} must be at most 2**63 - 1, got {_shown(k)}")
     return k
 
 
@@ -335,20 +330,20 @@ def number(value: Any, name: str, *, low: float | None = None, high: float | Non
         result = float(value)
     except OverflowError:  # a Python integer beyond float64, e.g. 10**400
         raise InvalidInputError(
-            f"{name} must be a finite number, got {_shown(value)}{_hint(hint)}") from None
+            f"{name} must be a finite number, got {shown(value)}{_hint(hint)}") from None
     except (TypeError, ValueError):
         raise InvalidInputError(
-            f"{name} must be a number, got {type(value).__name__} {_shown(value)}{_hint(hint)}"
+            f"{name} must be a number, got {type(value).__name__} {shown(value)}{_hint(hint)}"
         ) from None
     if not np.isfinite(result):
-        raise InvalidInputError(f"{name} must be finite, got {_shown(value)}{_hint(hint)}")
+        raise InvalidInputError(f"{name} must be finite, got {shown(value)}{_hint(hint)}")
     if low is not None and (result < low or (low_open and result == low)):
         raise InvalidInputError(
-            f"{name} must be {'>' if low_open else '>='} {low:g}, got {_shown(value)}"
+            f"{name} must be {'>' if low_open else '>='} {low:g}, got {shown(value)}"
             f"{_hint(hint)}")
     if high is not None and (result > high or (high_open and result == high)):
         raise InvalidInputError(
-            f"{name} must be {'<' if high_open else '<='} {high:g}, got {_shown(value)}"
+            f"{name} must be {'<' if high_open else '<='} {high:g}, got {shown(value)}"
             f"{_hint(hint)}")
     return result
 
@@ -363,12 +358,12 @@ def integer(value: Any, name: str, *, low: int | None = 0, high: int | None = No
         result = operator.index(value)
     except TypeError:
         raise InvalidInputError(
-            f"{name} must be an integer, got {type(value).__name__} {_shown(value)}{_hint(hint)}"
+            f"{name} must be an integer, got {type(value).__name__} {shown(value)}{_hint(hint)}"
         ) from None
     if low is not None and result < low:
-        raise InvalidInputError(f"{name} must be >= {low}, got {_shown(result)}{_hint(hint)}")
+        raise InvalidInputError(f"{name} must be >= {low}, got {shown(result)}{_hint(hint)}")
     if high is not None and result > high:
-        raise InvalidInputError(f"{name} must be <= {high}, got {_shown(result)}{_hint(hint)}")
+        raise InvalidInputError(f"{name} must be <= {high}, got {shown(result)}{_hint(hint)}")
     return result
 
 
@@ -388,7 +383,7 @@ def choice(value: Any, name: str, allowed: tuple[Any, ...] | list[Any] | dict) -
     raise InvalidInputError(f"{name} must be one of {listed}, got {value!r}{close}")
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """repr of a value for a message; numpy scalars as their Python value (numpy 2 spells
     them ``np.float64(2.0)``)."""
     if isinstance(value, np.generic):
@@ -450,7 +445,7 @@ def item_masks(n: int, items: str, *, labeled: Any = None, exclude: Any = None,
         n_never = int(np.count_nonzero(never))
     if k is not None and k > n - n_never:
         raise InvalidInputError(
-            f"k={k} exceeds the {n - n_never} items that can be picked ({n} items, "
+            f"k={shown(k)} exceeds the {n - n_never} items that can be picked ({n} items, "
             f"{n_lab} labeled, {n_exc} excluded); lower k"
         )
     return ItemMasks(lab_mask, never, n_lab, n_never)
@@ -516,6 +511,7 @@ __all__ = [
     "probs_matrix",
     "rng",
     "samples_tensor",
+    "shown",
     "tolerance",
 ]
 
@@ -534,8 +530,7 @@ def _did_you_mean(names: list[str], valid: list[str]) -> str:
     for name in names:
         near = difflib.get_close_matches(name, valid, 1)
         if near:
-            return f" (did you mean {near[0]}= for {name}=?)" if len(names) > 1 else \
-                f" (did you mean {near[0]}=?)"
+            return f" (did you mean {near[0]}=?)"
     return ""
 
 

@@ -86,8 +86,8 @@ def knn_density(embeddings: Any, k: int = 10, *, exact: bool | None = None,
     k = v.count(k)
     if k >= n:
         raise InvalidInputError(
-            f"k={k} needs at least {k + 1} items (each item's k nearest others), got {n}; "
-            f"lower k"
+            f"k={v.shown(k)} needs at least {v.shown(k + 1)} items (each item's k nearest "
+            f"others), got {n}; lower k"
         )
     if exact is not None:
         exact = v.flag(exact, "exact")

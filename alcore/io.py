@@ -543,8 +543,8 @@ def top_k_from_file(path: str | os.PathLike, k: int, *, score: str = "margin",
         raise InvalidInputError(f"{path.name} has no rows (columns: {_columns_text(columns)})")
     if len(best_rows) < k:
         raise InvalidInputError(
-            f"k={k} exceeds the {total - n_never} rows of {path.name} that can be picked "
-            f"({total} rows, {n_never} labeled or excluded); lower k")
+            f"k={v.shown(k)} exceeds the {total - n_never} rows of {path.name} that can be "
+            f"picked ({total} rows, {n_never} labeled or excluded); lower k")
     return best_rows, best_ids, best_scores
 
 

@@ -98,7 +98,7 @@ def test_csv_with_integer_probabilities_first(tmp_path):
     rows = ["id,p0,p1"] + [f"{i},1,0" for i in range(200)] + ["200,0.5,0.5"]
     path.write_text("\n".join(rows) + "\n")
     rows_, ids, got = io.top_k_from_file(path, 1, chunk_rows=50)
-    assert rows_.tolist() == [200] and got.tolist() == [1.0]
+    assert rows_.tolist() == [200] and ids.tolist() == ["200"] and got.tolist() == [1.0]
 
 
 # 3b. top_k_from_file (changed in this session) has no unknown-keyword check at all.

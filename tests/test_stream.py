@@ -399,8 +399,10 @@ def test_seed_none_generator_and_int():
 
 
 def test_positional_settings_after_budget_are_refused():
-    with pytest.raises(TypeError):
-        StreamGate("fixed", 0.1, "margin")  # keyword-only: Python's own TypeError
+    with pytest.raises(alcore.InvalidInputError,
+                       match=r"StreamGate: too many positional arguments; it takes strategy=, "
+                             r"budget=, utility="):
+        StreamGate("fixed", 0.1, "margin")  # keyword-only
 
 
 # --- from_json refuses every corrupt input with InvalidInputError ---------------------------
