@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 
 #include "alcore/api.hpp"
@@ -76,9 +77,9 @@ class Greedy {
       owner_[static_cast<size_t>(i)] = static_cast<int32_t>(which[static_cast<size_t>(i)]);
     centers_.assign(centers, centers + count);
     for (int64_t j = 0; j < count; ++j) min_sq_[static_cast<size_t>(centers[j])] = -1.0f;
-    if (!codes_.empty())
+    if (codes_)
       for (int64_t i = 0; i < n_; ++i)
-        rows_.reach[i] = reach_of(rows_.residual[i], min_sq_[static_cast<size_t>(i)], eta_, gamma_);
+        bounds_[i].reach = reach_of(residual_[i], min_sq_[static_cast<size_t>(i)], eta_, gamma_);
   }
 
   // The non-center item farthest from every center (lowest index among equals), or -1.
@@ -107,7 +108,7 @@ class Greedy {
     if (use_limits) {
       in.limit = cluster_limits(in.point);
     }
-    if (!codes_.empty()) {
+    if (codes_) {
       in.rows = rows_;
       kcenter_kernels().quantize_point(in.point, d_, rows_.stride, mean_.data(),
                                        center_code_.data(), in.center);
@@ -154,18 +155,16 @@ class Greedy {
       for (int64_t j = 0; j < d_; ++j) mean_[static_cast<size_t>(j)] += x_[i * d_ + j];
     for (double& v : mean_) v /= static_cast<double>(sampled);
     const size_t n = static_cast<size_t>(n_);
-    codes_.resize(n * static_cast<size_t>(stride));
-    sq_norm_.resize(n);
-    scale_.resize(n);
-    residual_.resize(n);
-    reach_.assign(n, std::numeric_limits<float>::infinity());  // no center yet
+    // Not zero-filled here: quantize_rows writes every byte, first-touching the pages on
+    // the threads that use them.
+    codes_.reset(new int8_t[n * static_cast<size_t>(stride)]);
+    bounds_.reset(new RowBound[n]);
+    residual_.reset(new float[n]);
     center_code_.resize(static_cast<size_t>(stride));
-    rows_.codes = codes_.data();
+    rows_.codes = codes_.get();
     rows_.stride = stride;
-    rows_.sq_norm = sq_norm_.data();
-    rows_.scale = scale_.data();
-    rows_.residual = residual_.data();
-    rows_.reach = reach_.data();
+    rows_.bounds = bounds_.get();
+    rows_.residual = residual_.get();
     const KCenterKernels& kern = kcenter_kernels();
     run_chunks(n_, chunks_, [&](int, int64_t begin, int64_t end) {
       kern.quantize_rows(x_, d_, begin, end, mean_.data(), rows_);
@@ -207,9 +206,10 @@ class Greedy {
   bool cluster_useful_ = true;
   int64_t picks_ = 0, exact_ = 0, candidates_ = 0;
   // The int8 copy (empty when not used).
-  std::vector<double> mean_, sq_norm_;
-  std::vector<int8_t> codes_;
-  std::vector<float> scale_, residual_, reach_;
+  std::vector<double> mean_;
+  std::unique_ptr<int8_t[]> codes_;
+  std::unique_ptr<RowBound[]> bounds_;
+  std::unique_ptr<float[]> residual_;
   std::vector<int16_t> center_code_;
   RowCodes rows_;
 };

@@ -40,49 +40,77 @@ float round_up(double r) {
 // |x - mean - scale * q| of the reals, allowing for the double rounding of y = x - mean
 // (relative 2^-53 an entry) and of the residual sum (relative (d + 1) 2^-53): the slack
 // terms below are several times those.
+typedef float v4f __attribute__((vector_size(16)));
+typedef double v4d __attribute__((vector_size(32)));
+
 template <class Q>
 void quantize(const float* x, int64_t d, int64_t stride, const double* mean, double qmax,
               double* y, Q* q, double& scale, double& sq_norm, double& residual) {
-  double top = 0;
-  for (int64_t j = 0; j < d; ++j) {
-    y[j] = static_cast<double>(x[j]) - mean[j];
-    top = std::max(top, std::fabs(y[j]));
+  // Four lanes of doubles with a fixed summation order: vectorised and deterministic (a
+  // plain loop's serial sums would not vectorise without reassociation). y has room for d
+  // rounded up to 4; the padding is 0 and quantises to 0.
+  const int64_t d4 = (d + 3) / 4 * 4;
+  v4d top = {0, 0, 0, 0};
+  int64_t j = 0;
+  for (; j + 4 <= d; j += 4) {
+    v4f xv;
+    v4d mv;
+    std::memcpy(&xv, x + j, sizeof xv);
+    std::memcpy(&mv, mean + j, sizeof mv);
+    const v4d v = __builtin_convertvector(xv, v4d) - mv;
+    std::memcpy(y + j, &v, sizeof v);
+    const v4d a = v < 0 ? -v : v;
+    top = a > top ? a : top;
   }
+  for (; j < d4; ++j) {
+    y[j] = j < d ? static_cast<double>(x[j]) - mean[j] : 0.0;
+    top[0] = std::max(top[0], std::fabs(y[j]));
+  }
+  const double largest = std::max(std::max(top[0], top[1]), std::max(top[2], top[3]));
   // A float scale keeps scale * q exact in double (24 + 15 bits) and scale * scale too.
-  const float s = static_cast<float>(top / qmax);
+  const float s = static_cast<float>(largest / qmax);
   const double inv = s > 0 ? 1.0 / static_cast<double>(s) : 0.0;
-  double e2 = 0, y2 = 0, q2 = 0;
-  for (int64_t j = 0; j < d; ++j) {
-    const double v = std::min(qmax, std::max(-qmax, std::nearbyint(y[j] * inv)));
-    q[j] = static_cast<Q>(v);
-    const double e = y[j] - static_cast<double>(s) * v;
+  const v4d zero = {0, 0, 0, 0};
+  const v4d hi = zero + qmax, lo = zero - qmax, magic = zero + 0x1.8p52, sv = zero + s;
+  v4d e2 = zero, y2 = zero, q2 = zero;
+  for (j = 0; j < d4; j += 4) {
+    v4d v;
+    std::memcpy(&v, y + j, sizeof v);
+    // Round to nearest (|v| <= qmax << 2^51) by the add-and-subtract trick, then clamp.
+    v4d r = (v * inv + magic) - magic;
+    r = r > hi ? hi : r;
+    r = r < lo ? lo : r;
+    const v4d e = v - sv * r;
     e2 += e * e;
-    y2 += y[j] * y[j];
-    q2 += v * v;  // integers below 2^53: exact
+    y2 += v * v;
+    q2 += r * r;  // integers below 2^53: exact
+    for (int l = 0; l < 4; ++l) q[j + l] = static_cast<Q>(r[l]);  // d4 <= stride
   }
-  for (int64_t j = d; j < stride; ++j) q[j] = 0;
+  for (j = d4; j < stride; ++j) q[j] = 0;
+  auto sum = [](v4d v) { return (v[0] + v[1]) + (v[2] + v[3]); };
   scale = s;
-  sq_norm = static_cast<double>(s) * static_cast<double>(s) * q2;
-  const double e = std::sqrt(e2);
-  residual = e * (1 + static_cast<double>(d + 8) * 0x1p-50) + (std::sqrt(y2) + e) * 0x1p-48;
+  sq_norm = static_cast<double>(s) * static_cast<double>(s) * sum(q2);
+  const double e = std::sqrt(sum(e2));
+  residual = e * (1 + static_cast<double>(d + 8) * 0x1p-50) + (std::sqrt(sum(y2)) + e) * 0x1p-48;
 }
 
 void quantize_rows(const float* x, int64_t d, int64_t begin, int64_t end, const double* mean,
                    const RowCodes& out) {
-  std::vector<double> y(static_cast<size_t>(d));
+  std::vector<double> y(static_cast<size_t>(d + 3));
   for (int64_t r = begin; r < end; ++r) {
     double scale, sq_norm, residual;
     quantize(x + r * d, d, out.stride, mean, kRowMax, y.data(), out.codes + r * out.stride,
              scale, sq_norm, residual);
-    out.sq_norm[r] = sq_norm;
-    out.scale[r] = static_cast<float>(scale);
+    out.bounds[r].sq_norm = sq_norm;
+    out.bounds[r].scale = static_cast<float>(scale);
+    out.bounds[r].reach = std::numeric_limits<float>::infinity();  // no center yet
     out.residual[r] = round_up(residual);
   }
 }
 
 void quantize_point(const float* point, int64_t d, int64_t stride, const double* mean,
                     int16_t* code, CenterCode& out) {
-  std::vector<double> y(static_cast<size_t>(d));
+  std::vector<double> y(static_cast<size_t>(d + 3));
   quantize(point, d, stride, mean, kCenterMax, y.data(), code, out.scale, out.sq_norm,
            out.residual);
   out.code = code;
@@ -141,11 +169,12 @@ inline double dot(const int8_t* q, const int16_t* p, int64_t stride) {
 // own rounding. NaN-free inputs; an infinite reach (no center yet) always needs the exact
 // distance.
 inline bool needs_exact(const RowCodes& rows, int64_t r, double p_dot, const CenterCode& c) {
-  const double a = rows.sq_norm[r];
-  const double cross = static_cast<double>(rows.scale[r]) * c.scale * p_dot;
+  const RowBound& rb = rows.bounds[r];
+  const double a = rb.sq_norm;
+  const double cross = static_cast<double>(rb.scale) * c.scale * p_dot;
   const double u = a - 2 * cross + c.sq_norm;
   const double lower = u - (a + 2 * std::fabs(cross) + c.sq_norm) * 0x1p-48;
-  const double reach = static_cast<double>(rows.reach[r]) + c.residual;
+  const double reach = static_cast<double>(rb.reach) + c.residual;
   return !(lower >= reach * reach * (1 + 0x1p-40));
 }
 
@@ -177,8 +206,14 @@ inline int needs_exact4(const RowCodes& rows, int64_t r, const CenterCode& c) {
     const __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
     dots = _mm256_add_pd(dots, _mm256_cvtepi32_pd(s));
   }
-  const __m256d a = _mm256_loadu_pd(rows.sq_norm + r);
-  const __m256d s = _mm256_cvtps_pd(_mm_loadu_ps(rows.scale + r));
+  // Four 16-byte records to (sq_norm x4) and (scale x4, reach x4).
+  const double* rec = reinterpret_cast<const double*>(rows.bounds + r);
+  const __m256d r01 = _mm256_loadu_pd(rec), r23 = _mm256_loadu_pd(rec + 4);
+  const __m256d a = _mm256_permute4x64_pd(_mm256_unpacklo_pd(r01, r23), 0xD8);
+  const __m256 sr = _mm256_permutevar8x32_ps(
+      _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_unpackhi_pd(r01, r23), 0xD8)),
+      _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+  const __m256d s = _mm256_cvtps_pd(_mm256_castps256_ps128(sr));
   const __m256d cross = _mm256_mul_pd(_mm256_mul_pd(s, _mm256_set1_pd(c.scale)), dots);
   const __m256d cc = _mm256_set1_pd(c.sq_norm);
   const __m256d two = _mm256_set1_pd(2.0);
@@ -187,7 +222,7 @@ inline int needs_exact4(const RowCodes& rows, int64_t r, const CenterCode& c) {
   const __m256d mag = _mm256_add_pd(_mm256_add_pd(a, _mm256_mul_pd(two, abs_cross)), cc);
   const __m256d lower = _mm256_sub_pd(u, _mm256_mul_pd(mag, _mm256_set1_pd(0x1p-48)));
   const __m256d reach =
-      _mm256_add_pd(_mm256_cvtps_pd(_mm_loadu_ps(rows.reach + r)), _mm256_set1_pd(c.residual));
+      _mm256_add_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(sr, 1)), _mm256_set1_pd(c.residual));
   const __m256d right = _mm256_mul_pd(_mm256_mul_pd(reach, reach), _mm256_set1_pd(1 + 0x1p-40));
   return _mm256_movemask_pd(_mm256_cmp_pd(lower, right, _CMP_NGE_UQ));
 }
@@ -229,6 +264,16 @@ void pass(const PassInput& in, int64_t begin, int64_t end, PassResult& out) {
         const float m = min_sq[b + t];
         flag[t] = m > 0 && m > limit[owner[b + t]];
         nc += flag[t];
+      }
+      // On clustered data the candidates are few and scattered: fetch their records and
+      // codes now, so the misses overlap instead of stalling the bound one by one.
+      if (quantised && nc * 4 < len) {
+        for (int64_t t = 0; t < len; ++t) {
+          if (!flag[t]) continue;
+          const char* code = reinterpret_cast<const char*>(rows.codes + (b + t) * rows.stride);
+          for (int64_t k = 0; k < rows.stride; k += 64) __builtin_prefetch(code + k, 0, 0);
+          __builtin_prefetch(rows.bounds + b + t, 0, 0);
+        }
       }
     } else {
       for (int64_t t = 0; t < len; ++t) {
@@ -278,7 +323,7 @@ void pass(const PassInput& in, int64_t begin, int64_t end, PassResult& out) {
           min_sq[r] = dist[t];
           owner[r] = in.new_owner;
           if (rows.codes != nullptr)
-            rows.reach[r] = reach_of(rows.residual[r], dist[t], in.eta, in.gamma);
+            rows.bounds[r].reach = reach_of(rows.residual[r], dist[t], in.eta, in.gamma);
         }
       }
     }
