@@ -218,11 +218,9 @@ class Greedy {
 // d (2 limit)^2), so no distance is +inf. An infinite (or NaN) distance never lowers a
 // running minimum that starts at +inf: an item would join no cluster, and the farthest
 // search would find none (the pick index -1 read out of bounds).
-void check_magnitude(const float* x, int64_t n, int64_t d) {
+void check_magnitude(const float* x, int64_t n, int64_t d, int chunks) {
   const double limit = std::sqrt(static_cast<double>(std::numeric_limits<float>::max()) /
                                  (8.0 * static_cast<double>(d)));
-  // One read of the thread limit sizes the per-chunk results and runs the loop.
-  const int chunks = planned_chunks(n, std::max<int64_t>(1, (1 << 16) / d));
   std::vector<double> largest(static_cast<size_t>(chunks), 0.0);
   std::vector<uint8_t> non_finite(largest.size(), 0);
   run_chunks(n, chunks, [&](int chunk, int64_t begin, int64_t end) {
@@ -259,9 +257,10 @@ KCenterResult kcenter_greedy(const float* x, int64_t n, int64_t d, const int64_t
   if (k < 1 || k > n - n_initial) throw std::invalid_argument("k out of range");
   for (int64_t j = 0; j < n_initial; ++j)
     if (initial[j] < 0 || initial[j] >= n) throw std::invalid_argument("initial center out of range");
-  check_magnitude(x, n, d);
-  // One read of the thread limit for the whole call: every pass uses the same chunks.
+  // One read of the thread limit for the whole call: every pass uses the same chunks (and
+  // the picks do not depend on them).
   const int chunks = planned_chunks(n, std::max<int64_t>(1, (1 << 17) / d));
+  check_magnitude(x, n, d, chunks);
   Greedy greedy(x, n, d, prune, chunks);
   if (n_initial > 0) greedy.add_centers(initial, n_initial);
   KCenterResult result;
