@@ -222,8 +222,10 @@ def test_any_input_is_a_correct_result_or_invalid_input(x, data):
 # --- The flat pass with the int8 lower bound and the per-row cluster test (quantized.cpp) ---
 # Every shape the bounds must survive: clustered (the cluster test prunes), overlapping,
 # isotropic (only the int8 bound prunes), un-centred (the copy is centred first), huge norms,
-# duplicate rows (exact ties at distance 0) and an integer grid (exact ties everywhere).
-SHAPES = ("separated", "overlapping", "isotropic", "uncentred", "huge", "duplicates", "grid")
+# tiny ones (float32 squares underflow: the bounds' absolute slack), duplicate rows (exact
+# ties at distance 0) and an integer grid (exact ties everywhere).
+SHAPES = ("separated", "overlapping", "isotropic", "uncentred", "huge", "tiny", "duplicates",
+          "grid")
 DIMS = (1, 3, 17, 128, 300)
 
 
@@ -239,6 +241,8 @@ def make_shape(shape: str, n: int, d: int, seed: int) -> np.ndarray:
         x = rng.standard_normal((n, d)) + 500.0
     elif shape == "huge":
         x = rng.standard_normal((n, d)) * 1e12 + 3e12
+    elif shape == "tiny":
+        x = rng.standard_normal((n, d)) * 1e-21
     elif shape == "duplicates":
         x = rng.standard_normal((max(1, n // 4), d))[rng.integers(max(1, n // 4), size=n)]
     else:
@@ -283,10 +287,12 @@ def test_pass_equals_float32_reference(shape, d, n, n_labeled, seed):
     # Bit-identical to the unpruned greedy on the same kernel, radii too ...
     np.testing.assert_array_equal(got, plain[0])
     np.testing.assert_array_equal(radii, plain[1])
-    # ... and the same picks as the numpy float32 greedy (where its different summation
-    # order cannot decide: the integer shapes are exact in both, the others have no near-ties
-    # at these sizes).
-    np.testing.assert_array_equal(got, reference_greedy_f32(x, k, labeled, first))
+    # ... and the same picks as the numpy float32 greedy, where its different summation order
+    # cannot decide: the integer shapes are exact in both, the others have no near-ties at
+    # these sizes. Not on the tiny shape: subnormal sums keep a few bits, so near-ties there
+    # are common and either order's pick is right.
+    if shape != "tiny":
+        np.testing.assert_array_equal(got, reference_greedy_f32(x, k, labeled, first))
 
 
 @pytest.mark.parametrize("shape", ["separated", "overlapping", "isotropic", "uncentred"])
