@@ -308,6 +308,22 @@ def test_pass_equals_plain_greedy_at_scale(shape, d):
         np.testing.assert_array_equal(pruned[1], plain[1])
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("d", [3, 17, 128])
+def test_many_labeled_equal_the_plain_assignment(shape, d):
+    """Over 256 labeled items are assigned through 128 pilots and per-pilot sorted bounds
+    (or, where the data has no structure, the plain blocked pass): the same minima, so the
+    same picks and radii."""
+    x = make_shape(shape, 6000, d, seed=d + 1)
+    labeled = np.random.default_rng(d).choice(6000, size=700, replace=False).astype(np.int64)
+    pruned = _core.kcenter(x, labeled, 50, 0, None, True)
+    plain = _core.kcenter(x, labeled, 50, 0, None, False)
+    np.testing.assert_array_equal(pruned[0], plain[0])
+    np.testing.assert_array_equal(pruned[1], plain[1])
+    if shape not in ("tiny", "huge"):
+        np.testing.assert_array_equal(pruned[0], reference_greedy_f32(x, 50, labeled, None))
+
+
 def _picks_in_subprocess(code: str, **env_vars: str) -> list:
     import json
     import os

@@ -30,6 +30,10 @@ constexpr int64_t kQuantizeMinDim = 16;
 // rules out under 2 % of the rows, and tried again every kProbeEvery picks.
 constexpr double kClusterUseful = 0.02;
 constexpr int64_t kProbeEvery = 16;
+// Labeled sets above 2 kPilots are assigned through kPilots of them (assign_with_pilots)
+// while the pilot x center table stays below kMaxPilotTable entries (8 bytes each).
+constexpr int64_t kPilots = 128;
+constexpr int64_t kMaxPilotTable = int64_t{1} << 23;
 
 // The largest float <= v.
 float round_down(double v) {
@@ -66,16 +70,21 @@ class Greedy {
 
   // Starts from many centers at once: each item's nearest center by one blocked pass over
   // the matrix (compute-bound), where adding them one by one would re-read it per center.
+  // With many centers, pilots first (assign_with_pilots) skip most of that work on
+  // clustered data.
   void add_centers(const int64_t* centers, int64_t count) {
-    const Kernels<float>& kern = kernels_f32();
-    std::vector<int64_t> which(static_cast<size_t>(n_));
-    run_chunks(n_, chunks_, [&](int, int64_t begin, int64_t end) {
-      kern.nearest_centers(x_, d_, begin, end, centers, count, min_sq_.data() + begin,
-                           which.data() + begin);
-    });
-    for (int64_t i = 0; i < n_; ++i)
-      owner_[static_cast<size_t>(i)] = static_cast<int32_t>(which[static_cast<size_t>(i)]);
     centers_.assign(centers, centers + count);
+    if (!(prune_ && count > 2 * kPilots && kPilots * count <= kMaxPilotTable &&
+          count < std::numeric_limits<int32_t>::max() && assign_with_pilots())) {
+      const Kernels<float>& kern = kernels_f32();
+      std::vector<int64_t> which(static_cast<size_t>(n_));
+      run_chunks(n_, chunks_, [&](int, int64_t begin, int64_t end) {
+        kern.nearest_centers(x_, d_, begin, end, centers, count, min_sq_.data() + begin,
+                             which.data() + begin);
+      });
+      for (int64_t i = 0; i < n_; ++i)
+        owner_[static_cast<size_t>(i)] = static_cast<int32_t>(which[static_cast<size_t>(i)]);
+    }
     for (int64_t j = 0; j < count; ++j) min_sq_[static_cast<size_t>(centers[j])] = -1.0f;
     if (codes_)
       for (int64_t i = 0; i < n_; ++i)
@@ -142,6 +151,104 @@ class Greedy {
   int64_t candidate_count() const { return candidates_; }
 
  private:
+  // Nearest centers through kPilots of them, spread by farthest-first among the centers:
+  // each row's nearest pilot a (blocked pass), then only the centers c with limit(a, c) <
+  // min_sq (the cluster test of cluster_limits, per pilot sorted by limit so the list is a
+  // prefix found by binary search): any other center is provably no nearer than a. On
+  // clustered data that is the few centers of the row's own cluster instead of all; blocks
+  // where the lists are long (no structure) take the plain blocked pass instead. The minima
+  // are the same computed values either way (the owner may be another center at the same
+  // distance, which nothing downstream distinguishes).
+  bool assign_with_pilots() {
+    const Kernels<float>& kern = kernels_f32();
+    const int64_t m = static_cast<int64_t>(centers_.size());
+    const int64_t* centers = centers_.data();
+    std::vector<int64_t> pilot_pos, pilot_rows;
+    std::vector<float> nearest(static_cast<size_t>(m), std::numeric_limits<float>::infinity());
+    std::vector<float> table(static_cast<size_t>(kPilots * m));  // pilot x center limits
+    std::vector<int32_t> order(static_cast<size_t>(kPilots * m));
+    int64_t next = 0;
+    for (int64_t p = 0; p < kPilots; ++p) {
+      pilot_pos.push_back(next);
+      pilot_rows.push_back(centers[next]);
+      float* row = table.data() + p * m;
+      kern.sq_distances(x_, d_, centers, m, x_ + centers[next] * d_, row);
+      for (int64_t j = 0; j < m; ++j) nearest[static_cast<size_t>(j)] =
+          std::min(nearest[static_cast<size_t>(j)], row[j]);
+      for (int64_t q : pilot_pos) nearest[static_cast<size_t>(q)] = -1.0f;
+      next = std::max_element(nearest.begin(), nearest.end()) - nearest.begin();
+    }
+    const double scale = (1 - gamma_) / (4 * (1 + gamma_)) * (1 - 0x1p-40);
+    for (int64_t p = 0; p < kPilots; ++p) {
+      float* row = table.data() + p * m;
+      int32_t* ids = order.data() + p * m;
+      for (int64_t j = 0; j < m; ++j) {
+        const double a2 = std::max(0.0, static_cast<double>(row[j]) - eta_);
+        row[j] = round_down(a2 * scale - eta_);
+        ids[j] = static_cast<int32_t>(j);
+      }
+      std::sort(ids, ids + m, [&](int32_t u, int32_t v) {
+        return row[u] < row[v] || (row[u] == row[v] && u < v);
+      });
+      std::vector<float> sorted(static_cast<size_t>(m));
+      for (int64_t t = 0; t < m; ++t) sorted[static_cast<size_t>(t)] = row[ids[t]];
+      std::copy(sorted.begin(), sorted.end(), row);
+    }
+    run_chunks(n_, chunks_, [&](int, int64_t begin, int64_t end) {
+      constexpr int64_t kRows = 64;
+      std::vector<int64_t> which(kRows), list;
+      std::vector<float> dist;
+      std::vector<int64_t> length(kRows);
+      // After kGiveUp blocks in a row without structure, the next kRest blocks skip the
+      // pilots (their pass would be wasted) before another try.
+      constexpr int kGiveUp = 4, kRest = 60;
+      int misses = 0, rest = 0;
+      for (int64_t b = begin; b < end; b += kRows) {
+        const int64_t stop = std::min(end, b + kRows), len = stop - b;
+        float* min_sq = min_sq_.data() + b;
+        if (rest > 0) {
+          --rest;
+          kern.nearest_centers(x_, d_, b, stop, centers, m, min_sq, which.data());
+          for (int64_t t = 0; t < len; ++t)
+            owner_[static_cast<size_t>(b + t)] = static_cast<int32_t>(which[static_cast<size_t>(t)]);
+          continue;
+        }
+        kern.nearest_centers(x_, d_, b, stop, pilot_rows.data(), kPilots, min_sq, which.data());
+        int64_t total = 0;
+        for (int64_t t = 0; t < len; ++t) {
+          const float* keys = table.data() + which[static_cast<size_t>(t)] * m;
+          length[static_cast<size_t>(t)] = std::lower_bound(keys, keys + m, min_sq[t]) - keys;
+          total += length[static_cast<size_t>(t)];
+        }
+        if (2 * total > len * m) {  // no structure here: all centers, blocked
+          kern.nearest_centers(x_, d_, b, stop, centers, m, min_sq, which.data());
+          for (int64_t t = 0; t < len; ++t)
+            owner_[static_cast<size_t>(b + t)] = static_cast<int32_t>(which[static_cast<size_t>(t)]);
+          if (++misses == kGiveUp) misses = 0, rest = kRest;
+          continue;
+        }
+        misses = 0;
+        for (int64_t t = 0; t < len; ++t) {
+          const int64_t a = which[static_cast<size_t>(t)], count = length[static_cast<size_t>(t)];
+          const int32_t* ids = order.data() + a * m;
+          int32_t best = static_cast<int32_t>(pilot_pos[static_cast<size_t>(a)]);
+          list.resize(static_cast<size_t>(count));
+          dist.resize(static_cast<size_t>(count));
+          for (int64_t u = 0; u < count; ++u) list[static_cast<size_t>(u)] = centers[ids[u]];
+          kern.sq_distances(x_, d_, list.data(), count, x_ + (b + t) * d_, dist.data());
+          for (int64_t u = 0; u < count; ++u) {
+            if (dist[static_cast<size_t>(u)] < min_sq[t]) {
+              min_sq[t] = dist[static_cast<size_t>(u)];
+              best = ids[u];
+            }
+          }
+          owner_[static_cast<size_t>(b + t)] = best;
+        }
+      }
+    });
+    return true;
+  }
+
   // Builds the int8 copy of x - mean (quantized.hpp). Centring first makes the int8 scale
   // fit the data's spread instead of its offset: un-centred data would otherwise quantise
   // as coarsely as its largest coordinate. The mean of a fixed sample of rows suffices
