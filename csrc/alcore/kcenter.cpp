@@ -65,7 +65,7 @@ class Greedy {
         owner_(static_cast<size_t>(n), -1) {
     // A gamma near 1 (millions of dimensions) would make every bound vacuous.
     prune_ = prune && gamma_ < 0.25;
-    if (prune_ && d >= kQuantizeMinDim) quantize();
+    quantizable_ = prune_ && d >= kQuantizeMinDim;
   }
 
   // Starts from many centers at once: each item's nearest center by one blocked pass over
@@ -86,9 +86,6 @@ class Greedy {
         owner_[static_cast<size_t>(i)] = static_cast<int32_t>(which[static_cast<size_t>(i)]);
     }
     for (int64_t j = 0; j < count; ++j) min_sq_[static_cast<size_t>(centers[j])] = -1.0f;
-    if (codes_)
-      for (int64_t i = 0; i < n_; ++i)
-        bounds_[i].reach = reach_of(residual_[i], min_sq_[static_cast<size_t>(i)], eta_, gamma_);
   }
 
   // The non-center item farthest from every center (lowest index among equals), or -1.
@@ -117,6 +114,10 @@ class Greedy {
     if (use_limits) {
       in.limit = cluster_limits(in.point);
     }
+    // The int8 copy is built once a pass left over a quarter of the rows to the exact
+    // kernel (no structure for the cluster test): on clustered data it is never needed, and
+    // the first pass from no center computes every distance anyway.
+    if (quantizable_ && !codes_ && last_candidates_ * 4 > n_) quantize();
     if (codes_) {
       in.rows = rows_;
       kcenter_kernels().quantize_point(in.point, d_, rows_.stride, mean_.data(),
@@ -139,6 +140,7 @@ class Greedy {
       exact_ += r.exact;
     }
     candidates_ += candidates;
+    last_candidates_ = candidates;
     if (use_limits)
       cluster_useful_ = static_cast<double>(candidates) <
                         (1 - kClusterUseful) * static_cast<double>(n_ - m - 1);
@@ -275,6 +277,10 @@ class Greedy {
     const KCenterKernels& kern = kcenter_kernels();
     run_chunks(n_, chunks_, [&](int, int64_t begin, int64_t end) {
       kern.quantize_rows(x_, d_, begin, end, mean_.data(), rows_);
+      for (int64_t i = begin; i < end; ++i) {
+        const float m = min_sq_[static_cast<size_t>(i)];
+        bounds_[i].reach = m < 0 ? 0.0f : reach_of(residual_[i], m, eta_, gamma_);
+      }
     });
   }
 
@@ -310,7 +316,8 @@ class Greedy {
   std::vector<int32_t> owner_;
   std::vector<int64_t> centers_;
   std::vector<float> center_sq_, limit_;
-  bool cluster_useful_ = true;
+  bool cluster_useful_ = true, quantizable_ = false;
+  int64_t last_candidates_ = 0;
   int64_t picks_ = 0, exact_ = 0, candidates_ = 0;
   // The int8 copy (empty when not used).
   std::vector<double> mean_;
