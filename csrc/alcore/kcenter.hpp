@@ -19,8 +19,10 @@ struct KCenterResult {
 // the one farthest from every center so far (ties to the lower index), never a center again.
 // progress(done, k) is called from the calling thread now and then. With prune = false every
 // distance is computed (the plain running-minimum greedy, for tests); the picks are
-// identical either way. Memory beside x: 8 bytes an item, plus with prune and d >= 16 the
-// int8 copy, (d rounded up to 16) + 20 bytes an item. ALCORE_KCENTER_STATS set in the
+// identical either way. Memory beside x: 8 bytes an item, plus (with prune, d >= 16, once a
+// pick leaves over a quarter of the rows to the exact kernel, i.e. on data without cluster
+// structure) the int8 copy, (d rounded up to 16) + 20 bytes an item; with over 256 initial
+// centers, a 128 x n_initial table (8 bytes an entry). ALCORE_KCENTER_STATS set in the
 // environment prints how many rows were candidates and exact distances to stderr (a
 // diagnostic for tests and benchmarks).
 KCenterResult kcenter_greedy(const float* x, int64_t n, int64_t d, const int64_t* initial,
