@@ -6,6 +6,7 @@
 #include <string>
 
 #include "alcore/kernels.hpp"
+#include "alcore/quantized.hpp"
 
 namespace alcore {
 
@@ -13,6 +14,7 @@ namespace alcore {
   namespace name {                           \
   extern const Kernels<float> table_f32;     \
   extern const Kernels<double> table_f64;    \
+  extern const KCenterKernels table_kcenter; \
   }
 ALCORE_DECLARE_VARIANT(baseline)
 #if ALCORE_X86
@@ -27,6 +29,7 @@ namespace {
 struct Choice {
   const Kernels<float>* f32;
   const Kernels<double>* f64;
+  const KCenterKernels* kcenter;
   const char* name;
 };
 
@@ -49,14 +52,14 @@ Choice choose() {
   if (allowed("avx512") && __builtin_cpu_supports("avx512f") &&
       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vl"))
-    return {&avx512::table_f32, &avx512::table_f64, "avx512"};
+    return {&avx512::table_f32, &avx512::table_f64, &avx512::table_kcenter, "avx512"};
 #endif
   if (allowed("avx2") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
       __builtin_cpu_supports("bmi2"))
-    return {&avx2::table_f32, &avx2::table_f64, "avx2"};
+    return {&avx2::table_f32, &avx2::table_f64, &avx2::table_kcenter, "avx2"};
 #endif
   (void)allowed;
-  return {&baseline::table_f32, &baseline::table_f64, "baseline"};
+  return {&baseline::table_f32, &baseline::table_f64, &baseline::table_kcenter, "baseline"};
 }
 
 const Choice& chosen() {
@@ -68,6 +71,7 @@ const Choice& chosen() {
 
 const Kernels<float>& kernels_f32() { return *chosen().f32; }
 const Kernels<double>& kernels_f64() { return *chosen().f64; }
+const KCenterKernels& kcenter_kernels() { return *chosen().kcenter; }
 std::string isa_name() { return chosen().name; }
 
 }  // namespace alcore
