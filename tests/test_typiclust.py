@@ -310,3 +310,44 @@ def test_large_cluster_with_tied_distances_is_float64_exact(monkeypatch):
     assert len(best) > 1
     assert typiclust(x, 1, clusters=np.zeros(len(x), dtype=np.int64), n_neighbors=30)[0] \
         == best[0]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31), st.integers(1, 40), st.integers(1, 6),
+       st.sampled_from([0.0, 300.0]), st.booleans(), st.integers(1, 25))
+def test_most_typical_is_the_argmax_of_the_exact_typicality(seed, m, d, offset, tied, knn):
+    """The pick from the bounded float64 expanded form (only contenders recomputed) is the
+    free member of largest float64-exact typicality, the lowest position among equals:
+    checked against typicality_by_hand on random, tied (lattice duplicates), one-row and
+    un-centred clusters."""
+    from alcore.diversity import _most_typical
+
+    rng = np.random.default_rng(seed)
+    if tied:
+        x = rng.integers(0, 3, size=(m, d)).astype(np.float32) + offset
+    else:
+        x = (rng.standard_normal((m, d)) + offset).astype(np.float32)
+    free = rng.random(m) < 0.7
+    free[rng.integers(m)] = True
+    want = typicality_by_hand(x, knn) if m > 1 else np.ones(1)
+    want[~free] = -np.inf
+    got = _most_typical(x, np.arange(m), free, knn)
+    assert got == int(np.argmax(want))
+
+
+@pytest.mark.parametrize("side, copies, knn", [(10, 3, 30), (7, 2, 5), (6, 1, 4)])
+def test_most_typical_lattice_ties_go_to_the_lowest_index(side, copies, knn):
+    """A lattice far from the origin: symmetric points have equal exact typicality, which
+    the float64 expanded form rounds differently from row to row; the pick is still the
+    lowest index among the exactly most typical (and the free rows only)."""
+    from alcore.diversity import _most_typical
+
+    grid = np.stack(np.meshgrid(np.arange(side), np.arange(side)), axis=-1).reshape(-1, 2)
+    x = (np.tile(grid, (copies, 1)) * 0.1 + 500).astype(np.float32)
+    x = x[np.random.default_rng(side).permutation(len(x))]
+    want = typicality_by_hand(x, knn)
+    for free in (np.ones(len(x), bool), np.arange(len(x)) % 3 != 0):
+        masked = np.where(free, want, -np.inf)
+        assert (masked == masked.max()).sum() > 1  # a real tie
+        assert _most_typical(x, np.arange(len(x)), free, knn) == int(np.argmax(masked))
