@@ -670,8 +670,8 @@ def _typiclust_with_clusters(embeddings: Any, k: int, *, labeled: Any = None,
     if keep is not None and given is not None:
         given = given[keep]
     if given is None:
-        labels = _faiss.kmeans(x, min(masks.n_labeled + k, cap),
-                               int(generator.integers(2**31)))
+        labels = _faiss.kmeans_for_typiclust(x, min(masks.n_labeled + k, cap),
+                                             int(generator.integers(2**31)))
     else:
         labels = given
     picks = _typiclust_picks(x, k, lab, labels, n_neighbors, report)

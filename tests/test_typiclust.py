@@ -131,13 +131,13 @@ def test_clusters_do_not_grow_with_the_labeled_set(monkeypatch):
     from alcore import _faiss
 
     asked = []
-    real = _faiss.kmeans
+    real = _faiss.kmeans_for_typiclust
 
     def spy(x, n_clusters, seed, *args, **kwargs):
         asked.append(n_clusters)
         return real(x, n_clusters, seed, *args, **kwargs)
 
-    monkeypatch.setattr(_faiss, "kmeans", spy)
+    monkeypatch.setattr(_faiss, "kmeans_for_typiclust", spy)
     x, _ = clustered(9, [200] * 10, d=4)
     typiclust(x, 5, labeled=np.arange(1000), max_clusters=40)
     typiclust(x, 5, labeled=np.arange(10), max_clusters=40)
