@@ -228,27 +228,37 @@ def kmeans(x: np.ndarray, n_clusters: int, seed: int, iterations: int = 10, *,
     return labels[:, 0].astype(np.int64)
 
 
-# TypiClust's k-means effort: k-means++ seeds from 10 points per cluster, 5 Lloyd
-# iterations on up to 128 points per cluster. Measured at 20k x 128 with 200 clusters
-# (three seeds, against scikit-learn's KMeans, which TypiClust in scikit-activeml runs to
-# convergence: 12-38 iterations), the inertia is 0.04-0.12 % above scikit-learn's on a
-# separated mixture, 0.12-0.17 % on an overlapping one and 0.6 % on isotropic Gaussian
-# data, better than the 40 / 10 x 64 defaults (0.16, 0.22, 0.80 %) at half their cost:
-# k-means++ from 4x fewer points gives seeds as good after Lloyd (its cost was a third
-# of the clustering's), and Lloyd on twice the points fits the pool, not a sample of it.
-# Below about 6 seed points per cluster k-means++ starts to leave a separated group
-# without a centre (+9 % on one seed in the same measurement).
+# TypiClust's k-means effort: k-means++ seeds from 10 points per cluster, Lloyd iterations
+# on up to 128 points per cluster, as many as fit in 2^31 multiply-adds (n_train x
+# clusters x d each), from 4 to 10. Measured at 20k x 128 with 200 clusters (4
+# iterations; three seeds each, against scikit-learn's KMeans, which TypiClust in
+# scikit-activeml runs to convergence: 12-38 iterations), the inertia is 0.08-0.10 %
+# above scikit-learn's on a separated mixture, 0.12-0.15 % on an overlapping one and
+# 0.66-0.82 % on isotropic Gaussian data: better than the 40 / 10 x 64 defaults
+# (0.12-0.19, 0.19-0.24, 0.74-0.87 %) at half their cost. k-means++ from 4x fewer points
+# gives seeds as good after Lloyd (its cost was a third of the clustering's), and Lloyd on
+# twice the points fits the pool, not a sample of it; a fifth iteration there gains
+# 0.01-0.1 % for a tenth more time. Small problems get more iterations for almost
+# nothing: at 4000 x 32 with 80 clusters, 4 iterations left isotropic data 1.5 % above a
+# converged k-means, 10 leave 0.7 %. Below about 6 seed points per cluster k-means++
+# starts to leave a separated group without a centre (+9 % on one seed).
 TYPICLUST_SEED_POINTS = 10
-TYPICLUST_ITERATIONS = 5
 TYPICLUST_POINTS_PER_CENTROID = 128
+TYPICLUST_LLOYD_WORK = 2**31
+TYPICLUST_ITERATIONS = (4, 10)
 
 
 def kmeans_for_typiclust(x: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
     """:func:`kmeans` with TypiClust's effort (``TYPICLUST_*`` above): the int64 cluster
-    of every row, inertia within 1 % of a converged k-means on clustered data."""
+    of every row. Inertia within 1 % of a converged k-means on clustered data, within 2 %
+    on data without clusters (isotropic Gaussian)."""
+    n, d = x.shape
     # At least 2048 seed points: few clusters cost little to seed from more.
     seed_points = max(TYPICLUST_SEED_POINTS, -(-2048 // max(n_clusters, 1)))
-    return kmeans(x, n_clusters, seed, TYPICLUST_ITERATIONS, seed_points=seed_points,
+    trained = min(n, TYPICLUST_POINTS_PER_CENTROID * n_clusters)
+    fewest, most = TYPICLUST_ITERATIONS
+    iterations = min(most, max(fewest, TYPICLUST_LLOYD_WORK // max(trained * n_clusters * d, 1)))
+    return kmeans(x, n_clusters, seed, iterations, seed_points=seed_points,
                   points_per_centroid=TYPICLUST_POINTS_PER_CENTROID)
 
 
