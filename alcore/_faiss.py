@@ -177,8 +177,8 @@ def _kmeans_plus_plus(sample: np.ndarray, n_clusters: int,
         dot *= 2
         np.add(sq, sq[c], out=dist)
         dist -= dot
-        # One bound for all rows (the largest norm's): as rigorous, and under it fall only
-        # the seed and points within ~1e-5 of it, recomputed from differences.
+        # One bound for all rows (the largest norm's): as rigorous as the per-row one, and
+        # under it fall only the seed and near-duplicates of it, recomputed from differences.
         near_zero = np.flatnonzero(dist <= _distances.bound64(d, largest, norms[c]))
         if len(near_zero) == 1 and near_zero[0] == c:
             dist[c] = 0.0
@@ -208,8 +208,8 @@ def kmeans(x: np.ndarray, n_clusters: int, seed: int, iterations: int = 10, *,
     does.
 
     The defaults (40 seed points, 10 iterations on 64 points per cluster) are what the
-    cluster-pruned searches were measured with. :func:`kmeans_for_typiclust` spends the
-    same effort better: see there.
+    cluster-pruned searches were measured with. :func:`kmeans_for_typiclust` reaches a
+    lower inertia at half the cost on TypiClust's shapes: see there.
     """
     n, d = x.shape
     if n_clusters >= n:

@@ -315,19 +315,21 @@ def test_large_cluster_with_tied_distances_is_float64_exact(monkeypatch):
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**31), st.integers(1, 40), st.integers(1, 6),
-       st.sampled_from([0.0, 300.0]), st.booleans(), st.integers(1, 25))
-def test_most_typical_is_the_argmax_of_the_exact_typicality(seed, m, d, offset, tied, knn):
-    """The pick from the bounded float64 expanded form (only contenders recomputed) is the
+       st.sampled_from([0.0, 300.0]), st.booleans(), st.integers(1, 25),
+       st.sampled_from([1.0, 1e-19, 1e17]))
+def test_most_typical_is_the_argmax_of_the_exact_typicality(seed, m, d, offset, tied, knn,
+                                                            scale):
+    """The pick from the bounded float32 expanded form (only contenders recomputed) is the
     free member of largest float64-exact typicality, the lowest position among equals:
-    checked against typicality_by_hand on random, tied (lattice duplicates), one-row and
-    un-centred clusters."""
+    checked against typicality_by_hand on random, tied (lattice duplicates), one-row,
+    un-centred, tiny (float32 squares underflow) and huge-norm clusters."""
     from alcore.diversity import _most_typical
 
     rng = np.random.default_rng(seed)
     if tied:
-        x = rng.integers(0, 3, size=(m, d)).astype(np.float32) + offset
+        x = ((rng.integers(0, 3, size=(m, d)) + offset) * scale).astype(np.float32)
     else:
-        x = (rng.standard_normal((m, d)) + offset).astype(np.float32)
+        x = ((rng.standard_normal((m, d)) + offset) * scale).astype(np.float32)
     free = rng.random(m) < 0.7
     free[rng.integers(m)] = True
     want = typicality_by_hand(x, knn) if m > 1 else np.ones(1)
@@ -402,3 +404,12 @@ def test_same_picks_with_1_2_and_3_threads():
         alcore.set_num_threads(before)
     np.testing.assert_array_equal(runs[0], runs[1])
     np.testing.assert_array_equal(runs[0], runs[2])
+
+
+def test_huge_norm_clusters_take_the_float64_route():
+    """Rows whose float32 squares would overflow (norms near 1e20): the float32 product
+    cannot bound them, the float64 route still picks exactly as the reference."""
+    x, labels = clustered(13, [12, 9, 7])
+    x = (x * 1e19).astype(np.float32)
+    got = typiclust(x, 3, clusters=labels, n_neighbors=3)
+    np.testing.assert_array_equal(got, reference(x, 3, np.array([], dtype=np.int64), labels, 3))
