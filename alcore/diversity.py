@@ -462,41 +462,40 @@ def _most_typical(x: np.ndarray, members: np.ndarray, free: np.ndarray,
     the lower position among equals, without the float64-difference recomputation for
     the members that cannot win.
 
-    For a cluster of up to ``_DENSE_TYPICALITY_MAX`` members, one float32 product on the
-    centred members gives every squared distance within ``err`` (``alcore._distances``),
-    so each distance lies in ``[sqrt(max(s - err, 0)), sqrt(s + err)]`` and, the k
-    smallest of a set being monotone in every element, each row's mean of its k nearest
-    between the means of those ends over its k smallest ``s``. Only the free rows whose
-    lower end reaches the smallest upper end are recomputed from float64 differences, by
-    the code :func:`_typicality` uses, so the pick is the same bit for bit; on real data
-    that is one or a few rows instead of all of them (recomputing every row was most of
-    TypiClust's typicality time, and the float32 product is half a float64 one)."""
+    For a cluster of up to ``_DENSE_TYPICALITY_MAX`` members the float64 expanded form on
+    the centred members gives every row's k nearest squared distances within ``err``
+    (the bound of :func:`_mean_knn_float64`), hence distances within ``sqrt(err)``
+    (``|sqrt(a) - sqrt(b)| <= sqrt(|a - b|)``) and the mean of the k smallest within
+    ``sqrt(err)`` too (a mean of order statistics moves at most as far as its inputs).
+    Only the free rows whose interval can reach the smallest upper end are recomputed
+    exactly, by the code :func:`_typicality` uses, so the pick is the same bit for bit;
+    on real data that is one or a few rows instead of all of them, which made the
+    recomputation most of TypiClust's typicality time."""
     m = len(members)
     if m == 1 or m > _DENSE_TYPICALITY_MAX:
         typicality = _typicality(x, members, n_neighbors)
         typicality[~free] = -np.inf
         return int(np.argmax(typicality))
     k = min(n_neighbors, m - 1)
-    try:
-        centred = _distances.centre(np.ascontiguousarray(x[members]))
-    except InvalidInputError:  # float32 squares would overflow: float64 has room
-        typicality = _typicality(x, members, n_neighbors)
-        typicality[~free] = -np.inf
-        return int(np.argmax(typicality))
-    points, norms = centred.rows, centred.norms
-    sq_norms = _distances.sq_norms32(points)
+    points = x[members].astype(np.float64)
+    points -= points.mean(axis=0)
+    sq_norm = np.einsum("ij,ij->i", points, points)
+    norm = np.sqrt(sq_norm)
+    err = 2.0 * _distances.bound64(x.shape[1], norm, norm.max())
     rows = np.flatnonzero(free)
-    sq = _distances.expanded_sq(points[rows], sq_norms[rows], points, sq_norms)
+    sq = points[rows] @ points.T
+    sq *= -2
+    sq += sq_norm[rows, None]
+    sq += sq_norm[None, :]
     sq[np.arange(len(rows)), rows] = np.inf  # an item is not its own neighbour
-    err = _distances.bound(x.shape[1], norms[rows], float(norms.max()))
-    nearest = np.partition(sq, k - 1, axis=1)[:, :k].astype(np.float64)
-    lower = np.sqrt(np.maximum(nearest - err[:, None], 0)).mean(axis=1)
-    upper = np.sqrt(nearest + err[:, None]).mean(axis=1)
-    # Room for the float64 rounding of the sqrt and the means (relative 1e-16 each).
-    contenders = np.flatnonzero(lower * (1 - 1e-12) <= upper.min() * (1 + 1e-12))
+    nearest = np.partition(sq, k - 1, axis=1)[:, :k]
+    approx = np.sqrt(np.maximum(nearest, 0)).mean(axis=1)
+    # sqrt(err) for the distances, plus room for the rounding of the sqrt and the mean.
+    slack = np.sqrt(err[rows]) + 1e-12 * approx
+    contenders = np.flatnonzero(approx - slack <= (approx + slack).min())
     block = rows[contenders]
-    kth = nearest[contenders].max(axis=1)
-    r, c = np.nonzero(sq[contenders] <= (kth + 2.0 * err[contenders])[:, None])
+    kth = np.max(nearest[contenders], axis=1)
+    r, c = np.nonzero(sq[contenders] <= (kth + 2.0 * err[block])[:, None])
     mean = _mean_of_k_nearest(x, members, k, block, r, c)
     typicality = 1.0 / np.maximum(mean, np.finfo(np.float64).tiny)
     return int(block[int(np.argmax(typicality))])

@@ -319,10 +319,10 @@ def test_large_cluster_with_tied_distances_is_float64_exact(monkeypatch):
        st.sampled_from([1.0, 1e-19, 1e17]))
 def test_most_typical_is_the_argmax_of_the_exact_typicality(seed, m, d, offset, tied, knn,
                                                             scale):
-    """The pick from the bounded float32 expanded form (only contenders recomputed) is the
+    """The pick from the bounded float64 expanded form (only contenders recomputed) is the
     free member of largest float64-exact typicality, the lowest position among equals:
     checked against typicality_by_hand on random, tied (lattice duplicates), one-row,
-    un-centred, tiny (float32 squares underflow) and huge-norm clusters."""
+    un-centred, tiny and huge-norm clusters."""
     from alcore.diversity import _most_typical
 
     rng = np.random.default_rng(seed)
@@ -406,9 +406,9 @@ def test_same_picks_with_1_2_and_3_threads():
     np.testing.assert_array_equal(runs[0], runs[2])
 
 
-def test_huge_norm_clusters_take_the_float64_route():
-    """Rows whose float32 squares would overflow (norms near 1e20): the float32 product
-    cannot bound them, the float64 route still picks exactly as the reference."""
+def test_huge_norm_clusters_pick_as_the_reference():
+    """Rows whose float32 squares would overflow (norms near 1e20): typicality is float64
+    throughout, so the picks are still the reference's."""
     x, labels = clustered(13, [12, 9, 7])
     x = (x * 1e19).astype(np.float32)
     got = typiclust(x, 3, clusters=labels, n_neighbors=3)
