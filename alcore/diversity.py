@@ -630,6 +630,13 @@ def typiclust(embeddings: Any, k: int, *, labeled: Any = None, exclude: Any = No
     sorted once by their labeled count). Unlike the authors' code, clusters of 5 items or
     fewer are not dropped: a small cluster is picked from only when larger ones are
     covered. Typicality distances are exact to float64 (``alcore._distances``).
+
+    The k-means is k-means++ seeding and a few FAISS Lloyd iterations (4 at 20k x 128
+    with 200 clusters, up to 10 on small pools), not Lloyd to convergence as in
+    scikit-activeml: its inertia stays within 1 % of a converged k-means on clustered
+    data and 2 % on structureless (isotropic) data; measured at 20k x 128 it is 0.1-0.2 %
+    above scikit-learn's on separated and overlapping mixtures and 0.7-0.8 % on isotropic
+    Gaussian data.
     """
     return _typiclust_with_clusters(
         embeddings, k, labeled=labeled, exclude=exclude, seed=seed, n_neighbors=n_neighbors,
