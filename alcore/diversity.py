@@ -455,6 +455,52 @@ def _typicality(x: np.ndarray, members: np.ndarray, n_neighbors: int) -> np.ndar
     return 1.0 / np.maximum(mean, np.finfo(np.float64).tiny)
 
 
+def _most_typical(x: np.ndarray, members: np.ndarray, free: np.ndarray,
+                  n_neighbors: int) -> int:
+    """Position in ``members`` of the most typical free member (``free``: bool, one per
+    member, at least one True): the argmax of :func:`_typicality` over the free members,
+    the lower position among equals, without the float64-difference recomputation for
+    the members that cannot win.
+
+    For a cluster of up to ``_DENSE_TYPICALITY_MAX`` members the float64 expanded form on
+    the centred members gives every row's k nearest squared distances within ``err``
+    (the bound of :func:`_mean_knn_float64`), hence distances within ``sqrt(err)``
+    (``|sqrt(a) - sqrt(b)| <= sqrt(|a - b|)``) and the mean of the k smallest within
+    ``sqrt(err)`` too (a mean of order statistics moves at most as far as its inputs).
+    Only the free rows whose interval can reach the smallest upper end are recomputed
+    exactly, by the code :func:`_typicality` uses, so the pick is the same bit for bit;
+    on real data that is one or a few rows instead of all of them, which made the
+    recomputation most of TypiClust's typicality time."""
+    m = len(members)
+    if m == 1 or m > _DENSE_TYPICALITY_MAX:
+        typicality = _typicality(x, members, n_neighbors)
+        typicality[~free] = -np.inf
+        return int(np.argmax(typicality))
+    k = min(n_neighbors, m - 1)
+    points = x[members].astype(np.float64)
+    points -= points.mean(axis=0)
+    sq_norm = np.einsum("ij,ij->i", points, points)
+    norm = np.sqrt(sq_norm)
+    err = 2.0 * _distances.bound64(x.shape[1], norm, norm.max())
+    rows = np.flatnonzero(free)
+    sq = points[rows] @ points.T
+    sq *= -2
+    sq += sq_norm[rows, None]
+    sq += sq_norm[None, :]
+    sq[np.arange(len(rows)), rows] = np.inf  # an item is not its own neighbour
+    nearest = np.partition(sq, k - 1, axis=1)[:, :k]
+    approx = np.sqrt(np.maximum(nearest, 0)).mean(axis=1)
+    # sqrt(err) for the distances, plus room for the rounding of the sqrt and the mean.
+    slack = np.sqrt(err[rows]) + 1e-12 * approx
+    contenders = np.flatnonzero(approx - slack <= (approx + slack).min())
+    block = rows[contenders]
+    kth = np.max(nearest[contenders], axis=1)
+    r, c = np.nonzero(sq[contenders] <= (kth + 2.0 * err[block])[:, None])
+    mean = _mean_of_k_nearest(x, members, k, block, r, c)
+    typicality = 1.0 / np.maximum(mean, np.finfo(np.float64).tiny)
+    return int(block[int(np.argmax(typicality))])
+
+
 def _mean_of_k_nearest(x: np.ndarray, members: np.ndarray, k: int, rows: np.ndarray,
                        r: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """For members[rows], the mean of the k smallest exact distances among candidate pairs
@@ -620,6 +666,13 @@ def typiclust(embeddings: Any, k: int, *, labeled: Any = None, exclude: Any = No
     sorted once by their labeled count). Unlike the authors' code, clusters of 5 items or
     fewer are not dropped: a small cluster is picked from only when larger ones are
     covered. Typicality distances are exact to float64 (``alcore._distances``).
+
+    The k-means is k-means++ seeding and a few FAISS Lloyd iterations (4 at 20k x 128
+    with 200 clusters, up to 10 on small pools), not Lloyd to convergence as in
+    scikit-activeml: its inertia stays within 1 % of a converged k-means on clustered
+    data and 2 % on structureless (isotropic) data; measured at 20k x 128 it is 0.1-0.2 %
+    above scikit-learn's on separated and overlapping mixtures and 0.7-0.8 % on isotropic
+    Gaussian data.
     """
     return _typiclust_with_clusters(
         embeddings, k, labeled=labeled, exclude=exclude, seed=seed, n_neighbors=n_neighbors,
@@ -660,8 +713,8 @@ def _typiclust_with_clusters(embeddings: Any, k: int, *, labeled: Any = None,
     if keep is not None and given is not None:
         given = given[keep]
     if given is None:
-        labels = _faiss.kmeans(x, min(masks.n_labeled + k, cap),
-                               int(generator.integers(2**31)))
+        labels = _faiss.kmeans_for_typiclust(x, min(masks.n_labeled + k, cap),
+                                             int(generator.integers(2**31)))
     else:
         labels = given
     picks = _typiclust_picks(x, k, lab, labels, n_neighbors, report)
@@ -698,9 +751,7 @@ def _typiclust_picks(x: np.ndarray, k: int, lab: np.ndarray | None, labels: np.n
         best = np.lexsort((eligible, -sizes[eligible], held[eligible]))[0]
         cluster = int(eligible[best])
         members = np.flatnonzero(labels == cluster)
-        typicality = _typicality(x, members, n_neighbors)
-        typicality[~available[members]] = -np.inf
-        pick = int(members[int(np.argmax(typicality))])
+        pick = int(members[_most_typical(x, members, available[members], n_neighbors)])
         picks.append(pick)
         available[pick] = False
         held[cluster] += 1

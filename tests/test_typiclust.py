@@ -131,13 +131,13 @@ def test_clusters_do_not_grow_with_the_labeled_set(monkeypatch):
     from alcore import _faiss
 
     asked = []
-    real = _faiss.kmeans
+    real = _faiss.kmeans_for_typiclust
 
     def spy(x, n_clusters, seed, *args, **kwargs):
         asked.append(n_clusters)
         return real(x, n_clusters, seed, *args, **kwargs)
 
-    monkeypatch.setattr(_faiss, "kmeans", spy)
+    monkeypatch.setattr(_faiss, "kmeans_for_typiclust", spy)
     x, _ = clustered(9, [200] * 10, d=4)
     typiclust(x, 5, labeled=np.arange(1000), max_clusters=40)
     typiclust(x, 5, labeled=np.arange(10), max_clusters=40)
@@ -310,3 +310,106 @@ def test_large_cluster_with_tied_distances_is_float64_exact(monkeypatch):
     assert len(best) > 1
     assert typiclust(x, 1, clusters=np.zeros(len(x), dtype=np.int64), n_neighbors=30)[0] \
         == best[0]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31), st.integers(1, 40), st.integers(1, 6),
+       st.sampled_from([0.0, 300.0]), st.booleans(), st.integers(1, 25),
+       st.sampled_from([1.0, 1e-19, 1e17]))
+def test_most_typical_is_the_argmax_of_the_exact_typicality(seed, m, d, offset, tied, knn,
+                                                            scale):
+    """The pick from the bounded float64 expanded form (only contenders recomputed) is the
+    free member of largest float64-exact typicality, the lowest position among equals:
+    checked against typicality_by_hand on random, tied (lattice duplicates), one-row,
+    un-centred, tiny and huge-norm clusters."""
+    from alcore.diversity import _most_typical
+
+    rng = np.random.default_rng(seed)
+    if tied:
+        x = ((rng.integers(0, 3, size=(m, d)) + offset) * scale).astype(np.float32)
+    else:
+        x = ((rng.standard_normal((m, d)) + offset) * scale).astype(np.float32)
+    free = rng.random(m) < 0.7
+    free[rng.integers(m)] = True
+    want = typicality_by_hand(x, knn) if m > 1 else np.ones(1)
+    want[~free] = -np.inf
+    got = _most_typical(x, np.arange(m), free, knn)
+    assert got == int(np.argmax(want))
+
+
+@pytest.mark.parametrize("side, copies, knn", [(10, 3, 30), (7, 2, 5), (6, 1, 4)])
+def test_most_typical_lattice_ties_go_to_the_lowest_index(side, copies, knn):
+    """A lattice far from the origin: symmetric points have equal exact typicality, which
+    the float64 expanded form rounds differently from row to row; the pick is still the
+    lowest index among the exactly most typical (and the free rows only)."""
+    from alcore.diversity import _most_typical
+
+    grid = np.stack(np.meshgrid(np.arange(side), np.arange(side)), axis=-1).reshape(-1, 2)
+    x = (np.tile(grid, (copies, 1)) * 0.1 + 500).astype(np.float32)
+    x = x[np.random.default_rng(side).permutation(len(x))]
+    want = typicality_by_hand(x, knn)
+    for free in (np.ones(len(x), bool), np.arange(len(x)) % 3 != 0):
+        masked = np.where(free, want, -np.inf)
+        assert (masked == masked.max()).sum() > 1  # a real tie
+        assert _most_typical(x, np.arange(len(x)), free, knn) == int(np.argmax(masked))
+
+
+def mixture(n, d, components, scale, seed):
+    """The benchmark shapes: a Gaussian mixture (unit noise, centres at ``scale``)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((components, d)) * scale
+    return (centers[rng.integers(components, size=n)]
+            + rng.standard_normal((n, d))).astype(np.float32)
+
+
+def inertia(x, labels):
+    """Sum of squared distances to the cluster means, in float64."""
+    x = x.astype(np.float64)
+    out = 0.0
+    for c in np.unique(labels):
+        members = x[labels == c]
+        out += float(((members - members.mean(axis=0)) ** 2).sum())
+    return out
+
+
+@pytest.mark.parametrize("scale, seed, tolerance", [(3.0, 0, 0.01), (1.0, 1, 0.01),
+                                                   (0.0, 2, 0.02)],
+                         ids=["separated", "overlapping", "isotropic"])
+def test_kmeans_inertia_is_within_tolerance_of_a_converged_kmeans(scale, seed, tolerance):
+    """TypiClust's k-means (kmeans_for_typiclust: a few Lloyd iterations from k-means++
+    seeds) stays within its docstring's tolerance of scikit-learn's KMeans run to
+    convergence with 3 restarts: 1 % on clustered data, 2 % on isotropic Gaussian data."""
+    cluster = pytest.importorskip("sklearn.cluster")
+    from alcore import _faiss
+
+    x = mixture(4000, 32, 40, scale, seed)
+    got = inertia(x, _faiss.kmeans_for_typiclust(x, 80, seed))
+    reference = cluster.KMeans(80, n_init=3, max_iter=300, tol=1e-6, random_state=0).fit(x)
+    want = inertia(x, reference.labels_)
+    assert got <= (1 + tolerance) * want, (got, want)
+
+
+def test_same_picks_with_1_2_and_3_threads():
+    """Same seed, same picks whatever the thread count (k-means included)."""
+    x = mixture(6000, 24, 30, 1.5, 7)
+    labeled = np.arange(0, 6000, 97)
+    before = alcore.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2, 3):
+            alcore.set_num_threads(threads)
+            runs.append(typiclust(x, 40, labeled=labeled, seed=5))
+    finally:
+        alcore.set_num_threads(before)
+    np.testing.assert_array_equal(runs[0], runs[1])
+    np.testing.assert_array_equal(runs[0], runs[2])
+
+
+def test_huge_norm_clusters_pick_as_the_reference():
+    """Rows whose float32 squares would overflow (norms near 1e20): typicality is float64
+    throughout, so the picks are still the reference's."""
+    x, labels = clustered(13, [12, 9, 7])
+    x = (x * 1e19).astype(np.float32)
+    got = typiclust(x, 3, clusters=labels, n_neighbors=3)
+    np.testing.assert_array_equal(got, reference(x, 3, np.array([], dtype=np.int64), labels, 3))
