@@ -94,15 +94,17 @@ PEERS = {"badge": skactiveml_badge, "typiclust": skactiveml_typiclust,
 @pytest.fixture
 def record_alcore_kmeans(monkeypatch):
     """Keep the labels of alcore's k-means calls (a pass-through: nothing else changes)."""
-    original = alcore._faiss.kmeans
-
-    def recording(*args, **kwargs):
-        labels = original(*args, **kwargs)
-        Clusterings.alcore = labels
-        return labels
-
     Clusterings.alcore = Clusterings.skactiveml = None
-    monkeypatch.setattr(alcore._faiss, "kmeans", recording)
+    # TypiClust clusters through kmeans_for_typiclust, Cluster-Margin through kmeans.
+    for name in ("kmeans", "kmeans_for_typiclust"):
+        original = getattr(alcore._faiss, name)
+
+        def recording(*args, _original=original, **kwargs):
+            labels = _original(*args, **kwargs)
+            Clusterings.alcore = labels
+            return labels
+
+        monkeypatch.setattr(alcore._faiss, name, recording)
 
 
 _RATIOS: dict[tuple[str, str], float] = {}
