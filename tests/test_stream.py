@@ -655,3 +655,56 @@ def test_router_from_several_threads():
     auto = probs.max(axis=1) >= 0.9
     threshold = router.queue_threshold * router.gate.max_utility(4)
     assert stats.seen == int(np.count_nonzero(~auto & (router.gate.utility(probs) >= threshold)))
+
+
+# --- decide_many's parallel utility pass ------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("utility", ["least_confidence", "margin", "entropy"])
+def test_decide_many_is_independent_of_the_thread_count(dtype, utility):
+    """120k rows split into up to 7 chunks of the native utility pass: the decisions, the
+    utilities and the state equal those of one thread and of rows fed one by one."""
+    probs = stream(120_000, 5, 21, drift=True).astype(dtype)
+    before = alcore.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3, 7):
+            alcore.set_num_threads(threads)
+            gate = StreamGate("variable_uncertainty", 0.1, utility=utility, seed=3)
+            results.append((gate.decide_many(probs), gate.utility(probs), gate.to_json()))
+    finally:
+        alcore.set_num_threads(before)
+    for decisions, utilities, state in results[1:]:
+        np.testing.assert_array_equal(decisions, results[0][0])
+        np.testing.assert_array_equal(utilities, results[0][1])
+        assert state == results[0][2]
+    one = StreamGate("variable_uncertainty", 0.1, utility=utility, seed=3)
+    head = [one.decide_one(p) for p in probs[:3000]]
+    np.testing.assert_array_equal(head, results[0][0][:3000])
+
+
+def test_decide_many_reports_the_first_bad_row_of_any_chunk():
+    """Bad rows in the 2nd and 6th of 7 chunks: the earlier one is named, nothing changes."""
+    probs = stream(120_000, 4, 22)
+    probs[100_000, 1] = -0.5
+    probs[30_000] = [0.5, 0.5, 0.5, 0.5]
+    before = alcore.get_num_threads()
+    try:
+        alcore.set_num_threads(7)
+        gate = StreamGate("variable_uncertainty", 0.1)
+        with pytest.raises(alcore.InvalidInputError, match=r"probs row 30000 sums to 2"):
+            gate.decide_many(probs)
+        assert gate.stats.seen == 0
+    finally:
+        alcore.set_num_threads(before)
+
+
+def test_float32_entropy_utility_is_within_a_float_ulp_of_float64():
+    """float32 rows take the float32 vector log (<= 1 ulp) with float64 products and sums."""
+    probs = stream(5000, 7, 23)
+    p32 = probs.astype(np.float32)
+    exact = probs.astype(np.float32).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = -np.where(exact > 0, exact * np.log(exact), 0).sum(axis=1) / np.log(7)
+    got = StreamGate("fixed", 0.1, utility="entropy").utility(p32)
+    np.testing.assert_allclose(got, want, rtol=0, atol=4 * np.finfo(np.float32).eps)

@@ -769,14 +769,191 @@ bool sample_rows(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int6
   return true;
 }
 
+// The stream gate's utilities (Kernels::gate_utilities). Rows are grouped as for the scores
+// (score_grouped_probs): the element check, row sum, maximum and runner-up are the same
+// folds; the utility itself is formed in float64, as the gate has always defined it (the
+// budget managers it reproduces compare float64 utilities).
+template <class T>
+bool gate_bad_elements(const T* row, int64_t c) {
+  for (int64_t j = 0; j < c; ++j)
+    if (!(row[j] >= T(0)) || !(row[j] <= T(1))) return true;
+  return false;
+}
+
+// x ln x in float64 of every element of a flat block (the entropy terms), into out.
+// float64 rows: the float64 vector log. float32 rows: the float32 vector log (<= 1 ulp),
+// times x in float64, where the product of two floats is exact; at a fifth of the cost of
+// the float64 log, which would dominate decide_many.
+template <class T>
+void xlogx_f64(const T* x, int64_t total, double* out) {
+  using VD = typename vec::V<double>::type;
+  constexpr int LD = vec::V<double>::lanes;
+  if constexpr (std::is_same<T, double>::value) {
+    vec::map(x, out, total, 1.0, [](VD p) { return vec::xlogx(p); });
+  } else {
+    using VT = typename vec::V<T>::type;
+    constexpr int L = vec::V<T>::lanes;
+    typedef T half __attribute__((vector_size(sizeof(T) * LD)));
+    auto terms = [&](const T* p, double* dst) {
+      const VT v = vec::load<VT>(p);
+      T lg[L];
+      vec::store(lg, v > T(0) ? vec::log(v) : v * 0);  // 0 ln 0 = 0
+      for (int h = 0; h < L; h += LD)
+        vec::store(dst + h, __builtin_convertvector(vec::load<half>(p + h), VD) *
+                                __builtin_convertvector(vec::load<half>(lg + h), VD));
+    };
+    int64_t i = 0;
+    for (; i + L <= total; i += L) terms(x + i, out + i);
+    if (i < total) {
+      T tail[L];
+      double result[L];
+      for (int j = 0; j < L; ++j) tail[j] = i + j < total ? x[i + j] : T(1);
+      terms(tail, result);
+      for (int j = 0; i + j < total; ++j) out[i + j] = result[j];
+    }
+  }
+}
+
+template <class T, Score score, int NV>
+bool gate_grouped(const T* x, int64_t rows, int64_t c, double atol_d,
+                  double* out, std::vector<double>& scratch, BadValue& bad) {
+  using G = vec::RowGroups<T>;
+  using VT = typename G::VT;
+  using VI = typename G::VI;
+  constexpr int L = G::L;
+  const G& groups = G::get();
+  const T inf = std::numeric_limits<T>::infinity();
+  const T atol = static_cast<T>(atol_d);
+  const VT zero = vec::splat<VT>(T(0));
+  T neutral[vec::kGroupedMaxC] = {T(1)};  // a valid row, padding a short group
+  vec::GroupLoader<T> loader(c, T(0), neutral);
+  const int nv = NV > 0 ? NV : loader.vectors_per_row();
+  VT v[L * G::kMaxVectors], first[L], second[L], sums[L];
+  for (int64_t r = 0; r < rows; r += L) {
+    const int count = loader.template load<NV>(x, r, rows, v);
+    VI out_of_range = vec::splat<VI>(0);
+    for (int l = 0; l < L; ++l) {
+      VT f = vec::splat<VT>(-inf), sec = f, sum = zero;
+      for (int k = 0; k < nv; ++k) {
+        const VT p = v[l * nv + k];
+        out_of_range |= ~(p >= T(0)) | ~(p <= T(1));  // NaN fails both
+        sum += p;
+        if (score == Score::margin) sec = vec::max(sec, vec::min(f, p));
+        if (score != Score::entropy) f = vec::max(f, p);
+      }
+      first[l] = f, second[l] = sec, sums[l] = sum;
+    }
+    const VT sum = groups.fold_sum(sums);
+    const VI bad_sum = ~(vec::abs(sum - T(1)) <= atol);
+    if (vec::any(out_of_range | bad_sum)) {
+      // The first row of the group failing either check (the sum verdict is the vector's).
+      for (int l = 0; l < count; ++l) {
+        if (bad_sum[l] || gate_bad_elements(x + (r + l) * c, c)) {
+          bad.row = r + l;
+          return false;
+        }
+      }
+    }
+    if (score == Score::least_confidence) {
+      const VT top = groups.fold_max(first);
+      for (int l = 0; l < count; ++l) out[r + l] = 1.0 - static_cast<double>(top[l]);
+    } else if (score == Score::margin) {
+      groups.fold_top2(first, second);
+      for (int l = 0; l < count; ++l)
+        out[r + l] = 1.0 - (static_cast<double>(first[0][l]) - static_cast<double>(second[0][l]));
+    }
+  }
+  if (score != Score::entropy) return true;
+  // Entropy: the x ln x terms in float64 over the flat block in full vectors, then each
+  // row's sum by the grouped fold over those terms.
+  using GD = vec::RowGroups<double>;
+  using VD = typename GD::VT;
+  constexpr int LD = GD::L;
+  const int64_t total = rows * c;
+  const int64_t nvd = (c + LD - 1) / LD;
+  scratch.resize(static_cast<size_t>(total + nvd * LD));
+  xlogx_f64(x, total, scratch.data());
+  const double zeros[vec::kGroupedMaxC] = {};
+  vec::GroupLoader<double> terms(c, 0.0, zeros);
+  const GD& dgroups = GD::get();
+  const double inv_log_c = 1.0 / std::log(static_cast<double>(c));
+  VD w[LD * GD::kMaxVectors];
+  for (int64_t r = 0; r < rows; r += LD) {
+    const int count = terms.load(scratch.data(), r, rows, w);
+    const VD h = -dgroups.row_sums(w, static_cast<int>(nvd));
+    for (int l = 0; l < count; ++l) out[r + l] = h[l] * inv_log_c;
+  }
+  return true;
+}
+
+// Wide rows (c > kGroupedMaxC): one row at a time, lanes across the row.
+template <class T>
+bool gate_wide(const T* x, int64_t rows, int64_t c, Score score, double atol_d, double* out,
+               std::vector<double>& scratch, BadValue& bad) {
+  using VT = typename vec::V<T>::type;
+  using VI = typename vec::V<T>::itype;
+  using VD = typename vec::V<double>::type;
+  const T inf = std::numeric_limits<T>::infinity();
+  const double inv_log_c = 1.0 / std::log(static_cast<double>(c));
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = x + r * c;
+    VT sum = vec::splat<VT>(T(0)), first = vec::splat<VT>(-inf), second = first;
+    VI invalid = vec::splat<VI>(0);
+    for_row_vectors(row, c, T(0), [&](VT p) {
+      invalid |= ~(p >= T(0)) | ~(p <= T(1));
+      sum += p;
+      second = vec::max(second, vec::min(first, p));
+      first = vec::max(first, p);
+    });
+    if (vec::any(invalid) || !(std::fabs(lane_sum<T>(sum) - T(1)) <= static_cast<T>(atol_d))) {
+      bad.row = r;
+      return false;
+    }
+    T top, runner_up;
+    lane_top2<T>(first, second, top, runner_up);
+    if (score == Score::least_confidence) {
+      out[r] = 1.0 - static_cast<double>(top);
+    } else if (score == Score::margin) {
+      out[r] = 1.0 - (static_cast<double>(top) - static_cast<double>(runner_up));
+    } else {
+      // The grouped path's terms (xlogx_f64), summed in vector lanes.
+      scratch.resize(static_cast<size_t>(c));
+      xlogx_f64(row, c, scratch.data());
+      VD acc = vec::splat<VD>(0.0);
+      for_row_vectors(scratch.data(), c, 0.0, [&](VD t) { acc += t; });
+      out[r] = -lane_sum<double>(acc) * inv_log_c;
+    }
+  }
+  return true;
+}
+
+template <class T>
+bool gate_utilities(const T* x, int64_t rows, int64_t c, Score score, double atol,
+                    double* out, std::vector<double>& scratch, BadValue& bad) {
+  if (c > vec::kGroupedMaxC) return gate_wide(x, rows, c, score, atol, out, scratch, bad);
+  return with_vectors_per_row(c, vec::V<T>::lanes, [&](auto nv) {
+    constexpr int NV = decltype(nv)::value;
+    switch (score) {
+      case Score::margin: return gate_grouped<T, Score::margin, NV>(x, rows, c, atol, out,
+                                                                     scratch, bad);
+      case Score::entropy: return gate_grouped<T, Score::entropy, NV>(x, rows, c, atol, out,
+                                                                       scratch, bad);
+      default: return gate_grouped<T, Score::least_confidence, NV>(x, rows, c, atol, out,
+                                                                    scratch, bad);
+    }
+  });
+}
+
 }  // namespace
 
 extern const Kernels<float> table_f32;
 extern const Kernels<double> table_f64;
 const Kernels<float> table_f32 = {&score_rows<float>, &sample_rows<float>,
-                                  &sq_distances<float>, &nearest_centers<float>};
+                                  &sq_distances<float>, &nearest_centers<float>,
+                                  &gate_utilities<float>};
 const Kernels<double> table_f64 = {&score_rows<double>, &sample_rows<double>,
-                                   &sq_distances<double>, &nearest_centers<double>};
+                                   &sq_distances<double>, &nearest_centers<double>,
+                                   &gate_utilities<double>};
 
 }  // namespace ALCORE_ISA
 }  // namespace alcore

@@ -29,6 +29,14 @@ struct Kernels {
   void (*nearest_centers)(const T* x, int64_t d, int64_t row_begin, int64_t row_end,
                           const int64_t* centers, int64_t n_centers, T* min_sq,
                           int64_t* which);
+  // The stream gate's checks and utility (in float64) of `rows` probability rows: every
+  // element in [0, 1] and |row sum - 1| <= atol, then least confidence 1 - max, margin
+  // 1 - (max - second) or entropy -sum p ln p / ln c (score: least_confidence, margin or
+  // entropy). Returns false at the first invalid row, setting only bad.row. A row's result
+  // depends on the row alone (not on its position or the block), so one row and a batch
+  // agree bit for bit. scratch is caller-owned, reused between calls.
+  bool (*gate_utilities)(const T* x, int64_t rows, int64_t c, Score score, double atol,
+                         double* out, std::vector<double>& scratch, BadValue& bad);
 };
 
 const Kernels<float>& kernels_f32();

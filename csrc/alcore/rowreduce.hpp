@@ -6,7 +6,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "alcore/vecmath.hpp"
@@ -28,23 +30,69 @@ struct RowGroups {
   static constexpr int kLevels = L == 16 ? 4 : L == 8 ? 3 : L == 4 ? 2 : L == 2 ? 1 : 0;
 
   // Shuffle masks of each tree level: `low` gathers the first half of every row's partials
-  // from a pair of vectors, `high` the second half.
-  VI low[kLevels > 0 ? kLevels : 1], high[kLevels > 0 ? kLevels : 1];
-
-  RowGroups() {
+  // from a pair of vectors, `high` the second half. Compile-time constants, so each shuffle
+  // compiles to the one or two instructions that implement it; a mask held in memory makes
+  // every shuffle a generic two-source permute (two permutes and a blend on AVX2, which
+  // cost more than the rest of a row's work).
+  struct Masks {
+    int low[kLevels > 0 ? kLevels : 1][L];
+    int high[kLevels > 0 ? kLevels : 1][L];
+  };
+  static constexpr Masks make_masks() {
+    Masks m{};
     int g = L;  // partials per row in each input vector of this level
     for (int k = 0; k < kLevels; ++k, g /= 2) {
       const int rows_in = L / g;
       for (int q = 0; q < 2 * rows_in; ++q) {
         const int base = (q < rows_in ? 0 : L) + (q % rows_in) * g;
         for (int h = 0; h < g / 2; ++h) {
-          low[k][q * (g / 2) + h] = base + h;
-          high[k][q * (g / 2) + h] = base + g / 2 + h;
+          m.low[k][q * (g / 2) + h] = base + h;
+          m.high[k][q * (g / 2) + h] = base + g / 2 + h;
         }
       }
     }
+    return m;
+  }
+  static constexpr Masks kMasks = make_masks();
+
+  template <int K, std::size_t... I>
+  static ALCORE_INLINE VT low(VT a, VT b, std::index_sequence<I...>) {
+    return __builtin_shuffle(a, b, VI{kMasks.low[K][I]...});
+  }
+  template <int K, std::size_t... I>
+  static ALCORE_INLINE VT high(VT a, VT b, std::index_sequence<I...>) {
+    return __builtin_shuffle(a, b, VI{kMasks.high[K][I]...});
   }
 
+  template <int K, int COUNT, class Combine>
+  static ALCORE_INLINE void fold_level(VT* v, Combine combine) {
+    if constexpr (COUNT > 1) {
+      constexpr auto lanes = std::make_index_sequence<L>{};
+      for (int i = 0; i < COUNT / 2; ++i) {
+        const VT a = v[2 * i], b = v[2 * i + 1];
+        v[i] = combine(low<K>(a, b, lanes), high<K>(a, b, lanes));
+      }
+      fold_level<K + 1, COUNT / 2>(v, combine);
+    }
+  }
+
+  template <int K, int COUNT>
+  static ALCORE_INLINE void top2_level(VT* first, VT* second) {
+    if constexpr (COUNT > 1) {
+      constexpr auto lanes = std::make_index_sequence<L>{};
+      for (int i = 0; i < COUNT / 2; ++i) {
+        const VT fa = first[2 * i], fb = first[2 * i + 1];
+        const VT sa = second[2 * i], sb = second[2 * i + 1];
+        const VT f0 = low<K>(fa, fb, lanes), f1 = high<K>(fa, fb, lanes);
+        const VT s0 = low<K>(sa, sb, lanes), s1 = high<K>(sa, sb, lanes);
+        first[i] = max(f0, f1);
+        second[i] = max(min(f0, f1), max(s0, s1));
+      }
+      top2_level<K + 1, COUNT / 2>(first, second);
+    }
+  }
+
+  // Stateless; kept as an object so call sites read groups.fold_sum(...).
   static const RowGroups& get() {
     static const RowGroups groups;
     return groups;
@@ -52,17 +100,12 @@ struct RowGroups {
 
   // v[0..L) hold one row each; returns lane i = combine over row i's lanes. Destroys v.
   template <class Combine>
-  VT fold(VT* v, Combine combine) const {
-    int count = L;
-    for (int k = 0; count > 1; ++k, count /= 2)
-      for (int i = 0; i < count / 2; ++i) {
-        const VT a = v[2 * i], b = v[2 * i + 1];
-        v[i] = combine(__builtin_shuffle(a, b, low[k]), __builtin_shuffle(a, b, high[k]));
-      }
+  ALCORE_INLINE VT fold(VT* v, Combine combine) const {
+    fold_level<0, L>(v, combine);
     return v[0];
   }
 
-  VT fold_sum(VT* v) const {
+  ALCORE_INLINE VT fold_sum(VT* v) const {
     return fold(v, [](VT a, VT b) { return a + b; });
   }
 
@@ -77,23 +120,14 @@ struct RowGroups {
     return fold_sum(partial);
   }
 
-  VT fold_max(VT* v) const {
+  ALCORE_INLINE VT fold_max(VT* v) const {
     return fold(v, [](VT a, VT b) { return max(a, b); });
   }
 
   // Per row: the largest and second-largest value (equal when the maximum repeats).
   // first[i], second[i] hold row i's lane-wise candidates. Destroys both arrays.
-  void fold_top2(VT* first, VT* second) const {
-    int count = L;
-    for (int k = 0; count > 1; ++k, count /= 2)
-      for (int i = 0; i < count / 2; ++i) {
-        const VT fa = first[2 * i], fb = first[2 * i + 1];
-        const VT sa = second[2 * i], sb = second[2 * i + 1];
-        const VT f0 = __builtin_shuffle(fa, fb, low[k]), f1 = __builtin_shuffle(fa, fb, high[k]);
-        const VT s0 = __builtin_shuffle(sa, sb, low[k]), s1 = __builtin_shuffle(sa, sb, high[k]);
-        first[i] = max(f0, f1);
-        second[i] = max(min(f0, f1), max(s0, s1));
-      }
+  ALCORE_INLINE void fold_top2(VT* first, VT* second) const {
+    top2_level<0, L>(first, second);
   }
 };
 
@@ -129,10 +163,22 @@ class GroupLoader {
     for (int64_t e = 0; e < group_elements; e += 64 / sizeof(T))
       __builtin_prefetch(src + 4 * group_elements + e, 0, 0);
     if (!direct) {
-      pad_.assign(static_cast<size_t>(L * c_ + nv_ * L), fill_);
-      std::copy(src, src + count * c_, pad_.begin());
-      for (int l = count; l < L; ++l) std::copy(neutral_, neutral_ + c_, pad_.begin() + l * c_);
-      src = pad_.data();
+      // A short last group (or a single row, as the stream gate's decide_one): built lane by
+      // lane, the same vectors the direct loads give, without copies through memory (small
+      // copies become library calls, and their stores stall the vector loads after them).
+      for (int l = 0; l < L; ++l) {
+        if (l > count) {  // every further row is the neutral one, already built
+          for (int v = 0; v < nv_; ++v) out[l * nv_ + v] = out[count * nv_ + v];
+          continue;
+        }
+        const T* row = l < count ? src + l * c_ : neutral_;
+        for (int v = 0; v < nv_; ++v) {
+          VT t = splat<VT>(fill_);
+          for (int j = 0; j < L && v * L + j < c_; ++j) t[j] = row[v * L + j];
+          out[l * nv_ + v] = t;
+        }
+      }
+      return count;
     }
     const VT fill = splat<VT>(fill_);
     for (int l = 0; l < L; ++l) {
@@ -150,7 +196,6 @@ class GroupLoader {
   T fill_;
   const T* neutral_;
   VI tail_mask_;
-  std::vector<T> pad_;
 };
 
 }  // namespace vec

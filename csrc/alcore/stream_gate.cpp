@@ -7,9 +7,69 @@
 #include <string>
 
 #include "alcore/api.hpp"
+#include "alcore/kernels.hpp"
+#include "alcore/parallel.hpp"
 
 namespace alcore {
 namespace {
+
+// decide_many computes the utilities in blocks that stay in L2, in parallel over chunks of
+// at least kRowsPerChunk rows; the decisions then run in order over the utility buffer.
+constexpr int64_t kBlockRows = 1024;
+constexpr int64_t kRowsPerChunk = 1 << 14;
+
+template <class T>
+const Kernels<T>& gate_kernels();
+template <>
+const Kernels<float>& gate_kernels<float>() { return kernels_f32(); }
+template <>
+const Kernels<double>& gate_kernels<double>() { return kernels_f64(); }
+
+Score score_of(GateUtility u) {
+  switch (u) {
+    case GateUtility::margin: return Score::margin;
+    case GateUtility::entropy: return Score::entropy;
+    case GateUtility::least_confidence: break;
+  }
+  return Score::least_confidence;
+}
+
+// Names what is wrong with row r, which the kernel rejected, and throws.
+template <class T>
+[[noreturn]] void reject_row(const T* p, int64_t c, int64_t r) {
+  for (int64_t j = 0; j < c; ++j) {
+    const T v = p[j];
+    BadValue problem;
+    if (!std::isfinite(v)) problem.problem = Problem::not_finite;
+    else if (v < 0) problem.problem = Problem::negative;
+    else if (v > 1) problem.problem = Problem::above_one;
+    if (problem.problem != Problem::none) {
+      problem.row = r, problem.col = j, problem.value = static_cast<double>(v);
+      throw InvalidValue(problem);
+    }
+  }
+  T sum = 0;
+  for (int64_t j = 0; j < c; ++j) sum += p[j];
+  BadValue problem;
+  problem.problem = Problem::row_sum, problem.row = r, problem.value = static_cast<double>(sum);
+  throw InvalidValue(problem);
+}
+
+// The pieces of a decision that decide_many's fast loop shares with step(): one expression
+// each, so both compile to the same arithmetic.
+inline double decayed_spending(double spent, double w, bool query) {
+  return spent * ((w - 1.0) / w) + (query ? 1.0 : 0.0);
+}
+
+inline double adapted_theta(double theta, double step, bool queried) {
+  // Rows of confidence 0 (ties, uniform rows) are queried at any positive threshold; tens of
+  // thousands of them in a row would shrink theta to 0, where nothing is queried again and
+  // no growth step can bring it back. DBL_MIN keeps such a gate alive. The top (kThetaMax)
+  // only matters for the randomized strategy, whose noisy comparisons can let theta climb:
+  // kept finite, every saved state can be restored.
+  return std::clamp(theta * (queried ? 1.0 - step : 1.0 + step),
+                    std::numeric_limits<double>::min(), kThetaMax);
+}
 
 // SplitMix64 of (seed, counter): the n-th random number depends only on the seed and n, so
 // a gate restored from its state continues the same sequence.
@@ -130,13 +190,7 @@ double StreamGate::max_utility(int64_t c) const {
 }
 
 void StreamGate::adapt_threshold(bool queried) {
-  // Rows of confidence 0 (ties, uniform rows) are queried at any positive threshold; tens of
-  // thousands of them in a row would shrink theta to 0, where nothing is queried again and
-  // no growth step can bring it back. DBL_MIN keeps such a gate alive.
-  // The top (kThetaMax) only matters for the randomized strategy, whose noisy comparisons
-  // can let theta climb: kept finite, every saved state can be restored.
-  state_.theta = std::clamp(state_.theta * (queried ? 1.0 - params_.step : 1.0 + params_.step),
-                            std::numeric_limits<double>::min(), kThetaMax);
+  state_.theta = adapted_theta(state_.theta, params_.step, queried);
 }
 
 double StreamGate::uniform() {
@@ -152,58 +206,35 @@ double StreamGate::normal() {
 
 template <class T>
 void StreamGate::validate(const T* rows, int64_t n, int64_t c, int64_t classes,
-                          double* utilities) const {
+                          double* utilities, std::vector<double>& scratch) const {
   if (c < 2) throw std::invalid_argument("need at least two classes");
   if (classes >= 0 && c != classes)
     throw std::invalid_argument("class count differs from the gate's");
-  const T atol = static_cast<T>(params_.atol);
-  for (int64_t r = 0; r < n; ++r) {
-    const T* p = rows + r * c;
-    // Branch-free fast check (NaN fails both comparisons); the slow path names the value.
-    bool bad = false;
-    T sum = 0;
-    for (int64_t j = 0; j < c; ++j) {
-      bad |= !(p[j] >= T(0)) | !(p[j] <= T(1));
-      sum += p[j];
-    }
-    if (!bad && std::fabs(sum - T(1)) <= atol) {
-      utilities[r] = utility(p, c);  // while the row is in L1
-      continue;
-    }
-    for (int64_t j = 0; j < c; ++j) {
-      const T v = p[j];
-      BadValue problem;
-      if (!std::isfinite(v)) problem.problem = Problem::not_finite;
-      else if (v < 0) problem.problem = Problem::negative;
-      else if (v > 1) problem.problem = Problem::above_one;
-      if (problem.problem != Problem::none) {
-        problem.row = r, problem.col = j, problem.value = static_cast<double>(v);
-        throw InvalidValue(problem);
+  const Kernels<T>& kernels = gate_kernels<T>();
+  const Score score = score_of(params_.utility);
+  if (n <= kBlockRows) {
+    BadValue bad;
+    if (!kernels.gate_utilities(rows, n, c, score, params_.atol, utilities, scratch, bad))
+      reject_row(rows + bad.row * c, c, bad.row);
+    return;
+  }
+  // The thread count is read once; every row's utility depends on the row alone, so the
+  // result does not depend on it. The lowest chunk's first bad row is the first overall.
+  const int chunks = planned_chunks(n, kRowsPerChunk);
+  std::vector<int64_t> first_bad(static_cast<size_t>(chunks), -1);
+  run_chunks(n, chunks, [&](int chunk, int64_t begin, int64_t end) {
+    std::vector<double> local;
+    for (int64_t b = begin; b < end; b += kBlockRows) {
+      BadValue bad;
+      if (!kernels.gate_utilities(rows + b * c, std::min(kBlockRows, end - b), c, score,
+                                  params_.atol, utilities + b, local, bad)) {
+        first_bad[static_cast<size_t>(chunk)] = b + bad.row;
+        return;
       }
     }
-    BadValue problem;
-    problem.problem = Problem::row_sum, problem.row = r, problem.value = static_cast<double>(sum);
-    throw InvalidValue(problem);
-  }
-}
-
-template <class T>
-double StreamGate::utility(const T* p, int64_t c) const {
-  if (params_.utility == GateUtility::entropy) {
-    double entropy = 0;
-    for (int64_t j = 0; j < c; ++j) {
-      const double v = static_cast<double>(p[j]);
-      if (v > 0) entropy -= v * std::log(v);
-    }
-    return entropy / std::log(static_cast<double>(c));
-  }
-  T first = -1, second = -1;
-  for (int64_t j = 0; j < c; ++j) {
-    second = std::max(second, std::min(first, p[j]));
-    first = std::max(first, p[j]);
-  }
-  const double top = static_cast<double>(first), next = static_cast<double>(second);
-  return params_.utility == GateUtility::margin ? 1.0 - (top - next) : 1.0 - top;
+  });
+  for (int64_t r : first_bad)
+    if (r >= 0) reject_row(rows + r * c, c, r);
 }
 
 // The balanced incremental quantile filter (Kottke et al. 2015), as scikit-activeml's
@@ -228,7 +259,7 @@ bool StreamGate::quantile_step(double utility) {
   state_.queried += query;
   // Not used by the filter; kept so the windowed spending reads the same for every strategy.
   const double w = static_cast<double>(params_.window);
-  state_.spent = state_.spent * ((w - 1.0) / w) + (query ? 1.0 : 0.0);
+  state_.spent = decayed_spending(state_.spent, w, query);
   return query;
 }
 
@@ -278,7 +309,7 @@ bool StreamGate::step(double utility, int64_t c) {
     case GateStrategy::quantile:
       break;  // handled by quantile_step
   }
-  state_.spent = state_.spent * ((w - 1.0) / w) + (query ? 1.0 : 0.0);
+  state_.spent = decayed_spending(state_.spent, w, query);
   ++state_.seen;
   state_.queried += query;
   return query;
@@ -287,7 +318,7 @@ bool StreamGate::step(double utility, int64_t c) {
 template <class T>
 bool StreamGate::decide_locked(const T* row, int64_t c) {
   double u;
-  validate(row, 1, c, state_.classes, &u);
+  validate(row, 1, c, state_.classes, &u, scratch_);
   state_.classes = c;
   return step(u, c);
 }
@@ -312,7 +343,8 @@ void StreamGate::utilities(const T* rows, int64_t n, int64_t c, double* out) con
     std::lock_guard<std::mutex> lock(mutex_);
     classes = state_.classes;
   }
-  validate(rows, n, c, classes, out);  // reads only the immutable params: no lock
+  std::vector<double> scratch;
+  validate(rows, n, c, classes, out, scratch);  // reads only the immutable params: no lock
 }
 
 template <class T>
@@ -321,9 +353,35 @@ void StreamGate::decide_many(const T* rows, int64_t n, int64_t c, uint8_t* out) 
   // All rows are checked (and scored) before the first decision: a rejected call must
   // leave the state as it was.
   utilities_.resize(static_cast<size_t>(n));
-  validate(rows, n, c, state_.classes, utilities_.data());
+  validate(rows, n, c, state_.classes, utilities_.data(), scratch_);
   if (n > 0) state_.classes = c;
-  for (int64_t r = 0; r < n; ++r) out[r] = step(utilities_[static_cast<size_t>(r)], c);
+  const double* u = utilities_.data();
+  if (params_.strategy != GateStrategy::variable_uncertainty) {
+    for (int64_t r = 0; r < n; ++r) out[r] = step(u[r], c);
+    return;
+  }
+  // step() for the variable strategy with the state in registers (out[] is a byte array,
+  // which may alias the state's members: through `this` every item would reload them).
+  const double w = static_cast<double>(params_.window), budget = params_.budget;
+  const double s = params_.step;
+  const bool hard_cap = params_.hard_cap;
+  double spent = state_.spent, theta = state_.theta;
+  int64_t seen = state_.seen, queried = state_.queried;
+  for (int64_t r = 0; r < n; ++r) {
+    // within_cap() and the budget test of step(), in the same order.
+    const bool allowed =
+        !hard_cap || static_cast<double>(queried) <= budget * static_cast<double>(seen + 1);
+    bool query = false;
+    if (spent / w < budget && allowed) {
+      query = 1.0 - u[r] < theta;
+      theta = adapted_theta(theta, s, query);
+    }
+    spent = decayed_spending(spent, w, query);
+    ++seen;
+    queried += query;
+    out[r] = query;
+  }
+  state_.spent = spent, state_.theta = theta, state_.seen = seen, state_.queried = queried;
 }
 
 template bool StreamGate::decide_one<float>(const float*, int64_t);

@@ -120,11 +120,11 @@ class StreamGate {
  private:
   template <class T>
   bool decide_locked(const T* row, int64_t c);
-  // Checks every row and writes its utility; throws at the first bad row.
+  // Checks every row and writes its utility (the dispatched kernel, in parallel for large
+  // n); throws at the first bad row.
   template <class T>
-  void validate(const T* rows, int64_t n, int64_t c, int64_t classes, double* utilities) const;
-  template <class T>
-  double utility(const T* row, int64_t c) const;
+  void validate(const T* rows, int64_t n, int64_t c, int64_t classes, double* utilities,
+                std::vector<double>& scratch) const;
   bool step(double utility, int64_t c);
   // theta *= 1 - s after a query, 1 + s otherwise, kept in [DBL_MIN, kThetaMax].
   void adapt_threshold(bool queried);
@@ -137,6 +137,7 @@ class StreamGate {
   GateState state_;  // its history is kept in window_ while the gate runs
   QuantileWindow window_;
   std::vector<double> utilities_;  // scratch of decide_many
+  std::vector<double> scratch_;    // the kernel's, under the lock: decide_one allocates nothing
   mutable std::mutex mutex_;
 };
 

@@ -38,6 +38,7 @@ template <>
 struct V<float> {
   typedef float type __attribute__((vector_size(ALCORE_VEC_BYTES)));
   typedef int32_t itype __attribute__((vector_size(ALCORE_VEC_BYTES)));
+  typedef uint32_t utype __attribute__((vector_size(ALCORE_VEC_BYTES)));
   static constexpr int lanes = ALCORE_VEC_BYTES / 4;
 };
 
@@ -45,6 +46,7 @@ template <>
 struct V<double> {
   typedef double type __attribute__((vector_size(ALCORE_VEC_BYTES)));
   typedef int64_t itype __attribute__((vector_size(ALCORE_VEC_BYTES)));
+  typedef uint64_t utype __attribute__((vector_size(ALCORE_VEC_BYTES)));
   static constexpr int lanes = ALCORE_VEC_BYTES / 8;
 };
 
@@ -117,34 +119,34 @@ ALCORE_INLINE vf log(vf x) {
   return (vf)_mm512_add_ps(high, low);
 }
 #else
-// ln(x) for x > 0 (subnormals included). x <= 0 gives an unspecified finite value: callers
-// mask those lanes.
+// ln(x) for x > 0 (subnormals included): x = 2^e m with m in [sqrt(1/2), sqrt(2)), and with
+// f = m - 1 (exact) and s = f / (f + 2), ln m = 2 atanh(s) = f - s f + 2 (s^3/3 + s^5/5 +
+// s^7/7 + s^9/9), the series cut where |s| <= 0.172 leaves 2e-9. One correctly rounded
+// division replaces the degree-9 polynomial of the Cephes form (1.6x the throughput on
+// AVX2); e ln 2 is one fma with ln 2 rounded to float (its 2.7e-9 relative error is 0.05
+// ulp of the result). Max error over every float in [FLT_MIN, 1]: 0.98 ulp of the float
+// nearest the exact value (the Cephes form: 0.82). x <= 0 or NaN gives an unspecified finite
+// value: callers mask those lanes.
 ALCORE_INLINE vf log(vf x) {
+  using vfu = V<float>::utype;
   const vfi small = x < FLT_MIN;
   x = small ? x * 8388608.0f : x;  // 2^23 brings subnormals into the normal range
-  vfi bits = (vfi)x;
-  vfi e = ((bits >> 23) & 0xff) - 126;
-  e = small ? e - 23 : e;
-  bits = (bits & 0x807fffff) | 0x3f000000;
-  vf m = (vf)bits;  // mantissa in [0.5, 1)
-  const vfi below = m < 0.707106781186547524f;
-  e = below ? e - 1 : e;
-  m = below ? m + m - 1.0f : m - 1.0f;
+  // Subtracting sqrt(1/2)'s bits moves the exponent boundary there; the shift keeps every
+  // high bit (sign included), so the rebuilt m lies in [sqrt(1/2), sqrt(2)) for any input.
+  const vfu t = (vfu)x - 0x3f3504f3u;
+  vfi e = (vfi)t >> 23;
+  e += small & -23;
+  const vf m = (vf)((t & 0x7fffffu) + 0x3f3504f3u);
   const vf fe = __builtin_convertvector(e, vf);
-  const vf z = m * m;
-  vf y = splat<vf>(7.0376836292e-2f);
-  y = y * m - 1.1514610310e-1f;
-  y = y * m + 1.1676998740e-1f;
-  y = y * m - 1.2420140846e-1f;
-  y = y * m + 1.4249322787e-1f;
-  y = y * m - 1.6668057665e-1f;
-  y = y * m + 2.0000714765e-1f;
-  y = y * m - 2.4999993993e-1f;
-  y = y * m + 3.3333331174e-1f;
-  y = y * m * z;
-  y = y + fe * -2.12194440e-4f;
-  y = y - 0.5f * z;
-  return m + y + fe * 0.693359375f;
+  const vf f = m - 1.0f;
+  const vf s = f / (f + 2.0f);
+  const vf s2 = s * s;
+  vf p = s2 * (2.0f / 9.0f) + (2.0f / 7.0f);
+  p = p * s2 + 0.4f;
+  p = p * s2 + (2.0f / 3.0f);
+  p = p * (s2 * s);
+  // f - (s f - p): s f - p ~ f^2 / 2 in one rounding, so the result is f's to within an ulp.
+  return fe * 0.693147182464599609375f + (f - (s * f - p));
 }
 #endif
 
@@ -178,14 +180,17 @@ ALCORE_INLINE vd log(vd x) {
   const vdi small = x < DBL_MIN;
   x = small ? x * 18014398509481984.0 : x;  // 2^54
   vdi bits = (vdi)x;
-  vdi e = ((bits >> 52) & 0x7ff) - 1022;
+  // A logical shift (the field is masked anyway): AVX2 has no 64-bit arithmetic shift.
+  vdi e = (vdi)(((V<double>::utype)bits >> 52) & 0x7ff) - 1022;
   e = small ? e - 54 : e;
   bits = (bits & (int64_t)0x800fffffffffffffULL) | (int64_t)0x3fe0000000000000ULL;
   vd m = (vd)bits;
   const vdi below = m < 0.70710678118654752440;
   e = below ? e - 1 : e;
   m = below ? m + m - 1.0 : m - 1.0;
-  const vd fe = __builtin_convertvector(e, vd);
+  // (double)e without an int64 -> double conversion (AVX2 has none: it would run lane by
+  // lane): 1.5 * 2^52 + e has e in its low mantissa bits for |e| < 2^51, exactly.
+  const vd fe = (vd)(e + (int64_t)0x4338000000000000LL) - 6755399441055744.0;
   const vd z = m * m;
   vd p = splat<vd>(1.01875663804580931796e-4);
   p = p * m + 4.97494994976747001425e-1;
