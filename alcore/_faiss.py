@@ -38,7 +38,7 @@ EXACT_MAX_ITEMS = 100_000
 APPROXIMATE_MIN_ITEMS = 20_000
 # knn_ivf: IVF_CLUSTERS_PER_SQRT_N * sqrt(N) k-means cells, IVF_PROBES probed per row.
 IVF_CLUSTERS_PER_SQRT_N = 0.5
-IVF_PROBES = 2
+IVF_PROBES = 4
 IVF_KMEANS_ITERATIONS = 10
 # knn_ivf's queries per block: bounds its (block x probes x k) candidate buffers.
 IVF_QUERY_BLOCK = 65_536
@@ -527,12 +527,14 @@ def knn_ivf(x: np.ndarray, k: int, clusters: int, probes: int, seed: int,
             # distances keep the earlier cell's item, whatever the thread count.
             heap = faiss.ResultHeap(stop - start, k)
             pending: collections.deque[Any] = collections.deque()
-            for c, queries in todo:
+            for i, (c, queries) in enumerate(todo):
                 pending.append((c, queries, pool.submit(cell, c, start, queries)))
-                while len(pending) > 2 * workers or (pending and c == todo[-1][0]):
+                while len(pending) > 2 * workers or (pending and i == len(todo) - 1):
                     done_c, done_q, future = pending.popleft()
                     heap.add_result_subset(done_q, future.result(),
                                            np.arange(bounds[done_c], bounds[done_c + 1]))
+                if progress is not None and i % 16 == 15 and i < len(todo) - 1:
+                    progress(start + (stop - start) * (i + 1) // len(todo), n)
             heap.finalize()
             block = order[start:stop]
             out_sq[block] = np.maximum(heap.D + sq[start:stop, None], 0)
