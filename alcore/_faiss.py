@@ -13,6 +13,9 @@ FAISS code:
   FAISS's OpenMP thread count to ``alcore.get_num_threads()`` for the call and restores the
   count the user had (``faiss.omp_get_max_threads()``) afterwards. The OpenMP setting is
   per calling thread, so concurrent callers do not see each other's counts.
+* numpy's BLAS: during the IVF self-join (knn_ivf) it runs on one thread (threadpoolctl,
+  if installed), alcore's threads running its many small products in parallel instead;
+  the user's setting is restored afterwards.
 
 Distances from FAISS are float32 expanded forms; every decision made on them goes through
 :mod:`alcore._distances` (error bound, float64 re-decision).
@@ -23,6 +26,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -457,16 +461,36 @@ def _nearest_centroids(rows: np.ndarray, centroids: np.ndarray, probes: int) -> 
     return out
 
 
-def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
-    """numpy's BLAS on one thread for the block (threadpoolctl, when installed): the
-    products below are small, and two BLAS threads on them ran 4-20x slower than one on a
-    busy 2-core machine (316 x 632 x 128: 1.3 against 28 GFLOPS); alcore runs several
-    of them in parallel instead."""
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limits: Any = None
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """numpy's BLAS on one thread for the block (threadpoolctl, when installed), restored
+    afterwards: the products of knn_ivf are small, and two BLAS threads on them ran 4-20x
+    slower than one on a busy 2-core machine (316 x 316 x 128: 1.3 against 28 GFLOPS);
+    alcore runs several of them in parallel instead. Concurrent callers share one limit
+    (the last to leave restores the user's setting)."""
+    global _blas_users, _blas_limits
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+        yield
+        return
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limits = threadpool_limits(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limits.restore_original_limits()
+                _blas_limits = None
 
 
 def knn_ivf(x: np.ndarray, k: int, clusters: int, probes: int, seed: int,

@@ -305,3 +305,20 @@ def test_threads_change_nothing():
     for other in results[1:]:
         np.testing.assert_array_equal(other.ids, results[0].ids)
         np.testing.assert_allclose(other.density, results[0].density, rtol=1e-6)
+
+
+def test_ivf_restores_the_blas_thread_count():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [(i["filepath"], i["num_threads"]) for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas"]
+
+    x = mixture(21_000, 8, 1.0, seed=8)
+    knn_density(x[:50], 3)  # FAISS (and its BLAS) loaded before the first reading
+    before = blas_threads()
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        inside = blas_threads()
+        assert knn_density(x, 3, return_neighbors=True).index.kind == "ivf"
+        assert blas_threads() == inside
+    assert blas_threads() == before
