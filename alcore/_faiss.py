@@ -542,15 +542,16 @@ def knn_ivf(x: np.ndarray, k: int, clusters: int, probes: int, seed: int,
         part += sq[None, bounds[c]:bounds[c + 1]]
         return part
 
-    # Each cell's radius (largest member distance to its centroid, float64 differences),
-    # for the triangle inequality below.
-    member_dist = np.empty(n)
+    # Each cell's radius (largest member distance to its centroid), for the triangle
+    # inequality below; float32 (the skip below has a generous slack: an approximate
+    # search needs no rigorous bound, only one that rarely skips a useful cell).
+    centroids = centroids.astype(np.float32)
+    member_dist = np.empty(n, dtype=np.float32)
     for lo in range(0, n, QUERY_BATCH):
-        diff = xs[lo:lo + QUERY_BATCH] - centroids[near[lo:lo + QUERY_BATCH, 0]].astype(
-            np.float64)
+        diff = xs[lo:lo + QUERY_BATCH] - centroids[near[lo:lo + QUERY_BATCH, 0]]
         member_dist[lo:lo + QUERY_BATCH] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
     nonempty = np.diff(bounds) > 0
-    radius = np.zeros(clusters)
+    radius = np.zeros(clusters, dtype=np.float32)
     radius[nonempty] = np.maximum.reduceat(member_dist, bounds[:-1][nonempty])
     # Generous for float32 rounding: a cell is skipped only when clearly out of reach.
     slack = 1e-3 * (float(np.sqrt(sq.max())) + 1e-30)
@@ -594,7 +595,7 @@ def knn_ivf(x: np.ndarray, k: int, clusters: int, probes: int, seed: int,
                 others = near[start:stop, 1:]
                 keep = np.empty(others.shape, dtype=bool)
                 for j in range(probes - 1):
-                    diff = xs[start:stop] - centroids[others[:, j]].astype(np.float64)
+                    diff = xs[start:stop] - centroids[others[:, j]]
                     to_cell = np.sqrt(np.einsum("ij,ij->i", diff, diff))
                     keep[:, j] = to_cell - radius[others[:, j]] <= kth + slack
                 queries = np.broadcast_to(local[:, None], others.shape)[keep]

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from alcore import _distances, _faiss
+from alcore import _faiss, _threads
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
 from alcore._progress import ProgressCallback, reporter
@@ -34,14 +34,35 @@ class KnnDensity(NamedTuple):
 _SPARE_NEIGHBOURS = 4
 
 
+def _exact_sq_to_candidates(x: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """|x_i - x_ids[i, j]|^2 (float64, shape of ids) from float64 differences of the float32
+    inputs, summed as ``_distances.exact_sq`` sums (numpy's pairwise sum over the last
+    axis), so to the same bits; each row gathered once, blocks on alcore's threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n, m = ids.shape
+    out = np.empty((n, m))
+    step = max(1, 2**20 // max(1, m * x.shape[1]))  # (step, m, d) float64: 8 MB blocks
+
+    def block(start: int) -> None:
+        diff = x[ids[start:start + step]].astype(np.float64)
+        diff -= x[start:start + step, None, :]
+        np.square(diff, out=diff)
+        out[start:start + step] = diff.sum(axis=2)
+
+    with ThreadPoolExecutor(_threads.get_num_threads()) as pool:
+        list(pool.map(block, range(0, n, step)))
+    return out
+
+
 def _exact_neighbours(x: np.ndarray, sq: np.ndarray, ids: np.ndarray,
                       k: int) -> tuple[np.ndarray, np.ndarray]:
     """From m > k candidate neighbours per row keep the k nearest other rows by squared
     distances recomputed from float64 differences (ties to the lower id), nearest first.
     The search's own float32 distances depend on the BLAS blocking, so on the thread
     count; these do not. O(N m d)."""
-    n, m = ids.shape
-    exact = _distances.exact_sq(x, np.repeat(np.arange(n), m), ids.ravel()).reshape(n, m)
+    n = ids.shape[0]
+    exact = _exact_sq_to_candidates(x, ids)
     exact[ids == np.arange(n)[:, None]] = np.inf  # a row is not its own neighbour
     order = np.lexsort((ids, exact), axis=-1)[:, :k]
     return np.take_along_axis(exact, order, axis=1), np.take_along_axis(ids, order, axis=1)
