@@ -443,22 +443,29 @@ def knn_self_join(x: np.ndarray, k: int, seed: int,
     return out_sq, out_ids
 
 
-def _nearest_centroids(rows: np.ndarray, centroids: np.ndarray, probes: int) -> np.ndarray:
+def _nearest_centroids(rows: np.ndarray, centroids: np.ndarray,
+                       probes: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``probes`` centroids nearest each row (int64, shape (N, probes)), nearest first,
-    equal distances to the lower index. numpy's float32 matrix product, not FAISS's: its
-    result does not change with alcore's thread count."""
+    equal distances to the lower index, and their float32 expanded-form squared distances
+    (>= 0). numpy's float32 matrix product, not FAISS's: its result does not change with
+    alcore's thread count."""
     c_sq = np.einsum("ij,ij->i", centroids, centroids)
     out = np.empty((len(rows), probes), dtype=np.int64)
+    out_sq = np.empty((len(rows), probes), dtype=np.float32)
     step = max(1, 2**22 // max(1, len(centroids)))  # (step x clusters) float32 blocks
     for start in range(0, len(rows), step):
-        part = rows[start:start + step] @ centroids.T  # |c|^2 - 2 x.c ranks like |x - c|^2
+        block = rows[start:start + step]
+        part = block @ centroids.T  # |c|^2 - 2 x.c ranks like |x - c|^2
         part *= -2
         part += c_sq[None, :]
+        at = np.arange(len(part))
+        own_sq = np.einsum("ij,ij->i", block, block)
         # A few probes: one argmin (the first minimum: the lower index) per probe.
         for j in range(probes):
             out[start:start + step, j] = best = np.argmin(part, axis=1)
-            part[np.arange(len(part)), best] = np.inf
-    return out
+            out_sq[start:start + step, j] = np.maximum(part[at, best] + own_sq, 0)
+            part[at, best] = np.inf
+    return out, out_sq
 
 
 _blas_lock = threading.Lock()
@@ -525,13 +532,14 @@ def knn_ivf(x: np.ndarray, k: int, clusters: int, probes: int, seed: int,
     else:
         rows, centroids = x, x.mean(axis=0, keepdims=True, dtype=np.float64)
     rows = np.ascontiguousarray(rows, dtype=np.float32)
-    near = _nearest_centroids(rows, centroids.astype(np.float32), probes)
+    near, near_sq = _nearest_centroids(rows, centroids.astype(np.float32), probes)
     order = np.argsort(near[:, 0], kind="stable")
     bounds = np.searchsorted(near[order, 0], np.arange(clusters + 1))
     xs = rows[order]  # rows grouped by cell: every cell is a contiguous block
     sq = np.einsum("ij,ij->i", xs, xs)
     xs_m2 = xs * np.float32(-2)  # exact: q.(-2 y) is -2 (q.y) to the bit
     near = near[order]
+    to_cell = np.sqrt(near_sq[order])  # each row's distance to its probed centroids
     out_sq = np.empty((n, k), dtype=np.float32)
     out_ids = np.empty((n, k), dtype=np.int64)
 
@@ -543,18 +551,12 @@ def knn_ivf(x: np.ndarray, k: int, clusters: int, probes: int, seed: int,
         return part
 
     # Each cell's radius (largest member distance to its centroid), for the triangle
-    # inequality below; float32 (the skip below has a generous slack: an approximate
-    # search needs no rigorous bound, only one that rarely skips a useful cell).
-    centroids = centroids.astype(np.float32)
-    member_dist = np.empty(n, dtype=np.float32)
-    for lo in range(0, n, QUERY_BATCH):
-        diff = xs[lo:lo + QUERY_BATCH] - centroids[near[lo:lo + QUERY_BATCH, 0]]
-        member_dist[lo:lo + QUERY_BATCH] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    # inequality below, from the float32 expanded forms: an approximate search needs no
+    # rigorous bound, only one that rarely skips a useful cell, hence the generous slack.
     nonempty = np.diff(bounds) > 0
     radius = np.zeros(clusters, dtype=np.float32)
-    radius[nonempty] = np.maximum.reduceat(member_dist, bounds[:-1][nonempty])
-    # Generous for float32 rounding: a cell is skipped only when clearly out of reach.
-    slack = 1e-3 * (float(np.sqrt(sq.max())) + 1e-30)
+    radius[nonempty] = np.maximum.reduceat(to_cell[:, 0], bounds[:-1][nonempty])
+    slack = 1e-2 * (float(np.sqrt(sq.max())) + 1e-30)
 
     def by_cell(cells: np.ndarray, queries: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """(cell, its queries) for the pairs queries[i] -> cells[i], in cell order."""
@@ -593,11 +595,8 @@ def knn_ivf(x: np.ndarray, k: int, clusters: int, probes: int, seed: int,
                     progress(start + (stop - start) // probes, n)
                 kth = np.sqrt(np.maximum(heap.D[:, 0].astype(np.float64) + sq[start:stop], 0))
                 others = near[start:stop, 1:]
-                keep = np.empty(others.shape, dtype=bool)
-                for j in range(probes - 1):
-                    diff = xs[start:stop] - centroids[others[:, j]]
-                    to_cell = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-                    keep[:, j] = to_cell - radius[others[:, j]] <= kth + slack
+                keep = (to_cell[start:stop, 1:] - radius[others]
+                        <= (kth + slack)[:, None])
                 queries = np.broadcast_to(local[:, None], others.shape)[keep]
                 feed(heap, start, by_cell(others[keep], queries))
             heap.finalize()
