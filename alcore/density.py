@@ -86,10 +86,12 @@ def knn_density(embeddings: Any, k: int = 10, *, exact: bool | None = None,
         (``alcore._faiss.APPROXIMATE_MIN_ITEMS``), above it the approximate IVF self-join
         (``alcore._faiss.knn_ivf``): the items are split into about 0.5 sqrt(N) k-means
         cells and every item is compared with the members of the 4 cells whose centroids
-        are nearest to it. On clustered embeddings (mixtures of 100 Gaussians, 32 and
-        128 dimensions, 100k and 1M items) it found >= 96% of the true 10 nearest
-        neighbours at 1/10-1/50 of brute force's time; on unstructured (isotropic
-        Gaussian) embeddings far fewer, where neighbourhoods carry little anyway. True:
+        are nearest to it (8 cells at 1M items: 4 x (N / 100k)^0.3 above 100k). On
+        clustered embeddings (mixtures of 100 Gaussians, 32 and 128 dimensions, 100k and
+        1M items, 2 cores) it found >= 96.7% of the true 10 nearest neighbours at 1/11-1/45
+        of brute force's time (fewer just above 20k items: 92% at 20k x 32 when the
+        clusters touch); on unstructured (isotropic Gaussian) embeddings 14-33%, where
+        neighbourhoods carry little anyway. True:
         exact, brute force up to 100 000 items and above it a self-join pruned by k-means
         clusters and the triangle inequality (``alcore._faiss.knn_self_join``), fast where
         the clusters are well separated. False: the IVF self-join at any N.
