@@ -108,8 +108,9 @@ def knn_density(embeddings: Any, k: int = 10, *, exact: bool | None = None,
     Returns
     -------
     numpy.ndarray of shape (N,), float32, or KnnDensity
-        Higher = denser. Items with k exact duplicates (mean distance 0) get the largest
-        finite float32 density rather than inf. The neighbours' distances are computed
+        Higher = denser. Items with k exact duplicates (mean distance 0), or nearly
+        (below 1 / the largest float32), get the largest finite float32 density rather
+        than inf. The neighbours' distances are computed
         from float64 differences and the k nearest of the candidates found are kept by
         them (equal distances to the lower id), so the result does not depend on the
         thread count; for a given seed the IVF search is deterministic too.
@@ -133,9 +134,10 @@ def knn_density(embeddings: Any, k: int = 10, *, exact: bool | None = None,
     sq, ids = _exact_neighbours(x, sq, ids, k)
     distances = np.sqrt(sq).astype(np.float32)
     mean = distances.mean(axis=1, dtype=np.float64)
+    # Mean distance 0 (k duplicates) or below 1 / float32 max (denormal distances): the
+    # largest finite float32, not inf.
     with np.errstate(divide="ignore"):
-        density = (1.0 / mean).astype(np.float32)
-    density[mean == 0] = np.finfo(np.float32).max
+        density = np.minimum(1.0 / mean, np.finfo(np.float32).max).astype(np.float32)
     if return_neighbors:
         return KnnDensity(density, ids, distances, choice)
     return density

@@ -40,6 +40,12 @@ def test_exact_matches_brute_force(x, k):
     np.testing.assert_allclose(got.density[positive], 1 / mean[positive], rtol=5e-3)
 
 
+def test_denormal_distances_get_the_largest_finite_density_not_inf():
+    # Found by hypothesis: distance 1e-45 made 1 / mean overflow float32 to inf.
+    density = knn_density(np.array([[1e-45], [0.0]], dtype=np.float32), 1)
+    np.testing.assert_array_equal(density, np.finfo(np.float32).max)
+
+
 def test_duplicates_get_the_largest_finite_density():
     x = np.array([[0.0, 0.0]] * 4 + [[5.0, 5.0]])
     density = knn_density(x, 2)
