@@ -13,6 +13,9 @@ FAISS code:
   FAISS's OpenMP thread count to ``alcore.get_num_threads()`` for the call and restores the
   count the user had (``faiss.omp_get_max_threads()``) afterwards. The OpenMP setting is
   per calling thread, so concurrent callers do not see each other's counts.
+* numpy's BLAS: during the IVF self-join (knn_ivf) it runs on one thread (threadpoolctl,
+  if installed), alcore's threads running its many small products in parallel instead;
+  the user's setting is restored afterwards.
 
 Distances from FAISS are float32 expanded forms; every decision made on them goes through
 :mod:`alcore._distances` (error bound, float64 re-decision).
@@ -20,8 +23,10 @@ Distances from FAISS are float32 expanded forms; every decision made on them goe
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,9 +35,19 @@ import numpy as np
 
 from alcore import _core, _distances, _threads
 
-# Below this many items FAISS's brute-force search (BLAS) is the fastest exact search;
+# Exact searches: up to this many items FAISS's brute-force search (BLAS) is the fastest;
 # above it the cluster-pruned self-join (knn_self_join) is.
 EXACT_MAX_ITEMS = 100_000
+# With exact=None, above this many items the approximate IVF search (knn_ivf) is used.
+APPROXIMATE_MIN_ITEMS = 20_000
+# knn_ivf: IVF_CLUSTERS_PER_SQRT_N * sqrt(N) k-means cells, each row probing IVF_PROBES of
+# them up to 100k items, IVF_PROBES * (N / 100k)^0.3 above.
+IVF_CLUSTERS_PER_SQRT_N = 0.5
+IVF_PROBES = 4
+IVF_KMEANS_ITERATIONS = 10
+# knn_ivf's queries per block: bounds its (block x k) heaps, and each cell's product is
+# with the block's queries that probe it (larger blocks, larger and faster products).
+IVF_QUERY_BLOCK = 65_536
 # Queries per FAISS call: bounds the (batch x k) result buffers and paces progress reports.
 QUERY_BATCH = 16_384
 
@@ -74,23 +89,36 @@ def faiss_threads() -> Iterator[Any]:
 
 @dataclass(frozen=True)
 class IndexChoice:
-    """How a neighbour search is run; recorded in results so users can see it."""
+    """How a neighbour search is run; recorded in results so users can see it.
 
-    kind: str  # "flat" (FAISS brute force) or "clustered" (cluster-pruned self-join)
+    ``kind``: "flat" (FAISS brute force, exact), "clustered" (the cluster-pruned self-join,
+    exact) or "ivf" (the IVF self-join knn_ivf over ``clusters`` k-means cells, each row
+    searching the ``probes`` cells with the nearest centroids: approximate).
+    """
+
+    kind: str
     clusters: int = 0
+    probes: int = 0
+
+    @property
+    def exact(self) -> bool:
+        """Whether the search finds the true nearest neighbours (recall 1)."""
+        return self.kind != "ivf"
 
 
 def choose_index(n: int, exact: bool | None) -> IndexChoice:
-    """FAISS brute force up to EXACT_MAX_ITEMS items or when ``exact`` is True; above, the
-    cluster-pruned self-join (knn_self_join), which is exact as well: no approximate index
-    is needed. Measured on clustered 128-d embeddings (benchmarks/conftest.py: mixture),
-    1M items, k = 10: the self-join took 1/43 of brute force's time (59 s), where an
-    IVF-SQ8 index (nlist 1024, nprobe 8) reached only recall@10 = 0.96 at 1/19 and
-    IVF-Flat 0.98 at 1/13.
-    """
-    if exact or n <= EXACT_MAX_ITEMS:
-        return IndexChoice("flat")
-    return IndexChoice("clustered", clusters=round(n / 1000))
+    """The search for n items: see alcore.density.knn_density for the rule."""
+    if exact is None:
+        exact = n <= APPROXIMATE_MIN_ITEMS
+    if exact:
+        if n <= EXACT_MAX_ITEMS:
+            return IndexChoice("flat")
+        return IndexChoice("clustered", clusters=round(n / 1000))
+    clusters = int(min(n, max(1, round(IVF_CLUSTERS_PER_SQRT_N * np.sqrt(n)))))
+    # More probes as cells get finer than the data's own groups: at 1M items (8 probes of
+    # 500 cells) 4 probes found only 94% of the true neighbours on overlapping clusters.
+    probes = max(IVF_PROBES, round(IVF_PROBES * (n / 100_000) ** 0.3))
+    return IndexChoice("ivf", clusters=clusters, probes=min(clusters, probes))
 
 
 def knn(x: np.ndarray, k: int, choice: IndexChoice, seed: int,
@@ -105,6 +133,8 @@ def knn(x: np.ndarray, k: int, choice: IndexChoice, seed: int,
     rows = _distances.centre(x, norms=False).rows
     if choice.kind == "clustered":
         return knn_self_join(rows, k, seed, progress)
+    if choice.kind == "ivf":
+        return knn_ivf(rows, k, choice.clusters, choice.probes, seed, progress)
     n, d = rows.shape
     distances = np.empty((n, k), dtype=np.float32)
     ids = np.empty((n, k), dtype=np.int64)
@@ -196,24 +226,11 @@ def _kmeans_plus_plus(sample: np.ndarray, n_clusters: int,
     return np.ascontiguousarray(sample[seeds], dtype=np.float32)
 
 
-def kmeans(x: np.ndarray, n_clusters: int, seed: int, iterations: int = 10, *,
-           seed_points: int = 40, points_per_centroid: int = 64) -> np.ndarray:
-    """k-means: the int64 cluster of every row.
-
-    k-means++ seeds from a sample of ``seed_points`` points per cluster,
-    then ``iterations`` of FAISS's Lloyd iterations trained on at most
-    ``points_per_centroid`` points per cluster, then one assignment pass over every row.
-    Careful seeding instead of FAISS's random initialisation with restarts: one run, and
-    it does not merge two groups while splitting another as a single random start often
-    does.
-
-    The defaults (40 seed points, 10 iterations on 64 points per cluster) are what the
-    cluster-pruned searches were measured with. :func:`kmeans_for_typiclust` reaches a
-    lower inertia at half the cost on TypiClust's shapes: see there.
-    """
+def _train_kmeans(x: np.ndarray, n_clusters: int, seed: int, iterations: int, *,
+                  seed_points: int = 40,
+                  points_per_centroid: int = 64) -> tuple[np.ndarray, Any]:
+    """The rows k-means ran on (x centred) and the trained ``faiss.Kmeans``."""
     n, d = x.shape
-    if n_clusters >= n:
-        return np.arange(n, dtype=np.int64)  # one item per cluster
     # The same clusters, with float32 distances far more accurate on un-centred rows.
     x = _distances.centre(x, norms=False).rows
     rng = np.random.default_rng(seed)
@@ -224,6 +241,30 @@ def kmeans(x: np.ndarray, n_clusters: int, seed: int, iterations: int = 10, *,
                           max_points_per_centroid=points_per_centroid,
                           min_points_per_centroid=1)
         km.train(x, init_centroids=init)
+    return x, km
+
+
+def kmeans(x: np.ndarray, n_clusters: int, seed: int, iterations: int = 10, *,
+           seed_points: int = 40, points_per_centroid: int = 64) -> np.ndarray:
+    """k-means: the int64 cluster of every row.
+
+    k-means++ seeds from a sample of ``seed_points`` points per cluster, then
+    ``iterations`` of FAISS's Lloyd iterations trained on at most ``points_per_centroid``
+    points per cluster (centroids settle long before FAISS's default of 256, at a quarter
+    of the cost), then one assignment pass over every row. Careful seeding instead of
+    FAISS's random initialisation with restarts: one run, and it does not merge two groups
+    while splitting another as a single random start often does.
+
+    The defaults (40 seed points, 10 iterations on 64 points per cluster) are what the
+    cluster-pruned searches were measured with. :func:`kmeans_for_typiclust` reaches a
+    lower inertia at half the cost on TypiClust's shapes: see there.
+    """
+    n = x.shape[0]
+    if n_clusters >= n:
+        return np.arange(n, dtype=np.int64)  # one item per cluster
+    x, km = _train_kmeans(x, n_clusters, seed, iterations, seed_points=seed_points,
+                          points_per_centroid=points_per_centroid)
+    with faiss_threads():
         _, labels = km.index.search(x, 1)
     return labels[:, 0].astype(np.int64)
 
@@ -455,4 +496,173 @@ def knn_self_join(x: np.ndarray, k: int, seed: int,
         done += len(rows)
         if progress is not None:
             progress(done, n)
+    return out_sq, out_ids
+
+
+def _nearest_centroids(rows: np.ndarray, centroids: np.ndarray,
+                       probes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``probes`` centroids nearest each row (int64, shape (N, probes)), nearest first,
+    equal distances to the lower index, and their float32 expanded-form squared distances
+    (>= 0). numpy's float32 matrix product, not FAISS's: its result does not change with
+    alcore's thread count."""
+    c_sq = np.einsum("ij,ij->i", centroids, centroids)
+    out = np.empty((len(rows), probes), dtype=np.int64)
+    out_sq = np.empty((len(rows), probes), dtype=np.float32)
+    step = max(1, 2**22 // max(1, len(centroids)))  # (step x clusters) float32 blocks
+    for start in range(0, len(rows), step):
+        block = rows[start:start + step]
+        part = block @ centroids.T  # |c|^2 - 2 x.c ranks like |x - c|^2
+        part *= -2
+        part += c_sq[None, :]
+        at = np.arange(len(part))
+        own_sq = np.einsum("ij,ij->i", block, block)
+        # A few probes: one argmin (the first minimum: the lower index) per probe.
+        for j in range(probes):
+            out[start:start + step, j] = best = np.argmin(part, axis=1)
+            out_sq[start:start + step, j] = np.maximum(part[at, best] + own_sq, 0)
+            part[at, best] = np.inf
+    return out, out_sq
+
+
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limits: Any = None
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """numpy's BLAS on one thread for the block (threadpoolctl), restored
+    afterwards: the products of knn_ivf are small, and two BLAS threads on them ran 4-20x
+    slower than one on a busy 2-core machine (316 x 316 x 128: 1.3 against 28 GFLOPS);
+    alcore runs several of them in parallel instead. Concurrent callers share one limit
+    (the last to leave restores the user's setting)."""
+    global _blas_users, _blas_limits
+    from threadpoolctl import threadpool_limits
+
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limits = threadpool_limits(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limits.restore_original_limits()
+                _blas_limits = None
+
+
+def knn_ivf(x: np.ndarray, k: int, clusters: int, probes: int, seed: int,
+            progress: Callable[[int, int], Any] | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate k nearest rows of every row of x (itself included): an inverted-file
+    (IVF) search run as a self-join.
+
+    The rows are split into ``clusters`` k-means cells (FAISS k-means, as :func:`kmeans`)
+    and every row is compared with the members of the ``probes`` cells whose centroids are
+    nearest to it (its own cell first), as FAISS's IVF-Flat with ``nprobe = probes`` does.
+    Instead of FAISS's per-query scan of each list, every cell is compared at once with
+    all the queries that probe it, in one float32 matrix product on the rows sorted by
+    cell (contiguous blocks), into FAISS's per-query heaps: 4x faster than
+    ``IndexIVFFlat.search_preassigned`` on the same probes. Each query's own cell goes
+    first; a probed cell that the triangle inequality then rules out (the distance to its
+    centroid less its radius exceeds the query's k-th distance so far) is skipped, which
+    on well-separated clusters skips most probes. Cells are processed on
+    ``alcore.get_num_threads()`` threads, each cell's result independent of the others,
+    so the result does not depend on the thread count. A row whose probed cells hold
+    fewer than k items in all gets the exact flat search. Returns squared distances
+    (float32, >= 0) and ids (int64), shape (N, k), nearest first.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    n, d = x.shape
+    clusters = int(min(n, max(1, clusters)))
+    probes = int(min(clusters, max(1, probes)))
+    if clusters > 1:
+        rows, km = _train_kmeans(x, clusters, seed, IVF_KMEANS_ITERATIONS)
+        centroids = np.ascontiguousarray(km.centroids, dtype=np.float32)
+    else:
+        rows, centroids = x, x.mean(axis=0, keepdims=True, dtype=np.float64)
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    near, near_sq = _nearest_centroids(rows, centroids.astype(np.float32), probes)
+    order = np.argsort(near[:, 0], kind="stable")
+    bounds = np.searchsorted(near[order, 0], np.arange(clusters + 1))
+    xs = rows[order]  # rows grouped by cell: every cell is a contiguous block
+    sq = np.einsum("ij,ij->i", xs, xs)
+    xs_m2 = xs * np.float32(-2)  # exact: q.(-2 y) is -2 (q.y) to the bit
+    near = near[order]
+    to_cell = np.sqrt(near_sq[order])  # each row's distance to its probed centroids
+    out_sq = np.empty((n, k), dtype=np.float32)
+    out_ids = np.empty((n, k), dtype=np.int64)
+
+    def cell(c: int, start: int, queries: np.ndarray) -> np.ndarray:
+        """|y|^2 - 2 q.y (ranks like |q - y|^2 for a given q) for the block's ``queries``
+        against the members y of cell c."""
+        part = xs[start + queries] @ xs_m2[bounds[c]:bounds[c + 1]].T
+        part += sq[None, bounds[c]:bounds[c + 1]]
+        return part
+
+    # Each cell's radius (largest member distance to its centroid), for the triangle
+    # inequality below, from the float32 expanded forms: an approximate search needs no
+    # rigorous bound, only one that rarely skips a useful cell, hence the generous slack.
+    nonempty = np.diff(bounds) > 0
+    radius = np.zeros(clusters, dtype=np.float32)
+    radius[nonempty] = np.maximum.reduceat(to_cell[:, 0], bounds[:-1][nonempty])
+    slack = 1e-2 * (float(np.sqrt(sq.max())) + 1e-30)
+
+    def by_cell(cells: np.ndarray, queries: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """(cell, its queries) for the pairs queries[i] -> cells[i], in cell order."""
+        grouped = np.argsort(cells, kind="stable")
+        cuts = np.searchsorted(cells[grouped], np.arange(clusters + 1))
+        return [(int(c), queries[grouped[cuts[c]:cuts[c + 1]]])
+                for c in np.flatnonzero((np.diff(cuts) > 0) & nonempty)]
+
+    workers = _threads.get_num_threads()
+    with (faiss_threads() as faiss, _one_blas_thread(),
+          ThreadPoolExecutor(workers) as pool):
+
+        def feed(heap: Any, start: int, todo: list[tuple[int, np.ndarray]]) -> None:
+            """The todo cells' members into the queries' heaps, in todo order (the
+            products run ahead on the worker threads, a few cells at a time): equal
+            distances keep the earlier cell's item, whatever the thread count."""
+            pending: collections.deque[Any] = collections.deque()
+            for i, (c, queries) in enumerate(todo):
+                pending.append((c, queries, pool.submit(cell, c, start, queries)))
+                while len(pending) > 2 * workers or (pending and i == len(todo) - 1):
+                    done_c, done_q, future = pending.popleft()
+                    heap.add_result_subset(done_q, future.result(),
+                                           np.arange(bounds[done_c], bounds[done_c + 1]))
+
+        for start in range(0, n, IVF_QUERY_BLOCK):
+            stop = min(n, start + IVF_QUERY_BLOCK)
+            local = np.arange(stop - start)
+            # FAISS's k-max-heaps, one per query: first each query's own cell, ...
+            heap = faiss.ResultHeap(stop - start, k)
+            feed(heap, start, by_cell(near[start:stop, 0], local))
+            if probes > 1:
+                # ... then its other probed cells, those the triangle inequality does not
+                # rule out: |q - c| - radius(c) above the k-th distance found so far
+                # (the max-heap's top) cannot hold a nearer item.
+                if progress is not None:  # about 1 / probes of the block's work
+                    progress(start + (stop - start) // probes, n)
+                kth = np.sqrt(np.maximum(heap.D[:, 0].astype(np.float64) + sq[start:stop], 0))
+                others = near[start:stop, 1:]
+                keep = (to_cell[start:stop, 1:] - radius[others]
+                        <= (kth + slack)[:, None])
+                queries = np.broadcast_to(local[:, None], others.shape)[keep]
+                feed(heap, start, by_cell(others[keep], queries))
+            heap.finalize()
+            block = order[start:stop]
+            out_sq[block] = np.maximum(heap.D + sq[start:stop, None], 0)
+            out_ids[block] = np.where(heap.I >= 0, order[np.maximum(heap.I, 0)], -1)
+            if progress is not None:
+                progress(stop, n)
+    short = np.flatnonzero(out_ids[:, -1] < 0)
+    if len(short):  # probed cells with fewer than k items in all: exact search
+        with faiss_threads() as faiss:
+            flat = faiss.IndexFlatL2(d)
+            flat.add(rows)
+            out_sq[short], out_ids[short] = flat.search(rows[short], k)
+        np.maximum(out_sq, 0, out=out_sq)
     return out_sq, out_ids

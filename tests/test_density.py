@@ -40,6 +40,12 @@ def test_exact_matches_brute_force(x, k):
     np.testing.assert_allclose(got.density[positive], 1 / mean[positive], rtol=5e-3)
 
 
+def test_denormal_distances_get_the_largest_finite_density_not_inf():
+    # Found by hypothesis: distance 1e-45 made 1 / mean overflow float32 to inf.
+    density = knn_density(np.array([[1e-45], [0.0]], dtype=np.float32), 1)
+    np.testing.assert_array_equal(density, np.finfo(np.float32).max)
+
+
 def test_duplicates_get_the_largest_finite_density():
     x = np.array([[0.0, 0.0]] * 4 + [[5.0, 5.0]])
     density = knn_density(x, 2)
@@ -47,15 +53,15 @@ def test_duplicates_get_the_largest_finite_density():
     assert np.isfinite(density).all()
 
 
-def test_large_n_search_finds_the_true_neighbours():
+def test_large_n_exact_search_finds_the_true_neighbours():
     """Large enough for the cluster-pruned search: the same neighbours as brute force (up to
     float rounding among near-equal distances)."""
     rng = np.random.default_rng(0)
     centers = rng.standard_normal((60, 32)).astype(np.float32) * 3
     x = centers[rng.integers(60, size=120_000)] + rng.standard_normal((120_000, 32),
                                                                         dtype=np.float32)
-    found = knn_density(x, 10, return_neighbors=True, seed=1)
-    assert found.index.kind == "clustered"
+    found = knn_density(x, 10, exact=True, return_neighbors=True, seed=1)
+    assert found.index.kind == "clustered" and found.index.exact
     sample = rng.choice(len(x), size=300, replace=False)
     exact = brute_force_ids(x, sample, 10)
     recall = np.mean([len(set(found.ids[i]) & set(exact[j])) / 10
@@ -65,6 +71,117 @@ def test_large_n_search_finds_the_true_neighbours():
     exact_mean = np.array([np.sqrt(((x[exact[j]] - x[i]) ** 2).sum(axis=1)).mean()
                            for j, i in enumerate(sample)])
     np.testing.assert_allclose(1 / found.density[sample], exact_mean, rtol=1e-4)
+
+
+def mixture(n: int, d: int, scale: float, seed: int) -> np.ndarray:
+    """100 Gaussian components with unit noise, centres at ``scale`` (3: separated, 1:
+    clusters that touch), float32."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((100, d), dtype=np.float32) * scale
+    return centers[rng.integers(100, size=n)] + rng.standard_normal((n, d), dtype=np.float32)
+
+
+def neighbours_by_hand(x: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """Each of ``rows``' k nearest other rows by float64 distances, equal distances to the
+    lower id (numpy, no alcore)."""
+    x64 = x.astype(np.float64)
+    out = []
+    for i in rows:
+        d = ((x64 - x64[i]) ** 2).sum(axis=1)
+        d[i] = np.inf
+        out.append(np.lexsort((np.arange(len(x)), d))[:k])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("d, scale", [(32, 3.0), (32, 1.0), (128, 1.0)])
+def test_automatic_search_is_approximate_above_20k_items_with_high_recall(d, scale):
+    x = mixture(30_000, d, scale, seed=d)
+    found = knn_density(x, 10, return_neighbors=True)
+    assert found.index.kind == "ivf" and not found.index.exact
+    assert found.index.clusters == round(0.5 * np.sqrt(30_000)) and found.index.probes == 4
+    sample = np.random.default_rng(1).choice(len(x), size=200, replace=False)
+    exact = neighbours_by_hand(x, sample, 10)
+    recall = np.mean([len(set(found.ids[i]) & set(exact[j])) / 10
+                      for j, i in enumerate(sample)])
+    assert recall >= 0.95, recall
+    # Whatever was found: k distinct other rows, nearest first, with their exact distances.
+    ids = found.ids[sample]
+    assert (ids != sample[:, None]).all()
+    assert all(len(set(row)) == 10 for row in ids)
+    x64 = x.astype(np.float64)
+    dist = np.sqrt(((x64[ids] - x64[sample, None, :]) ** 2).sum(axis=2))
+    np.testing.assert_allclose(found.distances[sample], dist, rtol=1e-6)
+    assert (np.diff(found.distances[sample], axis=1) >= 0).all()
+    np.testing.assert_allclose(found.density[sample], 1 / dist.mean(axis=1), rtol=1e-6)
+
+
+def test_automatic_search_is_exact_up_to_20k_items():
+    x = mixture(20_000, 8, 1.0, seed=3)
+    found = knn_density(x, 5, return_neighbors=True)
+    assert found.index.kind == "flat" and found.index.exact
+    assert knn_density(x[:30], 5, exact=False, return_neighbors=True).index.kind == "ivf"
+
+
+def test_exact_search_equals_numpy_with_ties_to_the_lower_id():
+    """Integer-grid points: many equal distances, decided to the lower id."""
+    x = np.random.default_rng(4).integers(0, 4, size=(400, 3)).astype(np.float32)
+    found = knn_density(x, 6, exact=True, return_neighbors=True)
+    assert found.index.kind == "flat"
+    np.testing.assert_array_equal(found.ids, neighbours_by_hand(x, np.arange(400), 6))
+
+
+def test_ivf_with_tiny_cells_falls_back_to_the_exact_search(monkeypatch):
+    """One probed cell holding fewer than k + 1 items: those rows get the exact search."""
+    from alcore import _faiss
+
+    monkeypatch.setattr(_faiss, "IVF_CLUSTERS_PER_SQRT_N", 5.0)
+    monkeypatch.setattr(_faiss, "IVF_PROBES", 1)
+    x = mixture(400, 4, 3.0, seed=5)
+    found = knn_density(x, 6, exact=False, return_neighbors=True)
+    assert found.index == _faiss.IndexChoice("ivf", clusters=100, probes=1)
+    np.testing.assert_array_equal(found.ids, neighbours_by_hand(x, np.arange(400), 6))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    hnp.arrays(np.float32, st.tuples(st.integers(2, 80), st.integers(1, 6)),
+               elements=st.floats(-10, 10, width=32) | st.sampled_from([0.0, 1.0])),
+    st.integers(1, 5),
+)
+def test_ivf_probing_every_cell_is_exact(x, k):
+    """Up to 4 cells (N < 50 items) the IVF search probes them all: brute force."""
+    k = min(k, len(x) - 1)
+    found = knn_density(x, k, exact=False, return_neighbors=True)
+    assert found.index.kind == "ivf" and found.index.probes == found.index.clusters
+    mean = brute_force(x, k)
+    scale = float(np.abs(x).max()) + 1.0
+    np.testing.assert_allclose(found.distances.mean(axis=1), mean, atol=1e-5 * scale,
+                               rtol=1e-5)
+
+
+def test_ivf_does_not_depend_on_the_thread_count():
+    x = mixture(25_000, 16, 1.0, seed=6)
+    x[20_000:20_300] = x[:300]  # exact duplicates: equal distances
+    saved = alcore.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            alcore.set_num_threads(threads)
+            results.append(knn_density(x, 10, return_neighbors=True, seed=3))
+    finally:
+        alcore.set_num_threads(saved)
+    assert results[0].index.kind == "ivf"
+    for other in results[1:]:
+        for a, b in zip(results[0][:3], other[:3], strict=True):
+            assert a.tobytes() == b.tobytes()
+
+
+def test_ivf_is_deterministic_for_a_seed():
+    x = mixture(25_000, 16, 1.0, seed=7)
+    a = knn_density(x, 10, return_neighbors=True, seed=5)
+    b = knn_density(x, 10, return_neighbors=True, seed=5)
+    np.testing.assert_array_equal(a.ids, b.ids)
+    np.testing.assert_array_equal(a.density, b.density)
 
 
 def brute_force_ids(x: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
@@ -194,3 +311,35 @@ def test_threads_change_nothing():
     for other in results[1:]:
         np.testing.assert_array_equal(other.ids, results[0].ids)
         np.testing.assert_allclose(other.density, results[0].density, rtol=1e-6)
+
+
+def test_ivf_restores_the_blas_thread_count():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [(i["filepath"], i["num_threads"]) for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas"]
+
+    x = mixture(21_000, 8, 1.0, seed=8)
+    knn_density(x[:50], 3)  # FAISS (and its BLAS) loaded before the first reading
+    before = blas_threads()
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        inside = blas_threads()
+        assert knn_density(x, 3, return_neighbors=True).index.kind == "ivf"
+        assert blas_threads() == inside
+    assert blas_threads() == before
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 40), st.integers(1, 20),
+       st.sampled_from([0.0, 1e4, -3e6]), st.integers(0, 2**31))
+def test_candidate_distances_are_those_of_plain_float64_differences(n, d, m, offset, seed):
+    from alcore.density import _exact_sq_to_candidates
+
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((n, d)) * 3 + offset).astype(np.float32)
+    ids = rng.integers(n, size=(n, m))
+    x64 = x.astype(np.float64)
+    expected = ((x64[:, None, :] - x64[ids]) ** 2).sum(axis=-1)
+    got = _exact_sq_to_candidates(x, ids)
+    assert got.tobytes() == expected.tobytes()

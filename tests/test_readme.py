@@ -110,11 +110,15 @@ def test_readme_claims_match_the_code():
     table = re.search(r"^\| before \| after \|\n(?:^\|.*\n)+", text, re.MULTILINE)
     assert table is not None
     text = " ".join((text[:table.start()] + text[table.end():]).split())
-    # knn_density: exact everywhere; brute force up to EXACT_MAX_ITEMS, then the self-join.
+    # knn_density: exact brute force up to APPROXIMATE_MIN_ITEMS, then the IVF self-join;
+    # exact=True: brute force up to EXACT_MAX_ITEMS, then the pruned self-join.
     assert "IVF-SQ8" not in text
-    assert _faiss.EXACT_MAX_ITEMS == 100_000
+    assert _faiss.APPROXIMATE_MIN_ITEMS == 20_000 and _faiss.EXACT_MAX_ITEMS == 100_000
+    assert "exact FAISS brute force up to 20 000 items" in text
     assert "brute force up to 100 000 items" in text
-    assert _faiss.choose_index(100_001, None).kind == "clustered"
+    assert _faiss.choose_index(20_000, None).exact
+    assert _faiss.choose_index(20_001, None).kind == "ivf"
+    assert _faiss.choose_index(100_001, True).kind == "clustered"
     assert "exact" in density.knn_density.__doc__
     # TypiClust's cluster cap and the row-sum tolerance, as the README states them.
     assert "`max_clusters=500`" in text
