@@ -281,6 +281,35 @@ void store_group(T* out, int64_t r, int count, typename vec::V<T>::type result) 
   }
 }
 
+// One pass over the rows of a loaded group (L rows of nv vectors each, as GroupLoader
+// lays them out): per row, lane-wise running sums, the largest values (kTop) and the
+// runner-up values (kSecond), and, when check is set, which elements lie outside
+// [0, ceiling] (NaN fails both tests). Shared by the score and the gate kernels so both
+// make the same checks in the same order.
+template <class T, bool kTop, bool kSecond>
+ALCORE_INLINE typename vec::V<T>::itype group_row_pass(
+    const typename vec::V<T>::type* v, int nv, T ceiling, bool check,
+    typename vec::V<T>::type* first, typename vec::V<T>::type* second,
+    typename vec::V<T>::type* sums) {
+  using VT = typename vec::V<T>::type;
+  using VI = typename vec::V<T>::itype;
+  constexpr int L = vec::RowGroups<T>::L;
+  VI out_of_range = vec::splat<VI>(0);
+  for (int l = 0; l < L; ++l) {
+    VT f = vec::splat<VT>(-std::numeric_limits<T>::infinity()), sec = f,
+       sum = vec::splat<VT>(T(0));
+    for (int k = 0; k < nv; ++k) {
+      const VT p = v[l * nv + k];
+      if (check) out_of_range |= ~(p >= T(0)) | ~(p <= ceiling);
+      sum += p;
+      if (kSecond) sec = vec::max(sec, vec::min(f, p));
+      if (kTop) f = vec::max(f, p);
+    }
+    first[l] = f, second[l] = sec, sums[l] = sum;
+  }
+  return out_of_range;
+}
+
 template <class T, Score S, int NV>
 bool score_grouped_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions& o, T* out,
                          std::vector<T>& scratch, BadValue& bad) {
@@ -289,10 +318,8 @@ bool score_grouped_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions
   using VI = typename G::VI;
   constexpr int L = G::L;
   const G& groups = G::get();
-  const T inf = std::numeric_limits<T>::infinity();
   const T ceiling = value_ceiling<T>(o.normalize);
   const T atol = static_cast<T>(o.atol);
-  const VT zero = vec::splat<VT>(T(0));
   // neutral[0, c) is a valid row with nothing to report, for padding a short group;
   // neutral[1, c + 1) is all zeros, the x ln x terms of that row.
   std::vector<T> neutral(static_cast<size_t>(c + 1), T(0));
@@ -322,18 +349,9 @@ bool score_grouped_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions
   VT v[L * G::kMaxVectors], first[L], second[L], sums[L];
   for (int64_t r = 0; r < rows; r += L) {
     const int count = loader.template load<NV>(x, r, rows, v);
-    VI out_of_range = vec::splat<VI>(0);
-    for (int l = 0; l < L; ++l) {
-      VT f = vec::splat<VT>(-inf), sec = f, sum = zero;
-      for (int k = 0; k < nv; ++k) {
-        const VT p = v[l * nv + k];
-        if (S != Score::entropy || renormalise) out_of_range |= ~(p >= T(0)) | ~(p <= ceiling);
-        sum += p;
-        if (S == Score::margin || S == Score::ratio) sec = vec::max(sec, vec::min(f, p));
-        if (S != Score::entropy) f = vec::max(f, p);
-      }
-      first[l] = f, second[l] = sec, sums[l] = sum;
-    }
+    const VI out_of_range = group_row_pass<T, S != Score::entropy,
+                                           S == Score::margin || S == Score::ratio>(
+        v, nv, ceiling, S != Score::entropy || renormalise, first, second, sums);
     if (vec::any(out_of_range)) return first_bad_probs_row(x, rows, c, o, bad);
     const VT sum = groups.fold_sum(sums);
     const VI bad_sum = o.normalize ? ~(sum > T(0)) : ~(vec::abs(sum - T(1)) <= atol);
@@ -822,27 +840,15 @@ bool gate_grouped(const T* x, int64_t rows, int64_t c, double atol_d,
   using VI = typename G::VI;
   constexpr int L = G::L;
   const G& groups = G::get();
-  const T inf = std::numeric_limits<T>::infinity();
   const T atol = static_cast<T>(atol_d);
-  const VT zero = vec::splat<VT>(T(0));
   T neutral[vec::kGroupedMaxC] = {T(1)};  // a valid row, padding a short group
   vec::GroupLoader<T> loader(c, T(0), neutral);
   const int nv = NV > 0 ? NV : loader.vectors_per_row();
   VT v[L * G::kMaxVectors], first[L], second[L], sums[L];
   for (int64_t r = 0; r < rows; r += L) {
     const int count = loader.template load<NV>(x, r, rows, v);
-    VI out_of_range = vec::splat<VI>(0);
-    for (int l = 0; l < L; ++l) {
-      VT f = vec::splat<VT>(-inf), sec = f, sum = zero;
-      for (int k = 0; k < nv; ++k) {
-        const VT p = v[l * nv + k];
-        out_of_range |= ~(p >= T(0)) | ~(p <= T(1));  // NaN fails both
-        sum += p;
-        if (score == Score::margin) sec = vec::max(sec, vec::min(f, p));
-        if (score != Score::entropy) f = vec::max(f, p);
-      }
-      first[l] = f, second[l] = sec, sums[l] = sum;
-    }
+    const VI out_of_range = group_row_pass<T, score != Score::entropy, score == Score::margin>(
+        v, nv, T(1), true, first, second, sums);
     const VT sum = groups.fold_sum(sums);
     const VI bad_sum = ~(vec::abs(sum - T(1)) <= atol);
     if (vec::any(out_of_range | bad_sum)) {
