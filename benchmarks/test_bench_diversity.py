@@ -128,55 +128,47 @@ def record_inertia(benchmark, x, labels):
     benchmark.extra_info["clusters"] = len(np.unique(labels))
 
 
+def run_method(benchmark, embeddings, sizes, shape, method, contender, size, seed):
+    """One diversity benchmark at ``size`` rows: the floor, alcore (3 rounds at 20k, 1
+    above) or the scikit-activeml peer, with ProbCover's radius and TypiClust's inertia
+    recorded beside the time."""
+    x = embeddings(shape, size)
+    k = sizes.k
+    benchmark.group = f"{method} {sizes.name(size)} x 128 {shape}, k={k}"
+    if contender == "floor":
+        floor(benchmark, x, shape=shape)
+        return
+    labeled, probs, y = setup(x, seed, sizes.labeled)
+    radius = None
+    if method == "probcover":
+        radius = SEPARATED_RADIUS * length_ratio(embeddings, shape, size)
+    is_alcore = contender == "alcore"
+    record(benchmark, contender, "alcore" if is_alcore else "peer", shape)
+    call = ALCORE[method] if is_alcore else PEERS[method]
+    rounds = 3 if is_alcore and size == "20k" else 1
+    picks = benchmark.pedantic(call, args=(x, labeled, probs, y, k, radius), rounds=rounds,
+                               iterations=1, warmup_rounds=0)
+    assert len(picks) == k
+    if radius is not None:
+        benchmark.extra_info["radius"] = radius
+    if method == "typiclust":
+        record_inertia(benchmark, x, Clusterings.alcore if is_alcore
+                       else Clusterings.skactiveml)
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("contender", ["alcore", "scikit-activeml", "floor"])
 @pytest.mark.parametrize("method", list(ALCORE))
 @pytest.mark.parametrize("shape", SHAPES)
 def test_at_20k(benchmark, embeddings, sizes, record_alcore_kmeans, shape, method, contender):
-    x = embeddings(shape, "20k")
-    k = sizes.k
-    benchmark.group = f"{method} {sizes.name('20k')} x 128 {shape}, k={k}"
-    if contender == "floor":
-        floor(benchmark, x, shape=shape)
-        return
-    labeled, probs, y = setup(x, 9, sizes.labeled)
-    radius = None
-    if method == "probcover":
-        radius = SEPARATED_RADIUS * length_ratio(embeddings, shape, "20k")
-    record(benchmark, contender, "alcore" if contender == "alcore" else "peer", shape)
-    call = ALCORE[method] if contender == "alcore" else PEERS[method]
-    picks = benchmark.pedantic(call, args=(x, labeled, probs, y, k, radius), rounds=1 if
-                               contender != "alcore" else 3, iterations=1, warmup_rounds=0)
-    assert len(picks) == k
-    if radius is not None:
-        benchmark.extra_info["radius"] = radius
-    if method == "typiclust":
-        record_inertia(benchmark, x, Clusterings.alcore if contender == "alcore"
-                       else Clusterings.skactiveml)
+    run_method(benchmark, embeddings, sizes, shape, method, contender, "20k", seed=9)
 
 
 @pytest.mark.parametrize("contender", ["alcore", "floor"])
 @pytest.mark.parametrize("method", list(ALCORE))
 @pytest.mark.parametrize("shape", SHAPES)
 def test_at_100k(benchmark, embeddings, sizes, record_alcore_kmeans, shape, method, contender):
-    x = embeddings(shape, "100k")
-    k = sizes.k
-    benchmark.group = f"{method} {sizes.name('100k')} x 128 {shape}, k={k}"
-    if contender == "floor":
-        floor(benchmark, x, shape=shape)
-        return
-    labeled, probs, y = setup(x, 10, sizes.labeled)
-    radius = None
-    if method == "probcover":
-        radius = SEPARATED_RADIUS * length_ratio(embeddings, shape, "100k")
-    record(benchmark, "alcore", "alcore", shape)
-    picks = benchmark.pedantic(ALCORE[method], args=(x, labeled, probs, y, k, radius),
-                               rounds=1, iterations=1, warmup_rounds=0)
-    assert len(picks) == k
-    if radius is not None:
-        benchmark.extra_info["radius"] = radius
-    if method == "typiclust":
-        record_inertia(benchmark, x, Clusterings.alcore)
+    run_method(benchmark, embeddings, sizes, shape, method, contender, "100k", seed=10)
 
 
 @pytest.mark.parametrize("contender", ["alcore", "floor"])
