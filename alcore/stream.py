@@ -57,7 +57,6 @@ WINDOW_LABELS = 50
 MIN_WINDOW = 1000
 _FORMAT = "alcore.StreamGate"
 _VERSION = 2
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _SEED_HINT = "pass an int in [0, 2**64), None (fresh entropy) or a numpy.random.Generator"
 # Longest window (and largest class count) the native gate takes: int64 with headroom, as
 # for its counters.
@@ -255,6 +254,7 @@ class StreamGate:
             values["s"], values["delta"], values["v"], values["atol"], values["w_tol"],
             seed, hard_cap,
         )
+        self._decide_native = self._gate.decide_one
         if derived:
             # Start the estimate at its steady state ("spending exactly the budget so far",
             # u = budget w, decayed by one item so that the first item may be queried):
@@ -333,14 +333,23 @@ class StreamGate:
 
     def decide_one(self, p: Any) -> bool:
         """Decide for one probability row of shape (C,); True = ask a human."""
-        if not (type(p) is np.ndarray and p.ndim == 1 and p.dtype in _FLOATS
-                and p.flags.c_contiguous):
-            p = v.float_array(p, "p")
-            if p.ndim != 1:
-                raise InvalidInputError(
-                    f"p must be one probability row of shape (C,), got shape {p.shape}; use "
-                    f"decide_many for a batch"
-                )
+        # The per-item call: one Python frame, then native code that takes a C-contiguous
+        # float32/float64 1-D ndarray as it is and answers None for any other input. A bad
+        # value or class count raises there before the gate changes; the checked path
+        # converts the input, or names the problem.
+        try:
+            decided = self._decide_native(p)
+        except Exception:
+            decided = None
+        return self._decide_one_checked(p) if decided is None else decided
+
+    def _decide_one_checked(self, p: Any) -> bool:
+        p = v.float_array(p, "p")
+        if p.ndim != 1:
+            raise InvalidInputError(
+                f"p must be one probability row of shape (C,), got shape {p.shape}; use "
+                f"decide_many for a batch"
+            )
         try:
             return self._gate.decide_one(p)
         except _core.InvalidValue as err:

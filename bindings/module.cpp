@@ -205,21 +205,31 @@ py::tuple smallest_k_per_row(const py::array& m, int64_t k) {
   return py::make_tuple(values, columns);
 }
 
-bool gate_decide_one(alcore::StreamGate& gate, const py::array& row) {
-  if (row.ndim() != 1 || !(row.flags() & py::array::c_style))
-    throw py::type_error("row must be a C-contiguous 1-D array");
-  const bool f32 = float_dtype(row, "row") == Dtype::f32;
-  const void* src = row.data();
-  const int64_t c = row.shape(0);
+// The per-item call of a stream takes any object and answers None for anything but a
+// C-contiguous 1-D float32/float64 ndarray in native byte order: the Python layer converts
+// and checks only then. (An argument pybind11 cannot cast would instead fail overload
+// resolution, whose error message alone costs microseconds.)
+py::object gate_decide_one(alcore::StreamGate& gate, py::handle row) {
+  if (!py::isinstance<py::array>(row)) return py::none();
+  const auto a = py::reinterpret_borrow<py::array>(row);
+  if (a.ndim() != 1 || !(a.flags() & py::array::c_style)) return py::none();
+  const auto dt = a.dtype();
+  const bool f32 = dt.kind() == 'f' && dt.itemsize() == 4;
+  if (!native_order(dt) || !(f32 || (dt.kind() == 'f' && dt.itemsize() == 8)))
+    return py::none();
+  const void* src = a.data();
+  const int64_t c = a.shape(0);
   // Uncontended (the common case): decide with the GIL held, no release/reacquire cost.
   // Contended: release the GIL before blocking, so a long decide_many elsewhere does not
   // freeze every Python thread.
-  const int fast = f32 ? gate.try_decide_one(static_cast<const float*>(src), c)
-                       : gate.try_decide_one(static_cast<const double*>(src), c);
-  if (fast >= 0) return fast == 1;
-  py::gil_scoped_release release;
-  return f32 ? gate.decide_one(static_cast<const float*>(src), c)
-             : gate.decide_one(static_cast<const double*>(src), c);
+  int decision = f32 ? gate.try_decide_one(static_cast<const float*>(src), c)
+                     : gate.try_decide_one(static_cast<const double*>(src), c);
+  if (decision < 0) {
+    py::gil_scoped_release release;
+    decision = f32 ? gate.decide_one(static_cast<const float*>(src), c)
+                   : gate.decide_one(static_cast<const double*>(src), c);
+  }
+  return py::bool_(decision == 1);
 }
 
 py::array gate_decide_many(alcore::StreamGate& gate, const py::array& rows) {

@@ -74,7 +74,6 @@ def _gate():
     lambda: _core.kcenter(np.arange(8, dtype=np.float32).reshape(4, 2),
                           np.array([1], dtype=">i8"), 1, 0, None, True),
     lambda: _core.smallest_k_per_row(np.ones((2, 2), dtype=">f4"), 1),
-    lambda: _gate().decide_one(np.array([0.25, 0.75], dtype=">f8")),
     lambda: _gate().decide_many(np.array([[0.25, 0.75]], dtype=">f8")),
     lambda: _gate().utilities(np.array([[0.25, 0.75]], dtype=">f8")),
 ])
@@ -84,6 +83,22 @@ def test_private_bindings_refuse_byte_swapped_arrays(call):
     bounds)."""
     with pytest.raises(TypeError, match="native"):
         call()
+
+
+@pytest.mark.parametrize("row", [
+    np.array([0.25, 0.75], dtype=">f8"),  # byte-swapped
+    np.array([0.25, 0.75], dtype=np.float16),
+    np.array([0.25, 0.0, 0.75, 0.0])[::2],  # not contiguous
+    np.array([[0.25, 0.75]]),  # 2-D
+    [0.25, 0.75],  # not an ndarray
+])
+def test_private_decide_one_answers_none_for_what_it_does_not_read(row):
+    """The per-item binding takes any object and leaves conversion to the Python layer: it
+    answers None (not a decision, and not a pybind11 overload error, which costs
+    microseconds to build) and the gate has not counted the item."""
+    gate = _gate()
+    assert gate.decide_one(row) is None
+    assert gate.state()[2] == 0  # seen
 
 
 def test_public_functions_still_take_byte_swapped_arrays():
