@@ -360,6 +360,11 @@ def cluster_geometry(x: np.ndarray, n_clusters: int, seed: int) -> ClusterGeomet
     return ClusterGeometry(order, bounds, centers, radius, center_dist)
 
 
+# A cluster whose triangle-inequality reach takes in more than this share of the rows is
+# searched by FAISS against all of them (range_graph).
+DENSE_RANGE_SHARE = 0.3
+
+
 def range_graph(x: np.ndarray, radius: float, seed: int = 0,
                 progress: Callable[[int, int], Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """All pairs within ``radius`` (L2, inclusive, each row's own index included), as a
@@ -369,7 +374,9 @@ def range_graph(x: np.ndarray, radius: float, seed: int = 0,
     compared only if the triangle inequality allows a pair within ``radius`` between them
     (a lower bound of the centre distance <= both cluster radii + ``radius`` + the largest
     centring error), so clustered embeddings cost far less than all N^2 pairs. Compared
-    clusters go through one float32 matrix product each; pairs within the error bound of
+    clusters go through one float32 matrix product each (a cluster within reach of more than
+    ``DENSE_RANGE_SHARE`` of the rows, as on unstructured data, through FAISS's range search
+    against all rows instead); pairs within the error bound of
     :mod:`alcore._distances` of ``radius^2`` are decided again with float64 differences of
     the float32 inputs, so the graph is that of the exact distances (a pair at exactly
     ``radius`` is an edge).
@@ -386,26 +393,58 @@ def range_graph(x: np.ndarray, radius: float, seed: int = 0,
     slack = 2.0 * _distances.U32 * float(norms.max()) * 1.01
     rows_out: list[np.ndarray] = []
     cols_out: list[np.ndarray] = []
+
+    def keep_edges(rows: np.ndarray, cols: np.ndarray, approx: np.ndarray,
+                   err: np.ndarray) -> None:
+        """Keep the candidate pairs (rows[i], cols[i]) whose exact distance is within."""
+        keep = _distances.at_most(
+            approx, err, radius_sq,
+            lambda pos: _distances.exact_sq(x, rows[pos], cols[pos]))
+        rows_out.append(rows[keep])
+        cols_out.append(cols[keep])
+
     done = 0
+    dense: list[np.ndarray] = []  # members of the clusters the pruning cannot narrow
     for a in np.flatnonzero(sizes):
         reach = geometry.radius[a] + geometry.radius + radius + slack
         near = np.flatnonzero((geometry.center_dist[a] <= reach) & (sizes > 0))
         rows = geometry.members(a)
+        if sizes[near].sum() > DENSE_RANGE_SHARE * n:
+            dense.append(rows)
+            continue
         cols = geometry.members_of(near)
         sq = _distances.expanded_sq(rows_c[rows], sq_norms[rows], rows_c[cols], sq_norms[cols])
         # One bound per row, with the block's largest column norm (a vector, not a matrix).
         err = _distances.bound(d, norms[rows], float(norms[cols].max()))[:, None]
         r, c = np.nonzero(sq <= radius_sq + err)
-        approx = sq[r, c].astype(np.float64)
-        keep = _distances.at_most(
-            approx, err[r, 0], radius_sq,
-            lambda pos, r=r, c=c, rows=rows, cols=cols: _distances.exact_sq(
-                x, rows[r[pos]], cols[c[pos]]))
-        rows_out.append(rows[r[keep]])
-        cols_out.append(cols[c[keep]])
+        keep_edges(rows[r], cols[c], sq[r, c], err[r, 0])
         done += len(rows)
         if progress is not None:
             progress(done, n)
+    if dense:
+        # FAISS's range search against every row: a fused product-and-threshold in blocks of
+        # thousands of queries, about 3x cheaper per pair than the product, comparison and
+        # nonzero above (unstructured data: 24 s -> 9 s for 30k x 128). Pairs in clusters the
+        # pruning would have skipped are found too; they are true edges either way. FAISS
+        # returns d < t for a float32 t: rounded up past radius^2 + the largest bound, so a
+        # pair left out has an exact distance above radius.
+        widest = float(_distances.bound(d, norms.max(), norms.max()))
+        t32 = np.float32(radius_sq + widest)
+        if float(t32) <= radius_sq + widest:
+            t32 = np.nextafter(t32, np.float32(np.inf))
+        queries = np.concatenate(dense)
+        with faiss_threads() as faiss:
+            index = faiss.IndexFlatL2(d)
+            index.add(rows_c)
+            for start in range(0, len(queries), QUERY_BATCH):
+                block = queries[start:start + QUERY_BATCH]
+                lims, approx, cols = index.range_search(rows_c[block], float(t32))
+                rows = np.repeat(block, np.diff(lims.astype(np.int64)))
+                keep_edges(rows, cols.astype(np.int64), approx,
+                           _distances.bound(d, norms[rows], norms[cols]))
+                done += len(block)
+                if progress is not None:
+                    progress(done, n)
     src = np.concatenate(rows_out).astype(np.int64)
     dst = np.concatenate(cols_out).astype(np.int64)
     by_row = np.lexsort((dst, src))

@@ -158,3 +158,38 @@ def test_boundary_is_decided_by_the_float64_squares():
     assert probcover(x, 1, radius=below)[0] == 4
     np.testing.assert_array_equal(dense_reference(x, 1, root2, []), [0])
     np.testing.assert_array_equal(dense_reference(x, 1, below, []), [4])
+
+
+def brute_force_graph(x, radius):
+    """Every pair with float64 squared distance <= radius * radius, as (row, col) sorted."""
+    x = x.astype(np.float64)
+    dist_sq = ((x[:, None, :] - x[None, :, :]) ** 2).sum(axis=2)
+    return np.nonzero(dist_sq <= radius * radius)
+
+
+@pytest.mark.parametrize("share", [0.0, 2.0])  # every cluster searched densely / pruned
+@pytest.mark.parametrize("data", ["clustered", "isotropic", "grid ties", "uncentred"])
+def test_radius_graph_both_paths_match_brute_force(monkeypatch, share, data):
+    """The pruned per-cluster products and FAISS's range search over all rows (the path of
+    clusters the pruning cannot narrow) give the exact graph, pairs at exactly the radius
+    included, on data where each path is the one chosen and where it is not."""
+    from alcore import _faiss
+
+    monkeypatch.setattr(_faiss, "DENSE_RANGE_SHARE", share)
+    rng = np.random.default_rng(5)
+    radius = 1.0
+    if data == "clustered":
+        x = (rng.standard_normal((20, 16)) * 6)[rng.integers(20, size=900)]
+        x = (x + rng.standard_normal(x.shape) * 0.4).astype(np.float32)
+    elif data == "isotropic":
+        x = rng.standard_normal((900, 16)).astype(np.float32) * np.float32(0.3)
+    elif data == "grid ties":  # many pairs at squared distance exactly 1, 2 (radius sqrt 2)
+        x = rng.integers(0, 6, size=(900, 3)).astype(np.float32)
+        radius = float(np.sqrt(2.0))
+    else:  # far from the origin: the expanded form's error is what decides
+        x = (rng.standard_normal((900, 16)) * 0.3 + 500).astype(np.float32)
+    offsets, ids = _faiss.range_graph(x, radius)
+    rows, cols = brute_force_graph(x, radius)
+    counts = np.bincount(rows, minlength=len(x))
+    np.testing.assert_array_equal(offsets, np.concatenate([[0], np.cumsum(counts)]))
+    np.testing.assert_array_equal(ids, cols)
