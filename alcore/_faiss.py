@@ -13,9 +13,10 @@ FAISS code:
   FAISS's OpenMP thread count to ``alcore.get_num_threads()`` for the call and restores the
   count the user had (``faiss.omp_get_max_threads()``) afterwards. The OpenMP setting is
   per calling thread, so concurrent callers do not see each other's counts.
-* numpy's BLAS: during the IVF self-join (knn_ivf) it runs on one thread (threadpoolctl,
-  if installed), alcore's threads running its many small products in parallel instead;
-  the user's setting is restored afterwards.
+* BLAS (numpy's and FAISS's own): during the IVF self-join (knn_ivf), TypiClust's
+  k-means and its typicality it runs on one thread (threadpoolctl, :func:`one_blas_thread`),
+  alcore's threads running knn_ivf's many small products in parallel instead; the user's
+  setting is restored afterwards.
 
 Distances from FAISS are float32 expanded forms; every decision made on them goes through
 :mod:`alcore._distances` (error bound, float64 re-decision).
@@ -299,8 +300,12 @@ def kmeans_for_typiclust(x: np.ndarray, n_clusters: int, seed: int) -> np.ndarra
     trained = min(n, TYPICLUST_POINTS_PER_CENTROID * n_clusters)
     fewest, most = TYPICLUST_ITERATIONS
     iterations = min(most, max(fewest, TYPICLUST_LLOYD_WORK // max(trained * n_clusters * d, 1)))
-    return kmeans(x, n_clusters, seed, iterations, seed_points=seed_points,
-                  points_per_centroid=TYPICLUST_POINTS_PER_CENTROID)
+    # FAISS's products here (blocks of 4096 rows x a few hundred centroids) on one BLAS
+    # thread: at 20k x 128, 200 clusters, 4 iterations took 450 ms on FAISS's 2 OpenMP
+    # threads with 2 BLAS threads each, 95 ms with one BLAS thread (2 or 1 OpenMP).
+    with one_blas_thread():
+        return kmeans(x, n_clusters, seed, iterations, seed_points=seed_points,
+                      points_per_centroid=TYPICLUST_POINTS_PER_CENTROID)
 
 
 @dataclass(frozen=True)
@@ -530,7 +535,7 @@ _blas_limits: Any = None
 
 
 @contextlib.contextmanager
-def _one_blas_thread() -> Iterator[None]:
+def one_blas_thread() -> Iterator[None]:
     """numpy's BLAS on one thread for the block (threadpoolctl), restored
     afterwards: the products of knn_ivf are small, and two BLAS threads on them ran 4-20x
     slower than one on a busy 2-core machine (316 x 316 x 128: 1.3 against 28 GFLOPS);
@@ -619,7 +624,7 @@ def knn_ivf(x: np.ndarray, k: int, clusters: int, probes: int, seed: int,
                 for c in np.flatnonzero((np.diff(cuts) > 0) & nonempty)]
 
     workers = _threads.get_num_threads()
-    with (faiss_threads() as faiss, _one_blas_thread(),
+    with (faiss_threads() as faiss, one_blas_thread(),
           ThreadPoolExecutor(workers) as pool):
 
         def feed(heap: Any, start: int, todo: list[tuple[int, np.ndarray]]) -> None:

@@ -754,21 +754,33 @@ def _typiclust_picks(x: np.ndarray, k: int, lab: np.ndarray | None, labels: np.n
     held = np.bincount(labels[~available], minlength=len(sizes))
     candidates = np.bincount(labels[available], minlength=len(sizes))
     picks: list[int] = []
-    for _ in range(k):
-        # Fewest labeled or picked members first (0 = uncovered), then the largest, then the
-        # lower label (lexsort: last key first).
-        eligible = np.flatnonzero(candidates > 0)
-        best = np.lexsort((eligible, -sizes[eligible], held[eligible]))[0]
-        cluster = int(eligible[best])
-        members = np.flatnonzero(labels == cluster)
-        pick = int(members[_most_typical(x, members, available[members], n_neighbors)])
-        picks.append(pick)
-        available[pick] = False
-        held[cluster] += 1
-        candidates[cluster] -= 1
-        if report is not None:
-            report(len(picks), k)
+    # One BLAS thread for the small float64 products of _most_typical (a cluster's members
+    # against each other, about 100 x 100 x 128 at 20k items and 200 clusters): at 20k x
+    # 128, k = 100, the 100 picks took 480 ms on 2 OpenBLAS threads, 80 ms on one.
+    with _faiss.one_blas_thread():
+        for _ in range(k):
+            pick = _next_typical(x, labels, available, sizes, held, candidates, n_neighbors)
+            picks.append(pick)
+            if report is not None:
+                report(len(picks), k)
     return np.array(picks, dtype=np.int64)
+
+
+def _next_typical(x: np.ndarray, labels: np.ndarray, available: np.ndarray,
+                  sizes: np.ndarray, held: np.ndarray, candidates: np.ndarray,
+                  n_neighbors: int) -> int:
+    """TypiClust's next pick; ``available``, ``held`` and ``candidates`` updated."""
+    # Fewest labeled or picked members first (0 = uncovered), then the largest, then the
+    # lower label (lexsort: last key first).
+    eligible = np.flatnonzero(candidates > 0)
+    best = np.lexsort((eligible, -sizes[eligible], held[eligible]))[0]
+    cluster = int(eligible[best])
+    members = np.flatnonzero(labels == cluster)
+    pick = int(members[_most_typical(x, members, available[members], n_neighbors)])
+    available[pick] = False
+    held[cluster] += 1
+    candidates[cluster] -= 1
+    return pick
 
 
 def _neighbours_of(offsets: np.ndarray, ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
