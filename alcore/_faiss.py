@@ -177,78 +177,70 @@ class GrowingIndex:
         return distances[:, 0].astype(np.float64), ids[:, 0]
 
 
-def _kmeans_plus_plus(sample: np.ndarray, n_clusters: int, rng: np.random.Generator,
-                      trials: int = 1, *, blas: bool = False) -> np.ndarray:
+def _kmeans_plus_plus(sample: np.ndarray, n_clusters: int, rng: np.random.Generator, *,
+                      blas: bool = False) -> np.ndarray:
     """k-means++ seeds (Arthur & Vassilvitskii 2007) drawn from ``sample``: the first
     uniformly, each next with probability proportional to the squared distance to the
-    nearest seed so far. With ``trials`` > 1, the greedy variant: each step draws
-    ``trials`` candidates that way and keeps the one that leaves the smallest sum of
-    squared distances to the nearest seed (the first among equal sums).
+    nearest seed so far.
 
     Distances are float64 expanded forms on the centred sample; those within their error
     bound of 0 are recomputed from differences, so duplicates of a seed weigh exactly 0
     (and "fewer distinct points than clusters" is detected) however far the points lie
-    from the origin. ``blas``: the products through BLAS (for a caller that runs it on
-    one BLAS thread: 3x faster than einsum there), else through einsum."""
+    from the origin. ``blas``: the products through BLAS gemv, for a caller that runs
+    this on one BLAS thread (then 2-3x faster than einsum); else through einsum."""
     x = sample.astype(np.float64)
     x -= x.mean(axis=0)
     sq = np.einsum("ij,ij->i", x, x)
     norms = np.sqrt(sq)
     largest = float(norms.max())
     d = x.shape[1]
-    seeds: list[int] = []
+    seeds = [int(rng.integers(len(x)))]
     nearest = np.full(len(x), np.inf)
     # Buffers reused by every step: the loop runs n_clusters times over a few thousand
     # points, where allocating and the per-call overheads cost as much as the arithmetic.
-    dist = np.empty((trials, len(x)))
-    dot = np.empty((trials, len(x)))
+    dist = np.empty(len(x))
+    dot = np.empty(len(x))
     cumulative = np.empty(len(x))
-    candidates = np.array([rng.integers(len(x))])
-    while True:
-        rows, dots = dist[:len(candidates)], dot[:len(candidates)]
+    for _ in range(n_clusters - 1):
+        c = seeds[-1]
         if blas:
-            np.matmul(x[candidates], x.T, out=dots)
+            np.matmul(x, x[c], out=dot)
         else:
             # einsum, not BLAS gemv: single-threaded, it does not wait on a busy BLAS pool
             # (10x faster than gemv on a loaded 2-core machine, as fast on an idle one).
-            np.einsum("ij,kj->ki", x, x[candidates], out=dots)
-        dots *= 2
-        np.add(sq[None, :], sq[candidates][:, None], out=rows)
-        rows -= dots
-        # One bound for all points (the largest norm's): as rigorous as the per-point one,
-        # and under it fall only the candidate and near-duplicates of it, recomputed from
-        # differences. Every other point is above a positive bound: none is left negative.
-        near_r, near_c = np.nonzero(
-            rows <= _distances.bound64(d, largest, norms[candidates])[:, None])
-        if len(near_r) == len(candidates) and np.array_equal(near_c, candidates[near_r]):
-            rows[near_r, near_c] = 0.0  # only each candidate itself: no recomputation
-        elif len(near_r):
-            rows[near_r, near_c] = _distances.exact_sq(sample, near_c, candidates[near_r])
-        np.minimum(rows, nearest[None, :], out=rows)
-        best = int(np.argmin(rows.sum(axis=1))) if len(candidates) > 1 else 0
-        seeds.append(int(candidates[best]))
-        nearest[:] = rows[best]
-        if len(seeds) == n_clusters:
-            break
+            np.einsum("ij,j->i", x, x[c], out=dot)
+        dot *= 2
+        np.add(sq, sq[c], out=dist)
+        dist -= dot
+        # One bound for all rows (the largest norm's): as rigorous as the per-row one, and
+        # under it fall only the seed and near-duplicates of it, recomputed from differences.
+        near_zero = np.flatnonzero(dist <= _distances.bound64(d, largest, norms[c]))
+        if len(near_zero) == 1 and near_zero[0] == c:
+            dist[c] = 0.0
+        elif len(near_zero):
+            dist[near_zero] = _distances.exact_sq(sample, near_zero,
+                                                  np.full(len(near_zero), c))
+        # Every other row is above a positive bound: no negative distance is left.
+        np.minimum(nearest, dist, out=nearest)
         np.cumsum(nearest, out=cumulative)
         if cumulative[-1] <= 0:  # fewer distinct points than clusters
-            candidates = np.array([rng.integers(len(x))])
+            seeds.append(int(rng.integers(len(x))))
             continue
-        draws = rng.random(trials) * cumulative[-1]
-        candidates = np.minimum(np.searchsorted(cumulative, draws, side="right"), len(x) - 1)
+        seeds.append(min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1],
+                                             side="right")), len(x) - 1))
     return np.ascontiguousarray(sample[seeds], dtype=np.float32)
 
 
 def _train_kmeans(x: np.ndarray, n_clusters: int, seed: int, iterations: int, *,
                   seed_points: int = 40, points_per_centroid: int = 64,
-                  seed_trials: int = 1, blas: bool = False) -> tuple[np.ndarray, Any]:
+                  blas: bool = False) -> tuple[np.ndarray, Any]:
     """The rows k-means ran on (x centred) and the trained ``faiss.Kmeans``."""
     n, d = x.shape
     # The same clusters, with float32 distances far more accurate on un-centred rows.
     x = _distances.centre(x, norms=False).rows
     rng = np.random.default_rng(seed)
     sample = x[np.sort(rng.choice(n, size=min(n, seed_points * n_clusters), replace=False))]
-    init = _kmeans_plus_plus(sample, n_clusters, rng, seed_trials, blas=blas)
+    init = _kmeans_plus_plus(sample, n_clusters, rng, blas=blas)
     with faiss_threads() as faiss:
         km = faiss.Kmeans(d, n_clusters, niter=iterations, seed=seed,
                           max_points_per_centroid=points_per_centroid,
@@ -259,7 +251,7 @@ def _train_kmeans(x: np.ndarray, n_clusters: int, seed: int, iterations: int, *,
 
 def kmeans(x: np.ndarray, n_clusters: int, seed: int, iterations: int = 10, *,
            seed_points: int = 40, points_per_centroid: int = 64,
-           seed_trials: int = 1, blas: bool = False) -> np.ndarray:
+           blas: bool = False) -> np.ndarray:
     """k-means: the int64 cluster of every row.
 
     k-means++ seeds from a sample of ``seed_points`` points per cluster, then
@@ -271,14 +263,14 @@ def kmeans(x: np.ndarray, n_clusters: int, seed: int, iterations: int = 10, *,
 
     The defaults (40 seed points, 10 iterations on 64 points per cluster) are what the
     cluster-pruned searches were measured with. :func:`kmeans_for_typiclust` reaches a
-    lower inertia at half the cost on TypiClust's shapes: see there.
+    lower inertia at half the cost on TypiClust's shapes: see there. ``blas=True``: the
+    seeding's products through BLAS, for a caller that holds :func:`one_blas_thread`.
     """
     n = x.shape[0]
     if n_clusters >= n:
         return np.arange(n, dtype=np.int64)  # one item per cluster
     x, km = _train_kmeans(x, n_clusters, seed, iterations, seed_points=seed_points,
-                          points_per_centroid=points_per_centroid, seed_trials=seed_trials,
-                          blas=blas)
+                          points_per_centroid=points_per_centroid, blas=blas)
     with faiss_threads():
         _, labels = km.index.search(x, 1)
     return labels[:, 0].astype(np.int64)
