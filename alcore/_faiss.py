@@ -306,9 +306,11 @@ def kmeans_for_typiclust(x: np.ndarray, n_clusters: int, seed: int) -> np.ndarra
     trained = min(n, TYPICLUST_POINTS_PER_CENTROID * n_clusters)
     fewest, most = TYPICLUST_ITERATIONS
     iterations = min(most, max(fewest, TYPICLUST_LLOYD_WORK // max(trained * n_clusters * d, 1)))
-    # FAISS's products here (blocks of 4096 rows x a few hundred centroids) on one BLAS
-    # thread: at 20k x 128, 200 clusters, 4 iterations took 450 ms on FAISS's 2 OpenMP
-    # threads with 2 BLAS threads each, 95 ms with one BLAS thread (2 or 1 OpenMP).
+    # FAISS's products here (blocks of 4096 rows x a few hundred centroids) and the
+    # seeding's on one BLAS thread: on a busy 2-core machine two BLAS threads wait on each
+    # other. TypiClust at 20k x 128, k = 100 (medians of 8, alternating): 170-200 ms with
+    # the limit (here and in the picks), 490-630 ms without on the synthetic shapes, as
+    # fast on the real one; at 100k x 128 real, 0.86 against 1.63 s.
     with one_blas_thread():
         return kmeans(x, n_clusters, seed, iterations, seed_points=seed_points,
                       points_per_centroid=TYPICLUST_POINTS_PER_CENTROID, blas=True)

@@ -758,8 +758,9 @@ def _typiclust_picks(x: np.ndarray, k: int, lab: np.ndarray | None, labels: np.n
     candidates = np.bincount(labels[available], minlength=len(sizes))
     picks: list[int] = []
     # One BLAS thread for the small float64 products of _most_typical (a cluster's members
-    # against each other, about 100 x 100 x 128 at 20k items and 200 clusters): at 20k x
-    # 128, k = 100, the 100 picks took 480 ms on 2 OpenBLAS threads, 80 ms on one.
+    # against each other, about 100 x 100 x 128 at 20k items and 200 clusters): on a busy
+    # 2-core machine, the 100 picks at 20k x 128 took 480 ms on 2 OpenBLAS threads, 80 ms
+    # on one (see _faiss.kmeans_for_typiclust for the whole call).
     with _faiss.one_blas_thread():
         for _ in range(k):
             pick = _next_typical(x, labels, available, sizes, held, candidates, n_neighbors)
