@@ -544,10 +544,11 @@ _blas_limits: Any = None
 
 @contextlib.contextmanager
 def one_blas_thread() -> Iterator[None]:
-    """numpy's BLAS on one thread for the block (threadpoolctl), restored
-    afterwards: the products of knn_ivf are small, and two BLAS threads on them ran 4-20x
-    slower than one on a busy 2-core machine (316 x 316 x 128: 1.3 against 28 GFLOPS);
-    alcore runs several of them in parallel instead. Concurrent callers share one limit
+    """BLAS on one thread for the block (threadpoolctl: every BLAS loaded, numpy's and
+    FAISS's own), restored afterwards: the products of knn_ivf, TypiClust's k-means and
+    its typicality are small, and two BLAS threads on them ran 4-20x slower than one on a
+    busy 2-core machine (316 x 316 x 128: 1.3 against 28 GFLOPS); knn_ivf runs several of
+    them in parallel instead. Concurrent callers share one limit
     (the last to leave restores the user's setting)."""
     global _blas_users, _blas_limits
     from threadpoolctl import threadpool_limits
