@@ -13,9 +13,10 @@ FAISS code:
   FAISS's OpenMP thread count to ``alcore.get_num_threads()`` for the call and restores the
   count the user had (``faiss.omp_get_max_threads()``) afterwards. The OpenMP setting is
   per calling thread, so concurrent callers do not see each other's counts.
-* numpy's BLAS: during the IVF self-join (knn_ivf) it runs on one thread (threadpoolctl,
-  if installed), alcore's threads running its many small products in parallel instead;
-  the user's setting is restored afterwards.
+* BLAS (numpy's and FAISS's own): during the IVF self-join (knn_ivf), TypiClust's
+  k-means and its typicality it runs on one thread (threadpoolctl, :func:`one_blas_thread`),
+  alcore's threads running knn_ivf's many small products in parallel instead; the user's
+  setting is restored afterwards.
 
 Distances from FAISS are float32 expanded forms; every decision made on them goes through
 :mod:`alcore._distances` (error bound, float64 re-decision).
@@ -176,8 +177,8 @@ class GrowingIndex:
         return distances[:, 0].astype(np.float64), ids[:, 0]
 
 
-def _kmeans_plus_plus(sample: np.ndarray, n_clusters: int,
-                      rng: np.random.Generator) -> np.ndarray:
+def _kmeans_plus_plus(sample: np.ndarray, n_clusters: int, rng: np.random.Generator, *,
+                      blas: bool = False) -> np.ndarray:
     """k-means++ seeds (Arthur & Vassilvitskii 2007) drawn from ``sample``: the first
     uniformly, each next with probability proportional to the squared distance to the
     nearest seed so far.
@@ -185,7 +186,8 @@ def _kmeans_plus_plus(sample: np.ndarray, n_clusters: int,
     Distances are float64 expanded forms on the centred sample; those within their error
     bound of 0 are recomputed from differences, so duplicates of a seed weigh exactly 0
     (and "fewer distinct points than clusters" is detected) however far the points lie
-    from the origin."""
+    from the origin. ``blas``: the products through BLAS gemv, for a caller that runs
+    this on one BLAS thread (then 2-3x faster than einsum); else through einsum."""
     x = sample.astype(np.float64)
     x -= x.mean(axis=0)
     sq = np.einsum("ij,ij->i", x, x)
@@ -201,9 +203,12 @@ def _kmeans_plus_plus(sample: np.ndarray, n_clusters: int,
     cumulative = np.empty(len(x))
     for _ in range(n_clusters - 1):
         c = seeds[-1]
-        # einsum, not BLAS gemv: single-threaded, it does not wait on a busy BLAS pool
-        # (10x faster than gemv on a loaded 2-core machine, as fast on an idle one).
-        np.einsum("ij,j->i", x, x[c], out=dot)
+        if blas:
+            np.matmul(x, x[c], out=dot)
+        else:
+            # einsum, not BLAS gemv: single-threaded, it does not wait on a busy BLAS pool
+            # (10x faster than gemv on a loaded 2-core machine, as fast on an idle one).
+            np.einsum("ij,j->i", x, x[c], out=dot)
         dot *= 2
         np.add(sq, sq[c], out=dist)
         dist -= dot
@@ -227,15 +232,15 @@ def _kmeans_plus_plus(sample: np.ndarray, n_clusters: int,
 
 
 def _train_kmeans(x: np.ndarray, n_clusters: int, seed: int, iterations: int, *,
-                  seed_points: int = 40,
-                  points_per_centroid: int = 64) -> tuple[np.ndarray, Any]:
+                  seed_points: int = 40, points_per_centroid: int = 64,
+                  blas: bool = False) -> tuple[np.ndarray, Any]:
     """The rows k-means ran on (x centred) and the trained ``faiss.Kmeans``."""
     n, d = x.shape
     # The same clusters, with float32 distances far more accurate on un-centred rows.
     x = _distances.centre(x, norms=False).rows
     rng = np.random.default_rng(seed)
     sample = x[np.sort(rng.choice(n, size=min(n, seed_points * n_clusters), replace=False))]
-    init = _kmeans_plus_plus(sample, n_clusters, rng)
+    init = _kmeans_plus_plus(sample, n_clusters, rng, blas=blas)
     with faiss_threads() as faiss:
         km = faiss.Kmeans(d, n_clusters, niter=iterations, seed=seed,
                           max_points_per_centroid=points_per_centroid,
@@ -245,7 +250,8 @@ def _train_kmeans(x: np.ndarray, n_clusters: int, seed: int, iterations: int, *,
 
 
 def kmeans(x: np.ndarray, n_clusters: int, seed: int, iterations: int = 10, *,
-           seed_points: int = 40, points_per_centroid: int = 64) -> np.ndarray:
+           seed_points: int = 40, points_per_centroid: int = 64,
+           blas: bool = False) -> np.ndarray:
     """k-means: the int64 cluster of every row.
 
     k-means++ seeds from a sample of ``seed_points`` points per cluster, then
@@ -257,13 +263,14 @@ def kmeans(x: np.ndarray, n_clusters: int, seed: int, iterations: int = 10, *,
 
     The defaults (40 seed points, 10 iterations on 64 points per cluster) are what the
     cluster-pruned searches were measured with. :func:`kmeans_for_typiclust` reaches a
-    lower inertia at half the cost on TypiClust's shapes: see there.
+    lower inertia at half the cost on TypiClust's shapes: see there. ``blas=True``: the
+    seeding's products through BLAS, for a caller that holds :func:`one_blas_thread`.
     """
     n = x.shape[0]
     if n_clusters >= n:
         return np.arange(n, dtype=np.int64)  # one item per cluster
     x, km = _train_kmeans(x, n_clusters, seed, iterations, seed_points=seed_points,
-                          points_per_centroid=points_per_centroid)
+                          points_per_centroid=points_per_centroid, blas=blas)
     with faiss_threads():
         _, labels = km.index.search(x, 1)
     return labels[:, 0].astype(np.int64)
@@ -299,8 +306,14 @@ def kmeans_for_typiclust(x: np.ndarray, n_clusters: int, seed: int) -> np.ndarra
     trained = min(n, TYPICLUST_POINTS_PER_CENTROID * n_clusters)
     fewest, most = TYPICLUST_ITERATIONS
     iterations = min(most, max(fewest, TYPICLUST_LLOYD_WORK // max(trained * n_clusters * d, 1)))
-    return kmeans(x, n_clusters, seed, iterations, seed_points=seed_points,
-                  points_per_centroid=TYPICLUST_POINTS_PER_CENTROID)
+    # FAISS's products here (blocks of 4096 rows x a few hundred centroids) and the
+    # seeding's on one BLAS thread: on a busy 2-core machine two BLAS threads wait on each
+    # other. TypiClust at 20k x 128, k = 100 (medians of 8, alternating): 170-200 ms with
+    # the limit (here and in the picks), 490-630 ms without on the synthetic shapes, as
+    # fast on the real one; at 100k x 128 real, 0.86 against 1.63 s.
+    with one_blas_thread():
+        return kmeans(x, n_clusters, seed, iterations, seed_points=seed_points,
+                      points_per_centroid=TYPICLUST_POINTS_PER_CENTROID, blas=True)
 
 
 @dataclass(frozen=True)
@@ -569,11 +582,12 @@ _blas_limits: Any = None
 
 
 @contextlib.contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """numpy's BLAS on one thread for the block (threadpoolctl), restored
-    afterwards: the products of knn_ivf are small, and two BLAS threads on them ran 4-20x
-    slower than one on a busy 2-core machine (316 x 316 x 128: 1.3 against 28 GFLOPS);
-    alcore runs several of them in parallel instead. Concurrent callers share one limit
+def one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread for the block (threadpoolctl: every BLAS loaded, numpy's and
+    FAISS's own), restored afterwards: the products of knn_ivf, TypiClust's k-means and
+    its typicality are small, and two BLAS threads on them ran 4-20x slower than one on a
+    busy 2-core machine (316 x 316 x 128: 1.3 against 28 GFLOPS); knn_ivf runs several of
+    them in parallel instead. Concurrent callers share one limit
     (the last to leave restores the user's setting)."""
     global _blas_users, _blas_limits
     from threadpoolctl import threadpool_limits
@@ -658,7 +672,7 @@ def knn_ivf(x: np.ndarray, k: int, clusters: int, probes: int, seed: int,
                 for c in np.flatnonzero((np.diff(cuts) > 0) & nonempty)]
 
     workers = _threads.get_num_threads()
-    with (faiss_threads() as faiss, _one_blas_thread(),
+    with (faiss_threads() as faiss, one_blas_thread(),
           ThreadPoolExecutor(workers) as pool):
 
         def feed(heap: Any, start: int, todo: list[tuple[int, np.ndarray]]) -> None:

@@ -413,3 +413,38 @@ def test_huge_norm_clusters_pick_as_the_reference():
     x = (x * 1e19).astype(np.float32)
     got = typiclust(x, 3, clusters=labels, n_neighbors=3)
     np.testing.assert_array_equal(got, reference(x, 3, np.array([], dtype=np.int64), labels, 3))
+
+
+def test_blas_limits_are_restored_after_typiclust():
+    """TypiClust's k-means and picks run on one BLAS thread (threadpoolctl); the BLAS
+    thread counts the user had are back afterwards."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [(i["filepath"], i["num_threads"]) for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas"]
+
+    x = mixture(3000, 16, 20, 2.0, 4)
+    typiclust(x[:100], 3)  # FAISS (and its BLAS) loaded before the first reading
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        typiclust(x, 10, labeled=np.arange(5))
+        assert blas_threads() == before
+
+
+@pytest.mark.parametrize("duplicates", [False, True])
+def test_kmeans_plus_plus_seeds_are_the_same_through_blas(duplicates):
+    """The BLAS products (blas=True, TypiClust's path on one BLAS thread) draw the same
+    k-means++ seeds as einsum, duplicates of a seed weighing exactly 0 on both (20
+    distinct points, 5 copies each, 30 clusters: the 10 last seeds fall back to uniform
+    draws on both)."""
+    from alcore import _faiss
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((400, 24)).astype(np.float32) * 3 + 50
+    if duplicates:
+        x = np.repeat(x[:20], 5, axis=0)
+    seeds = {blas: _faiss._kmeans_plus_plus(x, 30, np.random.default_rng(3), blas=blas)
+             for blas in (False, True)}
+    np.testing.assert_array_equal(seeds[False], seeds[True])
+    assert len(np.unique(seeds[True], axis=0)) == (20 if duplicates else 30)
