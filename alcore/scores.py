@@ -136,7 +136,8 @@ def entropy(probs: Any, *, logits: bool = False, normalize: bool = False,
 
     Notes
     -----
-    The logarithm is a vectorised polynomial (AVX-512/AVX2/SSE2 chosen at run time),
+    The logarithm is vectorised (AVX-512/AVX2/SSE2 chosen at run time, a table and a
+    short polynomial or a longer polynomial),
     accurate to a few units in the last place of the input's dtype. For probabilities
     (``normalize`` True or False) the score H differs from the exact entropy of the given
     values (``normalize=True``: of the rows divided by their sums) by at most

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -417,3 +418,74 @@ def test_renormalised_entropy_of_counts_is_accurate(dtype, c):
         counts = rng.dirichlet(np.full(c, 0.3), size=3000) * magnitude
         counts[:300, 0] += 50 * magnitude  # one class dominating
         assert_entropy_within_bound(counts.astype(dtype), normalize=True)
+
+
+# --- the x ln x terms of float32 entropy, float by float ------------------------------
+
+# Worst |term - x ln x| over every normal float32 x in [0.5, 1] and a stride below, as
+# K * eps * |x ln x| + A, measured per kernel variant: the AVX2 table log K = 1.152 (with
+# its polynomial cut one degree shorter, about 8); the polynomial log (baseline, without
+# fused multiply-adds) 1.397; the AVX-512 table log is within A = 4.86e-8 absolute (its
+# table entries carry one rounding, so even ln 1 is not exactly 0, and the rows [x, 1]
+# below carry that along).
+TERM_ERROR = {"avx512": (1.5, 5e-8), "avx2": (1.25, 0.0), "baseline": (1.5, 0.0)}
+# Subnormal x: the AVX2 table log gives ln x to within 16 there; every variant gives the
+# term to within |x ln x| <= FLT_MIN * 87.4 = 1.03e-36 (also past the rows' other term).
+SUBNORMAL_TERM_ERROR = 1.1e-36
+
+_TERMS_SCRIPT = """
+import json, sys
+import numpy as np
+from alcore import _core, scores
+
+def terms(bits):
+    # Rows [x, 1] (x <= 0.5) and [x, 0] (x > 0.5): 1 ln 1 and 0 ln 0 are exactly 0, so the
+    # entropy is -(x ln x) as the kernel computes it, with nothing else rounded in.
+    x = bits.view(np.float32)
+    rows = np.zeros((len(x), 2), np.float32)
+    rows[:, 0] = x
+    rows[:, 1] = np.where(x <= 0.5, 1, 0)
+    got = scores.entropy(rows, atol=0.5).astype(np.float64)
+    x64 = x.astype(np.float64)
+    want = -x64 * np.log(x64)
+    return x64, np.abs(got - want), want
+
+one = np.float32(1).view(np.uint32)
+half = np.float32(0.5).view(np.uint32)
+normal = np.uint32(0x00800000)
+eps = float(np.finfo(np.float32).eps)
+k, a = json.loads(sys.argv[1])[_core.isa()]
+worst = 0.0
+# Every float in [0.5, 1] (where x ln x weighs most, and the table interval holding 1),
+# every 251st normal float below, in chunks.
+for bits in (np.arange(half, one + 1, dtype=np.uint32),
+             np.arange(normal, half, 251, dtype=np.uint32)):
+    for chunk in np.array_split(bits, max(1, len(bits) // 2**21)):
+        x, err, want = terms(chunk)
+        with np.errstate(divide="ignore", invalid="ignore"):  # x = 1: 0 / 0 is fine
+            ratio = np.where(err > a, (err - a) / (eps * want), 0)
+        worst = max(worst, float(ratio.max()))
+x, err, _ = terms(np.arange(1, normal, 4099, dtype=np.uint32))  # subnormals
+json.dump({"isa": _core.isa(), "worst": worst, "bound": k, "subnormal": float(err.max())},
+          sys.stdout)
+"""
+
+
+@pytest.mark.parametrize("isa", ["native", "avx2", "baseline"])
+def test_entropy_terms_are_accurate_for_every_float32_in_range(isa):
+    """The vector log behind x ln x, through scores.entropy, against float64 over every
+    float32 in [0.5, 1] and a stride through the rest of (0, 0.5): each term within
+    K * eps * (x + |x ln x|) + A of TERM_ERROR (about an ulp), which a log with a dropped
+    polynomial term or a rounded table (as the AVX-512 one's) fails on AVX2."""
+    env = dict(os.environ)
+    env.pop("ALCORE_ISA", None)
+    if isa != "native":
+        env["ALCORE_ISA"] = isa
+    result = subprocess.run([sys.executable, "-c", _TERMS_SCRIPT, json.dumps(TERM_ERROR)],
+                            env=env,
+                            capture_output=True, text=True, check=True, cwd=os.sep)
+    got = json.loads(result.stdout)
+    if isa != "native" and got["isa"] != isa:
+        pytest.skip(f"this CPU has no {isa} kernels")
+    assert got["worst"] <= got["bound"], got
+    assert got["subnormal"] <= SUBNORMAL_TERM_ERROR, got

@@ -310,6 +310,10 @@ ALCORE_INLINE typename vec::V<T>::itype group_row_pass(
   return out_of_range;
 }
 
+// Elements per tile of score_grouped_probs' entropy terms: the tile and its terms (8 KB
+// each for float32) stay in L1 between the two passes over them.
+constexpr int64_t kTermTileElements = 2048;
+
 template <class T, Score S, int NV>
 bool score_grouped_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions& o, T* out,
                          std::vector<T>& scratch, BadValue& bad) {
@@ -324,8 +328,10 @@ bool score_grouped_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions
   // neutral[1, c + 1) is all zeros, the x ln x terms of that row.
   std::vector<T> neutral(static_cast<size_t>(c + 1), T(0));
   neutral[0] = T(1);
-  vec::GroupLoader<T> loader(c, T(0), neutral.data());
-  vec::GroupLoader<T> term_loader(c, T(0), neutral.data() + 1);
+  // Entropy of probabilities reads the rows first in its x ln x pass (below), so the row
+  // pass finds them in cache.
+  vec::GroupLoader<T> loader(c, T(0), neutral.data(), !(S == Score::entropy && !o.normalize));
+  vec::GroupLoader<T> term_loader(c, T(0), neutral.data() + 1, false);
   const int nv = NV > 0 ? NV : loader.vectors_per_row();
   const int64_t total = rows * c;
   // Entropy of rows to renormalise: q = p / sum first, then -sum q ln q. The shorter
@@ -335,64 +341,74 @@ bool score_grouped_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions
   // padding) and the logarithm then runs over that flat buffer in full vectors.
   const bool renormalise = S == Score::entropy && o.normalize;
   if (renormalise) scratch.resize(static_cast<size_t>(total + nv * L));
-  if (S == Score::entropy && !o.normalize) {
-    // x ln x over the whole block in full vectors; the element range check rides along
-    // (the row pass below then checks only the sums).
-    scratch.resize(static_cast<size_t>(total));
-    VI out_of_range = vec::splat<VI>(0);
-    vec::map(x, scratch.data(), total, T(1), [&](VT p) {
-      out_of_range |= ~(p >= T(0)) | ~(p <= ceiling);
-      return vec::xlogx(p);
-    });
-    if (vec::any(out_of_range)) return first_bad_probs_row(x, rows, c, o, bad);
-  }
+  // Entropy of probabilities: x ln x of a tile of rows in full vectors (the element range
+  // check rides along; the row pass below then checks only the sums), then the tile's
+  // groups, which reload the rows and their terms while both are still in L1 (a whole
+  // block and its terms are twice its size).
+  const bool terms_first = S == Score::entropy && !o.normalize;
+  if (terms_first) scratch.resize(static_cast<size_t>(total));
+  const int64_t tile =
+      terms_first ? std::max<int64_t>(L, kTermTileElements / c / L * L) : rows;
   VT v[L * G::kMaxVectors], first[L], second[L], sums[L];
-  for (int64_t r = 0; r < rows; r += L) {
-    const int count = loader.template load<NV>(x, r, rows, v);
-    const VI out_of_range = group_row_pass<T, S != Score::entropy,
-                                           S == Score::margin || S == Score::ratio>(
-        v, nv, ceiling, S != Score::entropy || renormalise, first, second, sums);
-    if (vec::any(out_of_range)) return first_bad_probs_row(x, rows, c, o, bad);
-    const VT sum = groups.fold_sum(sums);
-    const VI bad_sum = o.normalize ? ~(sum > T(0)) : ~(vec::abs(sum - T(1)) <= atol);
-    if (vec::any(bad_sum)) {
-      // Rows of earlier groups passed; any element problem was caught above.
-      const int l = first_set_lane(bad_sum, count);
-      bad = sum_problem(o.normalize, static_cast<double>(sum[l]), r + l);
-      return false;
+  for (int64_t t0 = 0; t0 < rows; t0 += tile) {
+    const int64_t t1 = std::min(rows, t0 + tile);
+    if (terms_first) {
+      using VU = typename vec::V<T>::utype;
+      VU largest = vec::splat<VU>(0);
+      vec::map(x + t0 * c, scratch.data() + t0 * c, (t1 - t0) * c, T(1), [&](VT p) {
+        largest = vec::max(largest, vec::range_key(p));
+        return vec::xlogx(p);
+      });
+      if (vec::any(largest > vec::range_key(vec::splat<VT>(ceiling))))
+        return first_bad_probs_row(x, rows, c, o, bad);
     }
-    VT result;
-    if (renormalise) {
-      // A subnormal sum makes inv infinite and the score non-finite: the Python layer
-      // scores such rows again after an exact rescaling.
-      // An overflowing sum (inv 0) would give entropy 0: NaN sends it back the same way.
-      const VT inv = T(1) / sum;
-      for (int l = 0; l < count; ++l) {
-        const T scale = sum[l] <= std::numeric_limits<T>::max()
-                            ? inv[l] : std::numeric_limits<T>::quiet_NaN();
-        for (int k = 0; k < nv; ++k)
-          vec::store(scratch.data() + (r + l) * c + k * L, v[l * nv + k] * scale);
+    for (int64_t r = t0; r < t1; r += L) {
+      const int count = loader.template load<NV>(x, r, rows, v);
+      const VI out_of_range = group_row_pass<T, S != Score::entropy,
+                                             S == Score::margin || S == Score::ratio>(
+          v, nv, ceiling, S != Score::entropy || renormalise, first, second, sums);
+      if (vec::any(out_of_range)) return first_bad_probs_row(x, rows, c, o, bad);
+      const VT sum = groups.fold_sum(sums);
+      const VI bad_sum = o.normalize ? ~(sum > T(0)) : ~(vec::abs(sum - T(1)) <= atol);
+      if (vec::any(bad_sum)) {
+        // Rows of earlier groups passed; any element problem was caught above.
+        const int l = first_set_lane(bad_sum, count);
+        bad = sum_problem(o.normalize, static_cast<double>(sum[l]), r + l);
+        return false;
       }
-      continue;
-    } else if (S == Score::entropy) {
-      term_loader.template load<NV>(scratch.data(), r, rows, v);
-      result = -groups.row_sums(v, nv);
-      if (o.scale_entropy) result *= T(1) / std::log(static_cast<T>(c));
-    } else if (S == Score::least_confidence) {
-      // A quotient, not a product with 1 / sum: as in score_wide_probs.
-      const VT top = groups.fold_max(first);
-      result = T(1) - (o.normalize ? top / sum : top);
-    } else {
-      groups.fold_top2(first, second);
-      const VT gap = first[0] - second[0];
-      result = S == Score::margin ? T(1) - (o.normalize ? gap / sum : gap)
-                                  : second[0] / first[0];
+      VT result;
+      if (renormalise) {
+        // A subnormal sum makes inv infinite and the score non-finite: the Python layer
+        // scores such rows again after an exact rescaling.
+        // An overflowing sum (inv 0) would give entropy 0: NaN sends it back the same way.
+        const VT inv = T(1) / sum;
+        for (int l = 0; l < count; ++l) {
+          const T scale = sum[l] <= std::numeric_limits<T>::max()
+                              ? inv[l] : std::numeric_limits<T>::quiet_NaN();
+          for (int k = 0; k < nv; ++k)
+            vec::store(scratch.data() + (r + l) * c + k * L, v[l * nv + k] * scale);
+        }
+        continue;
+      } else if (S == Score::entropy) {
+        term_loader.template load<NV>(scratch.data(), r, rows, v);
+        result = -groups.row_sums(v, nv);
+        if (o.scale_entropy) result *= T(1) / std::log(static_cast<T>(c));
+      } else if (S == Score::least_confidence) {
+        // A quotient, not a product with 1 / sum: as in score_wide_probs.
+        const VT top = groups.fold_max(first);
+        result = T(1) - (o.normalize ? top / sum : top);
+      } else {
+        groups.fold_top2(first, second);
+        const VT gap = first[0] - second[0];
+        result = S == Score::margin ? T(1) - (o.normalize ? gap / sum : gap)
+                                    : second[0] / first[0];
+      }
+      if (o.normalize && S != Score::ratio)  // an overflowing sum: as in score_wide_probs
+        for (int l = 0; l < count; ++l)
+          if (!(sum[l] <= std::numeric_limits<T>::max()))
+            result[l] = std::numeric_limits<T>::quiet_NaN();
+      store_group(out, r, count, result);
     }
-    if (o.normalize && S != Score::ratio)  // an overflowing sum: as in score_wide_probs
-      for (int l = 0; l < count; ++l)
-        if (!(sum[l] <= std::numeric_limits<T>::max()))
-          result[l] = std::numeric_limits<T>::quiet_NaN();
-    store_group(out, r, count, result);
   }
   if (renormalise) {
     vec::map(scratch.data(), scratch.data(), total, T(1), [](VT q) { return vec::xlogx(q); });
@@ -569,7 +585,7 @@ bool bald_grouped(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int
   std::vector<T> neutral(static_cast<size_t>(c + 1), T(0));  // as in score_grouped_probs
   neutral[0] = T(1);
   vec::GroupLoader<T> loader(c, T(0), neutral.data());
-  vec::GroupLoader<T> term_loader(c, T(0), neutral.data() + 1);
+  vec::GroupLoader<T> term_loader(c, T(0), neutral.data() + 1, false);
   const int nv = NV > 0 ? NV : loader.vectors_per_row();
   const int64_t total = rows * c;
   const int64_t padded = total + nv * L;  // room for the last row's whole-vector stores
@@ -604,11 +620,12 @@ bool bald_grouped(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int
       }
     }
     const T* src = normalize ? member : block;
-    VI out_of_range = vec::splat<VI>(0);
+    using VU = typename vec::V<T>::utype;
+    VU largest = vec::splat<VU>(0);  // the range check of vec::range_key
     int64_t i = 0;
     for (; i + L <= total; i += L) {
       const VT raw = vec::load<VT>(block + i);
-      out_of_range |= ~(raw >= T(0)) | ~(raw <= ceiling);
+      largest = vec::max(largest, vec::range_key(raw));
       const VT p = normalize ? vec::load<VT>(src + i) : raw;
       vec::store(mean + i, vec::load<VT>(mean + i) + p);
       vec::store(plogp + i, vec::load<VT>(plogp + i) + vec::xlogx(p));
@@ -616,12 +633,12 @@ bool bald_grouped(const T* x, int64_t t, int64_t n, int64_t c, int64_t row0, int
     for (; i < total; ++i) {  // at most L - 1 elements: same arithmetic through a padded vector
       VT p = vec::splat<VT>(T(1));
       p[0] = block[i];
-      out_of_range |= ~(p >= T(0)) | ~(p <= ceiling);
+      largest = vec::max(largest, vec::range_key(p));
       p[0] = src[i];
       mean[i] += src[i];
       plogp[i] += vec::xlogx(p)[0];
     }
-    if (vec::any(out_of_range)) {
+    if (vec::any(largest > vec::range_key(vec::splat<VT>(ceiling)))) {
       bad = first_bad_sample(x, t, n, c, row0, rows, normalize, atol);
       return false;
     }
@@ -880,7 +897,7 @@ bool gate_grouped(const T* x, int64_t rows, int64_t c, double atol_d,
   scratch.resize(static_cast<size_t>(total + nvd * LD));
   xlogx_f64(x, total, scratch.data());
   const double zeros[vec::kGroupedMaxC] = {};
-  vec::GroupLoader<double> terms(c, 0.0, zeros);
+  vec::GroupLoader<double> terms(c, 0.0, zeros, false);
   const GD& dgroups = GD::get();
   const double inv_log_c = 1.0 / std::log(static_cast<double>(c));
   VD w[LD * GD::kMaxVectors];
