@@ -27,6 +27,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -581,6 +582,24 @@ _blas_users = 0
 _blas_limits: Any = None
 
 
+_controller: Any = None
+_controller_modules = -1
+
+
+def _blas_controller() -> Any:
+    """threadpoolctl's view of the loaded thread pools, kept while no module is imported:
+    building it scans every loaded library (0.5-3 ms, paid twice per TypiClust call when
+    built afresh); a new module may bring a BLAS of its own, so it is rebuilt then.
+    Called with _blas_lock held."""
+    global _controller, _controller_modules
+    if _controller is None or _controller_modules != len(sys.modules):
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+        _controller_modules = len(sys.modules)
+    return _controller
+
+
 @contextlib.contextmanager
 def one_blas_thread() -> Iterator[None]:
     """BLAS on one thread for the block (threadpoolctl: every BLAS loaded, numpy's and
@@ -590,11 +609,9 @@ def one_blas_thread() -> Iterator[None]:
     them in parallel instead. Concurrent callers share one limit
     (the last to leave restores the user's setting)."""
     global _blas_users, _blas_limits
-    from threadpoolctl import threadpool_limits
-
     with _blas_lock:
         if _blas_users == 0:
-            _blas_limits = threadpool_limits(limits=1, user_api="blas")
+            _blas_limits = _blas_controller().limit(limits=1, user_api="blas")
         _blas_users += 1
     try:
         yield
