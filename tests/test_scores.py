@@ -489,3 +489,74 @@ def test_entropy_terms_are_accurate_for_every_float32_in_range(isa):
         pytest.skip(f"this CPU has no {isa} kernels")
     assert got["worst"] <= got["bound"], got
     assert got["subnormal"] <= SUBNORMAL_TERM_ERROR, got
+
+
+# --- 10-class float32 entropy (a one-pass kernel on AVX2), per variant ------------------
+
+_TEN_CLASS_SCRIPT = """
+import json
+import re
+import sys
+import numpy as np
+import alcore
+from alcore import _core, scores
+
+rng = np.random.default_rng(10)
+n = 1003  # groups of 8 rows and a short last group
+x = rng.dirichlet(np.full(10, 0.3), size=n).astype(np.float32)
+x[::7] = np.eye(10, dtype=np.float32)[rng.integers(10, size=len(x[::7]))]  # one-hot rows
+x[3, 9] = 0  # a zero among a row's last two values (packed with other rows' on AVX2)
+h = scores.entropy(x, atol=0.01)
+x64 = x.astype(np.float64)
+with np.errstate(divide="ignore", invalid="ignore"):
+    want = -np.where(x64 > 0, x64 * np.log(x64), 0).sum(axis=1)
+eps = float(np.finfo(np.float32).eps)
+worst = float((np.abs(h - want) / ((1 + np.log2(10)) * eps * (1 + want))).max())
+# A row's score does not depend on where it sits: shifted by 1-7 rows, alone, or in a
+# select_top over the whole matrix.
+moved = all(np.array_equal(scores.entropy(np.roll(x, s, axis=0), atol=0.01), np.roll(h, s))
+            for s in range(1, 8))
+alone = all(scores.entropy(x[i:i + 1], atol=0.01)[0] == h[i] for i in range(0, n, 37))
+top = alcore.select_top(x, 50, score="entropy", atol=0.01)
+ranked = np.array_equal(top, np.lexsort((np.arange(n), -h))[:50])
+# -0 is a valid 0 (its bits fail the kernel's unsigned range check), the same score.
+signed = x.copy()
+signed[signed == 0] = -0.0
+negative_zero = np.array_equal(scores.entropy(signed, atol=0.01), h)
+# The first bad row is reported, whatever its place in its group of 8.
+reports = []
+for row in (0, 5, 9, 1002):
+    for col, value in ((0, np.nan), (8, -0.25), (9, np.inf), (None, None)):
+        bad = x.copy()
+        if col is None:
+            bad[row] *= 0.5
+        else:
+            bad[row, col] = value
+        try:
+            scores.entropy(bad, atol=0.01)
+            reports.append("accepted")
+        except alcore.InvalidInputError as err:
+            reports.append(re.search(rf"row {row}\\b", str(err)) is not None)
+json.dump({"isa": _core.isa(), "worst": worst, "moved": moved, "alone": alone,
+           "ranked": ranked, "negative_zero": negative_zero, "reports": reports},
+          sys.stdout)
+"""
+
+
+@pytest.mark.parametrize("isa", ["native", "avx2", "baseline"])
+def test_ten_class_entropy_is_accurate_and_independent_of_position(isa):
+    """The shape the AVX2 one-pass kernel handles: within the stated error bound, the same
+    bits for a row wherever it sits, -0 taken as 0, and errors at the right row (a kernel
+    that packed the wrong rows' last two values together fails the first two)."""
+    env = dict(os.environ)
+    env.pop("ALCORE_ISA", None)
+    if isa != "native":
+        env["ALCORE_ISA"] = isa
+    result = subprocess.run([sys.executable, "-c", _TEN_CLASS_SCRIPT], env=env,
+                            capture_output=True, text=True, check=True, cwd=os.sep)
+    got = json.loads(result.stdout)
+    if isa != "native" and got["isa"] != isa:
+        pytest.skip(f"this CPU has no {isa} kernels")
+    assert got["worst"] <= 1, got
+    assert got["moved"] and got["alone"] and got["ranked"] and got["negative_zero"], got
+    assert got["reports"] == [True] * 16, got
