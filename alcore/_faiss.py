@@ -443,8 +443,12 @@ def range_graph(x: np.ndarray, radius: float, seed: int = 0,
         # returns d < t for a float32 t: rounded up past radius^2 + the largest bound, so a
         # pair left out has an exact distance above radius.
         widest = float(_distances.bound(d, norms.max(), norms.max()))
-        t32 = np.float32(radius_sq + widest)
-        if float(t32) <= radius_sq + widest:
+        wanted = radius_sq + widest
+        # Beyond float32's range every pair is a candidate: inf, without np.float32's
+        # overflow warning (an error under -W error).
+        t32 = (np.float32(wanted) if wanted < float(np.finfo(np.float32).max)
+               else np.float32(np.inf))
+        if float(t32) <= wanted:
             t32 = np.nextafter(t32, np.float32(np.inf))
         queries = np.concatenate(dense)
         with faiss_threads() as faiss:
