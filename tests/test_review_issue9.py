@@ -134,3 +134,34 @@ def test_one_blas_thread_limits_a_blas_loaded_after_the_controller_was_cached():
         counts = {i["filepath"]: i["num_threads"] for i in threadpool_info()
                   if i["user_api"] == "blas"}
     assert counts[os.path.realpath(path)] == 1, counts
+
+
+def test_probcover_graph_with_one_far_row_stays_small_and_exact():
+    """One row at 1e4 among unit-normal rows (not centred: the mean stays near 0) widens
+    the dense path's single FAISS threshold to radius^2 + ~1800: every pair came back as a
+    candidate, 16k x N per block (4000 rows: 965 MB where the pruned path peaks at 8 MB,
+    8000 rows: 3.8 GB and 51 s; 30k rows would not fit in memory)."""
+    import tracemalloc
+
+    from alcore import _faiss
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 32)).astype(np.float32)
+    x[0] = 1e4
+    radius = 4.0
+    tracemalloc.start()
+    try:
+        offsets, ids = _faiss.range_graph(x, radius)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100e6, f"peak {peak / 1e6:.0f} MB"
+    x64 = x.astype(np.float64)
+    want_rows, want_cols = [], []
+    for i in range(len(x)):
+        j = np.flatnonzero(((x64[i] - x64) ** 2).sum(axis=-1) <= radius * radius)
+        want_rows.append(np.full(len(j), i))
+        want_cols.append(j)
+    got_rows = np.repeat(np.arange(len(x)), np.diff(offsets))
+    assert np.array_equal(got_rows, np.concatenate(want_rows))
+    assert np.array_equal(ids, np.concatenate(want_cols))
