@@ -165,3 +165,42 @@ def test_probcover_graph_with_one_far_row_stays_small_and_exact():
     got_rows = np.repeat(np.arange(len(x)), np.diff(offsets))
     assert np.array_equal(got_rows, np.concatenate(want_rows))
     assert np.array_equal(ids, np.concatenate(want_cols))
+
+
+@pytest.mark.xfail(strict=True, reason="faiss_threads, entered inside one_blas_thread, sets "
+                   "OpenMP's count, which faiss-cpu's OpenMP OpenBLAS follows")
+def test_typiclust_kmeans_runs_faiss_blas_on_one_thread():
+    """kmeans_for_typiclust's comment: FAISS's products (blocks of 4096 rows x the
+    centroids) run on one BLAS thread. faiss-cpu's OpenBLAS is the OpenMP build
+    (libopenblaso): its thread count is OpenMP's, and faiss_threads(), entered inside
+    one_blas_thread, sets that back to alcore's count, so FAISS's BLAS runs on 2 threads
+    while k-means trains (measured: [1, 2] on every call). (Also: on a process's first
+    call the cached controller is built before faiss is imported.)"""
+    import subprocess
+    import textwrap
+
+    code = textwrap.dedent("""
+        import numpy as np
+        from threadpoolctl import threadpool_info
+        from alcore import _faiss
+        from alcore.diversity import typiclust
+        import contextlib
+        seen = []
+        original = _faiss.faiss_threads
+        @contextlib.contextmanager
+        def spy():
+            with original() as faiss:  # faiss loaded: the thread counts as it trains
+                seen.append(sorted(i["num_threads"] for i in threadpool_info()
+                                   if i["user_api"] == "blas"))
+                yield faiss
+        _faiss.faiss_threads = spy
+        x = np.random.default_rng(0).normal(size=(3000, 16)).astype(np.float32)
+        typiclust(x, 10)
+        print(seen[0])
+    """)
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    counts = eval(out.stdout.strip().splitlines()[-1])
+    assert len(counts) >= 2 and set(counts) == {1}, counts
