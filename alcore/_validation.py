@@ -52,7 +52,8 @@ def as_numpy(value: Any, name: str) -> np.ndarray:
             ) from None
     try:
         return np.asarray(value)
-    except (TypeError, ValueError) as exc:
+    # RuntimeError: what torch raises for a tensor that requires grad.
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise InvalidInputError(
             f"{name} could not be converted to an array ({exc}); pass a numeric numpy array"
         ) from None

@@ -204,3 +204,24 @@ def test_typiclust_kmeans_runs_faiss_blas_on_one_thread():
     assert out.returncode == 0, out.stderr
     counts = eval(out.stdout.strip().splitlines()[-1])
     assert len(counts) >= 2 and set(counts) == {1}, counts
+
+
+class _GradTensor:
+    """As a torch tensor that requires grad: ``__array__`` raises RuntimeError."""
+
+    def __array__(self, dtype=None, copy=None):
+        raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
+                           "tensor.detach().numpy() instead.")
+
+
+def test_an_array_conversion_runtime_error_is_an_invalid_input_error():
+    """decide_one's promise (errors are InvalidInputError naming the argument): a torch
+    tensor that requires grad leaked torch's RuntimeError from every entry point."""
+    gate = StreamGate("quantile", 0.2)
+    with pytest.raises(InvalidInputError, match=r"^p could not be converted.*detach"):
+        gate.decide_one(_GradTensor())
+    with pytest.raises(InvalidInputError, match=r"^probs could not be converted"):
+        gate.decide_many(_GradTensor())
+    with pytest.raises(InvalidInputError, match=r"^probs could not be converted"):
+        scores.entropy(_GradTensor())
+    assert gate.stats.seen == 0
