@@ -417,13 +417,20 @@ def range_graph(x: np.ndarray, radius: float, seed: int = 0,
         rows_out.append(rows[keep])
         cols_out.append(cols[keep])
 
+    # FAISS's range search (below) takes one threshold for every pair: radius^2 + the bound
+    # of the two largest norms. When that bound outgrows radius^2 (a few rows far out, the
+    # rest near the mean), almost every pair is a candidate and each block of queries
+    # returns 16k x N of them (8000 x 32 with one row at 1e4: 3.8 GB, 51 s, against 8 MB,
+    # 3 s pruned); the pruned path's per-block bounds stay tight, so it takes every cluster.
+    widest = float(_distances.bound(d, norms.max(), norms.max()))
+    dense_share = DENSE_RANGE_SHARE * n if widest <= radius_sq else np.inf
     done = 0
     dense: list[np.ndarray] = []  # members of the clusters the pruning cannot narrow
     for a in np.flatnonzero(sizes):
         reach = geometry.radius[a] + geometry.radius + radius + slack
         near = np.flatnonzero((geometry.center_dist[a] <= reach) & (sizes > 0))
         rows = geometry.members(a)
-        if sizes[near].sum() > DENSE_RANGE_SHARE * n:
+        if sizes[near].sum() > dense_share:
             dense.append(rows)
             continue
         cols = geometry.members_of(near)
@@ -442,9 +449,12 @@ def range_graph(x: np.ndarray, radius: float, seed: int = 0,
         # pruning would have skipped are found too; they are true edges either way. FAISS
         # returns d < t for a float32 t: rounded up past radius^2 + the largest bound, so a
         # pair left out has an exact distance above radius.
-        widest = float(_distances.bound(d, norms.max(), norms.max()))
-        t32 = np.float32(radius_sq + widest)
-        if float(t32) <= radius_sq + widest:
+        wanted = radius_sq + widest
+        # Beyond float32's range every pair is a candidate: inf, without np.float32's
+        # overflow warning (an error under -W error).
+        t32 = (np.float32(wanted) if wanted < float(np.finfo(np.float32).max)
+               else np.float32(np.inf))
+        if float(t32) <= wanted:
             t32 = np.nextafter(t32, np.float32(np.inf))
         queries = np.concatenate(dense)
         with faiss_threads() as faiss:

@@ -28,7 +28,16 @@ def _describe_dtype(dtype: np.dtype) -> str:
 
 def as_numpy(value: Any, name: str) -> np.ndarray:
     """Convert what users hold (numpy, ``__array__``, DLPack, polars/pandas/pyarrow) without
-    copying where the layout allows."""
+    copying where the layout allows. A masked array gives its data when nothing is masked;
+    masked entries are an error (their hidden values would be read as data)."""
+    if isinstance(value, np.ma.MaskedArray):
+        if np.ma.getmask(value) is not np.ma.nomask and value.mask.any():
+            raise InvalidInputError(
+                f"{name} has masked entries ({int(value.mask.sum())} of {value.size}); fill "
+                f"them ({name}.filled(value)) or drop those rows ({name}.compressed() for "
+                f"one row)"
+            )
+        return value.data
     if isinstance(value, np.ndarray):
         return value
     if value is None:
@@ -43,7 +52,8 @@ def as_numpy(value: Any, name: str) -> np.ndarray:
             ) from None
     try:
         return np.asarray(value)
-    except (TypeError, ValueError) as exc:
+    # RuntimeError: what torch raises for a tensor that requires grad.
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise InvalidInputError(
             f"{name} could not be converted to an array ({exc}); pass a numeric numpy array"
         ) from None

@@ -344,7 +344,8 @@ class StreamGate:
         return self._decide_one_checked(p) if decided is None else decided
 
     def _decide_one_checked(self, p: Any) -> bool:
-        p = v.float_array(p, "p")
+        # The native call takes exactly an ndarray (a subclass such as a memmap: a view).
+        p = np.asarray(v.float_array(p, "p"))
         if p.ndim != 1:
             raise InvalidInputError(
                 f"p must be one probability row of shape (C,), got shape {p.shape}; use "

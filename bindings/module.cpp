@@ -208,9 +208,10 @@ py::tuple smallest_k_per_row(const py::array& m, int64_t k) {
 // The per-item call of a stream takes any object and answers None for anything but a
 // C-contiguous 1-D float32/float64 ndarray in native byte order: the Python layer converts
 // and checks only then. (An argument pybind11 cannot cast would instead fail overload
-// resolution, whose error message alone costs microseconds.)
+// resolution, whose error message alone costs microseconds.) Exactly an ndarray, not a
+// subclass: a masked array's buffer holds its masked entries too.
 py::object gate_decide_one(alcore::StreamGate& gate, py::handle row) {
-  if (!py::isinstance<py::array>(row)) return py::none();
+  if (Py_TYPE(row.ptr()) != py::detail::npy_api::get().PyArray_Type_) return py::none();
   const auto a = py::reinterpret_borrow<py::array>(row);
   if (a.ndim() != 1 || !(a.flags() & py::array::c_style)) return py::none();
   const auto dt = a.dtype();
