@@ -13,10 +13,11 @@ FAISS code:
   FAISS's OpenMP thread count to ``alcore.get_num_threads()`` for the call and restores the
   count the user had (``faiss.omp_get_max_threads()``) afterwards. The OpenMP setting is
   per calling thread, so concurrent callers do not see each other's counts.
-* BLAS (numpy's and FAISS's own): during the IVF self-join (knn_ivf), TypiClust's
-  k-means and its typicality it runs on one thread (threadpoolctl, :func:`one_blas_thread`),
-  alcore's threads running knn_ivf's many small products in parallel instead; the user's
-  setting is restored afterwards.
+* BLAS: during the IVF self-join (knn_ivf), TypiClust's k-means and its typicality every
+  BLAS threadpoolctl sees runs on one thread (:func:`one_blas_thread`), alcore's threads
+  running knn_ivf's many small products in parallel instead; the user's setting is
+  restored afterwards. FAISS's OpenMP-built OpenBLAS follows OpenMP's count instead, which
+  :func:`faiss_threads` sets to alcore's inside the block.
 
 Distances from FAISS are float32 expanded forms; every decision made on them goes through
 :mod:`alcore._distances` (error bound, float64 re-decision).
@@ -27,7 +28,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -307,9 +307,10 @@ def kmeans_for_typiclust(x: np.ndarray, n_clusters: int, seed: int) -> np.ndarra
     trained = min(n, TYPICLUST_POINTS_PER_CENTROID * n_clusters)
     fewest, most = TYPICLUST_ITERATIONS
     iterations = min(most, max(fewest, TYPICLUST_LLOYD_WORK // max(trained * n_clusters * d, 1)))
-    # FAISS's products here (blocks of 4096 rows x a few hundred centroids) and the
-    # seeding's on one BLAS thread: on a busy 2-core machine two BLAS threads wait on each
-    # other. TypiClust at 20k x 128, k = 100 (medians of 8, alternating): 170-200 ms with
+    # numpy's BLAS (the seeding's products, and the picks') on one thread: on a busy
+    # 2-core machine two BLAS threads wait on each other. FAISS's own products follow its
+    # OpenMP count (faiss-cpu's OpenBLAS is the OpenMP build), which faiss_threads sets to
+    # alcore's. TypiClust at 20k x 128, k = 100 (medians of 8, alternating): 170-200 ms with
     # the limit (here and in the picks), 490-630 ms without on the synthetic shapes, as
     # fast on the real one; at 100k x 128 real, 0.86 against 1.63 s.
     with one_blas_thread():
@@ -592,36 +593,23 @@ _blas_users = 0
 _blas_limits: Any = None
 
 
-_controller: Any = None
-_controller_modules = -1
-
-
-def _blas_controller() -> Any:
-    """threadpoolctl's view of the loaded thread pools, kept while no module is imported:
-    building it scans every loaded library (0.5-3 ms, paid twice per TypiClust call when
-    built afresh); a new module may bring a BLAS of its own, so it is rebuilt then.
-    Called with _blas_lock held."""
-    global _controller, _controller_modules
-    if _controller is None or _controller_modules != len(sys.modules):
-        from threadpoolctl import ThreadpoolController
-
-        _controller = ThreadpoolController()
-        _controller_modules = len(sys.modules)
-    return _controller
-
-
 @contextlib.contextmanager
 def one_blas_thread() -> Iterator[None]:
-    """BLAS on one thread for the block (threadpoolctl: every BLAS loaded, numpy's and
-    FAISS's own), restored afterwards: the products of knn_ivf, TypiClust's k-means and
-    its typicality are small, and two BLAS threads on them ran 4-20x slower than one on a
-    busy 2-core machine (316 x 316 x 128: 1.3 against 28 GFLOPS); knn_ivf runs several of
-    them in parallel instead. Concurrent callers share one limit
-    (the last to leave restores the user's setting)."""
+    """BLAS on one thread for the block (threadpoolctl: every BLAS loaded; an OpenMP-built
+    one, as FAISS's, then follows the OpenMP count of :func:`faiss_threads`), restored
+    afterwards: the products of knn_ivf, TypiClust's seeding and its typicality are small,
+    and two BLAS threads on them ran 4-20x slower than one on a busy 2-core machine
+    (316 x 316 x 128: 1.3 against 28 GFLOPS); knn_ivf runs several of them in parallel
+    instead. Concurrent callers share one limit (the last to leave restores the user's
+    setting)."""
     global _blas_users, _blas_limits
+    # threadpoolctl scans the loaded libraries on every call (0.5-3 ms): a cached view
+    # would miss a BLAS loaded later (the hostile review's ctypes.CDLL case).
+    from threadpoolctl import threadpool_limits
+
     with _blas_lock:
         if _blas_users == 0:
-            _blas_limits = _blas_controller().limit(limits=1, user_api="blas")
+            _blas_limits = threadpool_limits(limits=1, user_api="blas")
         _blas_users += 1
     try:
         yield

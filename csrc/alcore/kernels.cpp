@@ -401,15 +401,18 @@ inline bool entropy(const float* x, int64_t rows, const ScoreOptions& o, float* 
     const int in_range =
         _mm256_movemask_epi8(_mm256_cmpeq_epi32(_mm256_max_epu32(key, ceiling), ceiling));
     if ((sum_ok != 0xff) | (in_range != -1)) {
-      // Element problems first (NaN, say, also fails its row's sum); earlier groups passed.
+      // The first offending row of the group (earlier groups passed): a row with an
+      // element out of range, or an earlier one whose sum fails (a NaN also fails its own
+      // row's sum, so the element problem is the one reported for that row).
       bad = BadValue{};
       first_bad_probs_row(x + r * kC, count, kC, o, bad);
-      if (bad.problem != Problem::none) {
+      const int element_lane = bad.problem != Problem::none ? static_cast<int>(bad.row) : count;
+      const int l = sum_ok == 0xff ? count : __builtin_ctz(~sum_ok & 0xff);
+      if (element_lane < count && element_lane <= l) {
         bad.row += r;
         return false;
       }
-      const int l = sum_ok == 0xff ? -1 : __builtin_ctz(~sum_ok & 0xff);
-      if (l >= 0 && l < count) {
+      if (l < count) {
         bad = sum_problem(false, static_cast<double>(_mm256_cvtss_f32(_mm256_permutevar8x32_ps(
                                      sum, _mm256_set1_epi32(l)))),
                           r + l);
@@ -474,6 +477,27 @@ bool score_grouped_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions
   const int64_t tile =
       terms_first ? std::max<int64_t>(L, kTermTileElements / c / L * L) : rows;
   VT v[L * G::kMaxVectors], first[L], second[L], sums[L];
+  // An element out of range in rows [from, rows), every row before `from` valid (from is
+  // a group boundary): the first offending row is the first row with such an element,
+  // unless a row before it fails the sum check, by the verdict the loop below would give.
+  const auto first_problem = [&](int64_t from) {
+    first_bad_probs_row(x + from * c, rows - from, c, o, bad);
+    const int64_t element_row = bad.problem != Problem::none ? bad.row + from : rows;
+    for (int64_t r = from; r < element_row; r += L) {
+      const int count = loader.template load<NV>(x, r, rows, v);
+      group_row_pass<T, S != Score::entropy, S == Score::margin || S == Score::ratio>(
+          v, nv, ceiling, S != Score::entropy || renormalise, first, second, sums);
+      const VT sum = groups.fold_sum(sums);
+      const VI bad_sum = o.normalize ? ~(sum > T(0)) : ~(vec::abs(sum - T(1)) <= atol);
+      for (int l = 0; l < count && r + l < element_row; ++l)
+        if (bad_sum[l]) {
+          bad = sum_problem(o.normalize, static_cast<double>(sum[l]), r + l);
+          return false;
+        }
+    }
+    if (bad.problem != Problem::none) bad.row = element_row;
+    return false;
+  };
   for (int64_t t0 = 0; t0 < rows; t0 += tile) {
     const int64_t t1 = std::min(rows, t0 + tile);
     if (terms_first) {
@@ -484,14 +508,14 @@ bool score_grouped_probs(const T* x, int64_t rows, int64_t c, const ScoreOptions
         return vec::xlogx(p);
       });
       if (vec::any(largest > vec::range_key(vec::splat<VT>(ceiling))))
-        return first_bad_probs_row(x, rows, c, o, bad);
+        return first_problem(t0);
     }
     for (int64_t r = t0; r < t1; r += L) {
       const int count = loader.template load<NV>(x, r, rows, v);
       const VI out_of_range = group_row_pass<T, S != Score::entropy,
                                              S == Score::margin || S == Score::ratio>(
           v, nv, ceiling, S != Score::entropy || renormalise, first, second, sums);
-      if (vec::any(out_of_range)) return first_bad_probs_row(x, rows, c, o, bad);
+      if (vec::any(out_of_range)) return first_problem(r);
       const VT sum = groups.fold_sum(sums);
       const VI bad_sum = o.normalize ? ~(sum > T(0)) : ~(vec::abs(sum - T(1)) <= atol);
       if (vec::any(bad_sum)) {
