@@ -2,7 +2,7 @@
 
 Sizes: full runs and smoke runs
 -------------------------------
-The full run (``pytest benchmarks --benchmark-only ...``, report.py's ``COMMAND``) measures
+The full run (``pytest benchmarks --benchmark-only ...``, report.py's ``RUNS``) measures
 at the sizes the benchmarks' names give: 100k and 1M rows, k = 100 and 1000, 50,000
 decide_one calls. The README's test command (``pytest --benchmark-disable``, what .ci/run
 runs) runs every benchmark once as a smoke test; then (pytest-benchmark's
@@ -190,6 +190,11 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["alcore"] = {
         "isa": _core.isa(),
         "ALCORE_ISA": os.environ.get("ALCORE_ISA"),
+        # What the peers' libraries dispatch to: numpy, OpenBLAS and FAISS pick AVX-512
+        # code on their own unless told otherwise (an AVX2 machine emulated for all).
+        "env": {name: os.environ[name] for name in
+                ("NPY_DISABLE_CPU_FEATURES", "OPENBLAS_CORETYPE", "FAISS_OPT_LEVEL")
+                if name in os.environ},
         "cpu_flags": {flag: flag in flags for flag in ("avx2", "avx512f")},
         "machine": platform.machine(),
         "sizes": "smoke" if smoke_run(config) else "full",

@@ -17,8 +17,24 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-COMMAND = ("pytest benchmarks --benchmark-only --benchmark-json=benchmarks/latest.json && "
-           "python benchmarks/report.py benchmarks/latest.json > benchmarks/RESULTS.md")
+# The runs RESULTS.md is made of: the main run (every suite, alcore on its AVX2 kernels,
+# the targets' path), the suites whose kernels differ by instruction set on AVX-512, and
+# the uncertainty and TypiClust suites with every library on AVX2 code (numpy, OpenBLAS
+# and FAISS dispatch to AVX-512 by themselves on an AVX-512 machine: without this the
+# peers run faster code than they would on the AVX2 machine the targets are for).
+AVX2_FOR_ALL = ('NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL" OPENBLAS_CORETYPE=Haswell '
+                "FAISS_OPT_LEVEL=avx2 ")
+RUNS = [
+    "ALCORE_ISA=avx2 pytest benchmarks --benchmark-only --benchmark-json=benchmarks/latest.json",
+    "pytest benchmarks/test_bench_uncertainty.py benchmarks/test_bench_stream.py "
+    "benchmarks/test_bench_kcenter.py --benchmark-only "
+    "--benchmark-json=benchmarks/latest_avx512.json",
+    AVX2_FOR_ALL + "ALCORE_ISA=avx2 pytest benchmarks/test_bench_uncertainty.py "
+    "benchmarks/test_bench_diversity.py --benchmark-only -k \"test_pool or bald or "
+    "(test_at_20k and typiclust)\" --benchmark-json=benchmarks/latest_avx2_for_all.json",
+    "python benchmarks/report.py benchmarks/latest.json benchmarks/latest_avx512.json "
+    "benchmarks/latest_avx2_for_all.json > benchmarks/RESULTS.md",
+]
 
 SHAPES = {
     "separated": "100-component Gaussian mixture, centres at scale 3, unit noise (clusters "
@@ -129,16 +145,16 @@ def machine_lines(data: dict) -> list[str]:
         f"run {data.get('datetime', '')[:19]}.",
         "",
         f"Instruction set: alcore kernels `{mine.get('isa', '?')}` "
-        f"(ALCORE_ISA {'=' + cap if cap else 'unset'}); CPU flags: {offered}.",
+        f"(ALCORE_ISA{'=' + cap if cap else ' unset'}); CPU flags: {offered}"
+        + "".join(f"; {name}={value}" for name, value in mine.get("env", {}).items()) + ".",
     ]
     if mine.get("sizes") == "smoke":
         lines += ["", "**Smoke sizes** (ALCORE_BENCH_SIZES=smoke): not the sizes the names give."]
     return lines
 
 
-def main(path: str) -> None:
-    with open(path) as f:
-        data = json.load(f)
+def tables(data: dict, level: str) -> list[str]:
+    """The run's tables, one section per embedding shape (headings at ``level``)."""
     groups: dict[str, list[dict]] = defaultdict(list)
     for bench in data["benchmarks"]:
         groups[bench["group"]].append(bench)
@@ -147,10 +163,28 @@ def main(path: str) -> None:
         shape = next((b["extra_info"]["shape"] for b in benches
                       if "shape" in b["extra_info"]), OTHER)
         by_shape[shape] += group_lines(group, benches)
+    lines: list[str] = []
+    for shape in [*SHAPES, OTHER, *(s for s in by_shape if s not in SHAPES and s != OTHER)]:
+        if shape not in by_shape:
+            continue
+        title = f"Embeddings: {shape}" if shape in SHAPES else "Other workloads"
+        lines += ["", f"{level} {title}", "", sentence(SHAPES.get(shape, shape)), "",
+                  *HEADER, *by_shape[shape]]
+    return lines
+
+
+def main(path: str, *supplementary: str) -> None:
+    """Print RESULTS.md: the main run's tables, then each supplementary run's, then the
+    hand-kept pages beside this script (SUMMARY.md first, SIMULATIONS.md last)."""
+    with open(path) as f:
+        data = json.load(f)
+    here = Path(__file__).parent
     lines = [
         "# Benchmark results",
         "",
-        f"Command: `{COMMAND}`",
+        "Commands:",
+        "",
+        *(f"- `{command}`" for command in RUNS),
         "",
         *machine_lines(data),
         "",
@@ -160,19 +194,21 @@ def main(path: str) -> None:
         "avoid: one streaming read of the matrix, timed in the same run, times the passes "
         "shown).",
     ]
-    for shape in [*SHAPES, OTHER, *(s for s in by_shape if s not in SHAPES and s != OTHER)]:
-        if shape not in by_shape:
-            continue
-        title = f"Embeddings: {shape}" if shape in SHAPES else "Other workloads"
-        lines += ["", f"## {title}", "", sentence(SHAPES.get(shape, shape)), "",
-                  *HEADER, *by_shape[shape]]
-    # Measurements that are not pytest-benchmark runs (simulations, end-to-end CLI), kept
-    # by hand in SIMULATIONS.md beside this script.
-    extra = Path(__file__).with_name("SIMULATIONS.md")
-    if extra.exists():
-        lines += ["", extra.read_text().rstrip()]
+    summary = here / "SUMMARY.md"
+    if summary.exists():
+        lines += ["", summary.read_text().rstrip()]
+    lines += tables(data, "##")
+    for extra_path in supplementary:
+        with open(extra_path) as f:
+            extra_run = json.load(f)
+        lines += ["", f"## Supplementary run: `{Path(extra_path).name}`", "",
+                  *machine_lines(extra_run), *tables(extra_run, "###")]
+    # Measurements that are not pytest-benchmark runs (simulations), kept by hand.
+    simulations = here / "SIMULATIONS.md"
+    if simulations.exists():
+        lines += ["", simulations.read_text().rstrip()]
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])
