@@ -28,14 +28,23 @@ bool native_order(const py::dtype& dt) {
   return order == '=' || order == '|' || order == (PY_LITTLE_ENDIAN ? '<' : '>');
 }
 
-Dtype float_dtype(const py::array& a, const char* name) {
-  if (!(a.flags() & py::array::c_style))
-    throw py::type_error(std::string(name) + " must be C-contiguous");
+// Why the kernels cannot read `a` in place as float32/float64 (nullptr when they can, and
+// then its dtype in `dtype`).
+const char* unreadable_float(const py::array& a, Dtype& dtype) {
+  if (!(a.flags() & py::array::c_style)) return "must be C-contiguous";
   const auto dt = a.dtype();
-  if (!native_order(dt)) throw py::type_error(std::string(name) + " must be in native byte order");
-  if (dt.kind() == 'f' && dt.itemsize() == 4) return Dtype::f32;
-  if (dt.kind() == 'f' && dt.itemsize() == 8) return Dtype::f64;
-  throw py::type_error(std::string(name) + " must be float32 or float64");
+  if (!native_order(dt)) return "must be in native byte order";
+  if (dt.kind() == 'f' && dt.itemsize() == 4) dtype = Dtype::f32;
+  else if (dt.kind() == 'f' && dt.itemsize() == 8) dtype = Dtype::f64;
+  else return "must be float32 or float64";
+  return nullptr;
+}
+
+Dtype float_dtype(const py::array& a, const char* name) {
+  Dtype dtype;
+  if (const char* why = unreadable_float(a, dtype))
+    throw py::type_error(std::string(name) + " " + why);
+  return dtype;
 }
 
 // The mask must already be an ndarray: converting anything else would make a temporary
@@ -213,11 +222,9 @@ py::tuple smallest_k_per_row(const py::array& m, int64_t k) {
 py::object gate_decide_one(alcore::StreamGate& gate, py::handle row) {
   if (Py_TYPE(row.ptr()) != py::detail::npy_api::get().PyArray_Type_) return py::none();
   const auto a = py::reinterpret_borrow<py::array>(row);
-  if (a.ndim() != 1 || !(a.flags() & py::array::c_style)) return py::none();
-  const auto dt = a.dtype();
-  const bool f32 = dt.kind() == 'f' && dt.itemsize() == 4;
-  if (!native_order(dt) || !(f32 || (dt.kind() == 'f' && dt.itemsize() == 8)))
-    return py::none();
+  Dtype dtype;
+  if (a.ndim() != 1 || unreadable_float(a, dtype)) return py::none();
+  const bool f32 = dtype == Dtype::f32;
   const void* src = a.data();
   const int64_t c = a.shape(0);
   // Uncontended (the common case): decide with the GIL held, no release/reacquire cost.
