@@ -51,6 +51,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from alcore import _threads
 from alcore._errors import InvalidInputError
 
 U32 = 2.0**-24
@@ -187,6 +188,28 @@ def exact_sq(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return out
 
 
+def exact_sq_to_rows(x: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """|x_i - x_ids[i, j]|^2 (float64, shape of ids) from float64 differences of the float32
+    inputs, summed as :func:`exact_sq` sums (numpy's pairwise sum over the last axis), so
+    to the same bits: the pairs (i, ids[i, j]) of a row and its candidates, each row
+    gathered once, blocks on alcore's threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n, m = ids.shape
+    out = np.empty((n, m))
+    step = max(1, 2**20 // max(1, m * x.shape[1]))  # (step, m, d) float64: 8 MB blocks
+
+    def block(start: int) -> None:
+        diff = x[ids[start:start + step]].astype(np.float64)
+        diff -= x[start:start + step, None, :]
+        np.square(diff, out=diff)
+        out[start:start + step] = diff.sum(axis=2)
+
+    with ThreadPoolExecutor(_threads.get_num_threads()) as pool:
+        list(pool.map(block, range(0, n, step)))
+    return out
+
+
 def exact_min_sq(x: np.ndarray, queries: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     """For each row index in ``queries``, the smallest squared distance (float64 differences)
     to the rows ``anchors`` of x (inf when there are none). Blocked over both queries and
@@ -234,5 +257,5 @@ def less_than(approx: np.ndarray, err: np.ndarray, threshold: float,
 
 
 __all__ = ["Centred", "at_most", "bound", "bound64", "centre", "error_factor", "exact_min_sq",
-           "exact_sq", "expanded_sq", "gamma", "less_than", "row_norms", "sq_norms32",
-           "underflow_term"]
+           "exact_sq", "exact_sq_to_rows", "expanded_sq", "gamma", "less_than", "row_norms",
+           "sq_norms32", "underflow_term"]

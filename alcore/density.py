@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from alcore import _faiss, _threads
+from alcore import _distances, _faiss
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
 from alcore._progress import ProgressCallback, reporter
@@ -34,27 +34,6 @@ class KnnDensity(NamedTuple):
 _SPARE_NEIGHBOURS = 4
 
 
-def _exact_sq_to_candidates(x: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """|x_i - x_ids[i, j]|^2 (float64, shape of ids) from float64 differences of the float32
-    inputs, summed as ``_distances.exact_sq`` sums (numpy's pairwise sum over the last
-    axis), so to the same bits; each row gathered once, blocks on alcore's threads."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    n, m = ids.shape
-    out = np.empty((n, m))
-    step = max(1, 2**20 // max(1, m * x.shape[1]))  # (step, m, d) float64: 8 MB blocks
-
-    def block(start: int) -> None:
-        diff = x[ids[start:start + step]].astype(np.float64)
-        diff -= x[start:start + step, None, :]
-        np.square(diff, out=diff)
-        out[start:start + step] = diff.sum(axis=2)
-
-    with ThreadPoolExecutor(_threads.get_num_threads()) as pool:
-        list(pool.map(block, range(0, n, step)))
-    return out
-
-
 def _exact_neighbours(x: np.ndarray, sq: np.ndarray, ids: np.ndarray,
                       k: int) -> tuple[np.ndarray, np.ndarray]:
     """From m > k candidate neighbours per row keep the k nearest other rows by squared
@@ -62,7 +41,7 @@ def _exact_neighbours(x: np.ndarray, sq: np.ndarray, ids: np.ndarray,
     The search's own float32 distances depend on the BLAS blocking, so on the thread
     count; these do not. O(N m d)."""
     n = ids.shape[0]
-    exact = _exact_sq_to_candidates(x, ids)
+    exact = _distances.exact_sq_to_rows(x, ids)
     exact[ids == np.arange(n)[:, None]] = np.inf  # a row is not its own neighbour
     order = np.lexsort((ids, exact), axis=-1)[:, :k]
     return np.take_along_axis(exact, order, axis=1), np.take_along_axis(ids, order, axis=1)
@@ -91,10 +70,10 @@ def knn_density(embeddings: Any, k: int = 10, *, exact: bool | None = None,
         1M items, 2 cores) it found >= 96.7% of the true 10 nearest neighbours at 1/11-1/45
         of brute force's time (fewer just above 20k items: 92% at 20k x 32 when the
         clusters touch); on unstructured (isotropic Gaussian) embeddings 14-33%, where
-        neighbourhoods carry little anyway. True:
-        exact, brute force up to 100 000 items and above it a self-join pruned by k-means
-        clusters and the triangle inequality (``alcore._faiss.knn_self_join``), fast where
-        the clusters are well separated. False: the IVF self-join at any N.
+        neighbourhoods carry little anyway. True: exact, brute force up to 100 000 items
+        and above it a self-join pruned by k-means clusters and the triangle inequality
+        (``alcore._faiss.knn_self_join``), fast where the clusters are well separated.
+        False: the IVF self-join at any N.
     return_neighbors : bool
         Also return the neighbour ids and distances.
     seed : None, int or numpy.random.Generator
@@ -110,8 +89,8 @@ def knn_density(embeddings: Any, k: int = 10, *, exact: bool | None = None,
     numpy.ndarray of shape (N,), float32, or KnnDensity
         Higher = denser. Items with k exact duplicates (mean distance 0), or nearly
         (below 1 / the largest float32), get the largest finite float32 density rather
-        than inf. The neighbours' distances are computed
-        from float64 differences and the k nearest of the candidates found are kept by
+        than inf. The neighbours' distances are computed from float64 differences and the
+        k nearest of the candidates found are kept by
         them (equal distances to the lower id), so the result does not depend on the
         thread count; for a given seed the IVF search is deterministic too.
     """

@@ -334,12 +334,12 @@ def test_ivf_restores_the_blas_thread_count():
 @given(st.integers(1, 300), st.integers(1, 40), st.integers(1, 20),
        st.sampled_from([0.0, 1e4, -3e6]), st.integers(0, 2**31))
 def test_candidate_distances_are_those_of_plain_float64_differences(n, d, m, offset, seed):
-    from alcore.density import _exact_sq_to_candidates
+    from alcore._distances import exact_sq_to_rows
 
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal((n, d)) * 3 + offset).astype(np.float32)
     ids = rng.integers(n, size=(n, m))
     x64 = x.astype(np.float64)
     expected = ((x64[:, None, :] - x64[ids]) ** 2).sum(axis=-1)
-    got = _exact_sq_to_candidates(x, ids)
+    got = exact_sq_to_rows(x, ids)
     assert got.tobytes() == expected.tobytes()
