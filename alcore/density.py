@@ -90,9 +90,9 @@ def knn_density(embeddings: Any, k: int = 10, *, exact: bool | None = None,
         Higher = denser. Items with k exact duplicates (mean distance 0), or nearly
         (below 1 / the largest float32), get the largest finite float32 density rather
         than inf. The neighbours' distances are computed from float64 differences and the
-        k nearest of the candidates found are kept by
-        them (equal distances to the lower id), so the result does not depend on the
-        thread count; for a given seed the IVF search is deterministic too.
+        k nearest of the candidates found are kept by them (equal distances to the lower
+        id), so the result does not depend on the thread count; for a given seed the IVF
+        search is deterministic too.
     """
     x = v.embeddings_matrix(embeddings)
     n = x.shape[0]

@@ -20,12 +20,14 @@ def brute_force(x: np.ndarray, k: int) -> np.ndarray:
     return np.sort(dist, axis=1)[:, :k].mean(axis=1)
 
 
+def small_embeddings(max_rows: int, max_dims: int):
+    """float32 (N, d) arrays, N in [2, max_rows], with ties (0 and 1 repeat)."""
+    return hnp.arrays(np.float32, st.tuples(st.integers(2, max_rows), st.integers(1, max_dims)),
+                      elements=st.floats(-10, 10, width=32) | st.sampled_from([0.0, 1.0]))
+
+
 @settings(max_examples=40)
-@given(
-    hnp.arrays(np.float32, st.tuples(st.integers(2, 60), st.integers(1, 8)),
-               elements=st.floats(-10, 10, width=32) | st.sampled_from([0.0, 1.0])),
-    st.integers(1, 5),
-)
+@given(small_embeddings(max_rows=60, max_dims=8), st.integers(1, 5))
 def test_exact_matches_brute_force(x, k):
     k = min(k, len(x) - 1)
     mean = brute_force(x, k)
@@ -143,11 +145,7 @@ def test_ivf_with_tiny_cells_falls_back_to_the_exact_search(monkeypatch):
 
 
 @settings(max_examples=30, deadline=None)
-@given(
-    hnp.arrays(np.float32, st.tuples(st.integers(2, 80), st.integers(1, 6)),
-               elements=st.floats(-10, 10, width=32) | st.sampled_from([0.0, 1.0])),
-    st.integers(1, 5),
-)
+@given(small_embeddings(max_rows=80, max_dims=6), st.integers(1, 5))
 def test_ivf_probing_every_cell_is_exact(x, k):
     """Up to 4 cells (N < 50 items) the IVF search probes them all: brute force."""
     k = min(k, len(x) - 1)
