@@ -33,6 +33,7 @@ enum class Problem : int {
   above_one = 3,   // probability > 1 (only when normalize is false)
   row_sum = 4,     // |row sum - 1| > atol
   zero_sum = 5,    // normalize=true and the row sums to 0
+  too_large = 6,   // a caller's utility beyond +-kUtilityMax (stream_gate.hpp)
 };
 
 struct BadValue {
