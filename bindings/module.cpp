@@ -8,9 +8,11 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <type_traits>
 
 #include "alcore/api.hpp"
 #include "alcore/kcenter.hpp"
+#include "alcore/stream_density.hpp"
 #include "alcore/stream_gate.hpp"
 
 namespace py = pybind11;
@@ -338,6 +340,87 @@ py::dict gate_params(const alcore::StreamGate& gate) {
   return d;
 }
 
+// A stream's density window. step_one answers None for anything but a C-contiguous 1-D
+// ndarray of the window's dtype and dimension (the Python layer converts, checks and
+// words the errors then); the other methods take what the Python layer already checked.
+template <class T>
+py::object density_step_one(alcore::StreamDensity<T>& s, py::handle row) {
+  if (Py_TYPE(row.ptr()) != py::detail::npy_api::get().PyArray_Type_) return py::none();
+  const auto a = py::reinterpret_borrow<py::array>(row);
+  Dtype dtype;
+  if (a.ndim() != 1 || a.shape(0) != s.dim() || unreadable_float(a, dtype) ||
+      (dtype == Dtype::f32) != std::is_same<T, float>::value)
+    return py::none();
+  double out;
+  s.steps(static_cast<const T*>(a.data()), 1, &out);
+  return py::float_(out);
+}
+
+template <class T>
+const T* density_rows(const alcore::StreamDensity<T>& s, const py::array& x, int64_t& n) {
+  Dtype dtype;
+  if (x.ndim() != 2 || x.shape(1) != s.dim() || unreadable_float(x, dtype) ||
+      (dtype == Dtype::f32) != std::is_same<T, float>::value)
+    throw py::type_error("x must be a C-contiguous (n, d) array of the window's dtype");
+  n = x.shape(0);
+  return static_cast<const T*>(x.data());
+}
+
+template <class T>
+py::array density_steps(alcore::StreamDensity<T>& s, const py::array& x) {
+  int64_t n;
+  const T* src = density_rows(s, x, n);
+  py::array_t<double> out(n);
+  double* dst = out.mutable_data();
+  py::gil_scoped_release release;
+  s.steps(src, n, dst);
+  return out;
+}
+
+template <class T>
+py::array density_peek(const alcore::StreamDensity<T>& s, const py::array& x) {
+  int64_t n;
+  const T* src = density_rows(s, x, n);
+  py::array_t<double> out(n);
+  double* dst = out.mutable_data();
+  py::gil_scoped_release release;
+  s.peek(src, n, dst);
+  return out;
+}
+
+template <class T>
+py::tuple density_state(const alcore::StreamDensity<T>& s) {
+  py::array_t<T> rows({s.window(), s.dim()});
+  py::array_t<T> min_sq(s.window());
+  const std::vector<T> stored = s.rows();
+  std::copy(stored.begin(), stored.end(), rows.mutable_data());
+  std::copy(s.min_sq().begin(), s.min_sq().end(), min_sq.mutable_data());
+  return py::make_tuple(rows, min_sq, s.count(), s.next());
+}
+
+template <class T>
+void density_set_state(alcore::StreamDensity<T>& s, const py::array_t<T, py::array::c_style>& rows,
+                       const py::array_t<T, py::array::c_style>& min_sq, int64_t count,
+                       int64_t next) {
+  s.set_state(rows.data(), rows.size(), min_sq.data(), min_sq.size(), count, next);
+}
+
+template <class T>
+void bind_density(py::module_& m, const char* name) {
+  py::class_<alcore::StreamDensity<T>>(m, name)
+      .def(py::init([](int64_t window, int64_t d, int kind, int64_t k) {
+             return std::make_unique<alcore::StreamDensity<T>>(
+                 window, d, static_cast<alcore::DensityKind>(kind), k);
+           }),
+           py::arg("window"), py::arg("d"), py::arg("kind"), py::arg("k"))
+      .def("step_one", &density_step_one<T>, py::arg("row"))
+      .def("steps", &density_steps<T>, py::arg("x"))
+      .def("peek", &density_peek<T>, py::arg("x"))
+      .def("state", &density_state<T>)
+      .def("set_state", &density_set_state<T>)
+      .def_property_readonly("count", &alcore::StreamDensity<T>::count);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -397,6 +480,8 @@ PYBIND11_MODULE(_core, m) {
       .def("params", &gate_params)
       .def("state", &gate_state)
       .def("set_state", &gate_set_state);
+  bind_density<float>(m, "StreamDensity32");
+  bind_density<double>(m, "StreamDensity64");
   m.def("set_num_threads", &alcore::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &alcore::get_num_threads);
   m.def("isa", &alcore::isa_name);
