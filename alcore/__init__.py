@@ -46,6 +46,7 @@ except ImportError as _error:
     raise _missing_core(_error) from _error
 
 from alcore import density, diversity, io, scores, stopping, stream  # noqa: E402
+from alcore import stream_density  # noqa: E402
 from alcore._errors import AlcoreError, InvalidInputError  # noqa: E402
 from alcore._pipeline import Selection, select  # noqa: E402
 from alcore._threads import get_num_threads, set_num_threads  # noqa: E402
@@ -70,6 +71,7 @@ __all__ = [
     "set_num_threads",
     "stopping",
     "stream",
+    "stream_density",
     "top_k",
     "warmup",
 ]
