@@ -45,8 +45,16 @@ try:
 except ImportError as _error:
     raise _missing_core(_error) from _error
 
-from alcore import density, diversity, io, scores, stopping, stream  # noqa: E402
-from alcore import stream_density  # noqa: E402
+from alcore import (  # noqa: E402
+    density,
+    diversity,
+    io,
+    model_change,
+    scores,
+    stopping,
+    stream,
+    stream_density,
+)
 from alcore._errors import AlcoreError, InvalidInputError  # noqa: E402
 from alcore._pipeline import Selection, select  # noqa: E402
 from alcore._threads import get_num_threads, set_num_threads  # noqa: E402
@@ -65,6 +73,7 @@ __all__ = [
     "diversity",
     "get_num_threads",
     "io",
+    "model_change",
     "scores",
     "select",
     "select_top",
