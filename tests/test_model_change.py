@@ -10,11 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from strategies import prob_matrices
 
 import alcore
 from alcore.model_change import expected_gradient_length as egl
-
-from strategies import prob_matrices
 
 
 def _numeric_grad(loss, coef, intercept, h=1e-6):
@@ -53,7 +52,7 @@ def test_ovr_sgdclassifier_equals_finite_difference_gradients():
     np.testing.assert_allclose(p, sig / sig.sum(axis=1, keepdims=True))  # OvR normalised
 
     expected = []
-    for x, row in zip(items, p):
+    for x, row in zip(items, p, strict=True):
         total = 0.0
         for label in range(3):
             target = (np.arange(3) == label).astype(float)
@@ -83,7 +82,7 @@ def test_binary_sgdclassifier_equals_finite_difference_gradients():
     items = X[:10]
     p = clf.predict_proba(items)
     expected = []
-    for x, row in zip(items, p):
+    for x, row in zip(items, p, strict=True):
         total = 0.0
         for label in (0, 1):
             def loss(coef, intercept, x=x, label=label):
@@ -98,7 +97,8 @@ def test_binary_sgdclassifier_equals_finite_difference_gradients():
     np.testing.assert_allclose(egl(clf.decision_function(items), items, logits=True),
                                expected, rtol=1e-6)
     # Without the intercept's gradient: |x| instead of sqrt(|x|^2 + 1).
-    no_bias = [e / math.sqrt(x @ x + 1) * math.sqrt(x @ x) for e, x in zip(expected, items)]
+    no_bias = [e / math.sqrt(x @ x + 1) * math.sqrt(x @ x)
+               for e, x in zip(expected, items, strict=True)]
     np.testing.assert_allclose(egl(p, items, bias=False), no_bias, rtol=1e-6)
 
 
@@ -109,7 +109,7 @@ def test_multinomial_logistic_equals_finite_difference_gradients():
     items = X[:6]
     p = clf.predict_proba(items)
     expected = []
-    for x, row in zip(items, p):
+    for x, row in zip(items, p, strict=True):
         total = 0.0
         for label in range(4):
             def loss(coef, intercept, x=x, label=label):
@@ -140,7 +140,7 @@ def test_linear_regression_expected_gradient_by_quadrature():
     for row in x:
         y_hat = row @ w + b
         total = 0.0
-        for z, q in zip(nodes, weights):
+        for z, q in zip(nodes, weights, strict=True):
             target = y_hat + sigma * z
 
             def loss(coef, intercept, row=row, target=target):
@@ -182,7 +182,7 @@ def test_matches_slow_loops(probs, model, bias, data):
         probs = probs.copy()
         probs[probs.sum(axis=1) == 0, 0] = 1.0
     got = egl(probs, x, model=model, bias=bias)
-    want = [_slow(p, r, model, bias) for p, r in zip(probs.astype(np.float64), x)]
+    want = [_slow(p, r, model, bias) for p, r in zip(probs.astype(np.float64), x, strict=True)]
     assert got.dtype == np.float64 and got.shape == (n,)
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
 

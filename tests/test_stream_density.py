@@ -5,6 +5,7 @@ StreamDensityBasedAL item by item, rejected calls, JSON."""
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 
 import numpy as np
@@ -27,7 +28,7 @@ class SlowWindow:
 
     @staticmethod
     def sq(a, b):
-        return sum((float(x) - float(y)) ** 2 for x, y in zip(a, b))
+        return sum((float(x) - float(y)) ** 2 for x, y in zip(a, b, strict=True))
 
     def step(self, x):
         if self.density == "ldf":
@@ -44,7 +45,7 @@ class SlowWindow:
         else:
             norm = math.sqrt(sum(float(t) ** 2 for t in x))
             unit = [float(t) / norm for t in x]
-            sims = sorted((sum(a * b for a, b in zip(w, unit)) for w in self.items),
+            sims = sorted((sum(a * b for a, b in zip(w, unit, strict=True)) for w in self.items),
                           reverse=True)
             result = 1.0 if not sims else max(0.0, sum(sims[:self.k]) / len(sims[:self.k]))
             self.items.append(unit)
@@ -124,7 +125,7 @@ def test_batch_equals_one_by_one(e, window, density, beta, cuts, rows):
     singles = [one.decide_one(p[i] if rows else float(p[i]), e[i]) for i in range(n)]
     bounds = [0, *sorted(c % (n + 1) for c in cuts), n]
     batched = np.concatenate([many.decide_many(p[a:b], e[a:b])
-                              for a, b in zip(bounds[:-1], bounds[1:])])
+                              for a, b in itertools.pairwise(bounds)])
     assert batched.dtype == bool
     assert batched.tolist() == singles
     assert one.to_json() == many.to_json()
@@ -206,7 +207,7 @@ def test_nan_and_bad_inputs_are_rejected_without_state_change():
         dg.decide_many(np.array([0.1, 0.2, 0.3]), E)
     with pytest.raises(alcore.InvalidInputError, match=r"p_or_utility: .*sum to 1"):
         dg.decide_one(np.array([0.5, 0.6]), e[0])
-    with pytest.raises(alcore.InvalidInputError, match="dimension 4 but .* dimension 3"):
+    with pytest.raises(alcore.InvalidInputError, match=r"dimension 4 but .* dimension 3"):
         dg.decide_one(0.5, np.zeros(4, np.float32))
     with pytest.raises(alcore.InvalidInputError, match="P has 2 items but E has 3"):
         dg.decide_many(np.array([0.1, 0.2]), e[:3])
@@ -215,7 +216,7 @@ def test_nan_and_bad_inputs_are_rejected_without_state_change():
 
 def test_settings_errors_and_similarity_zero_vector():
     gate = _variable_gate()
-    with pytest.raises(alcore.InvalidInputError, match="gate must be an alcore.stream"):
+    with pytest.raises(alcore.InvalidInputError, match=r"gate must be an alcore\.stream"):
         DensityGate("variable_uncertainty")
     with pytest.raises(alcore.InvalidInputError, match="classes=C"):
         DensityGate(StreamGate("fixed", 0.1))
