@@ -178,9 +178,20 @@ def expected_gradient_length(probs: Any, features: Any, *, model: str = "logisti
 
 
 def _expected_residual(s: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """sum_y weights[:, y] |s - e_y| per row: |s - e_y|^2 = |s|^2 - 2 s_y + 1."""
+    """sum_y weights[:, y] |s - e_y| per row, with |s - e_y|^2 = (|s|^2 - s_y^2) + (1 - s_y)^2.
+
+    |s|^2 - s_y^2 (the other classes' squares) is formed without cancellation: for the
+    largest s_y as the direct sum of the others (|s|^2 - 2 s_y + 1 would lose every digit
+    of a row near one-hot), for the rest as a difference at most halving the digits.
+    """
     sq = np.einsum("ij,ij->i", s, s)
-    dist = np.sqrt(np.maximum(sq[:, None] - 2.0 * s + 1.0, 0.0))
+    rows = np.arange(s.shape[0])
+    top = np.argmax(s, axis=1)
+    others = sq[:, None] - s * s
+    rest = s.copy()
+    rest[rows, top] = 0.0
+    others[rows, top] = np.einsum("ij,ij->i", rest, rest)
+    dist = np.sqrt(np.maximum(others, 0.0) + (1.0 - s) ** 2)
     return np.einsum("ij,ij->i", weights, dist)
 
 
