@@ -203,8 +203,8 @@ class DensityGate:
                 f"row), got {value}; replace or drop that item (a rejected call decides "
                 f"nothing)")
         arr = v.as_numpy(value, "p_or_utility")
-        if arr.ndim == 0 or arr.shape == ():
-            return self._utilities(arr.reshape(1), "p_or_utility")[0]
+        if arr.ndim == 0:
+            return float(self._utilities(arr.reshape(1), "p_or_utility")[0])
         if arr.ndim != 1:
             raise InvalidInputError(
                 f"p_or_utility must be one utility or one probability row of shape (C,), got "
