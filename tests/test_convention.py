@@ -44,6 +44,8 @@ POSITIONAL_PARAMETERS: dict[str, tuple[str, ...]] = {
     "alcore.set_num_threads": ("n",),
     "alcore.get_num_threads": (),
     "alcore.warmup": (),
+    "alcore.utility": ("fn",),
+    "alcore.Utility": ("fn",),
     "alcore.BatchSizer": ("pool_size", "policy"),
     **{f"alcore.scores.{name}": ("probs",) for name in (
         "least_confidence", "margin", "ratio", "entropy", "bald", "variation_ratio",
