@@ -305,6 +305,14 @@ def test_numpy_scalars_are_numbers():
     learner = GatedClassifier(Stub({"a": np.float32(0.25), "b": np.float64(0.75)}),
                               StreamGate("quantile", 0.3), utility=lambda p: np.float32(0.5))
     assert learner.predict_one({}) == ("b", True)
+    for kind in UTILITIES:  # numpy scalar utilities take the gate's public path
+        dicts = [{"a": np.float32(0.25), "b": np.float32(0.75)},
+                 {"a": np.float32(0.5), "b": np.float32(0.5)}] * 20
+        learner = GatedClassifier(Stub(*dicts), StreamGate("quantile", 0.3, utility=kind))
+        twin = GatedClassifier(Stub(*[{k: float(p) for k, p in d.items()} for d in dicts]),
+                               StreamGate("quantile", 0.3, utility=kind))
+        assert [learner.predict_one({}) for _ in dicts] == [twin.predict_one({})
+                                                            for _ in dicts]
 
 
 @pytest.mark.parametrize("make, message", [

@@ -110,7 +110,11 @@ class GatedClassifier:
         self.utility = utility
         self._kind = UTILITIES[str(gate.utility)]
         self._atol = gate.params["atol"]
-        self._decide = gate.decide_utility_one
+        # The native call StreamGate.decide_utility_one makes first: it answers None for
+        # anything but a Python float (then the public method converts or refuses). The
+        # utilities here are checked floats, and skipping the public frame saves about
+        # 0.3 us of the 2-4 us an item costs.
+        self._decide_native = gate._decide_utility_native
         # The classes in first-seen order (a dict: ordered, O(1) membership).
         self._known: dict[Any, None] = {}
 
@@ -149,7 +153,9 @@ class GatedClassifier:
 
     def _gated(self, proba: Any) -> tuple[Any, bool]:
         u, best, new = self._measure(proba)
-        ask = self._decide(u)
+        ask = self._decide_native(u)
+        if ask is None:  # a numpy scalar (from float32 probabilities or a custom utility)
+            ask = self.gate.decide_utility_one(u)
         if new:  # only once the gate has decided: a rejected item leaves no class behind
             for key in proba:
                 self._known.setdefault(key, None)
