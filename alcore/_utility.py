@@ -36,10 +36,12 @@ import importlib.util
 import inspect
 import os
 import pickle
+import re
 import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -92,7 +94,9 @@ def _wrapper_source(arity: int) -> str:
             "    p = carray(row, (c,))",
             "    u = math.nan",
             "    try:",
-            f"        u = _user(p{args})",
+            # float(): an Optional (None on some path), array or bool result fails here,
+            # at compile time, instead of raising per row inside the threads.
+            f"        u = float(_user(p{args}))",
             "    except Exception:",
             "        u = math.nan",
             "    return u",
@@ -257,7 +261,10 @@ class Utility:
                                   types.CPointer(types.float64))
         wrapper = getattr(self._module, f"wrap_{dt.name}")
         try:
-            compiled = numba.cfunc(signature, cache=self._cacheable)(wrapper)
+            with warnings.catch_warnings():
+                # A failing compile warns before it raises; the error below says it all.
+                warnings.simplefilter("ignore", numba.NumbaWarning)
+                compiled = numba.cfunc(signature, cache=self._cacheable)(wrapper)
         except Exception as err:  # noqa: BLE001 - Numba's errors have no common base
             raise self._compile_error(err, dt) from None
         self._cfuncs[dt.name] = compiled
@@ -277,7 +284,7 @@ class Utility:
                 f"{_first_lines(inner)}; {_AVOID}"
             )
         returned = self._jitted.overloads[arg_types].signature.return_type
-        if not isinstance(returned, types.Number | types.Boolean):
+        if not isinstance(returned, types.Number):
             return InvalidInputError(
                 f"score function {self.name!r} must return a number (a float) for each row, "
                 f"but returns {returned}; reduce the row to one value (e.g. return "
@@ -291,7 +298,8 @@ class Utility:
 
 def _first_lines(err: Exception, limit: int = 12) -> str:
     """Numba's message without its long trailer of source context."""
-    lines = [line for line in str(err).splitlines() if line.strip()]
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # Numba colours its messages
+    lines = [line for line in plain.splitlines() if line.strip()]
     text = " ".join(line.strip() for line in lines[:limit])
     return f"{type(err).__name__}: {text}"
 
@@ -350,6 +358,143 @@ def utility(fn: Callable | None = None, *, name: str | None = None,
 def as_utility(score: Any) -> Utility:
     """``score=`` given as a function or a Utility, as a Utility."""
     return score if isinstance(score, Utility) else Utility(score)
+
+
+def is_custom(score: Any) -> bool:
+    """Whether ``score=`` names a custom utility (anything callable) rather than a
+    built-in score (a string)."""
+    return callable(score)
+
+
+def extra_matrix(u: Utility, extra: Any, n: int) -> np.ndarray | None:
+    """``extra=`` for utility ``u`` over n rows as a C-contiguous float64 (n, m) array (one
+    column per extra parameter, in the function's order), or None when it takes none.
+    Checked (names, lengths, finiteness) before any work."""
+    from alcore import _validation as v
+
+    names = u.extra
+    if extra is None:
+        if names:
+            raise InvalidInputError(
+                f"score function {u.name!r} takes {len(names)} extra parameter(s) "
+                f"{', '.join(names)} after the row, but extra= was not given; pass "
+                f"extra={{{', '.join(repr(p) + ': array' for p in names)}}} with one value "
+                f"per row"
+            )
+        return None
+    if not names:
+        raise InvalidInputError(
+            f"extra= was given but score function {u.name!r} takes only the row "
+            f"(def {u.py_func.__name__}(p)); add parameters after the row (def f(p, cost)) "
+            f"or leave extra= out"
+        )
+    if isinstance(extra, dict):
+        given = set(extra)
+        missing = [p for p in names if p not in given]
+        unknown = sorted(str(key) for key in given - set(names))
+        if missing or unknown:
+            raise InvalidInputError(
+                f"extra= must have one array per extra parameter of score function "
+                f"{u.name!r} ({', '.join(names)}): "
+                + "; ".join(part for part in (
+                    f"missing {', '.join(missing)}" if missing else "",
+                    f"unknown {', '.join(unknown)}" if unknown else "") if part)
+            )
+        columns = [(p, extra[p]) for p in names]
+    elif len(names) == 1:
+        columns = [(names[0], extra)]
+    else:
+        raise InvalidInputError(
+            f"score function {u.name!r} takes {len(names)} extra parameters "
+            f"({', '.join(names)}): pass extra= as a dict name -> array of shape ({n},), "
+            f"got {type(extra).__name__}"
+        )
+    out = np.empty((n, len(names)), dtype=np.float64)
+    for j, (param, value) in enumerate(columns):
+        label = f"extra[{param!r}]"
+        arr = v.as_numpy(value, label)
+        if arr.dtype.kind not in "fiub":
+            raise InvalidInputError(f"{label} must be numeric, got dtype {arr.dtype}")
+        if arr.ndim != 1 or arr.shape[0] != n:
+            raise InvalidInputError(
+                f"{label} must have shape ({n},) (one value per row), got shape {arr.shape}"
+            )
+        col = arr.astype(np.float64, copy=False)
+        bad = ~np.isfinite(col)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InvalidInputError(
+                f"{label} must be finite: row {row} is {col[row]}; replace NaN/inf "
+                f"(e.g. numpy.nan_to_num) or drop those rows"
+            )
+        out[:, j] = col
+    return out
+
+
+def _row_error(err: Exception, u: Utility, x: np.ndarray, name: str,
+               extra: np.ndarray | None, atol: float) -> InvalidInputError:
+    """Word a native InvalidValue from a custom pass: a bad input row as for the built-in
+    scores, or a non-finite utility, whose row is re-run in Python to tell an exception
+    raised inside the function (the compiled wrapper turns it into NaN) from a NaN/inf it
+    returned."""
+    from alcore import _validation as v
+
+    problem, _, row, _, value = err.args
+    if problem != 6:
+        return v.invalid_value_error(err, name, atol=atol)
+    args = () if extra is None else tuple(float(e) for e in extra[row])
+    where = f"row {row} ({name}[{row}]" + (
+        ", " + ", ".join(f"{p}={a!r}" for p, a in zip(u.extra, args, strict=True))
+        if args else "") + ")"
+    try:
+        again = u.py_func(x[row].copy(), *args)
+    except Exception as raised:  # noqa: BLE001 - the user's exception, reported
+        return InvalidInputError(
+            f"score function {u.name!r} raised {type(raised).__name__}: {raised} for {where}; "
+            f"make it return a finite number for every valid row"
+        )
+    return InvalidInputError(
+        f"score function {u.name!r} returned {value} for {where}, a valid row"
+        + ("" if again is None or _same_nonfinite(again, value)
+           else f" (in plain Python it gives {again!r})")
+        + "; return a finite number for every row (guard divisions and logarithms, e.g. "
+        "max(x, 1e-12))"
+    )
+
+
+def _same_nonfinite(again: Any, value: float) -> bool:
+    try:
+        a = float(again)
+    except (TypeError, ValueError):
+        return False
+    return (np.isnan(a) and np.isnan(value)) or a == value
+
+
+def top_custom(u: Utility, x: np.ndarray, is_logits: bool, name: str, k: int,
+               never: np.ndarray | None, normalize: bool, atol: float, extra: np.ndarray | None,
+               all_scores: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The fused custom kernel on validated inputs: (indices, their scores, every score or
+    None), scores in float64."""
+    from alcore import _core
+
+    address = u._address(x.dtype)
+    try:
+        return _core.select_top_custom(x, address, is_logits, normalize, atol, extra, never, k,
+                                       all_scores)
+    except _core.InvalidValue as err:
+        raise _row_error(err, u, x, name, extra, atol) from None
+
+
+def scores_custom(u: Utility, x: np.ndarray, is_logits: bool, name: str, normalize: bool,
+                  atol: float, extra: np.ndarray | None) -> np.ndarray:
+    """Every row's custom utility (float64) on validated inputs."""
+    from alcore import _core
+
+    address = u._address(x.dtype)
+    try:
+        return _core.score_rows_custom(x, address, is_logits, normalize, atol, extra)
+    except _core.InvalidValue as err:
+        raise _row_error(err, u, x, name, extra, atol) from None
 
 
 __all__ = ["Utility", "utility"]

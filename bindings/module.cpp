@@ -467,19 +467,23 @@ PYBIND11_MODULE(_core, m) {
   py::class_<alcore::StreamGate>(m, "StreamGate")
       .def(py::init([](int strategy, int utility, double budget, int64_t window, double theta,
                        double step, double delta, double split, double atol, double w_tol,
-                       uint64_t seed, bool hard_cap, bool logits) {
+                       uint64_t seed, bool hard_cap, bool logits, uintptr_t custom_f32,
+                       uintptr_t custom_f64) {
              alcore::GateParams p;
              p.strategy = static_cast<alcore::GateStrategy>(strategy);
              p.utility = static_cast<alcore::GateUtility>(utility);
              p.budget = budget, p.window = window, p.theta = theta, p.step = step;
              p.delta = delta, p.split = split, p.atol = atol, p.seed = seed;
              p.tolerance_window = w_tol, p.hard_cap = hard_cap, p.logits = logits;
+             // Addresses of compiled utilities (alcore.utility), 0 for the built-in one.
+             p.custom_f32 = reinterpret_cast<alcore::RowUtility<float>>(custom_f32);
+             p.custom_f64 = reinterpret_cast<alcore::RowUtility<double>>(custom_f64);
              return std::make_unique<alcore::StreamGate>(p);
            }),
            py::arg("strategy"), py::arg("utility"), py::arg("budget"), py::arg("window"),
            py::arg("theta"), py::arg("step"), py::arg("delta"), py::arg("split"),
            py::arg("atol"), py::arg("w_tol"), py::arg("seed"), py::arg("hard_cap"),
-           py::arg("logits"))
+           py::arg("logits"), py::arg("custom_f32"), py::arg("custom_f64"))
       .def("decide_one", &gate_decide_one, py::arg("row"))
       .def("decide_many", &gate_decide_many, py::arg("rows"))
       .def("decide_utility_one", &gate_decide_utility_one, py::arg("utility"))
