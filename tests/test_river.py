@@ -104,6 +104,30 @@ def test_decisions_are_the_gates_decisions_on_those_utilities():
             assert same_state(learner.gate, twin)
 
 
+def top_gap(p):
+    """1 - (p1 - p2) of one row, as a user writes it for StreamGate(utility=f)."""
+    a, b = -np.inf, 0.0
+    for x in p:
+        if x > a:
+            a, b = x, max(a, 0.0)
+        elif x > b:
+            b = x
+    return 1.0 - (a - b)
+
+
+def test_a_gate_with_its_own_row_utility():
+    """StreamGate(utility=f) gets the row over the known classes, padded with zeros: its
+    utilities, and so its decisions, equal the built-in margin's."""
+    dicts = [{}, {"a": 1.0}, {"a": 0.6, "b": 0.4}, {"c": 0.2, "a": 0.7, "b": 0.1},
+             {"a": 0.1, "d": 0.9}, {"d": 1.0}] * 30
+    custom = GatedClassifier(Stub(*dicts), StreamGate("quantile", 0.3, utility=top_gap))
+    builtin = GatedClassifier(Stub(*dicts), StreamGate("quantile", 0.3, utility="margin"))
+    for proba in dicts:
+        assert custom.utility_of(proba) == pytest.approx(builtin.utility_of(proba), abs=1e-12)
+        assert custom.predict_one({}) == builtin.predict_one({})
+    assert custom.classes == builtin.classes == ("a", "b", "c", "d")
+
+
 def test_no_opinion_is_asked_while_the_budget_allows():
     learner = GatedClassifier(Stub({}, {"a": 1.0}),
                               StreamGate("variable_uncertainty", 0.5, window=10))

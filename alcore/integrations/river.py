@@ -25,6 +25,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
 from alcore.stream import UTILITIES, UTILITY_MAX, StreamGate
@@ -53,7 +55,8 @@ class GatedClassifier:
     utility : callable or None, keyword-only
         ``utility(proba) -> float``, higher = more informative, called on every checked dict
         (empty ones included) instead of the gate's own utility. None (default): the gate's
-        utility (least confidence, margin or entropy / ln C) over the classes known so far.
+        utility (least confidence, margin or entropy / ln C, or the compiled row utility of
+        ``StreamGate(utility=f)``) over the classes known so far.
 
     Notes
     -----
@@ -63,7 +66,9 @@ class GatedClassifier:
     new keys included), a known class missing from the dict counting as probability 0:
     ``1 - max p`` (in [0, 1 - 1/C]), ``1 - (p1 - p2)``, or ``-sum p ln p / ln C``. It equals
     ``gate.utility`` of that row (computed here in Python, because the native call needs an
-    array and costs more than the whole decision; tested against it). The gate decides that
+    array and costs more than the whole decision; tested against it). A gate with its own
+    compiled row utility (``StreamGate(utility=f)``) gets that row as an array and computes
+    it natively (f must take any row length). The gate decides that
     number with :meth:`StreamGate.decide_utility_one`, which keeps no class count, so its
     threshold, budget estimate and quantile window carry on unchanged across class-count
     changes; only the scale of the next utilities changes with C (entropy is divided by the
@@ -108,7 +113,8 @@ class GatedClassifier:
         self.classifier = classifier
         self.gate = gate
         self.utility = utility
-        self._kind = UTILITIES[str(gate.utility)]
+        # None for a gate with its own row utility (StreamGate(utility=f)).
+        self._kind = UTILITIES.get(str(gate.utility))
         self._atol = gate.params["atol"]
         # The native call StreamGate.decide_utility_one makes first: it answers None for
         # anything but a Python float (then the public method converts or refuses). The
@@ -197,11 +203,18 @@ class GatedClassifier:
             return _custom(self.utility, proba), best, new
         if classes < 2 or not proba:
             return NO_OPINION, best, new
-        if self._kind == _LEAST_CONFIDENCE:
+        kind = self._kind
+        if kind == _LEAST_CONFIDENCE:
             return 1.0 - first, best, new
-        if self._kind == _MARGIN:
+        if kind == _MARGIN:
             return 1.0 - (first - second), best, new
-        return h / _log(classes), best, new
+        if kind == _ENTROPY:
+            return h / _log(classes), best, new
+        # The gate's own compiled row utility, on the row over the known classes (an
+        # array per item: a few microseconds more).
+        order = [*known, *(k for k in proba if k not in known)] if new else known
+        row = np.array([[proba.get(k, 0.0) for k in order]], dtype=np.float64)
+        return float(self.gate.utility(row)[0]), best, new
 
 
 def _shown(proba: Mapping, limit: int = 8) -> str:
