@@ -6,8 +6,7 @@
 line::
 
     from alcore.integrations.river import GatedClassifier
-    model = GatedClassifier(pipeline, StreamGate("variable_uncertainty", 0.1,
-                                                 utility="entropy"))
+    model = GatedClassifier(pipeline, StreamGate("quantile", 0.1, utility="margin"))
     for x, y in stream:
         y_pred, ask = model.predict_one(x)
         if ask:
@@ -33,9 +32,9 @@ from alcore.stream import UTILITIES, UTILITY_MAX, StreamGate
 
 _LEAST_CONFIDENCE, _MARGIN, _ENTROPY = (UTILITIES[name] for name in
                                         ("least_confidence", "margin", "entropy"))
-# The utility of a dict that names fewer than two classes (the first items of a stream,
-# before the model has learnt two labels): confidence 0, the most uncertain row there is on
-# every built-in scale, so every strategy asks for it while the budget allows.
+# The utility of an empty dict, or of any dict while fewer than two classes are known (the
+# first items of a stream): confidence 0, the most uncertain row there is on every built-in
+# scale, so every strategy asks for it while the budget allows.
 NO_OPINION = 1.0
 _log = math.log
 
@@ -68,15 +67,24 @@ class GatedClassifier:
     ``gate.utility`` of that row (computed here in Python, because the native call needs an
     array and costs more than the whole decision; tested against it). A gate with its own
     compiled row utility (``StreamGate(utility=f)``) gets that row as an array and computes
-    it natively (f must take any row length). The gate decides that
-    number with :meth:`StreamGate.decide_utility_one`, which keeps no class count, so its
-    threshold, budget estimate and quantile window carry on unchanged across class-count
-    changes; only the scale of the next utilities changes with C (entropy is divided by the
-    new ln C, least confidence may reach the new 1 - 1/C). An empty dict, and a dict while
-    fewer than two classes are known (``{"a": 1.0}`` after the first label), have no
-    opinion: their utility is :data:`NO_OPINION` (1.0, confidence 0), so they are asked for
-    while the budget allows. (river's ``EntropySampler`` gives such dicts entropy 0 and never asks:
-    a tree that starts empty never gets its first label.)
+    it natively (f must take any row length). The gate decides that number with
+    :meth:`StreamGate.decide_utility_one`, which keeps no class count, so its threshold,
+    budget estimate and quantile window carry on unchanged across class-count changes; only
+    the scale of the next utilities changes with C (entropy is divided by the new ln C,
+    least confidence may reach the new 1 - 1/C). An empty dict, and a dict while fewer than
+    two classes are known (``{"a": 1.0}`` after the first label), have no opinion: their
+    utility is :data:`NO_OPINION` (1.0, confidence 0), so they are asked for while the
+    budget allows. (river's ``EntropySampler`` gives such dicts entropy 0 and never asks: a
+    model that starts from an empty dict never gets its first label.)
+
+    Which gate: ``StreamGate("quantile", budget, utility="margin")`` is the setting
+    tests/test_river.py compares with ``EntropySampler`` (same or better progressive
+    accuracy with no more labels on Phishing and ImageSegments). The quantile filter decides
+    by rank among recent utilities, so the change of scale a new class brings neither starves
+    nor floods it, and the margin lies in [0, 1] at every class count. Not every model
+    gains: with a Hoeffding tree on Phishing (the same protocol, measured, not a test)
+    river's sampler, which spends its labels early while the tree is young, reached 0.876
+    progressive accuracy against 0.838 here.
 
     Every ask counts against the budget whether or not you then label the item, as for
     :meth:`StreamGate.decide_one`. Bad input (not a dict, a probability outside [0, 1] or
