@@ -1,9 +1,11 @@
 """Stream-based selection: a yes/no per arriving item, under a label budget.
 
 :class:`StreamGate` is a native stateful gate (Zliobaite et al. 2014 strategies with the
-windowed budget estimate, and the balanced incremental quantile filter). ``decide_many``
-gives exactly the decisions of the same rows fed one by one; the state serialises to JSON
-and a restored gate continues the same random sequence. :class:`Router` puts tiers
+windowed budget estimate, and the balanced incremental quantile filter) over probability
+rows, logits (``logits=True``), rows scored by your own utility (``utility=f``) or
+utilities you computed (``decide_utility_one``). ``decide_many`` gives exactly the
+decisions of the same rows fed one by one; the state serialises to JSON and a restored gate
+continues the same random sequence. :class:`Router` puts tiers
 (auto-label, annotator, expert) and the annotators' queue in front of a gate.
 """
 

@@ -131,6 +131,7 @@ def test_fixed_strategy_needs_the_class_count_for_utilities():
                        r"pass StreamGate\(\.\.\., classes=C\)"):
         gate.decide_utility_one(0.5)
     assert gate.stats.seen == 0
+    assert gate.decide_utility_many([]).shape == (0,)  # nothing to decide: no class count needed
     gate.decide_one(np.array([0.5, 0.3, 0.2]))  # a row fixes C = 3
     assert gate.classes == 3
     # confidence 1 - u <= 1/3 + 0.1 (2/3): u = 0.7 is queried, u = 0.5 is not.

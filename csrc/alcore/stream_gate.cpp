@@ -307,7 +307,7 @@ void StreamGate::validate(const T* rows, int64_t n, int64_t c, int64_t classes,
 }
 
 void StreamGate::check_utilities(const double* u, int64_t n) const {
-  if (params_.strategy == GateStrategy::fixed && state_.classes < 2)
+  if (n > 0 && params_.strategy == GateStrategy::fixed && state_.classes < 2)
     throw std::invalid_argument("the fixed strategy needs the class count");
   for (int64_t r = 0; r < n; ++r) {
     if (std::isfinite(u[r]) && std::abs(u[r]) <= kUtilityMax) continue;
