@@ -59,6 +59,7 @@ from alcore._errors import AlcoreError, InvalidInputError  # noqa: E402
 from alcore._pipeline import Selection, select  # noqa: E402
 from alcore._threads import get_num_threads, set_num_threads  # noqa: E402
 from alcore._top import select_top, top_k  # noqa: E402
+from alcore._utility import Utility, utility  # noqa: E402
 from alcore._version import __version__  # noqa: E402
 from alcore._warmup import warmup  # noqa: E402
 from alcore.batching import BatchSizer  # noqa: E402
@@ -68,6 +69,7 @@ __all__ = [
     "BatchSizer",
     "InvalidInputError",
     "Selection",
+    "Utility",
     "__version__",
     "density",
     "diversity",
@@ -82,5 +84,6 @@ __all__ = [
     "stream",
     "stream_density",
     "top_k",
+    "utility",
     "warmup",
 ]

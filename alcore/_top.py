@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from alcore import _core, scores
+from alcore import _utility as u
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
 
@@ -88,9 +89,31 @@ def _outputs(values: Any, score: str, is_logits: bool) -> tuple[np.ndarray, bool
     return v.outputs_matrix(values, is_logits)
 
 
-def select_top(probs: Any, k: int, *, score: str = "margin", logits: bool = False,
+def _custom_top(values: Any, k: Any, score: Any, logits: Any, never_spec: dict, normalize: Any,
+                atol: Any, extra: Any) -> tuple[np.ndarray, np.ndarray]:
+    """select_top with a custom utility: (indices, their float64 scores)."""
+    utility = u.as_utility(score)
+    is_logits, normalize, atol, k = (v.flag(logits, "logits"), v.flag(normalize, "normalize"),
+                                     v.tolerance(atol), v.count(k))
+    x, is_logits, name = v.outputs_matrix(values, is_logits)
+    masks = v.item_masks(x.shape[0], name, k=k, **never_spec)
+    matrix = u.extra_matrix(utility, extra, x.shape[0])
+    indices, top, _ = u.top_custom(utility, x, is_logits, name, k, masks.never, normalize, atol,
+                                   matrix)
+    return indices, top
+
+
+def _no_extra(extra: Any) -> None:
+    if extra is not None:
+        raise InvalidInputError(
+            "extra= is for a custom score function (score=f with def f(p, cost, ...)); the "
+            "built-in scores take no extra inputs"
+        )
+
+
+def select_top(probs: Any, k: int, *, score: Any = "margin", logits: bool = False,
                labeled: Any = None, exclude: Any = None, normalize: bool = False,
-               atol: float = 1e-3) -> np.ndarray:
+               atol: float = 1e-3, extra: Any = None) -> np.ndarray:
     """Score every item and return the k most informative, in one pass over the matrix.
 
     Equivalent to ``top_k(getattr(alcore.scores, score)(probs), k, exclude=...)`` (the
@@ -108,9 +131,13 @@ def select_top(probs: Any, k: int, *, score: str = "margin", logits: bool = Fals
         model outputs with ``logits=True`` (see :mod:`alcore.scores`).
     k : int
         Batch size, 1 <= k <= number of items neither labeled nor excluded.
-    score : str
+    score : str or callable
         ``"least_confidence"``, ``"margin"``, ``"ratio"``, ``"entropy"``; or, for (T, N, C)
-        samples, ``"bald"``, ``"variation_ratio"``, ``"vote_entropy"``, ``"kl_consensus"``.
+        samples, ``"bald"``, ``"variation_ratio"``, ``"vote_entropy"``, ``"kl_consensus"``;
+        or a custom utility of one (N, C) row: an :func:`alcore.utility`, or a plain
+        function (wrapped by it), run compiled inside the same validated, threaded pass.
+        It receives the row as given (raw logits with ``logits=True``, raw weights with
+        ``normalize=True``); its scores are float64.
     logits : bool
         ``probs`` holds logits.
     labeled, exclude : array-like, optional
@@ -119,6 +146,9 @@ def select_top(probs: Any, k: int, *, score: str = "margin", logits: bool = Fals
         Divide each non-negative row by its sum instead of requiring it to sum to 1.
     atol : float
         Allowed ``|row sum - 1|``, in [0, 1).
+    extra : array-like or dict, optional
+        The custom utility's extra per-row inputs: for ``def f(p, cost)`` an array of shape
+        (N,), for several parameters a dict name -> array of shape (N,).
 
     Returns
     -------
@@ -127,6 +157,10 @@ def select_top(probs: Any, k: int, *, score: str = "margin", logits: bool = Fals
         scores of :mod:`alcore.scores` (the same kernels): each clamped to its documented
         range, entropy within the error bound stated in :func:`alcore.scores.entropy`.
     """
+    if u.is_custom(score):
+        return _custom_top(probs, k, score, logits, {"labeled": labeled, "exclude": exclude},
+                           normalize, atol, extra)[0]
+    _no_extra(extra)
     score, is_logits, normalize, atol, k = _parse_options(score, logits, normalize, atol, k)
     x, is_logits, name = _outputs(probs, score, is_logits)
     n = x.shape[1] if x.ndim == 3 else x.shape[0]
@@ -134,9 +168,9 @@ def select_top(probs: Any, k: int, *, score: str = "margin", logits: bool = Fals
     return _top_with_scores(x, is_logits, name, k, score, masks.never, normalize, atol)[0]
 
 
-def select_top_with_scores(x: Any, k: int, *, score: str = "margin", logits: bool = False,
+def select_top_with_scores(x: Any, k: int, *, score: Any = "margin", logits: bool = False,
                            exclude_mask: Any = None, normalize: bool = False,
-                           atol: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+                           atol: float = 1e-3, extra: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`select_top` that also returns the scores of the k chosen items (private: for
     the out-of-core reader, which merges per-chunk candidates by score).
 
@@ -148,15 +182,19 @@ def select_top_with_scores(x: Any, k: int, *, score: str = "margin", logits: boo
         1 <= k <= number of items not excluded.
     exclude_mask : array-like, optional
         Boolean mask of shape (N,) or unique indices of items never to return.
-    score, logits, normalize, atol
+    score, logits, normalize, atol, extra
         As in :func:`select_top`.
 
     Returns
     -------
     (indices, scores)
         int64 (k,) best first, and those items' scores, shape (k,), in the input's dtype
-        (float32 for float16 input).
+        (float32 for float16 input; float64 for a custom score).
     """
+    if u.is_custom(score):
+        return _custom_top(x, k, score, logits, {"exclude": exclude_mask}, normalize, atol,
+                           extra)
+    _no_extra(extra)
     score, is_logits, normalize, atol, k = _parse_options(score, logits, normalize, atol, k)
     arr, is_logits, name = _outputs(x, score, is_logits)
     n = arr.shape[1] if arr.ndim == 3 else arr.shape[0]

@@ -1,9 +1,11 @@
 """Stream-based selection: a yes/no per arriving item, under a label budget.
 
 :class:`StreamGate` is a native stateful gate (Zliobaite et al. 2014 strategies with the
-windowed budget estimate, and the balanced incremental quantile filter). ``decide_many``
-gives exactly the decisions of the same rows fed one by one; the state serialises to JSON
-and a restored gate continues the same random sequence. :class:`Router` puts tiers
+windowed budget estimate, and the balanced incremental quantile filter) over probability
+rows, logits (``logits=True``), rows scored by your own utility (``utility=f``) or
+utilities you computed (``decide_utility_one``). ``decide_many`` gives exactly the
+decisions of the same rows fed one by one; the state serialises to JSON and a restored gate
+continues the same random sequence. :class:`Router` puts tiers
 (auto-label, annotator, expert) and the annotators' queue in front of a gate.
 """
 
@@ -66,6 +68,10 @@ MAX_WINDOW = 2**62
 THETA_MAX = 1e12
 # The largest |utility| decide_utility takes (csrc/alcore/stream_gate.hpp, kUtilityMax).
 UTILITY_MAX = 1e150
+# The native Problem code of a utility beyond it (csrc/alcore/api.hpp).
+_TOO_LARGE = 7
+# How a custom utility is named in gate.utility and in saved states.
+CUSTOM_PREFIX = "custom:"
 
 
 def _parameter(name: str, value: Any) -> float:
@@ -156,10 +162,18 @@ class StreamGate:
         last ``window`` utilities, lowered by range x labels owed / w_tol).
     budget : float
         Share of items that may be labeled, in (0, 1].
-    utility : str, keyword-only
+    utility : str or callable, keyword-only
         ``"least_confidence"`` (1 - max p, in [0, 1 - 1/C]), ``"margin"`` (1 - (p1 - p2), in
         [0, 1]) or ``"entropy"`` (divided by ln C, in [0, 1]); the strategies compare
         confidence = 1 - utility. ``gate.utility(probs)`` computes it (:class:`GateUtility`).
+        Or your own utility of one row, ``def f(p)`` (a plain function or an
+        :func:`alcore.utility`), compiled with Numba when the gate is made and run inside
+        the native checks: it gets the row as given (probabilities after their checks, raw
+        logits with ``logits=True``) and must return a finite number with ``|u| <= 1e150``
+        (on the built-in scale, [0, 1], for the default ``theta``; :meth:`max_utility` is
+        then 1). A function with extra per-item inputs cannot be a gate's utility: compute
+        those utilities yourself and call :meth:`decide_utility_one`. Saved states need the
+        function again: ``StreamGate.from_json(text, utility=f)``.
     window : int or None, keyword-only
         w of the windowed spending estimate u_t <- u_t (w - 1)/w + queried (a query is
         allowed while u_t / w < budget) and the quantile filter's window. None (default):
@@ -235,6 +249,9 @@ class StreamGate:
                  window: int | None = None, seed: Any = 0, hard_cap: bool = False,
                  classes: int | None = None, logits: bool = False, **params: Any):
         strategy = v.choice(strategy, "strategy", STRATEGIES)
+        self._custom, addresses = _custom_utility(utility)
+        if self._custom is not None:
+            utility = "least_confidence"  # the native checks run; their utility is replaced
         utility = v.choice(utility, "utility", UTILITIES)
         unknown = sorted(set(params) - set(PARAMETERS))
         if unknown:
@@ -267,7 +284,7 @@ class StreamGate:
         self._gate = _core.StreamGate(
             STRATEGIES[strategy], UTILITIES[utility], budget, window, values["theta"],
             values["s"], values["delta"], values["v"], values["atol"], values["w_tol"],
-            seed, hard_cap, logits,
+            seed, hard_cap, logits, *addresses,
         )
         self._decide_native = self._gate.decide_one
         self._decide_utility_native = self._gate.decide_utility_one
@@ -290,7 +307,10 @@ class StreamGate:
     @property
     def utility(self) -> GateUtility:
         """The utility: equal to its name (``"least_confidence"``, ``"margin"`` or
-        ``"entropy"``) and, called on rows, their utility values (see :class:`GateUtility`)."""
+        ``"entropy"``; ``"custom:NAME"`` for your own) and, called on rows, their utility
+        values (see :class:`GateUtility`)."""
+        if self._custom is not None:
+            return GateUtility(f"{CUSTOM_PREFIX}{self._custom.name}", self)
         return GateUtility(_UTILITY_NAMES[self._gate.params()["utility"]], self)
 
     @property
@@ -341,14 +361,16 @@ class StreamGate:
         try:
             return self._gate.utilities(x)
         except _core.InvalidValue as err:
-            raise v.invalid_value_error(err, "probs", atol=self.params["atol"]) from None
+            raise self._value_error(err, x, "probs") from None
         except ValueError as err:
             raise self._class_error(err, x.shape[1]) from None
 
     def max_utility(self, classes: int) -> float:
         """The largest utility a row of ``classes`` classes can have: 1 - 1/C for least
-        confidence, 1 for margin and (scaled) entropy."""
-        return self._gate.max_utility(v.integer(classes, "classes", low=2, high=MAX_WINDOW))
+        confidence, 1 for margin and (scaled) entropy, and 1 for a custom utility (the
+        built-in scale; the Router's queue threshold is a share of it)."""
+        classes = v.integer(classes, "classes", low=2, high=MAX_WINDOW)
+        return 1.0 if self._custom is not None else self._gate.max_utility(classes)
 
     def fixed_threshold(self, classes: int) -> float:
         """The confidence (1 - utility) at or below which the fixed strategy queries a row
@@ -381,7 +403,7 @@ class StreamGate:
         try:
             return self._gate.decide_one(p)
         except _core.InvalidValue as err:
-            raise v.invalid_value_error(err, "p", atol=self.params["atol"]) from None
+            raise self._value_error(err, p[None, :], "p") from None
         except ValueError as err:
             raise self._class_error(err, p.shape[0]) from None
 
@@ -397,7 +419,7 @@ class StreamGate:
         try:
             return self._gate.decide_many(x)
         except _core.InvalidValue as err:
-            raise v.invalid_value_error(err, "probs", atol=self.params["atol"]) from None
+            raise self._value_error(err, x, "probs") from None
         except ValueError as err:
             raise self._class_error(err, x.shape[1]) from None
 
@@ -421,6 +443,20 @@ class StreamGate:
         except Exception:
             decided = None
         return self._decide_utility_checked(u) if decided is None else decided
+
+    def _value_error(self, err: Exception, x: np.ndarray, name: str) -> InvalidInputError:
+        """Word a native InvalidValue about rows x (N, C) for the argument ``name``."""
+        atol = self.params["atol"]
+        if self._custom is None:
+            return v.invalid_value_error(err, name, atol=atol)
+        from alcore import _utility
+
+        problem, _, row, _, value = err.args
+        if problem == _TOO_LARGE:
+            return InvalidInputError(
+                f"utility {self._custom.name!r} returned {value} for {name} row {row}; a "
+                f"gate's utilities must lie in [-1e150, 1e150] (rescale it)")
+        return _utility._row_error(err, self._custom, x, name, None, atol)
 
     @staticmethod
     def _utility_values(values: Any, name: str) -> np.ndarray:
@@ -514,8 +550,11 @@ class StreamGate:
         })
 
     @classmethod
-    def from_json(cls, text: str) -> StreamGate:
+    def from_json(cls, text: str, *, utility: Any = None) -> StreamGate:
         """Restore a gate saved with :meth:`to_json`; it continues exactly where it was.
+
+        ``utility`` is the function of a gate made with a custom utility (code is not
+        saved, only its name); it must be None otherwise.
 
         Raises
         ------
@@ -524,7 +563,7 @@ class StreamGate:
             another format or version, a missing or extra key, a wrong type, a counter out
             of range).
         """
-        return _restore(cls, text)
+        return _restore(cls, text, utility)
 
 
 _STATE_KEYS = ("spent", "theta", "seen", "queried", "draws", "classes", "history")
@@ -566,7 +605,7 @@ def _json_int(value: Any, name: str, low: int, high: int = _INT64) -> int:
         raise _corrupt(str(err)) from None
 
 
-def _restore(cls: type[StreamGate], text: Any) -> StreamGate:
+def _restore(cls: type[StreamGate], text: Any, custom: Any) -> StreamGate:
     if not isinstance(text, str):
         raise InvalidInputError(
             f"text must be the str StreamGate.to_json() produced, got {type(text).__name__}")
@@ -597,9 +636,22 @@ def _restore(cls: type[StreamGate], text: Any) -> StreamGate:
     state = _keys(data["state"], _STATE_KEYS, "state")
     params = _keys(config["params"], tuple(PARAMETERS), "config.params")
     # Everything is parsed before the gate is made: a rejected text creates no gate.
+    saved_custom = isinstance(config["utility"], str) and config["utility"].startswith(
+        CUSTOM_PREFIX)
+    if saved_custom and custom is None:
+        raise InvalidInputError(
+            f"this gate was saved with the custom utility "
+            f"{config['utility'][len(CUSTOM_PREFIX):]!r}; pass its function: "
+            f"StreamGate.from_json(text, utility=f)")
+    if custom is not None and not saved_custom:
+        raise InvalidInputError(
+            f"utility= is only for a gate saved with a custom utility; this one uses "
+            f"{config['utility']!r}: leave utility= out")
     for name, allowed in (("strategy", STRATEGIES), ("utility", UTILITIES)):
         if not isinstance(config[name], str):
             raise _corrupt(f"config.{name} must be a string")
+        if name == "utility" and saved_custom:
+            continue
         try:
             v.choice(config[name], name, allowed)
         except InvalidInputError as err:
@@ -633,7 +685,8 @@ def _restore(cls: type[StreamGate], text: Any) -> StreamGate:
         raise _corrupt(f"state.history holds {len(history)} utilities; a "
                        f"{config['strategy']!r} gate that saw {seen} items keeps {expected}")
     try:
-        gate = cls(config["strategy"], budget, utility=config["utility"], window=window,
+        gate = cls(config["strategy"], budget,
+                   utility=custom if saved_custom else config["utility"], window=window,
                    seed=seed, hard_cap=config["hard_cap"], logits=config["logits"], **values)
     except InvalidInputError as err:
         raise _corrupt(f"config: {err}") from None
@@ -642,6 +695,22 @@ def _restore(cls: type[StreamGate], text: Any) -> StreamGate:
     except ValueError as err:  # the native checks, should one refuse what passed here
         raise _corrupt(f"state: {err}") from None
     return gate
+
+
+def _custom_utility(utility: Any) -> tuple[Any, tuple[int, int]]:
+    """(the Utility, its float32 and float64 addresses) for a callable ``utility=``, (None,
+    (0, 0)) for a name."""
+    if isinstance(utility, str) or not callable(utility):
+        return None, (0, 0)
+    from alcore import _utility
+
+    custom = _utility.as_utility(utility)
+    if custom.extra:
+        raise InvalidInputError(
+            f"a gate's utility takes the row alone (def f(p)); {custom.name!r} also takes "
+            f"{', '.join(custom.extra)}: compute those utilities yourself and call "
+            f"decide_utility_one(u) / decide_utility_many(u)")
+    return custom, (custom._address(np.float32), custom._address(np.float64))
 
 
 def _json_kind(value: Any) -> str:

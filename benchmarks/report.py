@@ -84,6 +84,8 @@ def notes(extra: dict) -> str:
             out.append(f"{key} {extra[key]:.3g}")
     if "taken" in extra:
         out.append(f"{extra['taken']} taken")
+    if "overhead_us_per_item" in extra:
+        out.append(f"{extra['overhead_us_per_item']:.2f} µs/item beyond the classifier")
     return ", ".join(out)
 
 

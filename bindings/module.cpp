@@ -127,6 +127,93 @@ py::tuple select_top(const py::array& x, int score, bool logits, bool normalize,
                                            : select_top_typed<double>(x, o, mask, k, all);
 }
 
+// The custom utility's extra inputs: None, or a C-contiguous float64 (n, m) array; the
+// caller's argument keeps it alive while the kernel reads it.
+const double* extra_pointer(const py::object& extra, int64_t n, int64_t& m) {
+  m = 0;
+  if (extra.is_none()) return nullptr;
+  if (!py::isinstance<py::array>(extra))
+    throw py::type_error("extra must be a numpy array or None");
+  const auto a = py::reinterpret_borrow<py::array>(extra);
+  if (!(a.flags() & py::array::c_style) || a.ndim() != 2 || a.shape(0) != n ||
+      a.dtype().kind() != 'f' || a.itemsize() != 8 || !native_order(a.dtype()))
+    throw py::type_error("extra must be a C-contiguous float64 array of shape (n, m)");
+  m = a.shape(1);
+  return m ? static_cast<const double*>(a.data()) : nullptr;
+}
+
+// `address` is the C address of a function of the RowUtility<T> type for x's dtype (the
+// Python layer compiles one per dtype).
+template <class T>
+alcore::RowUtility<T> utility_pointer(uintptr_t address) {
+  if (address == 0) throw py::value_error("the utility address is null");
+  return reinterpret_cast<alcore::RowUtility<T>>(address);
+}
+
+template <class T>
+py::array score_rows_custom_typed(const py::array& x, const alcore::ScoreOptions& o,
+                                  uintptr_t address, const py::object& extra) {
+  const int64_t n = x.shape(0), c = x.shape(1);
+  int64_t m;
+  const double* ex = extra_pointer(extra, n, m);
+  const auto fn = utility_pointer<T>(address);
+  py::array_t<double> out(n);
+  const T* src = static_cast<const T*>(x.data());
+  double* dst = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    alcore::score_rows_custom<T>(src, n, c, o, fn, ex, m, dst);
+  }
+  return out;
+}
+
+py::array score_rows_custom(const py::array& x, uintptr_t address, bool logits, bool normalize,
+                            double atol, const py::object& extra) {
+  if (x.ndim() != 2) throw py::type_error("x must be 2-D");
+  const auto o = options(0, logits, normalize, atol, false);
+  return float_dtype(x, "x") == Dtype::f32
+             ? score_rows_custom_typed<float>(x, o, address, extra)
+             : score_rows_custom_typed<double>(x, o, address, extra);
+}
+
+template <class T>
+py::tuple select_top_custom_typed(const py::array& x, const alcore::ScoreOptions& o,
+                                  uintptr_t address, const py::object& extra,
+                                  const uint8_t* exclude, int64_t k, bool all) {
+  const int64_t n = x.shape(0), c = x.shape(1);
+  int64_t m;
+  const double* ex = extra_pointer(extra, n, m);
+  const auto fn = utility_pointer<T>(address);
+  py::array_t<int64_t> indices(k);
+  py::array_t<double> top_scores(k);
+  py::object all_scores = py::none();
+  double* all_ptr = nullptr;
+  if (all) {
+    py::array_t<double> a(n);
+    all_ptr = a.mutable_data();
+    all_scores = a;
+  }
+  const T* src = static_cast<const T*>(x.data());
+  int64_t* idx = indices.mutable_data();
+  double* top = top_scores.mutable_data();
+  {
+    py::gil_scoped_release release;
+    alcore::select_top_custom<T>(src, n, c, o, fn, ex, m, exclude, k, idx, top, all_ptr);
+  }
+  return py::make_tuple(indices, top_scores, all_scores);
+}
+
+py::tuple select_top_custom(const py::array& x, uintptr_t address, bool logits, bool normalize,
+                            double atol, const py::object& extra, const py::object& exclude,
+                            int64_t k, bool all) {
+  if (x.ndim() != 2) throw py::type_error("x must be 2-D");
+  const auto o = options(0, logits, normalize, atol, false);
+  const uint8_t* mask = mask_pointer(exclude, x.shape(0));
+  return float_dtype(x, "x") == Dtype::f32
+             ? select_top_custom_typed<float>(x, o, address, extra, mask, k, all)
+             : select_top_custom_typed<double>(x, o, address, extra, mask, k, all);
+}
+
 template <class T>
 py::array top_k_typed(const py::array& scores, const uint8_t* exclude, int64_t k) {
   const int64_t n = scores.shape(0);
@@ -449,6 +536,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("select_top", &select_top, py::arg("x"), py::arg("score"), py::arg("logits"),
         py::arg("normalize"), py::arg("atol"), py::arg("scale_entropy"), py::arg("exclude"),
         py::arg("k"), py::arg("all_scores"));
+  m.def("score_rows_custom", &score_rows_custom, py::arg("x"), py::arg("address"),
+        py::arg("logits"), py::arg("normalize"), py::arg("atol"), py::arg("extra"));
+  m.def("select_top_custom", &select_top_custom, py::arg("x"), py::arg("address"),
+        py::arg("logits"), py::arg("normalize"), py::arg("atol"), py::arg("extra"),
+        py::arg("exclude"), py::arg("k"), py::arg("all_scores"));
   m.def("top_k", &top_k, py::arg("scores"), py::arg("exclude"), py::arg("k"));
   m.def("sample_scores", &sample_scores, py::arg("x"), py::arg("score"), py::arg("normalize"),
         py::arg("atol"));
@@ -458,19 +550,23 @@ PYBIND11_MODULE(_core, m) {
   py::class_<alcore::StreamGate>(m, "StreamGate")
       .def(py::init([](int strategy, int utility, double budget, int64_t window, double theta,
                        double step, double delta, double split, double atol, double w_tol,
-                       uint64_t seed, bool hard_cap, bool logits) {
+                       uint64_t seed, bool hard_cap, bool logits, uintptr_t custom_f32,
+                       uintptr_t custom_f64) {
              alcore::GateParams p;
              p.strategy = static_cast<alcore::GateStrategy>(strategy);
              p.utility = static_cast<alcore::GateUtility>(utility);
              p.budget = budget, p.window = window, p.theta = theta, p.step = step;
              p.delta = delta, p.split = split, p.atol = atol, p.seed = seed;
              p.tolerance_window = w_tol, p.hard_cap = hard_cap, p.logits = logits;
+             // Addresses of compiled utilities (alcore.utility), 0 for the built-in one.
+             p.custom_f32 = reinterpret_cast<alcore::RowUtility<float>>(custom_f32);
+             p.custom_f64 = reinterpret_cast<alcore::RowUtility<double>>(custom_f64);
              return std::make_unique<alcore::StreamGate>(p);
            }),
            py::arg("strategy"), py::arg("utility"), py::arg("budget"), py::arg("window"),
            py::arg("theta"), py::arg("step"), py::arg("delta"), py::arg("split"),
            py::arg("atol"), py::arg("w_tol"), py::arg("seed"), py::arg("hard_cap"),
-           py::arg("logits"))
+           py::arg("logits"), py::arg("custom_f32"), py::arg("custom_f64"))
       .def("decide_one", &gate_decide_one, py::arg("row"))
       .def("decide_many", &gate_decide_many, py::arg("rows"))
       .def("decide_utility_one", &gate_decide_utility_one, py::arg("utility"))

@@ -44,6 +44,8 @@ POSITIONAL_PARAMETERS: dict[str, tuple[str, ...]] = {
     "alcore.set_num_threads": ("n",),
     "alcore.get_num_threads": (),
     "alcore.warmup": (),
+    "alcore.utility": ("fn",),
+    "alcore.Utility": ("fn",),
     "alcore.BatchSizer": ("pool_size", "policy"),
     **{f"alcore.scores.{name}": ("probs",) for name in (
         "least_confidence", "margin", "ratio", "entropy", "bald", "variation_ratio",
@@ -60,6 +62,8 @@ POSITIONAL_PARAMETERS: dict[str, tuple[str, ...]] = {
     "alcore.stream.StreamGate": ("strategy", "budget"),
     "alcore.stream.StreamGate.decide_one": ("p",),
     "alcore.stream.StreamGate.decide_many": ("probs",),
+    "alcore.stream.StreamGate.decide_utility_one": ("u",),
+    "alcore.stream.StreamGate.decide_utility_many": ("utilities",),
     "alcore.stream.StreamGate.utility": ("probs",),
     "alcore.stream.StreamGate.from_json": ("text",),
     "alcore.stream.StreamGate.to_json": (),

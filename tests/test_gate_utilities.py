@@ -131,6 +131,7 @@ def test_fixed_strategy_needs_the_class_count_for_utilities():
                        r"pass StreamGate\(\.\.\., classes=C\)"):
         gate.decide_utility_one(0.5)
     assert gate.stats.seen == 0
+    assert gate.decide_utility_many([]).shape == (0,)  # nothing to decide: no class count needed
     gate.decide_one(np.array([0.5, 0.3, 0.2]))  # a row fixes C = 3
     assert gate.classes == 3
     # confidence 1 - u <= 1/3 + 0.1 (2/3): u = 0.7 is queried, u = 0.5 is not.
@@ -230,3 +231,130 @@ def test_logits_gate_saves_the_setting_and_routes_on_probabilities():
     z = np.array([[10.0, 0.0, 0.0], [0.1, 0.0, 0.05]])  # max p 0.99991 and ~0.35
     routes = router.route_many(z)
     assert routes[0] == "auto_label" and routes[1] != "auto_label"
+
+
+# --- a custom utility of one row inside the gate ---------------------------------------------
+
+def top_gap(p):
+    """1 - (p1 - p2), written as a user would."""
+    a, b = -np.inf, -np.inf
+    for x in p:
+        if x > a:
+            a, b = x, a
+        elif x > b:
+            b = x
+    return 1.0 - (a - b)
+
+
+def first_logit(z):
+    return 1.0 / (1.0 + np.exp(-z[0]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_custom_utility_decides_as_the_builtin_it_equals(dtype):
+    rng = np.random.default_rng(8)
+    probs = rng.dirichlet(np.ones(4) * 0.7, size=5000).astype(dtype)
+    custom = StreamGate("quantile", 0.1, utility=top_gap, window=100)
+    builtin = StreamGate("quantile", 0.1, utility="margin", window=100)
+    # The user's float32 arithmetic may round differently from the native float64 margin.
+    np.testing.assert_allclose(custom.utility(probs), builtin.utility(probs), atol=1e-6)
+    ones = StreamGate("quantile", 0.1, utility=top_gap, window=100)
+    batch = custom.decide_many(probs)
+    np.testing.assert_array_equal(batch, [ones.decide_one(p) for p in probs])
+    assert (batch == builtin.decide_many(probs)).mean() > 0.99
+    assert custom.utility == "custom:top_gap" and custom.max_utility(4) == 1.0
+
+
+def test_custom_utility_gets_raw_logits_and_the_checks_still_run():
+    z = np.random.default_rng(9).normal(size=(3000, 3)) * 2
+    gate = StreamGate("variable_uncertainty", 0.2, utility=first_logit, logits=True)
+    np.testing.assert_allclose(gate.utility(z), 1 / (1 + np.exp(-z[:, 0])), rtol=1e-12)
+    z[2000, 1] = np.inf
+    with pytest.raises(InvalidInputError, match=r"probs must be finite: probs row 2000, "
+                       r"column 1 is inf"):
+        gate.decide_many(z)
+    probs_gate = StreamGate("variable_uncertainty", 0.2, utility=top_gap)
+    with pytest.raises(InvalidInputError, match=r"p must lie in \[0, 1\]: p row 0, column 0 is "
+                       r"-0\.5"):
+        probs_gate.decide_one(np.array([-0.5, 1.5]))
+    assert gate.stats.seen == 0 and probs_gate.stats.seen == 0
+
+
+def test_custom_utility_result_is_independent_of_the_thread_count():
+    from alcore import get_num_threads, set_num_threads
+
+    probs = np.random.default_rng(10).dirichlet(np.ones(5), size=60_000)
+    before = get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            set_num_threads(threads)
+            results.append(StreamGate("quantile", 0.05, utility=top_gap).utility(probs))
+    finally:
+        set_num_threads(before)
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0], other)
+
+
+def nan_after_half(p):
+    return np.nan if p[0] > 0.5 else p[0]
+
+
+def raise_on_ties(p):
+    if p[0] == p[1]:
+        raise ValueError("tie")
+    return p[0]
+
+
+def huge(p):
+    return 1e200 * p[0] if p[0] > 0.15 else p[0]
+
+
+@pytest.mark.parametrize("fn, rows, match", [
+    (nan_after_half, [[0.2, 0.8], [0.3, 0.7], [0.6, 0.4]],
+     r"^score function 'nan_after_half' returned nan for row 2 \(probs\[2\]\), a valid row; "
+     r"return a finite number for every row"),
+    (raise_on_ties, [[0.2, 0.8], [0.5, 0.5]],
+     r"^score function 'raise_on_ties' raised ValueError: tie for row 1 \(probs\[1\]\); make "
+     r"it return a finite number for every valid row$"),
+    (huge, [[0.2, 0.8]],
+     r"^utility 'huge' returned 2e\+199 for probs row 0; a gate's utilities must lie in "
+     r"\[-1e150, 1e150\] \(rescale it\)$"),
+])
+def test_custom_utility_failures_name_the_row_and_change_nothing(fn, rows, match):
+    gate = StreamGate("quantile", 0.1, utility=fn, window=10)
+    gate.decide_many(np.array([[0.1, 0.9]] * 3))
+    before = gate.to_json()
+    with pytest.raises(InvalidInputError, match=match):
+        gate.decide_many(np.array(rows))
+    with pytest.raises(InvalidInputError, match=rf"{match.split(' for ')[0]} for (p )?row 0"):
+        gate.decide_one(np.array(rows[-1]))
+    assert gate.to_json() == before
+
+
+def with_cost(p, cost):
+    return p[0] * cost
+
+
+def test_custom_utility_with_extra_inputs_is_refused_with_the_way_out():
+    with pytest.raises(InvalidInputError, match=r"^a gate's utility takes the row alone "
+                       r"\(def f\(p\)\); 'with_cost' also takes cost: compute those utilities "
+                       r"yourself and call decide_utility_one\(u\)"):
+        StreamGate("quantile", 0.1, utility=with_cost)
+
+
+def test_custom_gate_state_needs_its_function_back():
+    gate = StreamGate("quantile", 0.1, utility=top_gap, window=20)
+    probs = np.random.default_rng(11).dirichlet(np.ones(3), size=300)
+    gate.decide_many(probs[:100])
+    text = gate.to_json()
+    with pytest.raises(InvalidInputError, match=r"saved with the custom utility 'top_gap'; "
+                       r"pass its function: StreamGate.from_json\(text, utility=f\)"):
+        StreamGate.from_json(text)
+    with pytest.raises(InvalidInputError, match=r"utility= is only for a gate saved with a "
+                       r"custom utility; this one uses 'margin'"):
+        StreamGate.from_json(StreamGate("fixed", 0.1, utility="margin").to_json(),
+                             utility=top_gap)
+    restored = StreamGate.from_json(text, utility=top_gap)
+    np.testing.assert_array_equal(restored.decide_many(probs[100:]),
+                                  gate.decide_many(probs[100:]))

@@ -59,7 +59,7 @@ def test_private_kcenter_refuses_nan_rows():
 # --- byte-swapped arrays at the native boundary -------------------------------------------
 
 def _gate():
-    return _core.StreamGate(0, 0, 0.5, 10, 1.0, 0.01, 1.0, 0.1, 1e-3, 50.0, 0, False, False)
+    return _core.StreamGate(0, 0, 0.5, 10, 1.0, 0.01, 1.0, 0.1, 1e-3, 50.0, 0, False, False, 0, 0)
 
 
 @pytest.mark.parametrize("call", [

@@ -33,7 +33,8 @@ enum class Problem : int {
   above_one = 3,   // probability > 1 (only when normalize is false)
   row_sum = 4,     // |row sum - 1| > atol
   zero_sum = 5,    // normalize=true and the row sums to 0
-  too_large = 6,   // a caller's utility beyond +-kUtilityMax (stream_gate.hpp)
+  utility = 6,     // a custom utility returned NaN or +-inf for a valid row (value)
+  too_large = 7,   // a caller's utility beyond +-kUtilityMax (stream_gate.hpp)
 };
 
 struct BadValue {
@@ -84,6 +85,28 @@ void sample_scores(const T* x, int64_t t, int64_t n, int64_t c, SampleScore scor
 // lower column), written to out_values/out_columns (rows x k). NaN is never smallest.
 void smallest_k_per_row(const float* m, int64_t rows, int64_t cols, int64_t k,
                         float* out_values, int64_t* out_columns);
+
+// A user-defined utility of one row (custom.cpp): row points to the row's c values, extra
+// to its m float64 extra inputs (null when m = 0). Returns the row's score, higher = more
+// informative; a non-finite result is reported as Problem::utility for that row. Called
+// concurrently from several threads, so it must not keep state between calls.
+template <class T>
+using RowUtility = double (*)(const T* row, int64_t c, const double* extra);
+
+// Validates every row as score_rows does (options.score is ignored; logits/normalize/atol
+// apply) and scores it with fn into out[n] (float64, as fn returns). extra is n x m,
+// row-major, or null when m = 0.
+template <class T>
+void score_rows_custom(const T* x, int64_t n, int64_t c, const ScoreOptions& options,
+                       RowUtility<T> fn, const double* extra, int64_t m, double* out);
+
+// select_top with the score computed by fn: the k best rows (ties to the lower index,
+// independent of the thread count), exclude and all_scores as in select_top.
+template <class T>
+void select_top_custom(const T* x, int64_t n, int64_t c, const ScoreOptions& options,
+                       RowUtility<T> fn, const double* extra, int64_t m,
+                       const uint8_t* exclude, int64_t k, int64_t* out_indices,
+                       double* out_scores, double* all_scores);
 
 void set_num_threads(int n);
 int get_num_threads();

@@ -157,6 +157,8 @@ StreamGate::StreamGate(const GateParams& params) : params_(params), window_(para
     throw std::invalid_argument("unknown strategy code");
   if (static_cast<int>(params.utility) < 0 || static_cast<int>(params.utility) > 2)
     throw std::invalid_argument("unknown utility code");
+  if ((params.custom_f32 == nullptr) != (params.custom_f64 == nullptr))
+    throw std::invalid_argument("a custom utility needs both the float32 and float64 entry");
   state_.theta = params.theta;
 }
 
@@ -205,15 +207,17 @@ double StreamGate::normal() {
 }
 
 template <class T>
-bool StreamGate::block_utilities(const T* x, int64_t rows, int64_t c, double* out,
-                                 std::vector<double>& scratch, std::vector<double>& probs,
-                                 BadValue& bad) const {
-  const Score score = score_of(params_.utility);
-  if (!params_.logits)
-    return gate_kernels<T>().gate_utilities(x, rows, c, score, params_.atol, out, scratch, bad);
-  // Logits: a float64 softmax per row (shifted by the row's max, so no exp overflows), then
-  // the float64 probability kernel. A row's probabilities depend on the row alone, so one
-  // row and a batch still agree bit for bit.
+RowUtility<T> custom_of(const GateParams& p);
+template <>
+RowUtility<float> custom_of<float>(const GateParams& p) { return p.custom_f32; }
+template <>
+RowUtility<double> custom_of<double>(const GateParams& p) { return p.custom_f64; }
+
+// Logits: a float64 softmax per row (shifted by the row's max, so no exp overflows). A row's
+// probabilities depend on the row alone, so one row and a batch agree bit for bit.
+template <class T>
+bool softmax_rows(const T* x, int64_t rows, int64_t c, std::vector<double>& probs,
+                  BadValue& bad) {
   probs.resize(static_cast<size_t>(rows * c));
   for (int64_t r = 0; r < rows; ++r) {
     const T* z = x + r * c;
@@ -231,8 +235,36 @@ bool StreamGate::block_utilities(const T* x, int64_t rows, int64_t c, double* ou
     for (int64_t j = 0; j < c; ++j) sum += q[j] = std::exp(static_cast<double>(z[j]) - top);
     for (int64_t j = 0; j < c; ++j) q[j] /= sum;
   }
-  return kernels_f64().gate_utilities(probs.data(), rows, c, score, params_.atol, out,
-                                      scratch, bad);
+  return true;
+}
+
+template <class T>
+bool StreamGate::block_utilities(const T* x, int64_t rows, int64_t c, double* out,
+                                 std::vector<double>& scratch, std::vector<double>& probs,
+                                 BadValue& bad) const {
+  const Score score = score_of(params_.utility);
+  // The checks (and the built-in utility, which a custom one then replaces).
+  if (params_.logits) {
+    if (!softmax_rows(x, rows, c, probs, bad)) return false;
+    if (!kernels_f64().gate_utilities(probs.data(), rows, c, score, params_.atol, out,
+                                      scratch, bad))
+      return false;
+  } else if (!gate_kernels<T>().gate_utilities(x, rows, c, score, params_.atol, out, scratch,
+                                               bad)) {
+    return false;
+  }
+  const RowUtility<T> custom = custom_of<T>(params_);
+  if (custom == nullptr) return true;
+  for (int64_t r = 0; r < rows; ++r) {
+    const double u = custom(x + r * c, c, nullptr);
+    if (!(std::abs(u) <= kUtilityMax)) {  // NaN fails too
+      bad.problem = std::isfinite(u) ? Problem::too_large : Problem::utility;
+      bad.row = r, bad.col = -1, bad.value = u;
+      return false;
+    }
+    out[r] = u;
+  }
+  return true;
 }
 
 template <class T>
@@ -242,9 +274,10 @@ void StreamGate::validate(const T* rows, int64_t n, int64_t c, int64_t classes,
   if (c < 2) throw std::invalid_argument("need at least two classes");
   if (classes >= 0 && c != classes)
     throw std::invalid_argument("class count differs from the gate's");
-  // The logit path describes its bad value itself; the probability kernel sets only the row.
+  // The softmax and the custom utility describe their bad value; the probability kernel
+  // sets only the row.
   const auto reject = [&](int64_t r, BadValue bad) {
-    if (!params_.logits) reject_row(rows + r * c, c, r);
+    if (bad.problem == Problem::none) reject_row(rows + r * c, c, r);
     bad.row = r;
     throw InvalidValue(bad);
   };
@@ -274,7 +307,7 @@ void StreamGate::validate(const T* rows, int64_t n, int64_t c, int64_t classes,
 }
 
 void StreamGate::check_utilities(const double* u, int64_t n) const {
-  if (params_.strategy == GateStrategy::fixed && state_.classes < 2)
+  if (n > 0 && params_.strategy == GateStrategy::fixed && state_.classes < 2)
     throw std::invalid_argument("the fixed strategy needs the class count");
   for (int64_t r = 0; r < n; ++r) {
     if (std::isfinite(u[r]) && std::abs(u[r]) <= kUtilityMax) continue;

@@ -49,6 +49,11 @@ struct GateParams {
   // Rows are logits: each is turned into probabilities (softmax, in float64) before its
   // utility is taken, after checking that every logit is finite.
   bool logits = false;
+  // A caller's utility of one row (both set, or neither): replaces the built-in utility.
+  // It gets the row as given (probabilities after their checks, or raw logits after the
+  // finiteness check) and its result must be finite with |u| <= kUtilityMax.
+  RowUtility<float> custom_f32 = nullptr;
+  RowUtility<double> custom_f64 = nullptr;
 };
 
 struct GateState {
