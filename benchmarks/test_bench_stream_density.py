@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from benchutil import SYNTHETIC_SHAPES, median_seconds, record
+from benchutil import SYNTHETIC_SHAPES, floor, median_seconds, record
 from test_bench_stream import time_each_call
 
 from alcore.stream import StreamGate
@@ -37,18 +37,24 @@ def filled_gate(sizes, fill, density):
     return gate
 
 
+@pytest.mark.parametrize("contender", ["alcore", "floor"])
 @pytest.mark.parametrize("density", ["ldf", "similarity"])
 @pytest.mark.parametrize("shape", SYNTHETIC_SHAPES)
-def test_decide_one_full_window(benchmark, embeddings, sizes, shape, density):
+def test_decide_one_full_window(benchmark, embeddings, sizes, shape, density, contender):
     """One DensityGate.decide_one per item from Python with a full window (W = 10,000,
-    d = 64): the loop's time per call, and p50/p99 of each call (perf_counter_ns)."""
+    d = 64): the loop's time per call, and p50/p99 of each call (perf_counter_ns). The
+    floor: one read of the window's W x d float32 values, which every item's exact
+    distances must make (2.56 MB: beyond L2, so the kernel is bound by this read)."""
     fill, items, utilities = stream(embeddings, sizes, shape)
+    w = window_size(sizes)
+    benchmark.group = (f"stream density: decide_one, W={w}, d={D}, {len(items)} calls, "
+                       f"{density}, {shape}")
+    if contender == "floor":
+        floor(benchmark, fill, shape=shape)
+        return
     gate = filled_gate(sizes, fill, density)
     decide = gate.decide_one
     pairs = list(zip(utilities.tolist(), list(items), strict=True))
-    w = window_size(sizes)
-    benchmark.group = (f"stream density: decide_one, W={w}, d={D}, {len(pairs)} calls, "
-                       f"{density}, {shape}")
     record(benchmark, f"alcore DensityGate.decide_one ({density})", "alcore", shape)
     benchmark.extra_info["window"] = w
 
