@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 import alcore
 
 MODULES = ("alcore", "alcore.scores", "alcore.diversity", "alcore.density", "alcore.stream",
-           "alcore.io", "alcore.stopping")
+           "alcore.stream_density", "alcore.model_change", "alcore.io", "alcore.stopping")
 P = inspect.Parameter
 POSITIONAL = (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)
 
@@ -74,6 +74,13 @@ POSITIONAL_PARAMETERS: dict[str, tuple[str, ...]] = {
     "alcore.stream.Router.route_many": ("probs",),
     "alcore.stream.Router.route": ("p",),
     "alcore.stream.Router.set_queue_depth": ("depth",),
+    "alcore.stream_density.DensityGate": ("gate",),
+    "alcore.stream_density.DensityGate.decide_one": ("p_or_utility", "embedding"),
+    "alcore.stream_density.DensityGate.decide_many": ("P", "E"),
+    "alcore.stream_density.DensityGate.densities": ("E",),
+    "alcore.stream_density.DensityGate.to_json": (),
+    "alcore.stream_density.DensityGate.from_json": ("text",),
+    "alcore.model_change.expected_gradient_length": ("probs", "features"),
     "alcore.io.read_pool": ("path",),
     "alcore.io.top_k_from_file": ("path", "k"),
     "alcore.io.read_table": ("path",),
@@ -131,10 +138,12 @@ def public_callables() -> dict[str, Any]:
                 continue
             if module_name == "alcore" and getattr(obj, "__module__", "").startswith(
                     ("alcore.scores", "alcore.diversity", "alcore.density", "alcore.stream",
-                     "alcore.io", "alcore.stopping")) and not name[0].isupper():
+                     "alcore.model_change", "alcore.io", "alcore.stopping")) \
+                    and not name[0].isupper():
                 continue  # re-exported; checked in its own module
             found[f"{module_name}.{name}"] = obj
-            if inspect.isclass(obj) and module_name == "alcore.stream":
+            if inspect.isclass(obj) and module_name in ("alcore.stream",
+                                                        "alcore.stream_density"):
                 for attr, member in vars(obj).items():
                     if attr.startswith("_"):
                         continue
