@@ -36,15 +36,17 @@ Deliberate differences from scikit-activeml's ``StreamDensityBasedAL``:
   threshold strategies' theta grows, as scikit-activeml's ``query_by_utility(nan)`` does
   for its threshold budget managers. A ``"quantile"`` gate keeps that value in its window
   of utilities (scikit-activeml's quantile filter is not a default of its density
-  strategies).
+  strategies). With ``count_sparse=False`` the gate does not see such items at all.
 - One call decides and updates: scikit-activeml's ``query`` (which restores its window)
   followed by ``update`` with the queried indices is the same sequence of states when
   every queried item is labelled.
 - scikit-activeml's default budget manager for ``StreamDensityBasedAL`` is its
   ``DensityBasedSplitBudgetManager`` (randomised, seen/queried counts); pass the
   :class:`~alcore.stream.StreamGate` you want instead (the deterministic ones reproduce
-  scikit-activeml's managers item by item). ``CognitiveDualQueryStrategy``'s cognition
-  window is not modelled.
+  scikit-activeml's managers item by item). ``CognitiveDualQueryStrategy``'s ldf threshold
+  and budget handling are ``min_ldf`` and ``count_sparse``; its cognition window (a
+  window whose items are evicted by least memory strength rather than age) is not
+  modelled: the window here is the last W items.
 """
 
 from __future__ import annotations
@@ -94,7 +96,15 @@ class DensityGate:
         Exponent of the density under ``"similarity"``: the gate sees ``u * density **
         beta`` (0 ignores the density; ignored under ``"ldf"``).
     min_ldf : int, keyword-only
-        Under ``"ldf"``, the smallest ldf at which an item may be queried (1: scikit-activeml).
+        Under ``"ldf"``, the smallest ldf at which an item may be queried (1:
+        scikit-activeml's ``StreamDensityBasedAL``; ``CognitiveDualQueryStrategy``'s
+        ``density_threshold``).
+    count_sparse : bool, keyword-only
+        Under ``"ldf"``, what the gate sees of an item below ``min_ldf``: True (default)
+        the lowest utility, so it counts as seen and not queried (``StreamDensityBasedAL``,
+        and ``CognitiveDualQueryStrategy(force_full_budget=True)``); False nothing, so the
+        budget is spent over the dense items only (``CognitiveDualQueryStrategy``'s
+        default).
     dtype : str, keyword-only
         ``"float32"`` (default) or ``"float64"``: the window's precision; embeddings of the
         other precision are converted once per call.
@@ -108,8 +118,8 @@ class DensityGate:
     """
 
     def __init__(self, gate: StreamGate, *, window: int = 100, density: str = "ldf",
-                 k: int = 10, beta: float = 1.0, min_ldf: int = 1, dtype: str = "float32",
-                 **unknown: Any):
+                 k: int = 10, beta: float = 1.0, min_ldf: int = 1, count_sparse: bool = True,
+                 dtype: str = "float32", **unknown: Any):
         v.refuse_unknown("DensityGate", unknown, DensityGate.__init__)
         if not isinstance(gate, StreamGate):
             raise InvalidInputError(
@@ -127,6 +137,7 @@ class DensityGate:
                               hint="pass a finite exponent >= 0, e.g. beta=1.0")
         self._min_ldf = v.integer(min_ldf, "min_ldf", low=1, high=MAX_WINDOW,
                                   hint="pass min_ldf=1 (scikit-activeml's ldf > 0)")
+        self._count_sparse = v.flag(count_sparse, "count_sparse")
         self._dtype = v.choice(dtype, "dtype", _DTYPES)
         self._native: Any = None  # made at the first embedding, which fixes d
         self._lock = threading.Lock()
@@ -155,6 +166,10 @@ class DensityGate:
     @property
     def min_ldf(self) -> int:
         return self._min_ldf
+
+    @property
+    def count_sparse(self) -> bool:
+        return self._count_sparse
 
     @property
     def dtype(self) -> str:
@@ -192,6 +207,8 @@ class DensityGate:
                 dens = None
             if dens is None:
                 dens = self._step_checked(embedding)
+            if not self._count_sparse and self._density == "ldf" and dens < self._min_ldf:
+                return False  # the gate never sees it
             return self._gate.decide_utility_one(self._weighted_one(u, dens))
 
     def _utility_one(self, value: Any) -> float:
@@ -246,7 +263,13 @@ class DensityGate:
                 f"P has {u.shape[0]} items but E has {e.shape[0]}; pass one embedding per item")
         with self._lock:
             dens = self._steps(e, "E")
-            return self._gate.decide_utility_many(self._weighted_many(u, dens))
+            weighted = self._weighted_many(u, dens)
+            if not self._count_sparse and self._density == "ldf":
+                dense = dens >= self._min_ldf
+                asked = np.zeros(len(weighted), dtype=bool)
+                asked[dense] = self._gate.decide_utility_many(weighted[dense])
+                return asked
+            return self._gate.decide_utility_many(weighted)
 
     def densities(self, E: Any) -> np.ndarray:
         """Each row's density against the window as it is now (not against the other rows);
@@ -361,7 +384,7 @@ class DensityGate:
                 "format": _FORMAT, "version": _VERSION,
                 "config": {"window": self._window, "density": self._density, "k": self._k,
                            "beta": self._beta, "min_ldf": self._min_ldf,
-                           "dtype": self._dtype},
+                           "count_sparse": self._count_sparse, "dtype": self._dtype},
                 "gate": self._gate.to_json(), "window_state": state})
 
     @classmethod
@@ -384,7 +407,7 @@ class DensityGate:
         if set(data) != {"format", "version", "config", "gate", "window_state"}:
             raise _corrupt("unexpected or missing keys at the top level")
         config = data["config"]
-        keys = {"window", "density", "k", "beta", "min_ldf", "dtype"}
+        keys = {"window", "density", "k", "beta", "min_ldf", "count_sparse", "dtype"}
         if not isinstance(config, dict) or set(config) != keys:
             raise _corrupt("config keys differ")
         if not isinstance(data["gate"], str):

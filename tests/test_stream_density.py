@@ -73,18 +73,23 @@ def _variable_gate(**kw):
 
 
 @settings(max_examples=150, deadline=None)
-@given(int_streams(), st.integers(1, 8), st.sampled_from(["float32", "float64"]))
-def test_ldf_equals_slow_reference_and_twin_gate(e, window, dtype):
+@given(int_streams(), st.integers(1, 8), st.sampled_from(["float32", "float64"]),
+       st.integers(1, 3), st.booleans())
+def test_ldf_equals_slow_reference_and_twin_gate(e, window, dtype, min_ldf, count_sparse):
     rng = np.random.default_rng(len(e))
     u = rng.random(len(e))
-    dg = DensityGate(_variable_gate(), window=window, dtype=dtype)
+    dg = DensityGate(_variable_gate(), window=window, dtype=dtype, min_ldf=min_ldf,
+                     count_sparse=count_sparse)
     twin = _variable_gate()
     ref = SlowWindow(window)
     for i in range(len(e)):
         peek = dg.densities(e[i:i + 1])[0]
         density = ref.step(e[i])
         assert peek == density
-        expected = twin.decide_utility_one(float(u[i]) if density >= 1 else LOWEST_UTILITY)
+        if density >= min_ldf:
+            expected = twin.decide_utility_one(float(u[i]))
+        else:
+            expected = count_sparse and twin.decide_utility_one(LOWEST_UTILITY)
         assert dg.decide_one(float(u[i]), e[i]) == expected
     assert dg.filled == min(window, len(e))
     assert dg.gate.to_json() == twin.to_json()
@@ -109,8 +114,8 @@ def test_similarity_matches_slow_reference(e, window, k, beta):
 @settings(max_examples=80, deadline=None)
 @given(int_streams(max_items=60), st.integers(1, 10),
        st.sampled_from(["ldf", "similarity"]), st.sampled_from([1.0, 0.5]),
-       st.lists(st.integers(0, 60), max_size=4), st.booleans())
-def test_batch_equals_one_by_one(e, window, density, beta, cuts, rows):
+       st.lists(st.integers(0, 60), max_size=4), st.booleans(), st.booleans())
+def test_batch_equals_one_by_one(e, window, density, beta, cuts, rows, count_sparse):
     e = e.copy()
     e[np.all(e == 0, axis=1), 0] = 1.0
     n = len(e)
@@ -119,7 +124,8 @@ def test_batch_equals_one_by_one(e, window, density, beta, cuts, rows):
     p = probs if rows else rng.random(n)
 
     def make():
-        return DensityGate(_variable_gate(), window=window, density=density, beta=beta, k=3)
+        return DensityGate(_variable_gate(), window=window, density=density, beta=beta, k=3,
+                           min_ldf=2, count_sparse=count_sparse)
 
     one, many = make(), make()
     singles = [one.decide_one(p[i] if rows else float(p[i]), e[i]) for i in range(n)]
