@@ -21,21 +21,30 @@ constexpr int64_t kBlock = ALCORE_DENSITY_BLOCK;
 // baseline kernels (dispatch.cpp, ALCORE_ISA).
 template <class T>
 __attribute__((always_inline)) inline void distances_body(const T* blocks, int64_t d,
-                                                          int64_t count, const T* point,
-                                                          T* dist) {
+                                                          int64_t count, const T* points,
+                                                          int64_t n_points, T* dist,
+                                                          int64_t stride) {
+  // Block-major: a block (d x kBlock values, 16 kB at d = 64 in float32) stays in L1 while
+  // every point is measured against it, so a batch reads the window once. Each (block,
+  // point) pair runs the same loop whatever n_points is: one point or a batch gives
+  // bit-identical distances.
   for (int64_t b = 0; b * kBlock < count; ++b) {
     const T* block = blocks + b * d * kBlock;
-    T acc[kBlock] = {};
-    for (int64_t j = 0; j < d; ++j) {
-      const T xj = point[j];
-      const T* col = block + j * kBlock;
-      for (int64_t i = 0; i < kBlock; ++i) {
-        const T t = col[i] - xj;
-        acc[i] += t * t;
-      }
-    }
     const int64_t m = std::min(kBlock, count - b * kBlock);
-    for (int64_t i = 0; i < m; ++i) dist[b * kBlock + i] = acc[i];
+    for (int64_t q = 0; q < n_points; ++q) {
+      const T* point = points + q * d;
+      T acc[kBlock] = {};
+      for (int64_t j = 0; j < d; ++j) {
+        const T xj = point[j];
+        const T* col = block + j * kBlock;
+        for (int64_t i = 0; i < kBlock; ++i) {
+          const T t = col[i] - xj;
+          acc[i] += t * t;
+        }
+      }
+      T* out = dist + q * stride + b * kBlock;
+      for (int64_t i = 0; i < m; ++i) out[i] = acc[i];
+    }
   }
 }
 
@@ -73,12 +82,14 @@ __attribute__((always_inline)) inline int64_t ldf_body(const T* dist, T* min_sq,
 
 template <class T>
 ALCORE_DENSITY_AVX2 void distances_avx2(const T* blocks, int64_t d, int64_t count,
-                                        const T* point, T* dist) {
-  distances_body(blocks, d, count, point, dist);
+                                        const T* points, int64_t n_points, T* dist,
+                                        int64_t stride) {
+  distances_body(blocks, d, count, points, n_points, dist, stride);
 }
 template <class T>
-void distances_base(const T* blocks, int64_t d, int64_t count, const T* point, T* dist) {
-  distances_body(blocks, d, count, point, dist);
+void distances_base(const T* blocks, int64_t d, int64_t count, const T* points,
+                    int64_t n_points, T* dist, int64_t stride) {
+  distances_body(blocks, d, count, points, n_points, dist, stride);
 }
 template <class T>
 ALCORE_DENSITY_AVX2 int64_t ldf_avx2(const T* dist, T* min_sq, int64_t count, bool update,
@@ -145,32 +156,37 @@ void StreamDensity<T>::check(const T* x, int64_t n) const {
 }
 
 template <class T>
-void StreamDensity<T>::distances(const T* point) const {
-  // The count_ filled slots are 0..count_-1 until the ring wraps, then all of them.
-  if (use_avx2()) distances_avx2(blocks_.data(), d_, count_, point, dist_.data());
-  else distances_base(blocks_.data(), d_, count_, point, dist_.data());
+void StreamDensity<T>::distances(const T* blocks, int64_t count, const T* points,
+                                 int64_t n_points, T* dist, int64_t stride) const {
+  if (use_avx2()) distances_avx2(blocks, d_, count, points, n_points, dist, stride);
+  else distances_base(blocks, d_, count, points, n_points, dist, stride);
 }
 
-// The density of x against the window before x joins; with update, x then joins.
+// x as the window stores it: a copy, or under similarity the unit row (cos = 1 - |a - b|^2
+// / 2 for unit rows, so the same difference kernel ranks by similarity; the norm is taken
+// in float64).
 template <class T>
-double StreamDensity<T>::density(const T* x, bool update) {
-  const T* point = x;
-  if (kind_ == DensityKind::similarity) {
-    // Cosine similarity of unit rows: cos = 1 - |a - b|^2 / 2, so the same difference
-    // kernel ranks by similarity. The norm is taken in float64.
-    double sq = 0.0;
-    for (int64_t j = 0; j < d_; ++j) sq += static_cast<double>(x[j]) * x[j];
-    const double inv = 1.0 / std::sqrt(sq);
-    for (int64_t j = 0; j < d_; ++j) point_[j] = static_cast<T>(x[j] * inv);
-    point = point_.data();
+void StreamDensity<T>::stored(const T* x, T* out) const {
+  if (kind_ != DensityKind::similarity) {
+    std::copy(x, x + d_, out);
+    return;
   }
+  double sq = 0.0;
+  for (int64_t j = 0; j < d_; ++j) sq += static_cast<double>(x[j]) * x[j];
+  const double inv = 1.0 / std::sqrt(sq);
+  for (int64_t j = 0; j < d_; ++j) out[j] = static_cast<T>(x[j] * inv);
+}
+
+// The density of the stored row `point` from its squared distances to the count_ filled
+// slots (dist, by slot; the filled slots are 0..count_-1 until the ring wraps, then all);
+// with update, the point then joins the window.
+template <class T>
+double StreamDensity<T>::finish(const T* point, T* dist, bool update) {
   double result;
   T nearest = std::numeric_limits<T>::infinity();
-  if (count_ > 0) distances(point);
   if (kind_ == DensityKind::ldf) {
-    const int64_t ldf =
-        use_avx2() ? ldf_avx2(dist_.data(), min_sq_.data(), count_, update, nearest)
-                   : ldf_base(dist_.data(), min_sq_.data(), count_, update, nearest);
+    const int64_t ldf = use_avx2() ? ldf_avx2(dist, min_sq_.data(), count_, update, nearest)
+                                   : ldf_base(dist, min_sq_.data(), count_, update, nearest);
     result = static_cast<double>(ldf);
   } else if (count_ == 0) {
     result = 1.0;
@@ -183,7 +199,7 @@ double StreamDensity<T>::density(const T* x, bool update) {
     T* best = scratch_.data();
     int64_t filled = 0;
     for (int64_t i = 0; i < count_; ++i) {
-      const T di = dist_[i];
+      const T di = dist[i];
       if (filled == k && !(di < best[k - 1])) continue;
       int64_t pos = filled < k ? filled++ : k - 1;
       while (pos > 0 && di < best[pos - 1]) {
@@ -207,9 +223,55 @@ double StreamDensity<T>::density(const T* x, bool update) {
 }
 
 template <class T>
+double StreamDensity<T>::density(const T* x, bool update) {
+  stored(x, point_.data());
+  if (count_ > 0) distances(blocks_.data(), count_, point_.data(), 1, dist_.data(), 0);
+  return finish(point_.data(), dist_.data(), update);
+}
+
+// Rows in chunks of up to kChunk (at most the window, so a chunk overwrites distinct
+// slots): the window is read once per chunk for all its rows, and the chunk's rows are
+// measured against each other with the same kernel (a small blocked copy of them), so that
+// row i sees exactly the window one-by-one calls would show it: the slots rows j < i of
+// the chunk took over hold those rows, at the same distances, bit for bit.
+template <class T>
 void StreamDensity<T>::steps(const T* x, int64_t n, double* out) {
   check(x, n);
-  for (int64_t i = 0; i < n; ++i) out[i] = density(x + i * d_, true);
+  if (n == 1) {
+    out[0] = density(x, true);
+    return;
+  }
+  constexpr int64_t kChunk = 32;
+  const int64_t stride = static_cast<int64_t>(dist_.size());
+  const int64_t chunk_max = std::min(kChunk, window_);
+  const int64_t chunk_blocks = (chunk_max + kBlock - 1) / kBlock;
+  const int64_t chunk_stride = chunk_blocks * kBlock;
+  std::vector<T> points(static_cast<size_t>(chunk_max * d_));
+  std::vector<T> rows_dist(static_cast<size_t>(chunk_max * stride));
+  std::vector<T> mini(static_cast<size_t>(chunk_blocks * d_ * kBlock), T(0));
+  std::vector<T> among(static_cast<size_t>(chunk_max * chunk_stride));
+  for (int64_t c0 = 0; c0 < n; c0 += chunk_max) {
+    const int64_t nb = std::min(chunk_max, n - c0);
+    for (int64_t q = 0; q < nb; ++q) {
+      T* p = points.data() + q * d_;
+      stored(x + (c0 + q) * d_, p);
+      T* lane = mini.data() + (q / kBlock) * d_ * kBlock + q % kBlock;
+      for (int64_t j = 0; j < d_; ++j) lane[j * kBlock] = p[j];
+    }
+    if (count_ > 0)
+      distances(blocks_.data(), count_, points.data(), nb, rows_dist.data(), stride);
+    distances(mini.data(), nb, points.data(), nb, among.data(), chunk_stride);
+    const int64_t next0 = next_;
+    for (int64_t i = 0; i < nb; ++i) {
+      T* row = rows_dist.data() + i * stride;
+      for (int64_t j = 0; j < i; ++j) {
+        int64_t slot = next0 + j;
+        if (slot >= window_) slot -= window_;
+        row[slot] = among[i * chunk_stride + j];
+      }
+      out[c0 + i] = finish(points.data() + i * d_, row, true);
+    }
+  }
 }
 
 template <class T>

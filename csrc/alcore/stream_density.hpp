@@ -54,8 +54,11 @@ class StreamDensity {
 
  private:
   void check(const T* x, int64_t n) const;
-  double density(const T* unit_or_raw, bool update);
-  void distances(const T* point) const;
+  void stored(const T* x, T* out) const;
+  void distances(const T* blocks, int64_t count, const T* points, int64_t n_points, T* dist,
+                 int64_t stride) const;
+  double finish(const T* point, T* dist, bool update);
+  double density(const T* x, bool update);
 
   int64_t window_, d_;
   DensityKind kind_;
