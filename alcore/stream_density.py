@@ -111,6 +111,15 @@ class DensityGate:
 
     Notes
     -----
+    Speed (benchmarks/test_bench_stream_density.py, ALCORE_ISA=avx2, 2 shared cores): with
+    a full window of W = 10,000 float32 embeddings of d = 64, ``decide_one`` from Python
+    took 39-46 us per call at p50 and 74-120 us at p99 (50,000 calls), about one read of
+    the 2.56 MB window; scikit-activeml's ``StreamDensityBasedAL`` took 32-56 ms per item on
+    the same stream. Every item is compared with every window item exactly (no index), so
+    the cost grows with W x d. ``decide_many`` reads the window once per chunk of 32 items
+    (1.9x one call per item at W = 100,000, where the window exceeds the caches; about the
+    same at W = 10,000).
+
     Thread safety: a lock makes each call atomic (the density step and the gate's
     decision), so concurrent callers see the decisions of some serial order. A rejected
     call (bad utility, probability row or embedding) changes neither the window nor the
