@@ -447,7 +447,8 @@ def _row_error(err: Exception, u: Utility, x: np.ndarray, name: str,
         ", " + ", ".join(f"{p}={a!r}" for p, a in zip(u.extra, args, strict=True))
         if args else "") + ")"
     try:
-        again = u.py_func(x[row].copy(), *args)
+        with np.errstate(all="ignore"):  # the value is reported below, not warned about
+            again = u.py_func(x[row].copy(), *args)
     except Exception as raised:  # noqa: BLE001 - the user's exception, reported
         return InvalidInputError(
             f"score function {u.name!r} raised {type(raised).__name__}: {raised} for {where}; "

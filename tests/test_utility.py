@@ -8,6 +8,7 @@ IEEE operations and the scores agree bit for bit: equal scores, equal ties, equa
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -309,7 +310,7 @@ CHILD_MODULE = textwrap.dedent("""
 
 def test_second_process_loads_the_compiled_code_from_the_cache(tmp_path):
     (tmp_path / "child_utility.py").write_text(CHILD_MODULE)
-    env = {"ALCORE_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+    env = {**os.environ, "ALCORE_CACHE_DIR": str(tmp_path / "cache")}
     code = CHILD.format(here=str(tmp_path))
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env=env, cwd="/", check=True).stdout.split() for _ in range(2)]
