@@ -116,7 +116,7 @@ def _fingerprint(fn: Callable, arity: int) -> str | None:
         stat = os.stat(file)
         cells = tuple(c.cell_contents for c in (fn.__closure__ or ()))
         closure = pickle.dumps(cells)
-    except Exception:  # noqa: BLE001 - any failure means "not cacheable", never an error
+    except Exception:
         return None
     h = hashlib.sha256()
     for part in (os.path.abspath(file), str(stat.st_size), str(stat.st_mtime_ns),
@@ -251,7 +251,7 @@ class Utility:
         if self._jitted is None:
             try:
                 jitted = numba.njit(cache=self._cache)(self.py_func)
-            except Exception:  # noqa: BLE001 - no cache locator for this file: uncached
+            except Exception:
                 jitted = numba.njit(self.py_func)
             fingerprint = _fingerprint(self.py_func, len(self.extra)) if self._cache else None
             module, cacheable = _load_wrapper(fingerprint, len(self.extra))
@@ -265,7 +265,7 @@ class Utility:
                 # A failing compile warns before it raises; the error below says it all.
                 warnings.simplefilter("ignore", numba.NumbaWarning)
                 compiled = numba.cfunc(signature, cache=self._cacheable)(wrapper)
-        except Exception as err:  # noqa: BLE001 - Numba's errors have no common base
+        except Exception as err:
             raise self._compile_error(err, dt) from None
         self._cfuncs[dt.name] = compiled
         self._addresses[dt.name] = int(compiled.address)
@@ -278,7 +278,7 @@ class Utility:
         arg_types = (types.Array(_numba_type(dt), 1, "C"),) + (types.float64,) * len(self.extra)
         try:
             self._jitted.compile(arg_types)
-        except Exception as inner:  # noqa: BLE001
+        except Exception as inner:
             return InvalidInputError(
                 f"score function {self.name!r} cannot be compiled by Numba for {dt} rows: "
                 f"{_first_lines(inner)}; {_AVOID}"
@@ -449,7 +449,7 @@ def _row_error(err: Exception, u: Utility, x: np.ndarray, name: str,
     try:
         with np.errstate(all="ignore"):  # the value is reported below, not warned about
             again = u.py_func(x[row].copy(), *args)
-    except Exception as raised:  # noqa: BLE001 - the user's exception, reported
+    except Exception as raised:
         return InvalidInputError(
             f"score function {u.name!r} raised {type(raised).__name__}: {raised} for {where}; "
             f"make it return a finite number for every valid row"
