@@ -488,9 +488,8 @@ def top_k_from_file(path: str | os.PathLike, k: int, *, score: Any = "margin",
     """
     import polars as pl
 
-    from alcore._top import select_top_with_scores
-
     from alcore import _utility
+    from alcore._top import select_top_with_scores
 
     k = v.count(k)
     chunk_rows = v.count(chunk_rows, "chunk_rows")

@@ -345,6 +345,7 @@ def test_top_k_from_file_reads_extras_from_columns(tmp_path):
     rows, ids, top = alcore.io.top_k_from_file(path, 50, score=first_times_cost,
                                                chunk_rows=300)
     np.testing.assert_array_equal(rows, want)
+    np.testing.assert_array_equal(ids, want)  # the id column holds the row numbers
     np.testing.assert_array_equal(top, scores[want])
     mapped, _, _ = alcore.io.top_k_from_file(path, 50, score=first_times_cost,
                                              extra={"cost": "usd"}, chunk_rows=700)
