@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from alcore import _validation as v
 from alcore._errors import InvalidInputError
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -230,7 +231,19 @@ class Utility:
             Seconds spent, including Numba's import the first time.
         """
         start = time.perf_counter()
-        for dtype in dtypes:
+        if isinstance(dtypes, str | type | np.dtype):
+            dtypes = [dtypes]
+        try:
+            wanted = list(dtypes)
+        except TypeError:
+            raise InvalidInputError(
+                f"dtypes must be a list of float32/float64 dtypes, got {dtypes!r}") from None
+        for dtype in wanted:
+            try:
+                np.dtype(dtype)
+            except TypeError:
+                raise InvalidInputError(
+                    f"dtypes must hold float32 or float64, got {dtype!r}") from None
             self._address(dtype)
         return time.perf_counter() - start
 
@@ -374,8 +387,6 @@ def extra_matrix(u: Utility, extra: Any, n: int) -> np.ndarray | None:
     """``extra=`` for utility ``u`` over n rows as a C-contiguous float64 (n, m) array (one
     column per extra parameter, in the function's order), or None when it takes none.
     Checked (names, lengths, finiteness) before any work."""
-    from alcore import _validation as v
-
     names = u.extra
     if extra is None:
         if names:
@@ -441,8 +452,6 @@ def _row_error(err: Exception, u: Utility, x: np.ndarray, name: str,
     scores, or a non-finite utility, whose row is re-run in Python to tell an exception
     raised inside the function (the compiled wrapper turns it into NaN) from a NaN/inf it
     returned."""
-    from alcore import _validation as v
-
     problem, _, row, _, value = err.args
     if problem != 6:
         return v.invalid_value_error(err, name, atol=atol)
@@ -503,3 +512,5 @@ def scores_custom(u: Utility, x: np.ndarray, is_logits: bool, name: str, normali
 
 
 __all__ = ["Utility", "utility"]
+
+v.guard_signatures(globals())

@@ -89,6 +89,53 @@ def in_flags(message: str) -> str:
     return _SUBJECT.sub(lambda match: _FLAGS[match[1]], message)
 
 
+def _score(text: str) -> str:
+    """--score: a built-in score's name, or FILE.py:FUNCTION naming a custom utility."""
+    if text in SCORES or re.fullmatch(r".+\.py:[A-Za-z_]\w*", text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"invalid choice: {text!r} (choose from {', '.join(SCORES)}, or FILE.py:FUNCTION "
+        f"for your own utility of one row)")
+
+
+def _load_utility(spec: str) -> Any:
+    """The custom utility named FILE.py:FUNCTION (the file is run as a module)."""
+    import importlib.util
+
+    import alcore
+
+    file, _, name = spec.rpartition(":")
+    path = Path(file)
+    if not path.is_file():
+        raise alcore.InvalidInputError(f"--score {spec}: no file {file!r}")
+    module_spec = importlib.util.spec_from_file_location(f"alcore_cli_score_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_spec.name] = module  # Numba's cache finds the function's module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as err:  # the user's file: report what it raised, do not crash
+        raise alcore.InvalidInputError(
+            f"--score {spec}: running {file} raised {type(err).__name__}: {err}") from None
+    fn = getattr(module, name, None)
+    if fn is None:
+        raise alcore.InvalidInputError(f"--score {spec}: {file} defines no {name!r}")
+    return alcore.utility(fn)
+
+
+def _extra_args(pairs: list[str] | None) -> dict[str, str]:
+    """--extra PARAM=COLUMN pairs as a dict."""
+    import alcore
+
+    mapping = {}
+    for pair in pairs or ():
+        param, sep, column = pair.partition("=")
+        if not sep or not param or not column:
+            raise alcore.InvalidInputError(
+                f"--extra expects PARAM=COLUMN (e.g. --extra cost=cost_usd), got {pair!r}")
+        mapping[param] = column
+    return mapping
+
+
 def _count(text: str) -> int:
     """-k and other counts: a whole positive number as digits, nothing guessed."""
     if not re.fullmatch(r"\s*\+?\d+\s*", text):
@@ -189,7 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      ".ndjson.gz too)")
     select.add_argument("-k", type=_count, required=True, metavar="N",
                         help="batch size: how many items to select (an integer, e.g. 1000)")
-    select.add_argument("--score", default="margin", choices=SCORES, help="default margin")
+    select.add_argument("--score", default="margin", type=_score, metavar="SCORE",
+                        help=f"{', '.join(SCORES)} (default margin), or FILE.py:FUNCTION: "
+                             f"your own utility of one row, compiled by Numba (see "
+                             f"alcore.utility); its extra parameters read the columns of "
+                             f"the same names")
+    select.add_argument("--extra", action="append", metavar="PARAM=COLUMN",
+                        help="fill a custom utility's parameter from another column "
+                             "(repeatable)")
     _outputs(select)
     select.add_argument("--density", choices=["knn", "information"],
                         help="weight the score by density (needs embeddings)")
@@ -288,6 +342,27 @@ def _select(args: argparse.Namespace) -> None:
                               logits=args.logits)
     if id_column is not None:
         _refuse_duplicate_ids(table[id_column], id_column, source)
+    score: Any = args.score
+    extra = None
+    if args.score not in SCORES:
+        score = _load_utility(args.score)
+        mapping = _extra_args(args.extra)
+        unknown = sorted(set(mapping) - set(score.extra))
+        if unknown:
+            raise alcore.InvalidInputError(
+                f"--extra names {', '.join(unknown)}, which {score.name!r} does not take "
+                f"(its extra parameters: {', '.join(score.extra) or 'none'})")
+        extra = {}
+        for param in score.extra:
+            column = mapping.get(param, param)
+            if column not in table.columns:
+                raise alcore.InvalidInputError(
+                    f"{source}: no column {column!r} for {score.name!r}'s parameter {param}; "
+                    f"map it with --extra {param}=COLUMN")
+            extra[param] = table[column].to_numpy()
+        extra = extra or None
+    elif args.extra:
+        raise alcore.InvalidInputError("--extra applies to a custom --score FILE.py:FUNCTION")
     if pool.probs is None:
         raise alcore.InvalidInputError(
             f"{source}: no probabilities (a list column 'probs' or columns p0, p1, ...); "
@@ -310,7 +385,8 @@ def _select(args: argparse.Namespace) -> None:
     if long_step:
         params["verbose"] = True  # a progress bar on a terminal, one line in a log
     chosen = alcore.select(pool.probs, args.k, logits=args.logits, embeddings=pool.embeddings,
-                           labeled=pool.labeled, score=args.score, normalize=args.normalize,
+                           labeled=pool.labeled, score=score, extra=extra,
+                           normalize=args.normalize,
                            atol=args.atol, density=args.density, beta=args.beta,
                            diversity=None if args.diversity == "none" else args.diversity,
                            candidates=args.candidates, seed=args.seed, **params)

@@ -362,3 +362,27 @@ def test_warmup_compiles_utilities():
     assert timings["utility-top_gap"] >= 0 and "utility-first_class" in timings
     with pytest.raises(alcore.InvalidInputError, match="utilities must be"):
         alcore.warmup(utilities=3)
+
+
+def test_cli_select_with_a_custom_utility(tmp_path, capsys):
+    pl = pytest.importorskip("polars")
+    from clitools import run, write
+
+    rng = np.random.default_rng(8)
+    x = tied_rows(rng, 400, 3, np.float64, 20)
+    cost = rng.integers(1, 4, size=400).astype(np.float64)
+    pool = write(pl.DataFrame({"id": [f"item{i}" for i in range(400)],
+                               "probs": x.tolist(), "usd": cost}), tmp_path / "pool.parquet")
+    (tmp_path / "mine.py").write_text("def per_cost(p, cost):\n"
+                                      "    return float(p[0]) * cost\n")
+    out = tmp_path / "batch.csv"
+    code, _, err = run(["select", pool, "-k", 10, "--score", f"{tmp_path / 'mine.py'}:per_cost",
+                        "--extra", "cost=usd", "--diversity", "none", "--out", out], capsys)
+    assert code == 0, err
+    want, _ = reference(first_times_cost, x, 10, [cost])
+    assert pl.read_csv(out)["id"].to_list() == [f"item{i}" for i in want]
+    code, _, err = run(["select", pool, "-k", 10, "--score", f"{tmp_path / 'mine.py'}:per_cost",
+                        "--diversity", "none", "--out", tmp_path / "b2.csv"], capsys)
+    assert code != 0 and "no column 'cost' for 'per_cost''s parameter cost" in err
+    code, _, err = run(["select", pool, "-k", 10, "--score", "nope", "--out", out], capsys)
+    assert code != 0 and "argument --score: invalid choice: 'nope'" in err
