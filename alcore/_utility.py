@@ -113,6 +113,11 @@ def _wrapper_source(arity: int) -> str:
 def _fingerprint(fn: Callable, arity: int) -> str | None:
     """A hash of everything the compiled wrapper depends on, or None when some part of it
     cannot be known (then the wrapper is not cached)."""
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    if module is None or getattr(module, "__dict__", None) is not fn.__globals__:
+        # Numba reloads cached code by importing the function's module by name: a function
+        # of an exec'd namespace (a notebook cell runner, a README test) has none.
+        return None
     try:
         file = inspect.getsourcefile(fn)
         source = inspect.getsource(fn)
@@ -266,11 +271,11 @@ class Utility:
         from numba import types
 
         if self._jitted is None:
-            try:
-                jitted = numba.njit(cache=self._cache)(self.py_func)
-            except Exception:
-                jitted = numba.njit(self.py_func)
             fingerprint = _fingerprint(self.py_func, len(self.extra)) if self._cache else None
+            try:
+                jitted = numba.njit(cache=fingerprint is not None)(self.py_func)
+            except Exception:  # no cache locator for this file: uncached
+                jitted = numba.njit(self.py_func)
             module, cacheable = _load_wrapper(fingerprint, len(self.extra))
             module._user = jitted
             self._jitted, self._module, self._cacheable = jitted, module, cacheable
@@ -281,11 +286,23 @@ class Utility:
             with warnings.catch_warnings():
                 # A failing compile warns before it raises; the error below says it all.
                 warnings.simplefilter("ignore", numba.NumbaWarning)
-                compiled = numba.cfunc(signature, cache=self._cacheable)(wrapper)
+                compiled = self._cfunc(numba, signature, wrapper)
         except Exception as err:
             raise self._compile_error(err, dt) from None
         self._cfuncs[dt.name] = compiled
         self._addresses[dt.name] = int(compiled.address)
+
+    def _cfunc(self, numba: Any, signature: Any, wrapper: Any) -> Any:
+        """The compiled wrapper; a cache that cannot be read or written (a stale or foreign
+        entry, a file system error) costs a compile, never an error."""
+        if self._cacheable:
+            try:
+                return numba.cfunc(signature, cache=True)(wrapper)
+            except (numba.core.errors.NumbaError, TypeError, ValueError):
+                raise  # the function's own problem: reported by _compile_error
+            except Exception:  # the cache's problem: compile uncached
+                self._cacheable = False
+        return numba.cfunc(signature)(wrapper)
 
     def _compile_error(self, err: Exception, dt: np.dtype) -> InvalidInputError:
         """Why the wrapper did not compile: the user's function itself (Numba's message and
