@@ -468,8 +468,8 @@ def _describe(config: dict[str, Any], k: int, pickable: int) -> str:
 
 
 def _gate_rows(probs: Any, args: argparse.Namespace) -> Any:
-    """The rows the gate decides on: softmax of --logits, rows divided by their sums with
-    --normalize (the gate itself takes probabilities)."""
+    """The rows the gate decides on: --logits as they are (the gate takes them with
+    logits=True), rows divided by their sums with --normalize."""
     import numpy as np
 
     import alcore
@@ -479,11 +479,7 @@ def _gate_rows(probs: Any, args: argparse.Namespace) -> Any:
         raise alcore.InvalidInputError(
             f"probabilities must be finite: row {row}, column {col} is {probs[row, col]}; fill "
             f"in or drop that row in the file")
-    if args.logits:
-        z = probs - probs.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
-    if args.normalize:
+    if args.normalize and not args.logits:
         if (probs < 0).any():
             row, col = np.argwhere(probs < 0)[0]
             raise alcore.InvalidInputError(
@@ -516,7 +512,8 @@ def _gate(args: argparse.Namespace) -> None:
             f" leave out --id to write row numbers only")
     id_column = args.id or ("id" if "id" in table.columns else None)
     probs = _gate_rows(io.probability_matrix(table, args.probs, logits=args.logits), args)
-    options: dict[str, Any] = {"utility": args.utility, "seed": args.seed, "atol": args.atol}
+    options: dict[str, Any] = {"utility": args.utility, "seed": args.seed, "atol": args.atol,
+                               "logits": args.logits}
     if args.window is not None:
         options["window"] = args.window
     if args.hard_cap:

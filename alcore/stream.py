@@ -1,9 +1,11 @@
 """Stream-based selection: a yes/no per arriving item, under a label budget.
 
 :class:`StreamGate` is a native stateful gate (Zliobaite et al. 2014 strategies with the
-windowed budget estimate, and the balanced incremental quantile filter). ``decide_many``
-gives exactly the decisions of the same rows fed one by one; the state serialises to JSON
-and a restored gate continues the same random sequence. :class:`Router` puts tiers
+windowed budget estimate, and the balanced incremental quantile filter) over probability
+rows, logits (``logits=True``), rows scored by your own utility (``utility=f``) or
+utilities you computed (``decide_utility_one``). ``decide_many`` gives exactly the
+decisions of the same rows fed one by one; the state serialises to JSON and a restored gate
+continues the same random sequence. :class:`Router` puts tiers
 (auto-label, annotator, expert) and the annotators' queue in front of a gate.
 """
 
@@ -56,15 +58,20 @@ _NATIVE_NAMES = {"theta": "theta", "s": "step", "delta": "delta", "v": "split",
 WINDOW_LABELS = 50
 MIN_WINDOW = 1000
 _FORMAT = "alcore.StreamGate"
-_VERSION = 2
+# 3: config.logits, and utilities in the history may be any the caller decided (|u| <= 1e150).
+_VERSION = 3
 _SEED_HINT = "pass an int in [0, 2**64), None (fresh entropy) or a numpy.random.Generator"
 # Longest window (and largest class count) the native gate takes: int64 with headroom, as
 # for its counters.
 MAX_WINDOW = 2**62
 # The native gate keeps its threshold at most this (csrc/alcore/stream_gate.hpp, kThetaMax).
 THETA_MAX = 1e12
-# Utilities lie in [0, 1]; scaled entropy may round a few ulps above 1.
-_MAX_UTILITY = 1.0 + 1e-9
+# The largest |utility| decide_utility takes (csrc/alcore/stream_gate.hpp, kUtilityMax).
+UTILITY_MAX = 1e150
+# The native Problem code of a utility beyond it (csrc/alcore/api.hpp).
+_TOO_LARGE = 7
+# How a custom utility is named in gate.utility and in saved states.
+CUSTOM_PREFIX = "custom:"
 
 
 def _parameter(name: str, value: Any) -> float:
@@ -155,10 +162,18 @@ class StreamGate:
         last ``window`` utilities, lowered by range x labels owed / w_tol).
     budget : float
         Share of items that may be labeled, in (0, 1].
-    utility : str, keyword-only
+    utility : str or callable, keyword-only
         ``"least_confidence"`` (1 - max p, in [0, 1 - 1/C]), ``"margin"`` (1 - (p1 - p2), in
         [0, 1]) or ``"entropy"`` (divided by ln C, in [0, 1]); the strategies compare
         confidence = 1 - utility. ``gate.utility(probs)`` computes it (:class:`GateUtility`).
+        Or your own utility of one row, ``def f(p)`` (a plain function or an
+        :func:`alcore.utility`), compiled with Numba when the gate is made and run inside
+        the native checks: it gets the row as given (probabilities after their checks, raw
+        logits with ``logits=True``) and must return a finite number with ``|u| <= 1e150``
+        (on the built-in scale, [0, 1], for the default ``theta``; :meth:`max_utility` is
+        then 1). A function with extra per-item inputs cannot be a gate's utility: compute
+        those utilities yourself and call :meth:`decide_utility_one`. Saved states need the
+        function again: ``StreamGate.from_json(text, utility=f)``.
     window : int or None, keyword-only
         w of the windowed spending estimate u_t <- u_t (w - 1)/w + queried (a query is
         allowed while u_t / w < budget) and the quantile filter's window. None (default):
@@ -170,6 +185,15 @@ class StreamGate:
         Seeds the counter-based random numbers (randomized, split and random strategies).
         None draws fresh entropy and a Generator gives one draw; either way the int drawn is
         what :attr:`seed` reports and :meth:`to_json` saves.
+    classes : int or None, keyword-only
+        The class count C, fixed from the start (rows of another count are refused). None
+        (default): the first row fixes it. The ``"fixed"`` strategy needs it to decide
+        utilities the caller computed (:meth:`decide_utility_one`) before any row.
+    logits : bool, keyword-only
+        Rows are raw model outputs: each row is turned into probabilities (a float64
+        softmax, after checking that every logit is finite) before its utility is taken,
+        in :meth:`decide_one`, :meth:`decide_many`, :meth:`utility` and a :class:`Router`
+        in front of the gate.
     hard_cap : bool, keyword-only
         Guarantee that no prefix of the stream spends more than budget * n + 1: an item is
         queried only if queried + 1 <= budget * (items seen, this one included) + 1 (in
@@ -223,20 +247,24 @@ class StreamGate:
 
     def __init__(self, strategy: str, budget: float, *, utility: str = "least_confidence",
                  window: int | None = None, seed: Any = 0, hard_cap: bool = False,
-                 **params: Any):
+                 classes: int | None = None, logits: bool = False, **params: Any):
         strategy = v.choice(strategy, "strategy", STRATEGIES)
+        self._custom, addresses = _custom_utility(utility)
+        if self._custom is not None:
+            utility = "least_confidence"  # the native checks run; their utility is replaced
         utility = v.choice(utility, "utility", UTILITIES)
         unknown = sorted(set(params) - set(PARAMETERS))
         if unknown:
             import difflib
 
-            own = ["strategy", "budget", "utility", "window", "seed", "hard_cap"]
+            own = ["strategy", "budget", "utility", "window", "seed", "hard_cap", "classes",
+                   "logits"]
             near = difflib.get_close_matches(unknown[0], [*own, *PARAMETERS], 1)
             raise InvalidInputError(
                 f"unknown parameter {unknown[0]!r}"
                 f"{f' (did you mean {near[0]!r}?)' if near else ''}; StreamGate takes "
-                f"strategy, budget, utility, window, seed, hard_cap and the strategy "
-                f"parameters {', '.join(PARAMETERS)}")
+                f"strategy, budget, utility, window, seed, hard_cap, classes, logits and the "
+                f"strategy parameters {', '.join(PARAMETERS)}")
         budget = v.number(budget, "budget", low=0, high=1, low_open=True,
                           hint="pass the share of items that may be labeled, e.g. 0.05")
         derived = window is None
@@ -245,6 +273,10 @@ class StreamGate:
             raise InvalidInputError(f"window must be at most 2**62, got {window}; pass e.g. "
                                     f"window=1000")
         hard_cap = v.flag(hard_cap, "hard_cap")
+        logits = v.flag(logits, "logits")
+        classes = -1 if classes is None else v.integer(
+            classes, "classes", low=2, high=MAX_WINDOW,
+            hint="pass the model's number of classes, or None to take it from the first row")
         seed = _gate_seed(seed)
         values = dict(PARAMETERS)
         for name, value in params.items():
@@ -252,15 +284,16 @@ class StreamGate:
         self._gate = _core.StreamGate(
             STRATEGIES[strategy], UTILITIES[utility], budget, window, values["theta"],
             values["s"], values["delta"], values["v"], values["atol"], values["w_tol"],
-            seed, hard_cap,
+            seed, hard_cap, logits, *addresses,
         )
         self._decide_native = self._gate.decide_one
-        if derived:
-            # Start the estimate at its steady state ("spending exactly the budget so far",
-            # u = budget w, decayed by one item so that the first item may be queried):
-            # from u_0 = 0 the first budget w items would all be queried, a burst of 50
-            # labels that is 5 % of a 0.001 budget over a million items.
-            self._gate.set_state(budget * (window - 1), values["theta"], 0, 0, 0, -1, [])
+        self._decide_utility_native = self._gate.decide_utility_one
+        # Start the estimate at its steady state ("spending exactly the budget so far",
+        # u = budget w, decayed by one item so that the first item may be queried): from
+        # u_0 = 0 the first budget w items would all be queried, a burst of 50 labels that
+        # is 5 % of a 0.001 budget over a million items. An explicit window starts at 0.
+        spent = budget * (window - 1) if derived else 0.0
+        self._gate.set_state(spent, values["theta"], 0, 0, 0, classes, [])
 
     # Settings: read from the native gate, the one copy there is.
     @property
@@ -274,7 +307,10 @@ class StreamGate:
     @property
     def utility(self) -> GateUtility:
         """The utility: equal to its name (``"least_confidence"``, ``"margin"`` or
-        ``"entropy"``) and, called on rows, their utility values (see :class:`GateUtility`)."""
+        ``"entropy"``; ``"custom:NAME"`` for your own) and, called on rows, their utility
+        values (see :class:`GateUtility`)."""
+        if self._custom is not None:
+            return GateUtility(f"{CUSTOM_PREFIX}{self._custom.name}", self)
         return GateUtility(_UTILITY_NAMES[self._gate.params()["utility"]], self)
 
     @property
@@ -288,6 +324,17 @@ class StreamGate:
     @property
     def hard_cap(self) -> bool:
         return self._gate.params()["hard_cap"]
+
+    @property
+    def logits(self) -> bool:
+        return self._gate.params()["logits"]
+
+    @property
+    def classes(self) -> int | None:
+        """The class count rows must have: set at construction or by the first row (None
+        before either)."""
+        classes = self._gate.state()[5]
+        return None if classes < 0 else classes
 
     @property
     def params(self) -> dict[str, float]:
@@ -314,14 +361,16 @@ class StreamGate:
         try:
             return self._gate.utilities(x)
         except _core.InvalidValue as err:
-            raise v.invalid_value_error(err, "probs", atol=self.params["atol"]) from None
+            raise self._value_error(err, x, "probs") from None
         except ValueError as err:
             raise self._class_error(err, x.shape[1]) from None
 
     def max_utility(self, classes: int) -> float:
         """The largest utility a row of ``classes`` classes can have: 1 - 1/C for least
-        confidence, 1 for margin and (scaled) entropy."""
-        return self._gate.max_utility(v.integer(classes, "classes", low=2, high=MAX_WINDOW))
+        confidence, 1 for margin and (scaled) entropy, and 1 for a custom utility (the
+        built-in scale; the Router's queue threshold is a share of it)."""
+        classes = v.integer(classes, "classes", low=2, high=MAX_WINDOW)
+        return 1.0 if self._custom is not None else self._gate.max_utility(classes)
 
     def fixed_threshold(self, classes: int) -> float:
         """The confidence (1 - utility) at or below which the fixed strategy queries a row
@@ -354,7 +403,7 @@ class StreamGate:
         try:
             return self._gate.decide_one(p)
         except _core.InvalidValue as err:
-            raise v.invalid_value_error(err, "p", atol=self.params["atol"]) from None
+            raise self._value_error(err, p[None, :], "p") from None
         except ValueError as err:
             raise self._class_error(err, p.shape[0]) from None
 
@@ -370,9 +419,96 @@ class StreamGate:
         try:
             return self._gate.decide_many(x)
         except _core.InvalidValue as err:
-            raise v.invalid_value_error(err, "probs", atol=self.params["atol"]) from None
+            raise self._value_error(err, x, "probs") from None
         except ValueError as err:
             raise self._class_error(err, x.shape[1]) from None
+
+    def decide_utility_one(self, u: Any) -> bool:
+        """Decide for one item whose utility the caller computed; True = ask a human.
+
+        The same strategy and state as rows (scikit-activeml's budget managers'
+        ``query_by_utility``): any informativeness measure, higher = more informative
+        (BALD from MC samples, a regressor's predictive variance, a density-weighted score).
+        The strategies compare confidence = 1 - u with their thresholds, so a utility on the
+        scale of the built-in ones (in [0, 1]) suits the initial ``theta`` = 1; the
+        quantile filter uses only ranks. Utilities and rows may be mixed in one stream.
+
+        Parameters
+        ----------
+        u : float
+            A finite real number with ``|u| <= 1e150`` (a Python float takes the fast path).
+        """
+        try:
+            decided = self._decide_utility_native(u)
+        except Exception:
+            decided = None
+        return self._decide_utility_checked(u) if decided is None else decided
+
+    def _value_error(self, err: Exception, x: np.ndarray, name: str) -> InvalidInputError:
+        """Word a native InvalidValue about rows x (N, C) for the argument ``name``."""
+        atol = self.params["atol"]
+        if self._custom is None:
+            return v.invalid_value_error(err, name, atol=atol)
+        from alcore import _utility
+
+        problem, _, row, _, value = err.args
+        if problem == _TOO_LARGE:
+            return InvalidInputError(
+                f"utility {self._custom.name!r} returned {value} for {name} row {row}; a "
+                f"gate's utilities must lie in [-1e150, 1e150] (rescale it)")
+        return _utility._row_error(err, self._custom, x, name, None, atol)
+
+    @staticmethod
+    def _utility_values(values: Any, name: str) -> np.ndarray:
+        # Integer utilities (a count, a rank) are real numbers too; booleans are not.
+        arr = v.as_numpy(values, name)
+        return arr.astype(np.float64) if arr.dtype.kind in "iu" else v.float_array(arr, name)
+
+    def _decide_utility_checked(self, u: Any) -> bool:
+        value = self._utility_values(u, "u")
+        if value.ndim != 0 and value.shape != (1,):
+            raise InvalidInputError(
+                f"u must be one utility (a float), got shape {value.shape}; use "
+                f"decide_utility_many for a batch")
+        return bool(self._decide_utilities(value.reshape(1).astype(np.float64), "u")[0])
+
+    def decide_utility_many(self, utilities: Any) -> np.ndarray:
+        """Decide for N items whose utilities the caller computed, exactly as N calls of
+        :meth:`decide_utility_one` would (all are checked first: a rejected call changes
+        nothing).
+
+        Parameters
+        ----------
+        utilities : array-like of shape (N,)
+            Finite real numbers with ``|u| <= 1e150``, higher = more informative.
+
+        Returns
+        -------
+        ndarray of shape (N,), bool
+            True = ask a human.
+        """
+        u = self._utility_values(utilities, "utilities")
+        if u.ndim != 1:
+            raise InvalidInputError(
+                f"utilities must be 1-D with shape (N,), got shape {u.shape}; pass one "
+                f"utility per item")
+        return self._decide_utilities(np.ascontiguousarray(u, dtype=np.float64), "utilities")
+
+    def _decide_utilities(self, u: np.ndarray, name: str) -> np.ndarray:
+        try:
+            return self._gate.decide_utility_many(u)
+        except _core.InvalidValue as err:
+            problem, _, row, _, value = err.args
+            where = name if name == "u" else f"{name}[{row}]"
+            detail = "must be finite" if problem == 1 else "must lie in [-1e150, 1e150]"
+            raise InvalidInputError(
+                f"{name} {detail}: {where} is {value}; replace or drop that item (a "
+                f"rejected call decides nothing)") from None
+        except ValueError as err:
+            raise InvalidInputError(
+                f"the fixed strategy compares confidence with 1/C + budget (1 - 1/C) and "
+                f"this gate has no class count yet ({err}); pass StreamGate(..., "
+                f"classes=C)") from None
 
     @staticmethod
     def _rows(probs: Any) -> np.ndarray:
@@ -407,14 +543,18 @@ class StreamGate:
             "format": _FORMAT, "version": _VERSION,
             "config": {"strategy": self.strategy, "budget": self.budget,
                        "utility": str(self.utility), "window": self.window, "seed": self.seed,
-                       "hard_cap": self.hard_cap, "params": self.params},
+                       "hard_cap": self.hard_cap, "logits": self.logits,
+                       "params": self.params},
             "state": {"spent": spent, "theta": theta, "seen": seen, "queried": queried,
                       "draws": draws, "classes": classes, "history": history},
         })
 
     @classmethod
-    def from_json(cls, text: str) -> StreamGate:
+    def from_json(cls, text: str, *, utility: Any = None) -> StreamGate:
         """Restore a gate saved with :meth:`to_json`; it continues exactly where it was.
+
+        ``utility`` is the function of a gate made with a custom utility (code is not
+        saved, only its name); it must be None otherwise.
 
         Raises
         ------
@@ -423,11 +563,12 @@ class StreamGate:
             another format or version, a missing or extra key, a wrong type, a counter out
             of range).
         """
-        return _restore(cls, text)
+        return _restore(cls, text, utility)
 
 
 _STATE_KEYS = ("spent", "theta", "seen", "queried", "draws", "classes", "history")
-_CONFIG_KEYS = ("strategy", "budget", "utility", "window", "seed", "hard_cap", "params")
+_CONFIG_KEYS = ("strategy", "budget", "utility", "window", "seed", "hard_cap", "logits",
+                "params")
 _INT64 = 2**63 - 1
 
 
@@ -464,7 +605,7 @@ def _json_int(value: Any, name: str, low: int, high: int = _INT64) -> int:
         raise _corrupt(str(err)) from None
 
 
-def _restore(cls: type[StreamGate], text: Any) -> StreamGate:
+def _restore(cls: type[StreamGate], text: Any, custom: Any) -> StreamGate:
     if not isinstance(text, str):
         raise InvalidInputError(
             f"text must be the str StreamGate.to_json() produced, got {type(text).__name__}")
@@ -479,29 +620,45 @@ def _restore(cls: type[StreamGate], text: Any) -> StreamGate:
                                 f"expected {_FORMAT!r}")
     version = data.get("version")
     # Exactly the integer: 2.0 == 2 and True == 1 in Python, yet neither is what to_json
-    # writes.
-    if type(version) is not int or version != _VERSION:
+    # writes. Version 2 (before logits= and caller-computed utilities) reads as logits=False.
+    if type(version) is not int or version not in (2, _VERSION):
         found = ("missing" if "version" not in data
                  else f"{version!r} ({'a JSON ' + _json_kind(version)})")
         raise InvalidInputError(
-            f"StreamGate state version {found} is not supported; this alcore reads version "
-            f"{_VERSION} (the integer {_VERSION}; version 1, before hard_cap and the "
+            f"StreamGate state version {found} is not supported; this alcore reads versions "
+            f"2 and {_VERSION} (the integers; version 1, before hard_cap and the "
             f"budget-derived window, cannot be restored: make a new gate with the settings "
             f"it lists)")
     data = _keys(data, ("format", "version", "config", "state"), "the top level")
+    if version == 2 and isinstance(data["config"], dict) and "logits" not in data["config"]:
+        data["config"] = {**data["config"], "logits": False}
     config = _keys(data["config"], _CONFIG_KEYS, "config")
     state = _keys(data["state"], _STATE_KEYS, "state")
     params = _keys(config["params"], tuple(PARAMETERS), "config.params")
     # Everything is parsed before the gate is made: a rejected text creates no gate.
+    saved_custom = isinstance(config["utility"], str) and config["utility"].startswith(
+        CUSTOM_PREFIX)
+    if saved_custom and custom is None:
+        raise InvalidInputError(
+            f"this gate was saved with the custom utility "
+            f"{config['utility'][len(CUSTOM_PREFIX):]!r}; pass its function: "
+            f"StreamGate.from_json(text, utility=f)")
+    if custom is not None and not saved_custom:
+        raise InvalidInputError(
+            f"utility= is only for a gate saved with a custom utility; this one uses "
+            f"{config['utility']!r}: leave utility= out")
     for name, allowed in (("strategy", STRATEGIES), ("utility", UTILITIES)):
         if not isinstance(config[name], str):
             raise _corrupt(f"config.{name} must be a string")
+        if name == "utility" and saved_custom:
+            continue
         try:
             v.choice(config[name], name, allowed)
         except InvalidInputError as err:
             raise _corrupt(f"config: {err}") from None
-    if not isinstance(config["hard_cap"], bool):
-        raise _corrupt("config.hard_cap must be true or false")
+    for name in ("hard_cap", "logits"):
+        if not isinstance(config[name], bool):
+            raise _corrupt(f"config.{name} must be true or false")
     budget = _json_number(config["budget"], "config.budget", low=0, high=1, low_open=True)
     window = _json_int(config["window"], "config.window", low=1, high=MAX_WINDOW)
     seed = _json_int(config["seed"], "config.seed", low=0, high=2**64 - 1)
@@ -517,14 +674,10 @@ def _restore(cls: type[StreamGate], text: Any) -> StreamGate:
     classes = _json_int(state["classes"], "state.classes", low=-1, high=MAX_WINDOW)
     if classes in (0, 1):
         raise _corrupt(f"state.classes must be -1 (no row yet) or >= 2, got {classes}")
-    # The first decided row fixes the class count: it is known exactly when items were seen.
-    if (classes == -1) != (seen == 0):
-        raise _corrupt(f"state.classes is {classes} after {seen} items; a gate knows its "
-                       f"class count (>= 2) from its first item on, and -1 before")
     history = state["history"]
     if not isinstance(history, list) or len(history) > window:
         raise _corrupt(f"state.history must be a list of at most {window} utilities")
-    history = [_json_number(u, "state.history item", low=0, high=_MAX_UTILITY)
+    history = [_json_number(u, "state.history item", low=-UTILITY_MAX, high=UTILITY_MAX)
                for u in history]
     # Only the quantile filter keeps utilities, one per item seen, up to the window.
     expected = min(seen, window) if config["strategy"] == "quantile" else 0
@@ -532,8 +685,9 @@ def _restore(cls: type[StreamGate], text: Any) -> StreamGate:
         raise _corrupt(f"state.history holds {len(history)} utilities; a "
                        f"{config['strategy']!r} gate that saw {seen} items keeps {expected}")
     try:
-        gate = cls(config["strategy"], budget, utility=config["utility"], window=window,
-                   seed=seed, hard_cap=config["hard_cap"], **values)
+        gate = cls(config["strategy"], budget,
+                   utility=custom if saved_custom else config["utility"], window=window,
+                   seed=seed, hard_cap=config["hard_cap"], logits=config["logits"], **values)
     except InvalidInputError as err:
         raise _corrupt(f"config: {err}") from None
     try:
@@ -541,6 +695,22 @@ def _restore(cls: type[StreamGate], text: Any) -> StreamGate:
     except ValueError as err:  # the native checks, should one refuse what passed here
         raise _corrupt(f"state: {err}") from None
     return gate
+
+
+def _custom_utility(utility: Any) -> tuple[Any, tuple[int, int]]:
+    """(the Utility, its float32 and float64 addresses) for a callable ``utility=``, (None,
+    (0, 0)) for a name."""
+    if isinstance(utility, str) or not callable(utility):
+        return None, (0, 0)
+    from alcore import _utility
+
+    custom = _utility.as_utility(utility)
+    if custom.extra:
+        raise InvalidInputError(
+            f"a gate's utility takes the row alone (def f(p)); {custom.name!r} also takes "
+            f"{', '.join(custom.extra)}: compute those utilities yourself and call "
+            f"decide_utility_one(u) / decide_utility_many(u)")
+    return custom, (custom._address(np.float32), custom._address(np.float64))
 
 
 def _json_kind(value: Any) -> str:
@@ -645,7 +815,8 @@ class Router:
         Parameters
         ----------
         probs : array-like of shape (N, C)
-            Probability rows, float32 or float64.
+            Probability rows, float32 or float64 (logits for a gate made with
+            ``logits=True``).
         samples : array-like of shape (T, N, C), or a sequence of T (N, C) arrays, optional
             Committee members' probabilities; their vote disagreement can send a queried
             item to an expert.
@@ -666,7 +837,7 @@ class Router:
         disagreement = None if samples is None else self._disagreement(samples, n, c)
         skipped = np.zeros(n, dtype=bool) if never is None else never.view(bool)
         auto = (np.zeros(n, dtype=bool) if self.auto_label_at is None
-                else x.max(axis=1) >= self.auto_label_at) & ~skipped
+                else self._max_probability(x) >= self.auto_label_at) & ~skipped
         threshold = self.queue_threshold * self.gate.max_utility(c) if n else 0.0
         rows = np.flatnonzero(~auto & ~skipped & (utility >= threshold))
         queried = rows[self.gate.decide_many(x[rows])]
@@ -685,6 +856,14 @@ class Router:
             self._counts[Route.ANNOTATE] += len(queried) - n_expert
             self._counts[Route.SKIP] += n - n_auto - len(queried)
         return routes
+
+    def _max_probability(self, x: np.ndarray) -> np.ndarray:
+        """Each row's largest probability; for a logits gate the softmax's, 1 / sum_j
+        exp(z_j - max z) (the rows were checked finite by the gate's utility)."""
+        if not self.gate.logits:
+            return x.max(axis=1)
+        z = x.astype(np.float64)
+        return 1.0 / np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1)
 
     def _disagreement(self, samples: Any, n: int, c: int) -> np.ndarray | None:
         """Vote entropy / ln T of (T, n, c) samples; None for a committee of one."""

@@ -77,9 +77,7 @@ def test_per_item_decision(benchmark, rows, contender):
 @pytest.mark.parametrize("utility", list(UTILITIES))
 def test_decide_one_latency_distribution(benchmark, sizes, utility):
     """decide_one from Python over a loop of 50,000 single rows (targets: p50 <= 1 us,
-    p99 <= 5 us). An instrumented loop times every call: mean, p50 and p99, each including
-    one perf_counter_ns pair (its own cost recorded as ``timer_s``). The benchmark itself
-    times the uninstrumented loop (its median / calls: ``loop_per_call_s``)."""
+    p99 <= 5 us), timed by :func:`time_each_call`."""
     calls = sizes.decide_one_calls
     row_list = list(probability_rows(calls, seed=13))  # views made before any timing
     gate = StreamGate("variable_uncertainty", 0.1, utility=utility)
@@ -87,16 +85,25 @@ def test_decide_one_latency_distribution(benchmark, sizes, utility):
     benchmark.group = f"stream: decide_one, {calls} calls, variable_uncertainty (absolute time)"
     record(benchmark, f"decide_one, {utility} (the loop of {calls})", "absolute")
 
+    time_each_call(benchmark, decide, row_list)
+
+
+def time_each_call(benchmark, call, items):
+    """Benchmark the uninstrumented loop of ``call(item)`` (its median / calls:
+    ``loop_per_call_s``), then time every call of an instrumented loop: mean, p50 and p99,
+    each including one perf_counter_ns pair (its own cost recorded as ``timer_s``)."""
+
     def loop():
-        for r in row_list:
-            decide(r)
+        for item in items:
+            call(item)
 
     benchmark.pedantic(loop, rounds=5, iterations=1, warmup_rounds=1)
     clock = time.perf_counter_ns
+    calls = len(items)
     times = np.empty(calls, dtype=np.int64)
-    for i, r in enumerate(row_list):
+    for i, item in enumerate(items):
         start = clock()
-        decide(r)
+        call(item)
         times[i] = clock() - start
     empty = np.empty(calls, dtype=np.int64)
     for i in range(calls):
@@ -107,8 +114,35 @@ def test_decide_one_latency_distribution(benchmark, sizes, utility):
     benchmark.extra_info["p99_s"] = float(np.percentile(times, 99)) * 1e-9
     benchmark.extra_info["timer_s"] = float(np.percentile(empty, 50)) * 1e-9
     median = median_seconds(benchmark)
-    if median is not None:  # the uninstrumented loop's median, per call
+    if median is not None:
         benchmark.extra_info["loop_per_call_s"] = median / calls
+
+
+@pytest.mark.parametrize("contender", ["alcore decide_utility_one",
+                                       "scikit-activeml query_by_utility + update"])
+def test_decide_utility_one(benchmark, sizes, contender):
+    """Caller-computed utilities (a regressor's variance) gated one by one with the
+    variable strategy: alcore's per-item call against scikit-activeml's budget manager
+    (the same decisions; tests/test_gate_utilities.py), p50/p99 per call in extra_info."""
+    # A tenth of decide_one's calls: scikit-activeml takes tens of microseconds per item.
+    calls = max(1, sizes.decide_one_calls // 10)
+    utilities = np.random.default_rng(14).gamma(0.7, 0.4, size=calls).tolist()
+    benchmark.group = f"stream: one caller utility per call, {calls} calls, variable_uncertainty"
+    if contender.startswith("alcore"):
+        record(benchmark, contender, "alcore")
+        time_each_call(benchmark, StreamGate("variable_uncertainty", 0.1,
+                                             window=100).decide_utility_one, utilities)
+        return
+    from skactiveml.stream.budgetmanager import VariableUncertaintyBudgetManager
+
+    record(benchmark, contender, "peer")
+    manager = VariableUncertaintyBudgetManager(budget=0.1, w=100)
+    candidate = np.zeros((1, 1))
+
+    def decide(u):
+        manager.update(candidate, manager.query_by_utility(np.array([u])))
+
+    time_each_call(benchmark, decide, utilities)
 
 
 def probability_rows(n: int, seed: int, classes: int = 10) -> np.ndarray:

@@ -342,6 +342,35 @@ py::array gate_decide_many(alcore::StreamGate& gate, const py::array& rows) {
   return out;
 }
 
+// As gate_decide_one for a caller's utility: exactly a Python float is decided here, any
+// other object answers None for the Python layer to convert or refuse.
+py::object gate_decide_utility_one(alcore::StreamGate& gate, py::handle utility) {
+  if (!PyFloat_CheckExact(utility.ptr())) return py::none();
+  const double u = PyFloat_AS_DOUBLE(utility.ptr());
+  int decision = gate.try_decide_utility_one(u);
+  if (decision < 0) {
+    py::gil_scoped_release release;
+    decision = gate.decide_utility_one(u);
+  }
+  return py::bool_(decision == 1);
+}
+
+py::array gate_decide_utility_many(alcore::StreamGate& gate, const py::array& utilities) {
+  if (utilities.ndim() != 1 || !(utilities.flags() & py::array::c_style) ||
+      utilities.dtype().kind() != 'f' || utilities.itemsize() != 8 ||
+      !native_order(utilities.dtype()))
+    throw py::type_error("utilities must be a C-contiguous 1-D native float64 array");
+  const int64_t n = utilities.shape(0);
+  py::array_t<bool> out(n);
+  auto* dst = reinterpret_cast<uint8_t*>(out.mutable_data());
+  const double* src = static_cast<const double*>(utilities.data());
+  {
+    py::gil_scoped_release release;
+    gate.decide_utility_many(src, n, dst);
+  }
+  return out;
+}
+
 py::array gate_utilities(const alcore::StreamGate& gate, const py::array& rows) {
   if (rows.ndim() != 2) throw py::type_error("rows must be 2-D");
   const int64_t n = rows.shape(0), c = rows.shape(1);
@@ -392,6 +421,7 @@ py::dict gate_params(const alcore::StreamGate& gate) {
   d["w_tol"] = p.tolerance_window;
   d["seed"] = p.seed;
   d["hard_cap"] = p.hard_cap;
+  d["logits"] = p.logits;
   return d;
 }
 
@@ -437,20 +467,27 @@ PYBIND11_MODULE(_core, m) {
   py::class_<alcore::StreamGate>(m, "StreamGate")
       .def(py::init([](int strategy, int utility, double budget, int64_t window, double theta,
                        double step, double delta, double split, double atol, double w_tol,
-                       uint64_t seed, bool hard_cap) {
+                       uint64_t seed, bool hard_cap, bool logits, uintptr_t custom_f32,
+                       uintptr_t custom_f64) {
              alcore::GateParams p;
              p.strategy = static_cast<alcore::GateStrategy>(strategy);
              p.utility = static_cast<alcore::GateUtility>(utility);
              p.budget = budget, p.window = window, p.theta = theta, p.step = step;
              p.delta = delta, p.split = split, p.atol = atol, p.seed = seed;
-             p.tolerance_window = w_tol, p.hard_cap = hard_cap;
+             p.tolerance_window = w_tol, p.hard_cap = hard_cap, p.logits = logits;
+             // Addresses of compiled utilities (alcore.utility), 0 for the built-in one.
+             p.custom_f32 = reinterpret_cast<alcore::RowUtility<float>>(custom_f32);
+             p.custom_f64 = reinterpret_cast<alcore::RowUtility<double>>(custom_f64);
              return std::make_unique<alcore::StreamGate>(p);
            }),
            py::arg("strategy"), py::arg("utility"), py::arg("budget"), py::arg("window"),
            py::arg("theta"), py::arg("step"), py::arg("delta"), py::arg("split"),
-           py::arg("atol"), py::arg("w_tol"), py::arg("seed"), py::arg("hard_cap"))
+           py::arg("atol"), py::arg("w_tol"), py::arg("seed"), py::arg("hard_cap"),
+           py::arg("logits"), py::arg("custom_f32"), py::arg("custom_f64"))
       .def("decide_one", &gate_decide_one, py::arg("row"))
       .def("decide_many", &gate_decide_many, py::arg("rows"))
+      .def("decide_utility_one", &gate_decide_utility_one, py::arg("utility"))
+      .def("decide_utility_many", &gate_decide_utility_many, py::arg("utilities"))
       .def("utilities", &gate_utilities, py::arg("rows"))
       .def("max_utility", &alcore::StreamGate::max_utility, py::arg("classes"))
       .def("params", &gate_params)

@@ -194,7 +194,8 @@ def test_concurrent_callers_share_one_budget():
         ({"strategy": "fixed", "budget": 1.5}, r"budget must be <= 1, got 1.5"),
         ({"strategy": "fixed", "budget": 0.1, "gamma": 2},
          r"unknown parameter 'gamma'; StreamGate takes strategy, budget, utility, window, "
-         r"seed, hard_cap and the strategy parameters theta, s, delta, v, w_tol, atol"),
+         r"seed, hard_cap, classes, logits and the strategy parameters theta, s, delta, v, "
+         r"w_tol, atol"),
         ({"strategy": "fixed", "budget": 0.1, "w_tl": 2},
          r"unknown parameter 'w_tl' \(did you mean 'w_tol'\?\)"),
         ({"strategy": "fixed", "budget": 0.1, "s": 1.0},
@@ -239,7 +240,7 @@ def test_rejected_rows_change_nothing():
         ('{"format": "other", "version": 2}', r"not a StreamGate state"),
         ('{"format": "alcore.StreamGate", "version": 1, "config": {}}',
          r"StreamGate state version 1 \(a JSON integer\) is not supported; this alcore reads "
-         r"version 2 \(the integer 2"),
+         r"versions 2 and 3 \(the integers"),
         ('{"format": "alcore.StreamGate", "version": true}',
          r"version True \(a JSON boolean\) is not supported"),
         ('{"format": "alcore.StreamGate", "version": 2, "config": {}}',
@@ -352,7 +353,8 @@ def test_settings_are_read_only_and_saved_from_native_state():
     gate = StreamGate("quantile", 0.1, utility="margin", window=300, seed=9, hard_cap=True,
                       w_tol=20)
     for name, value in [("budget", 0.5), ("strategy", "fixed"), ("window", 5), ("seed", 1),
-                        ("utility", "entropy"), ("hard_cap", False), ("params", {})]:
+                        ("utility", "entropy"), ("hard_cap", False), ("params", {}),
+                        ("logits", True), ("classes", 3)]:
         with pytest.raises(AttributeError):
             setattr(gate, name, value)
     gate.params["w_tol"] = 1.0  # a copy: the gate is unchanged
@@ -360,7 +362,7 @@ def test_settings_are_read_only_and_saved_from_native_state():
     config = json.loads(gate.to_json())["config"]
     assert config == {"strategy": "quantile", "budget": native["budget"], "utility": "margin",
                       "window": native["window"], "seed": native["seed"], "hard_cap": True,
-                      "params": {"theta": 1.0, "s": 0.01, "delta": 1.0, "v": 0.1,
+                      "logits": False, "params": {"theta": 1.0, "s": 0.01, "delta": 1.0, "v": 0.1,
                                  "w_tol": native["w_tol"], "atol": 1e-3}}
     assert (gate.budget, gate.window, gate.seed, gate.params["w_tol"]) == (0.1, 300, 9, 20.0)
     assert gate.utility == "margin" and gate.strategy == "quantile" and gate.hard_cap

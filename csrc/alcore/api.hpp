@@ -34,6 +34,7 @@ enum class Problem : int {
   row_sum = 4,     // |row sum - 1| > atol
   zero_sum = 5,    // normalize=true and the row sums to 0
   utility = 6,     // a custom utility returned NaN or +-inf for a valid row (value)
+  too_large = 7,   // a caller's utility beyond +-kUtilityMax (stream_gate.hpp)
 };
 
 struct BadValue {

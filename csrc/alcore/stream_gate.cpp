@@ -157,6 +157,8 @@ StreamGate::StreamGate(const GateParams& params) : params_(params), window_(para
     throw std::invalid_argument("unknown strategy code");
   if (static_cast<int>(params.utility) < 0 || static_cast<int>(params.utility) > 2)
     throw std::invalid_argument("unknown utility code");
+  if ((params.custom_f32 == nullptr) != (params.custom_f64 == nullptr))
+    throw std::invalid_argument("a custom utility needs both the float32 and float64 entry");
   state_.theta = params.theta;
 }
 
@@ -205,36 +207,115 @@ double StreamGate::normal() {
 }
 
 template <class T>
+RowUtility<T> custom_of(const GateParams& p);
+template <>
+RowUtility<float> custom_of<float>(const GateParams& p) { return p.custom_f32; }
+template <>
+RowUtility<double> custom_of<double>(const GateParams& p) { return p.custom_f64; }
+
+// Logits: a float64 softmax per row (shifted by the row's max, so no exp overflows). A row's
+// probabilities depend on the row alone, so one row and a batch agree bit for bit.
+template <class T>
+bool softmax_rows(const T* x, int64_t rows, int64_t c, std::vector<double>& probs,
+                  BadValue& bad) {
+  probs.resize(static_cast<size_t>(rows * c));
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* z = x + r * c;
+    double* q = probs.data() + r * c;
+    double top = -std::numeric_limits<double>::infinity();
+    for (int64_t j = 0; j < c; ++j) {
+      if (!std::isfinite(z[j])) {
+        bad.problem = Problem::not_finite, bad.row = r, bad.col = j;
+        bad.value = static_cast<double>(z[j]);
+        return false;
+      }
+      top = std::max(top, static_cast<double>(z[j]));
+    }
+    double sum = 0;
+    for (int64_t j = 0; j < c; ++j) sum += q[j] = std::exp(static_cast<double>(z[j]) - top);
+    for (int64_t j = 0; j < c; ++j) q[j] /= sum;
+  }
+  return true;
+}
+
+template <class T>
+bool StreamGate::block_utilities(const T* x, int64_t rows, int64_t c, double* out,
+                                 std::vector<double>& scratch, std::vector<double>& probs,
+                                 BadValue& bad) const {
+  const Score score = score_of(params_.utility);
+  // The checks (and the built-in utility, which a custom one then replaces).
+  if (params_.logits) {
+    if (!softmax_rows(x, rows, c, probs, bad)) return false;
+    if (!kernels_f64().gate_utilities(probs.data(), rows, c, score, params_.atol, out,
+                                      scratch, bad))
+      return false;
+  } else if (!gate_kernels<T>().gate_utilities(x, rows, c, score, params_.atol, out, scratch,
+                                               bad)) {
+    return false;
+  }
+  const RowUtility<T> custom = custom_of<T>(params_);
+  if (custom == nullptr) return true;
+  for (int64_t r = 0; r < rows; ++r) {
+    const double u = custom(x + r * c, c, nullptr);
+    if (!(std::abs(u) <= kUtilityMax)) {  // NaN fails too
+      bad.problem = std::isfinite(u) ? Problem::too_large : Problem::utility;
+      bad.row = r, bad.col = -1, bad.value = u;
+      return false;
+    }
+    out[r] = u;
+  }
+  return true;
+}
+
+template <class T>
 void StreamGate::validate(const T* rows, int64_t n, int64_t c, int64_t classes,
-                          double* utilities, std::vector<double>& scratch) const {
+                          double* utilities, std::vector<double>& scratch,
+                          std::vector<double>& probs) const {
   if (c < 2) throw std::invalid_argument("need at least two classes");
   if (classes >= 0 && c != classes)
     throw std::invalid_argument("class count differs from the gate's");
-  const Kernels<T>& kernels = gate_kernels<T>();
-  const Score score = score_of(params_.utility);
+  // The softmax and the custom utility describe their bad value; the probability kernel
+  // sets only the row.
+  const auto reject = [&](int64_t r, BadValue bad) {
+    if (bad.problem == Problem::none) reject_row(rows + r * c, c, r);
+    bad.row = r;
+    throw InvalidValue(bad);
+  };
   if (n <= kBlockRows) {
     BadValue bad;
-    if (!kernels.gate_utilities(rows, n, c, score, params_.atol, utilities, scratch, bad))
-      reject_row(rows + bad.row * c, c, bad.row);
+    if (!block_utilities(rows, n, c, utilities, scratch, probs, bad)) reject(bad.row, bad);
     return;
   }
   // The thread count is read once; every row's utility depends on the row alone, so the
   // result does not depend on it. The lowest chunk's first bad row is the first overall.
   const int chunks = planned_chunks(n, kRowsPerChunk);
-  std::vector<int64_t> first_bad(static_cast<size_t>(chunks), -1);
+  std::vector<BadValue> first_bad(static_cast<size_t>(chunks));
   run_chunks(n, chunks, [&](int chunk, int64_t begin, int64_t end) {
-    std::vector<double> local;
+    std::vector<double> local, local_probs;
     for (int64_t b = begin; b < end; b += kBlockRows) {
       BadValue bad;
-      if (!kernels.gate_utilities(rows + b * c, std::min(kBlockRows, end - b), c, score,
-                                  params_.atol, utilities + b, local, bad)) {
-        first_bad[static_cast<size_t>(chunk)] = b + bad.row;
+      if (!block_utilities(rows + b * c, std::min(kBlockRows, end - b), c, utilities + b,
+                           local, local_probs, bad)) {
+        bad.row += b;
+        first_bad[static_cast<size_t>(chunk)] = bad;
         return;
       }
     }
   });
-  for (int64_t r : first_bad)
-    if (r >= 0) reject_row(rows + r * c, c, r);
+  for (const BadValue& bad : first_bad)
+    if (bad.row >= 0) reject(bad.row, bad);
+}
+
+void StreamGate::check_utilities(const double* u, int64_t n) const {
+  if (n > 0 && params_.strategy == GateStrategy::fixed && state_.classes < 2)
+    throw std::invalid_argument("the fixed strategy needs the class count");
+  for (int64_t r = 0; r < n; ++r) {
+    if (std::isfinite(u[r]) && std::abs(u[r]) <= kUtilityMax) continue;
+    BadValue bad;
+    bad.problem = std::isfinite(u[r]) ? Problem::too_large : Problem::not_finite;
+    bad.row = r, bad.value = u[r];
+    throw InvalidValue(bad);
+  }
 }
 
 // The balanced incremental quantile filter (Kottke et al. 2015), as scikit-activeml's
@@ -318,7 +399,7 @@ bool StreamGate::step(double utility, int64_t c) {
 template <class T>
 bool StreamGate::decide_locked(const T* row, int64_t c) {
   double u;
-  validate(row, 1, c, state_.classes, &u, scratch_);
+  validate(row, 1, c, state_.classes, &u, scratch_, probs_);
   state_.classes = c;
   return step(u, c);
 }
@@ -343,8 +424,8 @@ void StreamGate::utilities(const T* rows, int64_t n, int64_t c, double* out) con
     std::lock_guard<std::mutex> lock(mutex_);
     classes = state_.classes;
   }
-  std::vector<double> scratch;
-  validate(rows, n, c, classes, out, scratch);  // reads only the immutable params: no lock
+  std::vector<double> scratch, probs;
+  validate(rows, n, c, classes, out, scratch, probs);  // reads only the immutable params
 }
 
 template <class T>
@@ -353,9 +434,34 @@ void StreamGate::decide_many(const T* rows, int64_t n, int64_t c, uint8_t* out) 
   // All rows are checked (and scored) before the first decision: a rejected call must
   // leave the state as it was.
   utilities_.resize(static_cast<size_t>(n));
-  validate(rows, n, c, state_.classes, utilities_.data(), scratch_);
+  validate(rows, n, c, state_.classes, utilities_.data(), scratch_, probs_);
   if (n > 0) state_.classes = c;
-  const double* u = utilities_.data();
+  decide_utilities_locked(utilities_.data(), n, c, out);
+}
+
+bool StreamGate::decide_utility_locked(double utility) {
+  check_utilities(&utility, 1);
+  return step(utility, state_.classes);
+}
+
+bool StreamGate::decide_utility_one(double utility) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return decide_utility_locked(utility);
+}
+
+int StreamGate::try_decide_utility_one(double utility) {
+  std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
+  if (!lock.owns_lock()) return -1;
+  return decide_utility_locked(utility) ? 1 : 0;
+}
+
+void StreamGate::decide_utility_many(const double* utilities, int64_t n, uint8_t* out) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  check_utilities(utilities, n);
+  decide_utilities_locked(utilities, n, state_.classes, out);
+}
+
+void StreamGate::decide_utilities_locked(const double* u, int64_t n, int64_t c, uint8_t* out) {
   if (params_.strategy != GateStrategy::variable_uncertainty) {
     for (int64_t r = 0; r < n; ++r) out[r] = step(u[r], c);
     return;

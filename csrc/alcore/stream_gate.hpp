@@ -9,10 +9,15 @@
 #include <utility>
 #include <vector>
 
+#include "alcore/api.hpp"
+
 namespace alcore {
 
 // The largest threshold a gate's state holds (the initial theta is at most 1e6).
 constexpr double kThetaMax = 1e12;
+// The largest |utility| decide_utility takes: the quantile filter's range (max - min) times
+// the labels owed (< 2^63) stays finite.
+constexpr double kUtilityMax = 1e150;
 
 enum class GateStrategy : int {
   fixed = 0,                            // confidence <= 1/C + budget (1 - 1/C)
@@ -41,6 +46,14 @@ struct GateParams {
   // No prefix of the stream spends more than budget * n + 1: an item may be queried only
   // if queried + 1 <= budget * (seen including it) + 1.
   bool hard_cap = false;
+  // Rows are logits: each is turned into probabilities (softmax, in float64) before its
+  // utility is taken, after checking that every logit is finite.
+  bool logits = false;
+  // A caller's utility of one row (both set, or neither): replaces the built-in utility.
+  // It gets the row as given (probabilities after their checks, or raw logits after the
+  // finiteness check) and its result must be finite with |u| <= kUtilityMax.
+  RowUtility<float> custom_f32 = nullptr;
+  RowUtility<double> custom_f64 = nullptr;
 };
 
 struct GateState {
@@ -102,6 +115,16 @@ class StreamGate {
   template <class T>
   void decide_many(const T* rows, int64_t n, int64_t c, uint8_t* out);
 
+  // One utility the caller computed (any finite value with |u| <= kUtilityMax; higher = more
+  // informative), decided by the same strategy and state as rows. The fixed strategy needs
+  // the class count (from earlier rows or set_state). Throws InvalidValue (row 0) for a bad
+  // value, std::invalid_argument for the missing class count; the state is then unchanged.
+  bool decide_utility_one(double utility);
+  // As decide_utility_one when no other caller holds the gate; otherwise -1 at once.
+  int try_decide_utility_one(double utility);
+  // n utilities, all checked before any decision; exactly n decide_utility_one calls.
+  void decide_utility_many(const double* utilities, int64_t n, uint8_t* out);
+
   // The utility the gate's strategies use, of n rows (after the checks decide_many makes,
   // the class count included). Changes nothing.
   template <class T>
@@ -124,8 +147,19 @@ class StreamGate {
   // n); throws at the first bad row.
   template <class T>
   void validate(const T* rows, int64_t n, int64_t c, int64_t classes, double* utilities,
-                std::vector<double>& scratch) const;
+                std::vector<double>& scratch, std::vector<double>& probs) const;
   bool step(double utility, int64_t c);
+  // The decisions of n checked utilities in order (the state held in registers for the
+  // variable strategy).
+  void decide_utilities_locked(const double* u, int64_t n, int64_t c, uint8_t* out);
+  bool decide_utility_locked(double utility);
+  void check_utilities(const double* u, int64_t n) const;
+  // Utilities of `rows` rows: probability rows through the dispatched kernel, logit rows
+  // through a float64 softmax first. False at the first bad row (bad.row relative to x).
+  template <class T>
+  bool block_utilities(const T* x, int64_t rows, int64_t c, double* out,
+                       std::vector<double>& scratch, std::vector<double>& probs,
+                       BadValue& bad) const;
   // theta *= 1 - s after a query, 1 + s otherwise, kept in [DBL_MIN, kThetaMax].
   void adapt_threshold(bool queried);
   bool within_cap() const;
@@ -138,6 +172,7 @@ class StreamGate {
   QuantileWindow window_;
   std::vector<double> utilities_;  // scratch of decide_many
   std::vector<double> scratch_;    // the kernel's, under the lock: decide_one allocates nothing
+  std::vector<double> probs_;      // softmax of logit rows, under the lock
   mutable std::mutex mutex_;
 };
 
