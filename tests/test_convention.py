@@ -62,6 +62,8 @@ POSITIONAL_PARAMETERS: dict[str, tuple[str, ...]] = {
     "alcore.stream.StreamGate": ("strategy", "budget"),
     "alcore.stream.StreamGate.decide_one": ("p",),
     "alcore.stream.StreamGate.decide_many": ("probs",),
+    "alcore.stream.StreamGate.decide_utility_one": ("u",),
+    "alcore.stream.StreamGate.decide_utility_many": ("utilities",),
     "alcore.stream.StreamGate.utility": ("probs",),
     "alcore.stream.StreamGate.from_json": ("text",),
     "alcore.stream.StreamGate.to_json": (),
