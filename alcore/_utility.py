@@ -35,14 +35,10 @@ of its target (it imports scipy.linalg to look for BLAS), paid by any first Numb
 from __future__ import annotations
 
 import functools
-import hashlib
-import importlib.util
 import inspect
 import os
-import pickle
 import re
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -113,6 +109,9 @@ def _wrapper_source(arity: int) -> str:
 def _fingerprint(fn: Callable, arity: int) -> str | None:
     """A hash of everything the compiled wrapper depends on, or None when some part of it
     cannot be known (then the wrapper is not cached)."""
+    import hashlib
+    import pickle
+
     module = sys.modules.get(getattr(fn, "__module__", None) or "")
     if module is None or getattr(module, "__dict__", None) is not fn.__globals__:
         # Numba reloads cached code by importing the function's module by name: a function
@@ -139,6 +138,9 @@ def _fingerprint(fn: Callable, arity: int) -> str | None:
 
 def _load_wrapper(fingerprint: str | None, arity: int) -> tuple[Any, bool]:
     """The wrapper module (a fresh one per utility) and whether Numba may cache it."""
+    import importlib.util
+    import tempfile
+
     source = _wrapper_source(arity)
     if fingerprint is not None:
         directory = _cache_dir()
