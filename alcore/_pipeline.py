@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from alcore import _core
+from alcore import _core, _utility
 from alcore import _validation as v
 from alcore import density as density_module
 from alcore import diversity as diversity_module
@@ -195,11 +195,11 @@ def _check_cluster_margin(score: str, density: str | None, beta: float,
 
 
 def select(probs: Any, k: int, *, logits: bool = False, embeddings: Any = None,
-           labeled: Any = None, exclude: Any = None, score: str = "margin",
+           labeled: Any = None, exclude: Any = None, score: Any = "margin",
            normalize: bool = False, atol: float = 1e-3, density: str | None = None,
            beta: float = 1.0, diversity: str | None = "auto", candidates: int | None = None,
            seed: int | np.random.Generator | None = 0, return_utilities: bool = False,
-           **diversity_params: Any) -> Selection:
+           extra: Any = None, **diversity_params: Any) -> Selection:
     """Choose k items to label, composing the stages of this library, and say why.
 
     1. **score**: an uncertainty score of :mod:`alcore.scores` on ``probs`` (for
@@ -238,8 +238,10 @@ def select(probs: Any, k: int, *, logits: bool = False, embeddings: Any = None,
     exclude : array-like, optional
         Items never to pick that do not count as covered (unlabelable, corrupt), as a
         boolean mask or unique indices.
-    score : str
-        A score of :mod:`alcore.scores`.
+    score : str or callable
+        A score of :mod:`alcore.scores`, or a custom utility of one (N, C) row (an
+        :func:`alcore.utility` or a plain function), as in :func:`alcore.select_top`; the
+        reasons name it by its ``name``.
     normalize, atol
         As in :mod:`alcore.scores`: renormalise non-negative rows / the row-sum tolerance.
     density : {None, "knn", "information"}
@@ -253,6 +255,8 @@ def select(probs: Any, k: int, *, logits: bool = False, embeddings: Any = None,
         Seeds the randomised stages (k-means, the first k-center pick, BADGE).
     return_utilities : bool
         Also return every item's combined score as ``Selection.utilities``.
+    extra : array-like or dict, optional
+        A custom utility's extra per-row inputs, as in :func:`alcore.select_top`.
     **diversity_params
         Options of the diversity method (e.g. ``radius=`` for probcover, ``metric=`` for
         kcenter); misspelt or unknown ones are refused, naming the allowed ones.
@@ -270,7 +274,7 @@ def select(probs: Any, k: int, *, logits: bool = False, embeddings: Any = None,
                        exclude=exclude, score=score, normalize=normalize, atol=atol,
                        density=density, beta=beta, diversity=diversity,
                        candidates=candidates, seed=seed, return_utilities=return_utilities,
-                       **diversity_params)
+                       extra=extra, **diversity_params)
     except InvalidInputError:
         if state is not None:
             seed.bit_generator.state = state
@@ -280,13 +284,22 @@ def select(probs: Any, k: int, *, logits: bool = False, embeddings: Any = None,
 def _select(probs: Any, k: int, *, logits: Any, embeddings: Any, labeled: Any,
             exclude: Any, score: Any, normalize: Any, atol: Any, density: Any, beta: Any,
             diversity: Any, candidates: Any, seed: Any, return_utilities: Any,
-            **diversity_params: Any) -> Selection:
+            extra: Any = None, **diversity_params: Any) -> Selection:
     """:func:`select`'s work (its arguments unchecked so far)."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
     # Cheap checks of every option first, so that nothing runs on a call that will fail.
     k = v.count(k)
-    score = v.choice(score, "score", scores_module.ALL_SCORES)
+    utility = None
+    if _utility.is_custom(score):
+        utility = _utility.as_utility(score)
+        score = utility.name  # what the reasons and the config call it
+    else:
+        score = v.choice(score, "score", scores_module.ALL_SCORES)
+        if extra is not None:
+            raise InvalidInputError(
+                "extra= is for a custom score function (score=f with def f(p, cost, ...)); "
+                "the built-in scores take no extra inputs")
     is_logits = v.flag(logits, "logits")
     normalize = v.flag(normalize, "normalize")
     atol = v.tolerance(atol)
@@ -325,13 +338,14 @@ def _select(probs: Any, k: int, *, logits: Any, embeddings: Any, labeled: Any,
               **params}
 
     # Then the arrays: shapes and dtypes, the item masks, the embeddings.
-    if score in scores_module.SAMPLE_SCORE_CODES:
+    if utility is None and score in scores_module.SAMPLE_SCORE_CODES:
         x, is_logits, name = v.outputs_tensor(probs, is_logits)
         n = x.shape[1]
     else:
         x, is_logits, name = v.outputs_matrix(probs, is_logits)
         n = x.shape[0]
     masks = v.item_masks(n, name, labeled=labeled, exclude=exclude, k=k)
+    extra_values = None if utility is None else _utility.extra_matrix(utility, extra, n)
     if params.get("clusters") is not None:
         params["clusters"] = _cluster_labels(params["clusters"], n,
                                              non_negative=diversity == "typiclust")
@@ -356,8 +370,12 @@ def _select(probs: Any, k: int, *, logits: Any, embeddings: Any, labeled: Any,
 
     # The score pass also checks the values (finite, in [0, 1], rows summing to 1).
     start = time.perf_counter()
-    uncertainty = scores_module._score_validated(
-        score, x, is_logits, name, normalize=normalize, atol=atol).astype(np.float64)
+    if utility is not None:
+        uncertainty = _utility.scores_custom(utility, x, is_logits, name, normalize, atol,
+                                             extra_values)
+    else:
+        uncertainty = scores_module._score_validated(
+            score, x, is_logits, name, normalize=normalize, atol=atol).astype(np.float64)
     timings["score"] = time.perf_counter() - start
 
     start = time.perf_counter()

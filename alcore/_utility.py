@@ -13,32 +13,32 @@ signature, ``double f(const T* row, int64_t c, const double* extra)`` (T float32
 float64), so a wrapper per utility adapts the user's ``f(p, *extras)`` to it. A wrapper
 that closes over the user's function cannot be cached by Numba: its cache key hashes the
 pickled closure cells, and a pickled Numba dispatcher carries a per-process uuid, so every
-process misses and compiles again (measured: same compile time in every process). A
-wrapper that reads the user's function from a module global can be cached, but Numba's key
-ignores globals, so one shared wrapper module would hand one user's compiled code to
-another. Hence one generated wrapper module per utility, written to alcore's cache
-directory under a name hashing everything the compiled code depends on (the function's
-file, that file's size and modification time, its qualified name, source, closure values
-and arity): the file's content is the same for every utility of one arity, its name is
-unique per utility, and Numba caches its ``cfunc`` next to it. A second process then loads
+process misses and compiles again (measured: each process compiled the user's function
+again and added one more entry to the cache index). A wrapper that reads the user's
+function from a module global can be cached, but Numba's key ignores globals, so one
+shared wrapper module would hand one user's compiled code to another. Hence one generated
+wrapper module per utility, written to alcore's cache directory under a name hashing
+everything the compiled code depends on (the function's file, that file's size and
+modification time, its qualified name, source, closure values and arity): the file's
+content is the same for every utility of one arity, its name is unique per utility, and
+Numba caches its ``cfunc`` next to it. A second process then loads
 the machine code without compiling the user's function at all. When the function has no
 source file (typed at a prompt, ``exec``) or a closure that cannot be pickled, or the cache
 directory is not writable, the wrapper is compiled uncached (silently: only the time
 differs). As with Numba's own cache, editing a function the utility calls *in another
-file* is not seen; ``alcore.utility(f, cache=False)`` opts out.
+file* is not seen; ``alcore.utility(f, cache=False)`` opts out. Measured on 2 cores for
+the benchmark's class-weighted margin (benchmarks/test_bench_utility.py): 0.8 s to compile
+in a first process, 0.6 s to load in a second, most of which is Numba's own one-time set-up
+of its target (it imports scipy.linalg to look for BLAS), paid by any first Numba call.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import importlib.util
 import inspect
 import os
-import pickle
 import re
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from alcore import _validation as v
 from alcore._errors import InvalidInputError
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -108,6 +109,14 @@ def _wrapper_source(arity: int) -> str:
 def _fingerprint(fn: Callable, arity: int) -> str | None:
     """A hash of everything the compiled wrapper depends on, or None when some part of it
     cannot be known (then the wrapper is not cached)."""
+    import hashlib
+    import pickle
+
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    if module is None or getattr(module, "__dict__", None) is not fn.__globals__:
+        # Numba reloads cached code by importing the function's module by name: a function
+        # of an exec'd namespace (a notebook cell runner, a README test) has none.
+        return None
     try:
         file = inspect.getsourcefile(fn)
         source = inspect.getsource(fn)
@@ -116,7 +125,7 @@ def _fingerprint(fn: Callable, arity: int) -> str | None:
         stat = os.stat(file)
         cells = tuple(c.cell_contents for c in (fn.__closure__ or ()))
         closure = pickle.dumps(cells)
-    except Exception:  # noqa: BLE001 - any failure means "not cacheable", never an error
+    except Exception:
         return None
     h = hashlib.sha256()
     for part in (os.path.abspath(file), str(stat.st_size), str(stat.st_mtime_ns),
@@ -129,6 +138,9 @@ def _fingerprint(fn: Callable, arity: int) -> str | None:
 
 def _load_wrapper(fingerprint: str | None, arity: int) -> tuple[Any, bool]:
     """The wrapper module (a fresh one per utility) and whether Numba may cache it."""
+    import importlib.util
+    import tempfile
+
     source = _wrapper_source(arity)
     if fingerprint is not None:
         directory = _cache_dir()
@@ -226,7 +238,19 @@ class Utility:
             Seconds spent, including Numba's import the first time.
         """
         start = time.perf_counter()
-        for dtype in dtypes:
+        if isinstance(dtypes, str | type | np.dtype):
+            dtypes = [dtypes]
+        try:
+            wanted = list(dtypes)
+        except TypeError:
+            raise InvalidInputError(
+                f"dtypes must be a list of float32/float64 dtypes, got {dtypes!r}") from None
+        for dtype in wanted:
+            try:
+                np.dtype(dtype)
+            except TypeError:
+                raise InvalidInputError(
+                    f"dtypes must hold float32 or float64, got {dtype!r}") from None
             self._address(dtype)
         return time.perf_counter() - start
 
@@ -249,11 +273,11 @@ class Utility:
         from numba import types
 
         if self._jitted is None:
-            try:
-                jitted = numba.njit(cache=self._cache)(self.py_func)
-            except Exception:  # noqa: BLE001 - no cache locator for this file: uncached
-                jitted = numba.njit(self.py_func)
             fingerprint = _fingerprint(self.py_func, len(self.extra)) if self._cache else None
+            try:
+                jitted = numba.njit(cache=fingerprint is not None)(self.py_func)
+            except Exception:  # no cache locator for this file: uncached
+                jitted = numba.njit(self.py_func)
             module, cacheable = _load_wrapper(fingerprint, len(self.extra))
             module._user = jitted
             self._jitted, self._module, self._cacheable = jitted, module, cacheable
@@ -264,11 +288,23 @@ class Utility:
             with warnings.catch_warnings():
                 # A failing compile warns before it raises; the error below says it all.
                 warnings.simplefilter("ignore", numba.NumbaWarning)
-                compiled = numba.cfunc(signature, cache=self._cacheable)(wrapper)
-        except Exception as err:  # noqa: BLE001 - Numba's errors have no common base
+                compiled = self._cfunc(numba, signature, wrapper)
+        except Exception as err:
             raise self._compile_error(err, dt) from None
         self._cfuncs[dt.name] = compiled
         self._addresses[dt.name] = int(compiled.address)
+
+    def _cfunc(self, numba: Any, signature: Any, wrapper: Any) -> Any:
+        """The compiled wrapper; a cache that cannot be read or written (a stale or foreign
+        entry, a file system error) costs a compile, never an error."""
+        if self._cacheable:
+            try:
+                return numba.cfunc(signature, cache=True)(wrapper)
+            except (numba.core.errors.NumbaError, TypeError, ValueError):
+                raise  # the function's own problem: reported by _compile_error
+            except Exception:  # the cache's problem: compile uncached
+                self._cacheable = False
+        return numba.cfunc(signature)(wrapper)
 
     def _compile_error(self, err: Exception, dt: np.dtype) -> InvalidInputError:
         """Why the wrapper did not compile: the user's function itself (Numba's message and
@@ -278,7 +314,7 @@ class Utility:
         arg_types = (types.Array(_numba_type(dt), 1, "C"),) + (types.float64,) * len(self.extra)
         try:
             self._jitted.compile(arg_types)
-        except Exception as inner:  # noqa: BLE001
+        except Exception as inner:
             return InvalidInputError(
                 f"score function {self.name!r} cannot be compiled by Numba for {dt} rows: "
                 f"{_first_lines(inner)}; {_AVOID}"
@@ -370,8 +406,6 @@ def extra_matrix(u: Utility, extra: Any, n: int) -> np.ndarray | None:
     """``extra=`` for utility ``u`` over n rows as a C-contiguous float64 (n, m) array (one
     column per extra parameter, in the function's order), or None when it takes none.
     Checked (names, lengths, finiteness) before any work."""
-    from alcore import _validation as v
-
     names = u.extra
     if extra is None:
         if names:
@@ -437,8 +471,6 @@ def _row_error(err: Exception, u: Utility, x: np.ndarray, name: str,
     scores, or a non-finite utility, whose row is re-run in Python to tell an exception
     raised inside the function (the compiled wrapper turns it into NaN) from a NaN/inf it
     returned."""
-    from alcore import _validation as v
-
     problem, _, row, _, value = err.args
     if problem != 6:
         return v.invalid_value_error(err, name, atol=atol)
@@ -447,8 +479,9 @@ def _row_error(err: Exception, u: Utility, x: np.ndarray, name: str,
         ", " + ", ".join(f"{p}={a!r}" for p, a in zip(u.extra, args, strict=True))
         if args else "") + ")"
     try:
-        again = u.py_func(x[row].copy(), *args)
-    except Exception as raised:  # noqa: BLE001 - the user's exception, reported
+        with np.errstate(all="ignore"):  # the value is reported below, not warned about
+            again = u.py_func(x[row].copy(), *args)
+    except Exception as raised:
         return InvalidInputError(
             f"score function {u.name!r} raised {type(raised).__name__}: {raised} for {where}; "
             f"make it return a finite number for every valid row"
@@ -498,3 +531,5 @@ def scores_custom(u: Utility, x: np.ndarray, is_logits: bool, name: str, normali
 
 
 __all__ = ["Utility", "utility"]
+
+v.guard_signatures(globals())

@@ -24,7 +24,7 @@ import argparse
 import itertools
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ _FLAGS = {
     "budget": "--budget", "strategy": "--strategy", "utility": "--utility",
     "window": "--window", "hard_cap": "--hard-cap", "label_column": "--label-column",
     "strategies": "--strategies", "dataset": "--dataset", "rounds": "--rounds",
-    "batch": "--batch",
+    "batch": "--batch", "classes": "--classes",
 }
 # Whole phrases whose advice is Python code, reworded for a file on the command line.
 _PHRASES = [
@@ -87,6 +87,61 @@ def in_flags(message: str) -> str:
 
     message = _KEYWORD.sub(flag, message)
     return _SUBJECT.sub(lambda match: _FLAGS[match[1]], message)
+
+
+def _is_function_spec(text: str) -> bool:
+    return re.fullmatch(r".+\.py:[A-Za-z_]\w*", text) is not None
+
+
+def _name_or_function(names: list[str]) -> Callable[[str], str]:
+    """An argparse type: one of ``names``, or FILE.py:FUNCTION naming a custom utility."""
+
+    def parse(text: str) -> str:
+        if text in names or _is_function_spec(text):
+            return text
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {text!r} (choose from {', '.join(names)}, or FILE.py:FUNCTION "
+            f"for your own utility of one row)")
+
+    return parse
+
+
+def _load_utility(spec: str, flag: str = "--score") -> Any:
+    """The custom utility named FILE.py:FUNCTION (the file is run as a module)."""
+    import importlib.util
+
+    import alcore
+
+    file, _, name = spec.rpartition(":")
+    path = Path(file)
+    if not path.is_file():
+        raise alcore.InvalidInputError(f"{flag} {spec}: no file {file!r}")
+    module_spec = importlib.util.spec_from_file_location(f"alcore_cli_score_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_spec.name] = module  # Numba's cache finds the function's module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as err:  # the user's file: report what it raised, do not crash
+        raise alcore.InvalidInputError(
+            f"{flag} {spec}: running {file} raised {type(err).__name__}: {err}") from None
+    fn = getattr(module, name, None)
+    if fn is None:
+        raise alcore.InvalidInputError(f"{flag} {spec}: {file} defines no {name!r}")
+    return alcore.utility(fn)
+
+
+def _extra_args(pairs: list[str] | None) -> dict[str, str]:
+    """--extra PARAM=COLUMN pairs as a dict."""
+    import alcore
+
+    mapping = {}
+    for pair in pairs or ():
+        param, sep, column = pair.partition("=")
+        if not sep or not param or not column:
+            raise alcore.InvalidInputError(
+                f"--extra expects PARAM=COLUMN (e.g. --extra cost=cost_usd), got {pair!r}")
+        mapping[param] = column
+    return mapping
 
 
 def _count(text: str) -> int:
@@ -164,8 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="default variable_uncertainty")
     gate.add_argument("--budget", type=float, default=0.1,
                       help="share of items to label, in (0, 1] (default 0.1)")
-    gate.add_argument("--utility", default="least_confidence", choices=GATE_UTILITIES,
-                      help="default least_confidence")
+    gate.add_argument("--utility", default="least_confidence",
+                      type=_name_or_function(GATE_UTILITIES), metavar="UTILITY",
+                      help=f"{', '.join(GATE_UTILITIES)} (default least_confidence), or "
+                           f"FILE.py:FUNCTION: your own utility of one row, def f(p)")
+    gate.add_argument("--utilities", metavar="COLUMN",
+                      help="gate the utilities in this numeric column (computed by you: "
+                           "BALD, a regressor's variance, ...) instead of probability rows")
+    gate.add_argument("--classes", type=_count,
+                      help="class count (the fixed strategy needs it with --utilities)")
     gate.add_argument("--window", type=_count,
                       help="budget window in items (default: follows the budget)")
     gate.add_argument("--seed", type=int, default=0, help="random seed")
@@ -189,7 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
                                      ".ndjson.gz too)")
     select.add_argument("-k", type=_count, required=True, metavar="N",
                         help="batch size: how many items to select (an integer, e.g. 1000)")
-    select.add_argument("--score", default="margin", choices=SCORES, help="default margin")
+    select.add_argument("--score", default="margin", type=_name_or_function(SCORES),
+                        metavar="SCORE",
+                        help=f"{', '.join(SCORES)} (default margin), or FILE.py:FUNCTION: "
+                             f"your own utility of one row, compiled by Numba (see "
+                             f"alcore.utility); its extra parameters read the columns of "
+                             f"the same names")
+    select.add_argument("--extra", action="append", metavar="PARAM=COLUMN",
+                        help="fill a custom utility's parameter from another column "
+                             "(repeatable)")
     _outputs(select)
     select.add_argument("--density", choices=["knn", "information"],
                         help="weight the score by density (needs embeddings)")
@@ -288,6 +358,27 @@ def _select(args: argparse.Namespace) -> None:
                               logits=args.logits)
     if id_column is not None:
         _refuse_duplicate_ids(table[id_column], id_column, source)
+    score: Any = args.score
+    extra = None
+    if args.score not in SCORES:
+        score = _load_utility(args.score)
+        mapping = _extra_args(args.extra)
+        unknown = sorted(set(mapping) - set(score.extra))
+        if unknown:
+            raise alcore.InvalidInputError(
+                f"--extra names {', '.join(unknown)}, which {score.name!r} does not take "
+                f"(its extra parameters: {', '.join(score.extra) or 'none'})")
+        extra = {}
+        for param in score.extra:
+            column = mapping.get(param, param)
+            if column not in table.columns:
+                raise alcore.InvalidInputError(
+                    f"{source}: no column {column!r} for {score.name!r}'s parameter {param}; "
+                    f"map it with --extra {param}=COLUMN")
+            extra[param] = table[column].to_numpy()
+        extra = extra or None
+    elif args.extra:
+        raise alcore.InvalidInputError("--extra applies to a custom --score FILE.py:FUNCTION")
     if pool.probs is None:
         raise alcore.InvalidInputError(
             f"{source}: no probabilities (a list column 'probs' or columns p0, p1, ...); "
@@ -310,7 +401,8 @@ def _select(args: argparse.Namespace) -> None:
     if long_step:
         params["verbose"] = True  # a progress bar on a terminal, one line in a log
     chosen = alcore.select(pool.probs, args.k, logits=args.logits, embeddings=pool.embeddings,
-                           labeled=pool.labeled, score=args.score, normalize=args.normalize,
+                           labeled=pool.labeled, score=score, extra=extra,
+                           normalize=args.normalize,
                            atol=args.atol, density=args.density, beta=args.beta,
                            diversity=None if args.diversity == "none" else args.diversity,
                            candidates=args.candidates, seed=args.seed, **params)
@@ -418,6 +510,34 @@ def _gate_rows(probs: Any, args: argparse.Namespace) -> Any:
     return probs
 
 
+def _gate_utilities_column(table: Any, args: argparse.Namespace, source: str) -> Any:
+    """The --utilities column as float64 (N,), refusing the row options it replaces."""
+    import numpy as np
+
+    import alcore
+
+    given = [flag for flag, on in (("--probs", args.probs is not None),
+                                   ("--logits", args.logits), ("--normalize", args.normalize),
+                                   ("--utility", args.utility != "least_confidence")) if on]
+    if given:
+        raise alcore.InvalidInputError(
+            f"--utilities {args.utilities} gates the column's values as they are; leave out "
+            f"{', '.join(given)} (they describe probability rows)")
+    if args.utilities not in table.columns:
+        raise alcore.InvalidInputError(
+            f"{source}: no column {args.utilities!r} for --utilities; columns are "
+            f"{', '.join(table.columns[:20])}")
+    column = table[args.utilities]
+    if not column.dtype.is_numeric():
+        raise alcore.InvalidInputError(
+            f"--utilities {args.utilities}: the column holds {column.dtype}, not numbers")
+    if column.null_count():
+        row = int(np.flatnonzero(column.is_null().to_numpy())[0])
+        raise alcore.InvalidInputError(
+            f"--utilities {args.utilities}: row {row} is empty; fill in or drop that row")
+    return column.cast(float).to_numpy()
+
+
 def _gate(args: argparse.Namespace) -> None:
     import numpy as np
     import polars as pl
@@ -435,22 +555,30 @@ def _gate(args: argparse.Namespace) -> None:
             f"{source}: no id column {args.id!r}; columns are {', '.join(table.columns[:20])};"
             f" leave out --id to write row numbers only")
     id_column = args.id or ("id" if "id" in table.columns else None)
-    probs = _gate_rows(io.probability_matrix(table, args.probs, logits=args.logits), args)
-    options: dict[str, Any] = {"utility": args.utility, "seed": args.seed, "atol": args.atol,
-                               "logits": args.logits}
+    if args.utilities is not None:
+        items = _gate_utilities_column(table, args, source)
+        classes = args.classes
+    else:
+        items = _gate_rows(io.probability_matrix(table, args.probs, logits=args.logits), args)
+        classes = items.shape[1]
+    utility = (_load_utility(args.utility, "--utility") if _is_function_spec(args.utility)
+               else args.utility)
+    options: dict[str, Any] = {"utility": utility, "seed": args.seed, "atol": args.atol,
+                               "logits": args.logits, "classes": args.classes}
     if args.window is not None:
         options["window"] = args.window
     if args.hard_cap:
         options["hard_cap"] = True
     gate = StreamGate(args.strategy, args.budget, **options)
+    decide = gate.decide_utility_many if args.utilities is not None else gate.decide_many
     # Decide in ten slices to report the threshold's trajectory (same decisions as one call).
-    bounds = np.linspace(0, len(probs), 11).astype(int)
+    bounds = np.linspace(0, len(items), 11).astype(int)
     decisions, trajectory = [], []
     for start, stop in itertools.pairwise(bounds):
-        decisions.append(gate.decide_many(probs[start:stop]))
+        decisions.append(decide(items[start:stop]))
         trajectory.append(gate.stats.threshold)
     queried = np.concatenate(decisions)
-    out = pl.DataFrame({"row": np.arange(len(probs)), "query": queried})
+    out = pl.DataFrame({"row": np.arange(len(items)), "query": queried})
     if id_column is not None:
         out = out.insert_column(0, table[id_column])
     io.write_table(out, args.out, overwrite=args.overwrite)
@@ -459,8 +587,7 @@ def _gate(args: argparse.Namespace) -> None:
           f"({stats.budget_used:.2%}; budget {args.budget:.2%}), strategy {args.strategy}")
     if args.strategy in ("variable_uncertainty", "randomized_variable_uncertainty", "split"):
         print("threshold after each tenth: " + " ".join(f"{t:.3f}" for t in trajectory))
-    if args.strategy == "fixed" and stats.queried == 0:
-        classes = probs.shape[1]
+    if args.strategy == "fixed" and stats.queried == 0 and classes:
         bound = 1 / classes + args.budget * (1 - 1 / classes)
         _note(f"--strategy fixed queried nothing: it queries an item only when its "
               f"confidence (1 - {args.utility}) is at most 1/C + budget x (1 - 1/C) = "

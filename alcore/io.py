@@ -428,12 +428,13 @@ def _scanner(path: Path, text_columns: Collection[str]) -> Any:
         raise InvalidInputError(f"{path.name}: could not be read as {fmt} ({err})") from None
 
 
-def top_k_from_file(path: str | os.PathLike, k: int, *, score: str = "margin",
+def top_k_from_file(path: str | os.PathLike, k: int, *, score: Any = "margin",
                     probs: str | None = None, id: str | None = "id",
                     labeled: str | None = None, exclude: Collection[Any] | None = None,
                     chunk_rows: int = 1_000_000, logits: bool = False,
-                    normalize: bool = False,
-                    atol: float = 1e-3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    normalize: bool = False, atol: float = 1e-3,
+                    extra: dict[str, str] | None = None,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The k highest-scoring rows of a pool file, scored out of core.
 
     Every row is parsed once: CSV and NDJSON in one streaming pass of batches of at most
@@ -451,8 +452,10 @@ def top_k_from_file(path: str | os.PathLike, k: int, *, score: str = "margin",
         Parquet, Arrow IPC, CSV or NDJSON (gzipped CSV/NDJSON too).
     k : int
         How many rows to return.
-    score : str
-        ``"least_confidence"``, ``"margin"``, ``"ratio"`` or ``"entropy"``.
+    score : str or callable
+        ``"least_confidence"``, ``"margin"``, ``"ratio"`` or ``"entropy"``, or a custom
+        utility of one row (an :func:`alcore.utility` or a plain function), run compiled
+        on each batch as in :func:`alcore.select_top`.
     probs : str, optional
         Probability columns, as in :func:`read_pool`.
     id : str or None
@@ -467,6 +470,10 @@ def top_k_from_file(path: str | os.PathLike, k: int, *, score: str = "margin",
         depend on it.
     logits, normalize, atol
         As in :func:`alcore.select_top`.
+    extra : dict of str to str, optional
+        For a custom utility with extra parameters (``def f(p, cost)``): which column fills
+        each parameter, ``{"cost": "column"}``; by default the columns named as the
+        parameters. Numeric columns, finite in every row (checked per batch).
 
     Returns
     -------
@@ -476,15 +483,25 @@ def top_k_from_file(path: str | os.PathLike, k: int, *, score: str = "margin",
     ids : numpy.ndarray of shape (k,)
         Their ids.
     scores : numpy.ndarray of shape (k,)
-        Their scores, in the file's precision (float32 or float64).
+        Their scores, in the file's precision (float32 or float64; float64 for a custom
+        utility).
     """
     import polars as pl
 
+    from alcore import _utility
     from alcore._top import select_top_with_scores
 
     k = v.count(k)
     chunk_rows = v.count(chunk_rows, "chunk_rows")
-    score = v.choice(score, "score", _SCORES)
+    utility = None
+    if _utility.is_custom(score):
+        utility = score = _utility.as_utility(score)
+    else:
+        score = v.choice(score, "score", _SCORES)
+        if extra is not None:
+            raise InvalidInputError(
+                "extra= maps a custom score function's parameters to columns; the built-in "
+                "scores take no extra inputs")
     logits = v.flag(logits, "logits")
     normalize = v.flag(normalize, "normalize")
     atol = v.tolerance(atol)
@@ -502,6 +519,8 @@ def top_k_from_file(path: str | os.PathLike, k: int, *, score: str = "margin",
     if labeled is not None and labeled not in columns:
         raise InvalidInputError(
             f"no column {labeled!r} for labeled=; columns are {_columns_text(columns)}")
+    extra_columns = None if utility is None else _extra_columns(utility, extra, columns,
+                                                                  path)
     excluded = _exclude_ids(exclude, None if id is None else schema[id])
     best_rows = np.empty(0, dtype=np.int64)
     best_scores: np.ndarray | None = None
@@ -526,7 +545,9 @@ def top_k_from_file(path: str | os.PathLike, k: int, *, score: str = "margin",
         try:
             picked, scores = select_top_with_scores(
                 matrix, m, score=score, logits=logits,
-                exclude_mask=never if never.any() else None, normalize=normalize, atol=atol)
+                exclude_mask=never if never.any() else None, normalize=normalize, atol=atol,
+                extra=None if not extra_columns else {
+                    param: chunk[column].to_numpy() for param, column in extra_columns.items()})
         except InvalidInputError as err:
             raise InvalidInputError(_shift_rows(str(err), chunk_offset)) from None
         rows = picked + chunk_offset
@@ -546,6 +567,31 @@ def top_k_from_file(path: str | os.PathLike, k: int, *, score: str = "margin",
             f"k={v.shown(k)} exceeds the {total - n_never} rows of {path.name} that can be "
             f"picked ({total} rows, {n_never} labeled or excluded); lower k")
     return best_rows, best_ids, best_scores
+
+
+def _extra_columns(utility: Any, extra: Any, columns: list[str],
+                   path: Path) -> dict[str, str]:
+    """Which column fills each extra parameter of a custom utility (checked before any
+    row is read): ``extra`` maps parameter -> column; unmapped parameters take the column
+    of their own name."""
+    if extra is not None and not isinstance(extra, dict):
+        raise InvalidInputError(
+            f"extra= must map the score function's parameters to column names, e.g. "
+            f"{{'cost': 'cost_usd'}}, got {type(extra).__name__}")
+    mapping = dict(extra or {})
+    unknown = sorted(str(p) for p in mapping if p not in utility.extra)
+    if unknown:
+        raise InvalidInputError(
+            f"extra= names {', '.join(unknown)}, which score function {utility.name!r} does "
+            f"not take (its extra parameters: {', '.join(utility.extra) or 'none'})")
+    chosen = {p: mapping.get(p, p) for p in utility.extra}
+    missing = [f"{p} (column {c!r})" for p, c in chosen.items() if c not in columns]
+    if missing:
+        raise InvalidInputError(
+            f"{path.name}: no column for score function {utility.name!r}'s parameter "
+            f"{', '.join(missing)}; columns are {_columns_text(columns)}; map parameters to "
+            f"columns with extra={{'param': 'column'}}")
+    return chosen
 
 
 def _chunks(lazy: Any, path: Path, chunk_rows: int) -> Any:

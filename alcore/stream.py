@@ -504,11 +504,10 @@ class StreamGate:
             raise InvalidInputError(
                 f"{name} {detail}: {where} is {value}; replace or drop that item (a "
                 f"rejected call decides nothing)") from None
-        except ValueError as err:
+        except ValueError:
             raise InvalidInputError(
-                f"the fixed strategy compares confidence with 1/C + budget (1 - 1/C) and "
-                f"this gate has no class count yet ({err}); pass StreamGate(..., "
-                f"classes=C)") from None
+                "the fixed strategy compares confidence with 1/C + budget (1 - 1/C) and "
+                "this gate has no class count yet; make the gate with classes=C") from None
 
     @staticmethod
     def _rows(probs: Any) -> np.ndarray:

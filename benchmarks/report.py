@@ -84,6 +84,10 @@ def notes(extra: dict) -> str:
             out.append(f"{key} {extra[key]:.3g}")
     if "taken" in extra:
         out.append(f"{extra['taken']} taken")
+    if "compile_first_process_s" in extra:  # a custom utility (test_bench_utility.py)
+        out.append(f"Numba compile {extra['compile_first_process_s']:.2f} s in a first "
+                   f"process, {extra['compile_cached_process_s']:.2f} s cached in a second "
+                   f"(import numba {extra['numba_import_s']:.2f} s)")
     if "overhead_us_per_item" in extra:
         out.append(f"{extra['overhead_us_per_item']:.2f} µs/item beyond the classifier")
     return ", ".join(out)

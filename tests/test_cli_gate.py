@@ -178,3 +178,63 @@ def test_threads_after_the_subcommand(tmp_path, probs, capsys):
         assert alcore.get_num_threads() == 1
     finally:
         alcore.set_num_threads(before)
+
+
+def test_utilities_column_is_gated_as_given(tmp_path, capsys):
+    u = np.random.default_rng(4).gamma(0.7, 0.4, size=800)
+    path = write(pl.DataFrame({"id": np.arange(800), "bald": u}), tmp_path / "u.parquet")
+    out = tmp_path / "d.parquet"
+    code, printed, _ = run(["gate", path, "--utilities", "bald", "--strategy", "quantile",
+                            "--budget", "0.1", "--window", "50", "--out", out], capsys)
+    assert code == 0, printed
+    want = StreamGate("quantile", 0.1, window=50).decide_utility_many(u)
+    np.testing.assert_array_equal(pl.read_parquet(out)["query"].to_numpy(), want)
+    # The fixed strategy needs the class count, which a utility column does not carry.
+    code, _, err = run(["gate", path, "--utilities", "bald", "--strategy", "fixed",
+                        "--out", tmp_path / "f.parquet"], capsys)
+    assert code == 2 and "--classes" in err
+    code, printed, _ = run(["gate", path, "--utilities", "bald", "--strategy", "fixed",
+                            "--classes", "4", "--out", tmp_path / "f.parquet"], capsys)
+    want = StreamGate("fixed", 0.1, classes=4).decide_utility_many(u)
+    assert code == 0
+    np.testing.assert_array_equal(pl.read_parquet(tmp_path / "f.parquet")["query"], want)
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--utilities", "nope"], r"no column 'nope' for --utilities; columns are id, bald, name"),
+    (["--utilities", "name"], r"--utilities name: the column holds String, not numbers"),
+    (["--utilities", "bald", "--logits"], r"--utilities bald gates the column's values as "
+                                          r"they are; leave out --logits"),
+    (["--utilities", "bald", "--utility", "margin"], r"leave out --utility"),
+])
+def test_utilities_column_mistakes_are_messages(tmp_path, capsys, extra, match):
+    table = pl.DataFrame({"id": [1, 2], "bald": [0.1, None], "name": ["a", "b"]})
+    path = write(table, tmp_path / "u.parquet")
+    code, _, err = run(["gate", path, *extra, "--out", tmp_path / "d.parquet"], capsys)
+    assert code == 2
+    assert __import__("re").search(match, err), err
+    code, _, err = run(["gate", path, "--utilities", "bald", "--out", tmp_path / "d.parquet"],
+                       capsys)
+    assert code == 2 and "--utilities bald: row 1 is empty; fill in or drop that row" in err
+
+
+def test_custom_utility_file(tmp_path, probs, capsys):
+    (tmp_path / "mine.py").write_text(
+        "def second(p):\n"
+        "    a = b = 0.0\n"
+        "    for x in p:\n"
+        "        if x > a:\n"
+        "            a, b = x, a\n"
+        "        elif x > b:\n"
+        "            b = x\n"
+        "    return 1.0 - (a - b)\n")
+    path = write(pl.DataFrame({"probs": probs.tolist()}), tmp_path / "s.parquet")
+    out = tmp_path / "d.parquet"
+    code, printed, _ = run(["gate", path, "--utility", f"{tmp_path / 'mine.py'}:second",
+                            "--strategy", "quantile", "--out", out], capsys)
+    assert code == 0, printed
+    builtin = StreamGate("quantile", 0.1, utility="margin").decide_many(probs)
+    assert (pl.read_parquet(out)["query"].to_numpy() == builtin).mean() > 0.99
+    code, _, err = run(["gate", path, "--utility", f"{tmp_path / 'none.py'}:f", "--out",
+                        tmp_path / "e.parquet"], capsys)
+    assert code == 2 and "--utility " in err and "no file" in err

@@ -4,6 +4,7 @@ read past a buffer or of freed memory aborts the run instead of passing by luck.
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 
@@ -214,3 +215,76 @@ def test_gil_is_released_while_the_gate_is_busy():
     assert gate.stats.seen == len(probs) + 20
     assert busy > 0.3, "decide_many too short to show a stall"
     assert max(gaps) < busy / 3, (max(gaps), busy)
+
+
+# Custom utilities (csrc/alcore/custom.cpp) through a ctypes callback: a C function pointer
+# with the kernels' signature that needs no Numba, so the sanitizer run covers the custom
+# pass's buffers (the extra rows, the per-chunk collectors, the all-scores array) alone.
+_ROW_UTILITY = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.POINTER(ctypes.c_double),
+                                ctypes.c_int64, ctypes.POINTER(ctypes.c_double))
+
+
+def _lc_times_extra(row, c, extra):
+    top = max(row[j] for j in range(c))
+    return (1.0 - top) * (extra[0] if extra else 1.0)
+
+
+LC_TIMES_EXTRA = _ROW_UTILITY(_lc_times_extra)
+LC_ADDRESS = ctypes.cast(LC_TIMES_EXTRA, ctypes.c_void_p).value
+
+
+def test_custom_pass_with_thread_count_changing(restore_threads):
+    n, c, k = 70_000, 4, 50  # 16384 rows per chunk: up to 5 chunks
+    probs = dyadic_probs(n, c, 4)
+    weight = np.random.default_rng(5).integers(0, 3, size=n).astype(np.float64)
+    want_scores = (1 - probs.max(axis=1)) * weight
+    exclude = np.zeros(n, dtype=np.uint8)
+    exclude[::5] = 1
+    want = top_reference(want_scores, k, exclude)
+    extra = np.ascontiguousarray(weight[:, None])
+    stop = threading.Event()
+    hammer = threading.Thread(target=hammer_thread_count, args=(stop,))
+    hammer.start()
+    try:
+        for _ in range(4):
+            idx, top, every = _core.select_top_custom(probs, LC_ADDRESS, False, False, 1e-3,
+                                                      extra, exclude, k, True)
+            np.testing.assert_array_equal(idx, want)
+            np.testing.assert_array_equal(top, want_scores[want])
+            np.testing.assert_array_equal(every, want_scores)
+            np.testing.assert_array_equal(
+                _core.score_rows_custom(probs, LC_ADDRESS, False, False, 1e-3, extra),
+                want_scores)
+    finally:
+        stop.set()
+        hammer.join()
+
+
+def test_custom_pass_reports_the_lowest_bad_row(restore_threads):
+    probs = dyadic_probs(40_000, 4, 6)
+    weight = np.ones((40_000, 1))
+    weight[30_001, 0] = np.nan  # the utility returns NaN there
+    probs[35_000, 0] = -1.0  # a later invalid input row
+    for threads in (1, 2, 7):
+        alcore.set_num_threads(threads)
+        with pytest.raises(_core.InvalidValue) as err:
+            _core.select_top_custom(probs, LC_ADDRESS, False, False, 1e-3, weight, None, 3,
+                                    False)
+        assert err.value.args[0] == 6 and err.value.args[2] == 30_001
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: _core.select_top_custom(np.full((4, 2), 0.5), 0, False, False, 1e-3, None, None,
+                                     1, False), "address is null"),
+    (lambda: _core.select_top_custom(np.full((4, 2), 0.5), LC_ADDRESS, False, False, 1e-3,
+                                     np.ones((3, 1)), None, 1, False), r"shape \(n, m\)"),
+    (lambda: _core.score_rows_custom(np.full((4, 2), 0.5), LC_ADDRESS, False, False, 1e-3,
+                                     np.ones((4, 1), np.float32)), "float64"),
+    (lambda: _core.score_rows_custom(np.full((4, 2), 0.5), LC_ADDRESS, False, False, 1e-3,
+                                     [[1.0]] * 4), "numpy array"),
+    (lambda: _core.select_top_custom(np.full((4, 2), 0.5), LC_ADDRESS, False, False, 1e-3,
+                                     None, None, 5, False), r"k must be in \[1, n\]"),
+])
+def test_custom_bindings_refuse_misuse(call, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        call()

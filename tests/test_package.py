@@ -34,6 +34,15 @@ def test_import_is_fast_and_lazy():
     assert best < 0.3, f"import alcore took {best:.3f} s"
 
 
+def test_numba_is_imported_only_when_a_utility_compiles():
+    code = ("import sys, alcore\n"
+            "u = alcore.utility(lambda p: 1.0)\n"
+            "print('numba' in sys.modules)\n"
+            "u.compile(dtypes=['float64'])\n"
+            "print('numba' in sys.modules)\n")
+    assert run_python("-c", code, check=True).stdout.split() == ["False", "True"]
+
+
 def test_version_and_public_names():
     assert alcore.__version__.count(".") == 2
     for name in alcore.__all__:

@@ -8,6 +8,7 @@ IEEE operations and the scores agree bit for bit: equal scores, equal ties, equa
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -135,7 +136,7 @@ def test_select_top_custom_equals_python_reference(case):
                                                                       strict=True))
     got = alcore.select_top(x, k, score=u, logits=logits, exclude=np.flatnonzero(never),
                             extra=spec)
-    want, scores = reference(u, x, k, extra, never)
+    want, _ = reference(u, x, k, extra, never)
     np.testing.assert_array_equal(got, want)
     assert got.dtype == np.int64
     # The same with labeled= (never picked, as exclude= in a plain ranking).
@@ -309,10 +310,79 @@ CHILD_MODULE = textwrap.dedent("""
 
 def test_second_process_loads_the_compiled_code_from_the_cache(tmp_path):
     (tmp_path / "child_utility.py").write_text(CHILD_MODULE)
-    env = {"ALCORE_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+    env = {**os.environ, "ALCORE_CACHE_DIR": str(tmp_path / "cache")}
     code = CHILD.format(here=str(tmp_path))
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env=env, cwd="/", check=True).stdout.split() for _ in range(2)]
     # The first process compiled the user's function; the second loaded the wrapper's
     # machine code and never compiled it.
     assert runs[0][1] == "1" and runs[1][1] == "0", runs
+
+
+def test_select_with_a_custom_utility_and_its_reasons():
+    rng = np.random.default_rng(3)
+    x = tied_rows(rng, 500, 4, np.float64, 40)
+    cost = rng.integers(1, 4, size=500).astype(np.float64)
+    chosen = alcore.select(x, 20, score=first_times_cost, extra={"cost": cost},
+                           return_utilities=True)
+    want, scores = reference(first_times_cost, x, 20, [cost])
+    np.testing.assert_array_equal(chosen.indices, want)
+    np.testing.assert_array_equal(chosen.utilities, scores)
+    assert chosen.reasons[0].startswith("rank 1 of 500 by first_times_cost ")
+    with pytest.raises(alcore.InvalidInputError, match="extra= is for a custom score"):
+        alcore.select(x, 2, extra=cost)
+
+
+def test_top_k_from_file_reads_extras_from_columns(tmp_path):
+    pl = pytest.importorskip("polars")
+    rng = np.random.default_rng(4)
+    x = tied_rows(rng, 2_000, 3, np.float64, 30)
+    cost = rng.integers(0, 5, size=2_000).astype(np.float64)
+    path = tmp_path / "pool.parquet"
+    pl.DataFrame({"id": np.arange(2_000), **{f"p{j}": x[:, j] for j in range(3)},
+                  "cost": cost, "usd": cost[::-1].copy()}).write_parquet(path)
+    want, scores = reference(first_times_cost, x, 50, [cost])
+    rows, ids, top = alcore.io.top_k_from_file(path, 50, score=first_times_cost,
+                                               chunk_rows=300)
+    np.testing.assert_array_equal(rows, want)
+    np.testing.assert_array_equal(ids, want)  # the id column holds the row numbers
+    np.testing.assert_array_equal(top, scores[want])
+    mapped, _, _ = alcore.io.top_k_from_file(path, 50, score=first_times_cost,
+                                             extra={"cost": "usd"}, chunk_rows=700)
+    np.testing.assert_array_equal(mapped, reference(first_times_cost, x, 50,
+                                                    [cost[::-1]])[0])
+    with pytest.raises(alcore.InvalidInputError, match=re.escape(
+            "pool.parquet: no column for score function 'weighted''s parameter priority "
+            "(column 'priority')")):
+        alcore.io.top_k_from_file(path, 5, score=least_conf_weighted)
+
+
+def test_warmup_compiles_utilities():
+    timings = alcore.warmup(utilities=[top_gap, first_class])
+    assert timings["utility-top_gap"] >= 0 and "utility-first_class" in timings
+    with pytest.raises(alcore.InvalidInputError, match="utilities must be"):
+        alcore.warmup(utilities=3)
+
+
+def test_cli_select_with_a_custom_utility(tmp_path, capsys):
+    pl = pytest.importorskip("polars")
+    from clitools import run, write
+
+    rng = np.random.default_rng(8)
+    x = tied_rows(rng, 400, 3, np.float64, 20)
+    cost = rng.integers(1, 4, size=400).astype(np.float64)
+    pool = write(pl.DataFrame({"id": [f"item{i}" for i in range(400)],
+                               "probs": x.tolist(), "usd": cost}), tmp_path / "pool.parquet")
+    (tmp_path / "mine.py").write_text("def per_cost(p, cost):\n"
+                                      "    return float(p[0]) * cost\n")
+    out = tmp_path / "batch.csv"
+    code, _, err = run(["select", pool, "-k", 10, "--score", f"{tmp_path / 'mine.py'}:per_cost",
+                        "--extra", "cost=usd", "--diversity", "none", "--out", out], capsys)
+    assert code == 0, err
+    want, _ = reference(first_times_cost, x, 10, [cost])
+    assert pl.read_csv(out)["id"].to_list() == [f"item{i}" for i in want]
+    code, _, err = run(["select", pool, "-k", 10, "--score", f"{tmp_path / 'mine.py'}:per_cost",
+                        "--diversity", "none", "--out", tmp_path / "b2.csv"], capsys)
+    assert code != 0 and "no column 'cost' for 'per_cost''s parameter cost" in err
+    code, _, err = run(["select", pool, "-k", 10, "--score", "nope", "--out", out], capsys)
+    assert code != 0 and "argument --score: invalid choice: 'nope'" in err
