@@ -28,21 +28,11 @@ template <class T>
 void score_rows(const T* x, int64_t n, int64_t c, const ScoreOptions& options, T* out) {
   check_dims(n, c);
   const Kernels<T>& k = kernels<T>();
-  const int64_t block = rows_per(kBlockElements, c);
-  FirstBad first_bad;
-  parallel_chunks(n, rows_per(kMinElementsPerThread, c), [&](int, int64_t begin, int64_t end) {
-    std::vector<T> scratch;
-    BadValue bad;
-    for (int64_t r = begin; r < end; r += block) {
-      const int64_t rows = std::min(block, end - r);
-      if (!k.score_rows(x + r * c, rows, c, options, out + r, scratch, bad)) {
-        bad.row += r;
-        first_bad.offer(bad);
-        return;
-      }
-    }
-  });
-  first_bad.throw_if_any();
+  score_all_blocks<std::vector<T>>(
+      n, c, out, [&](int64_t r, int64_t rows, T* scores, std::vector<T>& scratch,
+                     BadValue& bad) {
+        return k.score_rows(x + r * c, rows, c, options, scores, scratch, bad);
+      });
 }
 
 template <class T>
@@ -52,35 +42,11 @@ void select_top(const T* x, int64_t n, int64_t c, const ScoreOptions& options,
   check_dims(n, c);
   check_k(k, n);
   const Kernels<T>& kern = kernels<T>();
-  const int64_t block = rows_per(kBlockElements, c);
-  const int64_t min_rows = rows_per(kMinElementsPerThread, c);
-  // One read of the thread limit per call: the collectors and the loop agree on the count.
-  const int chunks = planned_chunks(n, min_rows);
-  std::vector<TopCollector<T>> collectors(static_cast<size_t>(chunks), TopCollector<T>(k));
-  FirstBad first_bad;
-  run_chunks(n, chunks, [&](int chunk, int64_t begin, int64_t end) {
-    std::vector<T> scratch, local(all_scores ? 0 : static_cast<size_t>(block));
-    BadValue bad;
-    TopCollector<T>& top = collectors[static_cast<size_t>(chunk)];
-    for (int64_t r = begin; r < end; r += block) {
-      const int64_t rows = std::min(block, end - r);
-      T* scores = all_scores ? all_scores + r : local.data();
-      if (!kern.score_rows(x + r * c, rows, c, options, scores, scratch, bad)) {
-        bad.row += r;
-        first_bad.offer(bad);
-        return;
-      }
-      top.push_block(scores, rows, r, exclude ? exclude + r : nullptr);
-    }
-  });
-  first_bad.throw_if_any();
-  const auto best = merge_top(collectors, k);
-  if (static_cast<int64_t>(best.size()) < k)
-    throw std::invalid_argument("k exceeds the number of rows not excluded");
-  for (int64_t i = 0; i < k; ++i) {
-    out_indices[i] = best[static_cast<size_t>(i)].index;
-    if (out_scores) out_scores[i] = best[static_cast<size_t>(i)].score;
-  }
+  top_of_blocks<std::vector<T>>(
+      n, c, exclude, k, out_indices, out_scores, all_scores,
+      [&](int64_t r, int64_t rows, T* scores, std::vector<T>& scratch, BadValue& bad) {
+        return kern.score_rows(x + r * c, rows, c, options, scores, scratch, bad);
+      });
 }
 
 template <class T>

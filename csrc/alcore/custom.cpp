@@ -57,6 +57,12 @@ void check_function(RowUtility<T> fn, const double* extra, int64_t m) {
   if (m < 0 || (m > 0 && !extra)) throw std::invalid_argument("extra must hold n x m values");
 }
 
+// Per-chunk buffers of custom_block.
+template <class T>
+struct CustomScratch {
+  std::vector<T> checked, scratch;
+};
+
 }  // namespace
 
 template <class T>
@@ -65,22 +71,12 @@ void score_rows_custom(const T* x, int64_t n, int64_t c, const ScoreOptions& opt
   check_dims(n, c);
   check_function(fn, extra, m);
   const ScoreOptions checks = check_options(options);
-  const int64_t block = rows_per(kBlockElements, c);
-  FirstBad first_bad;
-  parallel_chunks(n, rows_per(kMinElementsPerThread, c), [&](int, int64_t begin, int64_t end) {
-    std::vector<T> checked, scratch;
-    BadValue bad;
-    for (int64_t r = begin; r < end; r += block) {
-      const int64_t rows = std::min(block, end - r);
-      if (!custom_block(x + r * c, rows, c, checks, fn, m ? extra + r * m : nullptr, m,
-                        out + r, checked, scratch, bad)) {
-        bad.row += r;
-        first_bad.offer(bad);
-        return;
-      }
-    }
-  });
-  first_bad.throw_if_any();
+  score_all_blocks<CustomScratch<T>>(
+      n, c, out, [&](int64_t r, int64_t rows, double* scores, CustomScratch<T>& s,
+                     BadValue& bad) {
+        return custom_block(x + r * c, rows, c, checks, fn, m ? extra + r * m : nullptr, m,
+                            scores, s.checked, s.scratch, bad);
+      });
 }
 
 template <class T>
@@ -92,38 +88,12 @@ void select_top_custom(const T* x, int64_t n, int64_t c, const ScoreOptions& opt
   check_k(k, n);
   check_function(fn, extra, m);
   const ScoreOptions checks = check_options(options);
-  const int64_t block = rows_per(kBlockElements, c);
-  const int64_t min_rows = rows_per(kMinElementsPerThread, c);
-  // One read of the thread limit per call, as in select_top: collectors and loop agree.
-  const int chunks = planned_chunks(n, min_rows);
-  std::vector<TopCollector<double>> collectors(static_cast<size_t>(chunks),
-                                               TopCollector<double>(k));
-  FirstBad first_bad;
-  run_chunks(n, chunks, [&](int chunk, int64_t begin, int64_t end) {
-    std::vector<T> checked, scratch;
-    std::vector<double> local(all_scores ? 0 : static_cast<size_t>(block));
-    BadValue bad;
-    TopCollector<double>& top = collectors[static_cast<size_t>(chunk)];
-    for (int64_t r = begin; r < end; r += block) {
-      const int64_t rows = std::min(block, end - r);
-      double* scores = all_scores ? all_scores + r : local.data();
-      if (!custom_block(x + r * c, rows, c, checks, fn, m ? extra + r * m : nullptr, m,
-                        scores, checked, scratch, bad)) {
-        bad.row += r;
-        first_bad.offer(bad);
-        return;
-      }
-      top.push_block(scores, rows, r, exclude ? exclude + r : nullptr);
-    }
-  });
-  first_bad.throw_if_any();
-  const auto best = merge_top(collectors, k);
-  if (static_cast<int64_t>(best.size()) < k)
-    throw std::invalid_argument("k exceeds the number of rows not excluded");
-  for (int64_t i = 0; i < k; ++i) {
-    out_indices[i] = best[static_cast<size_t>(i)].index;
-    if (out_scores) out_scores[i] = best[static_cast<size_t>(i)].score;
-  }
+  top_of_blocks<CustomScratch<T>>(
+      n, c, exclude, k, out_indices, out_scores, all_scores,
+      [&](int64_t r, int64_t rows, double* scores, CustomScratch<T>& s, BadValue& bad) {
+        return custom_block(x + r * c, rows, c, checks, fn, m ? extra + r * m : nullptr, m,
+                            scores, s.checked, s.scratch, bad);
+      });
 }
 
 #define ALCORE_INSTANTIATE(T)                                                                \

@@ -9,8 +9,12 @@
 #include <stdexcept>
 #include <utility>
 
+#include <vector>
+
 #include "alcore/api.hpp"
 #include "alcore/kernels.hpp"
+#include "alcore/parallel.hpp"
+#include "alcore/topk.hpp"
 
 namespace alcore {
 namespace detail {
@@ -58,6 +62,69 @@ inline void check_dims(int64_t n, int64_t c) {
 
 inline void check_k(int64_t k, int64_t n) {
   if (k < 1 || k > n) throw std::invalid_argument("k must be in [1, n]");
+}
+
+// The two drivers of every row score (built-in and custom): rows are scored in blocks of
+// rows_per(kBlockElements, c) on the threads, by score_block(row0, rows, out, scratch, bad),
+// which returns false at its first bad row (bad.row relative to the block); each chunk owns
+// one default-constructed Scratch. The lowest bad row of all is thrown, so the error does
+// not depend on the thread count.
+
+// Every row's score into out[n].
+template <class Scratch, class S, class ScoreBlock>
+void score_all_blocks(int64_t n, int64_t c, S* out, const ScoreBlock& score_block) {
+  const int64_t block = rows_per(kBlockElements, c);
+  FirstBad first_bad;
+  parallel_chunks(n, rows_per(kMinElementsPerThread, c), [&](int, int64_t begin, int64_t end) {
+    Scratch scratch;
+    BadValue bad;
+    for (int64_t r = begin; r < end; r += block) {
+      if (!score_block(r, std::min(block, end - r), out + r, scratch, bad)) {
+        bad.row += r;
+        first_bad.offer(bad);
+        return;
+      }
+    }
+  });
+  first_bad.throw_if_any();
+}
+
+// The k best rows (higher first, ties to the lower index), reduced while they are scored,
+// without an n-sized score array unless all_scores (n values) is given; exclude (n bytes,
+// nonzero = never return) may be null; out_scores (k values) may be null.
+template <class Scratch, class S, class ScoreBlock>
+void top_of_blocks(int64_t n, int64_t c, const uint8_t* exclude, int64_t k,
+                   int64_t* out_indices, S* out_scores, S* all_scores,
+                   const ScoreBlock& score_block) {
+  const int64_t block = rows_per(kBlockElements, c);
+  // One read of the thread limit per call: the collectors and the loop agree on the count.
+  const int chunks = planned_chunks(n, rows_per(kMinElementsPerThread, c));
+  std::vector<TopCollector<S>> collectors(static_cast<size_t>(chunks), TopCollector<S>(k));
+  FirstBad first_bad;
+  run_chunks(n, chunks, [&](int chunk, int64_t begin, int64_t end) {
+    Scratch scratch;
+    std::vector<S> local(all_scores ? 0 : static_cast<size_t>(block));
+    BadValue bad;
+    TopCollector<S>& top = collectors[static_cast<size_t>(chunk)];
+    for (int64_t r = begin; r < end; r += block) {
+      const int64_t rows = std::min(block, end - r);
+      S* scores = all_scores ? all_scores + r : local.data();
+      if (!score_block(r, rows, scores, scratch, bad)) {
+        bad.row += r;
+        first_bad.offer(bad);
+        return;
+      }
+      top.push_block(scores, rows, r, exclude ? exclude + r : nullptr);
+    }
+  });
+  first_bad.throw_if_any();
+  const auto best = merge_top(collectors, k);
+  if (static_cast<int64_t>(best.size()) < k)
+    throw std::invalid_argument("k exceeds the number of rows not excluded");
+  for (int64_t i = 0; i < k; ++i) {
+    out_indices[i] = best[static_cast<size_t>(i)].index;
+    if (out_scores) out_scores[i] = best[static_cast<size_t>(i)].score;
+  }
 }
 
 }  // namespace detail
