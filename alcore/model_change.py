@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from alcore import _validation as v
+from alcore import scores
 from alcore._errors import InvalidInputError
 
 MODELS = ("logistic", "softmax", "ovr", "linear")
-_ATOL = 1e-3
 
 
 def expected_gradient_length(probs: Any, features: Any, *, model: str = "logistic",
@@ -158,19 +158,11 @@ def expected_gradient_length(probs: Any, features: Any, *, model: str = "logisti
         weights = s / total[:, None]
         return norm * _expected_residual(s, weights)
 
+    # The pool scores' checks (values in [0, 1], rows summing to 1 within 1e-3) and softmax,
+    # one definition for the package.
+    scores.least_confidence(p, logits=logits)
     if logits:
-        z = p - p.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        p = e / e.sum(axis=1, keepdims=True)
-    else:
-        _in_unit(p, "probs")
-        sums = p.sum(axis=1)
-        off = np.abs(sums - 1.0) > _ATOL
-        if off.any():
-            i = int(np.flatnonzero(off)[0])
-            raise InvalidInputError(
-                f"probs rows must sum to 1 (row {i} sums to {sums[i]:.6g}, atol={_ATOL:g}); "
-                f"pass logits=True for raw scores, or model='ovr' for one-vs-rest sigmoids")
+        p = scores._softmax(p)
     if model == "logistic" and p.shape[1] == 2:
         q = p[:, 1]
         return 2.0 * q * (1.0 - q) * norm

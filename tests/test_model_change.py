@@ -189,7 +189,7 @@ def test_matches_slow_loops(probs, model, bias, data):
 
 @pytest.mark.parametrize(("call", "message"), [
     (lambda: egl(np.array([[0.5, 0.6]]), np.ones((1, 2))),
-     r"probs rows must sum to 1 \(row 0 sums to 1.1, atol=0.001\)"),
+     r"probs rows must sum to 1 \(probs row 0 sums to 1.1, atol=0.001\)"),
     (lambda: egl(np.array([[np.nan, 1.0]]), np.ones((1, 2))),
      r"probs must be finite: probs\[0, 0\] is nan"),
     (lambda: egl(np.array([[0.5, 0.5]]), np.array([[1.0, np.inf]])),
@@ -199,7 +199,7 @@ def test_matches_slow_loops(probs, model, bias, data):
     (lambda: egl(np.array([[0.5, 0.5]] * 2), np.ones((3, 2))),
      r"probs has 2 items but features has 3"),
     (lambda: egl(np.array([[1.5, -0.5]]), np.ones((1, 2))),
-     r"probs must lie in \[0, 1\]: probs\[0, 0\] is 1.5"),
+     r"probs must lie in \[0, 1\]: probs row 0, column 0 is 1.5"),
     (lambda: egl(np.array([[0.5, 0.5]]), np.ones((1, 2)), model="tree"), r"model"),
     (lambda: egl(None, np.ones((1, 2)), model="linear"), r"sigma is required"),
     (lambda: egl(None, np.ones((2, 2)), model="linear", sigma=[1.0, 0.0]),
