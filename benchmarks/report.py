@@ -18,10 +18,12 @@ from collections import defaultdict
 from pathlib import Path
 
 # The runs RESULTS.md is made of: the main run (every suite, alcore on its AVX2 kernels,
-# the targets' path), the suites whose kernels differ by instruction set on AVX-512, and
-# the uncertainty and TypiClust suites with every library on AVX2 code (numpy, OpenBLAS
-# and FAISS dispatch to AVX-512 by themselves on an AVX-512 machine: without this the
-# peers run faster code than they would on the AVX2 machine the targets are for).
+# the targets' path), the suites whose kernels differ by instruction set on AVX-512, the
+# uncertainty and TypiClust suites with every library on AVX2 code (numpy, OpenBLAS and
+# FAISS dispatch to AVX-512 by themselves on an AVX-512 machine: without this the peers run
+# faster code than they would on the AVX2 machine the targets are for), and the suites
+# issue 10 added or changed (custom utilities, stream, stream density, river), measured
+# after the first three.
 AVX2_FOR_ALL = ('NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL" OPENBLAS_CORETYPE=Haswell '
                 "FAISS_OPT_LEVEL=avx2 ")
 RUNS = [
@@ -32,8 +34,11 @@ RUNS = [
     AVX2_FOR_ALL + "ALCORE_ISA=avx2 pytest benchmarks/test_bench_uncertainty.py "
     "benchmarks/test_bench_diversity.py --benchmark-only -k \"test_pool or bald or "
     "(test_at_20k and typiclust)\" --benchmark-json=benchmarks/latest_avx2_for_all.json",
+    "ALCORE_ISA=avx2 pytest benchmarks/test_bench_utility.py benchmarks/test_bench_stream.py "
+    "benchmarks/test_bench_stream_density.py benchmarks/test_bench_river.py --benchmark-only "
+    "--benchmark-json=benchmarks/latest_issue10.json",
     "python benchmarks/report.py benchmarks/latest.json benchmarks/latest_avx512.json "
-    "benchmarks/latest_avx2_for_all.json > benchmarks/RESULTS.md",
+    "benchmarks/latest_avx2_for_all.json benchmarks/latest_issue10.json > benchmarks/RESULTS.md",
 ]
 
 SHAPES = {
