@@ -19,7 +19,8 @@ function from a module global can be cached, but Numba's key ignores globals, so
 shared wrapper module would hand one user's compiled code to another. Hence one generated
 wrapper module per utility, written to alcore's cache directory under a name hashing
 everything the compiled code depends on (the function's file, that file's size and
-modification time, its qualified name, source, closure values and arity): the file's
+modification time, its qualified name, source, closure values, the values of the
+module globals it reads, which Numba freezes into the code, and arity): the file's
 content is the same for every utility of one arity, its name is unique per utility, and
 Numba caches its ``cfunc`` next to it. A second process then loads
 the machine code without compiling the user's function at all. When the function has no
@@ -127,13 +128,59 @@ def _fingerprint(fn: Callable, arity: int) -> str | None:
         closure = pickle.dumps(cells)
     except Exception:
         return None
+    frozen = _global_values(fn)
+    if frozen is None:
+        return None
     h = hashlib.sha256()
     for part in (os.path.abspath(file), str(stat.st_size), str(stat.st_mtime_ns),
                  fn.__qualname__, source, str(arity)):
         h.update(part.encode())
         h.update(b"\0")
     h.update(closure)
+    h.update(frozen)
     return h.hexdigest()[:24]
+
+
+def _global_values(fn: Callable) -> bytes | None:
+    """The values of the module globals ``fn`` reads, as bytes, or None when one of them
+    cannot be hashed. Numba freezes a global (an array of weights, a constant) into the
+    machine code, and neither its cache key nor the file's stamp sees a value computed at
+    import time (weights read from a configuration file or the environment): without this
+    a second process with other weights would silently run the first one's."""
+    import pickle
+
+    names: set[str] = set()
+    codes = [fn.__code__]
+    while codes:  # the function's own names and those of its nested functions
+        code = codes.pop()
+        names.update(code.co_names)
+        codes.extend(c for c in code.co_consts if inspect.iscode(c))
+    parts = []
+    for name in sorted(names):
+        if name not in fn.__globals__:
+            continue  # a builtin, or an attribute name
+        value = fn.__globals__[name]
+        if inspect.ismodule(value):
+            continue  # np, math: their contents are the installed versions'
+        if isinstance(value, np.ndarray):
+            if value.dtype.hasobject:
+                return None
+            part = (name, value.dtype.str, value.shape, np.ascontiguousarray(value).tobytes())
+        elif callable(value):
+            # A helper (a numba.njit dispatcher, another utility): its source, as Numba's
+            # own cache would see it; one in another file is still not seen (documented).
+            inner = getattr(value, "py_func", value)
+            try:
+                part = (name, inspect.getsource(inner))
+            except (OSError, TypeError):
+                part = (name, getattr(inner, "__qualname__", type(inner).__name__))
+        else:
+            part = (name, value)
+        try:
+            parts.append(pickle.dumps(part))
+        except Exception:
+            return None
+    return b"".join(parts)
 
 
 def _load_wrapper(fingerprint: str | None, arity: int) -> tuple[Any, bool]:
@@ -274,10 +321,10 @@ class Utility:
 
         if self._jitted is None:
             fingerprint = _fingerprint(self.py_func, len(self.extra)) if self._cache else None
-            try:
-                jitted = numba.njit(cache=fingerprint is not None)(self.py_func)
-            except Exception:  # no cache locator for this file: uncached
-                jitted = numba.njit(self.py_func)
+            # Never Numba's own cache for the user's function: its key ignores the globals
+            # the function reads (see _global_values), and the wrapper's cache, keyed by
+            # the fingerprint, already holds the user's code compiled in.
+            jitted = numba.njit(self.py_func)
             module, cacheable = _load_wrapper(fingerprint, len(self.extra))
             module._user = jitted
             self._jitted, self._module, self._cacheable = jitted, module, cacheable
@@ -300,9 +347,10 @@ class Utility:
         if self._cacheable:
             try:
                 return numba.cfunc(signature, cache=True)(wrapper)
-            except (numba.core.errors.NumbaError, TypeError, ValueError):
-                raise  # the function's own problem: reported by _compile_error
-            except Exception:  # the cache's problem: compile uncached
+            except Exception:
+                # A corrupted index or data file fails inside Numba's loader with any
+                # error (a ValueError for a garbled index): compile uncached, and let that
+                # compile tell whether the function itself is at fault.
                 self._cacheable = False
         return numba.cfunc(signature)(wrapper)
 

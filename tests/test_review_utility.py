@@ -1,0 +1,89 @@
+"""Hostile review of custom utilities (issue 10): cache staleness, corrupted caches, writes
+into the row, and other inputs a user will really pass."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import alcore
+
+PROBS = np.array([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1], [0.1, 0.8, 0.1]])
+
+# A class-weighted score whose weights come from the process's configuration, not the
+# source: the code is the same in both processes, the weights are not.
+WEIGHTED_MODULE = textwrap.dedent("""
+    import json, os
+    import numpy as np
+
+    WEIGHTS = np.array(json.loads(os.environ["WEIGHTS"]))
+
+    def weighted(p):
+        s = 0.0
+        for i in range(p.shape[0]):
+            s += WEIGHTS[i] * p[i]
+        return s
+""")
+
+PICK = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {here!r})
+    import numpy as np
+    import alcore, weighted_utility
+    probs = np.array({probs!r})
+    print(int(alcore.select_top(probs, 1, score=weighted_utility.weighted)[0]))
+""")
+
+
+def _run(code, env):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd="/", check=True).stdout.strip()
+
+
+def test_cached_code_is_not_reused_when_a_global_it_reads_differs(tmp_path):
+    (tmp_path / "weighted_utility.py").write_text(WEIGHTED_MODULE)
+    code = PICK.format(here=str(tmp_path), probs=PROBS.tolist())
+    env = {**os.environ, "ALCORE_CACHE_DIR": str(tmp_path / "cache")}
+    # Weight on class 0 picks row 1 (p0 = 0.6); weight on class 1 picks row 2 (p1 = 0.8).
+    assert _run(code, {**env, "WEIGHTS": "[1.0, 0.0, 0.0]"}) == "1"
+    assert _run(code, {**env, "WEIGHTS": "[0.0, 1.0, 0.0]"}) == "2"
+    assert _run(code, {**env, "WEIGHTS": "[1.0, 0.0, 0.0]"}) == "1"
+
+
+def test_a_corrupted_cache_costs_a_compile_never_an_error(tmp_path):
+    (tmp_path / "weighted_utility.py").write_text(WEIGHTED_MODULE)
+    code = PICK.format(here=str(tmp_path), probs=PROBS.tolist())
+    cache = tmp_path / "cache"
+    env = {**os.environ, "ALCORE_CACHE_DIR": str(cache), "WEIGHTS": "[0.0, 1.0, 0.0]"}
+    assert _run(code, env) == "2"
+    numba_files = sorted((cache / "__pycache__").iterdir())
+    assert numba_files
+    for index in (f for f in numba_files if f.suffix == ".nbi"):
+        index.write_text("garbage\n")
+    for data in (f for f in numba_files if f.suffix == ".nbc"):
+        data.write_bytes(data.read_bytes()[:50])
+    assert _run(code, env) == "2"
+    assert _run(code, env) == "2"
+
+
+def writes_into_the_row(p):
+    p[0] = 7.0
+    return 1.0
+
+
+@pytest.mark.xfail(strict=True, reason="the compiled row is a writable view of the caller's "
+                   "array: a utility that writes into p silently changes the caller's probs "
+                   "(documented as 'must not write into p', but neither refused nor "
+                   "prevented; refusing it needs a read-only row type in the wrapper)")
+def test_a_utility_writing_into_the_row_does_not_change_the_input():
+    probs = PROBS.copy()
+    try:
+        alcore.select_top(probs, 1, score=writes_into_the_row)
+    except alcore.InvalidInputError:
+        pass
+    assert np.array_equal(probs, PROBS)
