@@ -87,3 +87,19 @@ def test_a_utility_writing_into_the_row_does_not_change_the_input():
     except alcore.InvalidInputError:
         pass
     assert np.array_equal(probs, PROBS)
+
+
+def test_cli_refuses_one_parameter_mapped_to_two_columns(tmp_path, capsys):
+    pl = pytest.importorskip("polars")
+    from clitools import run, write
+
+    rng = np.random.default_rng(3)
+    pool = write(pl.DataFrame({"probs": rng.dirichlet(np.ones(3), size=20).tolist(),
+                               "usd": rng.random(20), "eur": rng.random(20)}),
+                 tmp_path / "pool.parquet")
+    (tmp_path / "mine.py").write_text("def per_cost(p, cost):\n"
+                                      "    return float(p[0]) * cost\n")
+    code, _, err = run(["select", pool, "-k", 3, "--score", f"{tmp_path / 'mine.py'}:per_cost",
+                        "--extra", "cost=usd", "--extra", "cost=eur", "--diversity", "none",
+                        "--out", tmp_path / "b.csv"], capsys)
+    assert code != 0 and "--extra cost= is given twice ('usd' and 'eur')" in err
