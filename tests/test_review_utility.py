@@ -103,3 +103,29 @@ def test_cli_refuses_one_parameter_mapped_to_two_columns(tmp_path, capsys):
                         "--extra", "cost=usd", "--extra", "cost=eur", "--diversity", "none",
                         "--out", tmp_path / "b.csv"], capsys)
     assert code != 0 and "--extra cost= is given twice ('usd' and 'eur')" in err
+
+
+def other_utility(p):
+    return float(p[0])
+
+
+def test_a_custom_gate_resumes_only_with_its_own_function():
+    from alcore.stream import StreamGate
+
+    gate = StreamGate("variable_uncertainty", 0.1, utility=writes_nothing, seed=0)
+    gate.decide_one(np.array([0.5, 0.5]))
+    saved = gate.to_json()
+    for wrong, message in ((other_utility, "utility= is 'other_utility' but this gate was "
+                                           "saved with the custom utility 'writes_nothing'"),
+                           ("margin", "utility= must be the function of the saved custom "
+                                      "utility 'writes_nothing', got 'margin'"),
+                           (3, "got 3")):
+        with pytest.raises(alcore.InvalidInputError, match=message):
+            StreamGate.from_json(saved, utility=wrong)
+    assert StreamGate.from_json(saved, utility=writes_nothing).to_json() == saved
+    renamed = alcore.utility(other_utility, name="writes_nothing")
+    assert StreamGate.from_json(saved, utility=renamed).to_json() == saved
+
+
+def writes_nothing(p):
+    return 1.0 - float(p.max())
