@@ -129,3 +129,26 @@ def test_a_custom_gate_resumes_only_with_its_own_function():
 
 def writes_nothing(p):
     return 1.0 - float(p.max())
+
+
+SHORT_WEIGHTS = np.array([1.0, 2.0])
+
+
+def past_the_row(p):
+    return float(p[5])
+
+
+def weights_shorter_than_the_row(p):
+    s = 0.0
+    for j in range(p.shape[0]):
+        s += SHORT_WEIGHTS[j] * p[j]
+    return s
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("fn, row", [(past_the_row, 0), (weights_shorter_than_the_row, 0)])
+def test_an_index_past_an_array_is_an_error_not_a_silent_read(fn, row, dtype):
+    probs = np.array([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]], dtype=dtype)
+    with pytest.raises(alcore.InvalidInputError,
+                       match=rf"raised IndexError: .* for row {row} \(probs\[{row}\]\)"):
+        alcore.select_top(probs, 1, score=fn)
