@@ -66,7 +66,7 @@ _AVOID = (
 
 # How the user's function is compiled; part of the cache key, so code cached by an alcore
 # that compiled it otherwise (without bounds checks) is not loaded.
-_CODEGEN = "njit(boundscheck=True)"
+_CODEGEN = "njit(boundscheck=True), read-only row"
 
 
 def _cache_dir() -> Path:
@@ -90,7 +90,7 @@ def _wrapper_source(arity: int) -> str:
         "# signature double(const T* row, int64_t c, const double* extra). Do not edit.",
         "import math",
         "",
-        "from numba import carray",
+        "from alcore._numba_row import readonly_row",
         "",
         "_user = None",
         "",
@@ -98,7 +98,7 @@ def _wrapper_source(arity: int) -> str:
     for dtype in _DTYPES:
         lines += [
             f"def wrap_{dtype.name}(row, c, extra):",
-            "    p = carray(row, (c,))",
+            "    p = readonly_row(row, c)",
             "    u = math.nan",
             "    try:",
             # float(): an Optional (None on some path), array or bool result fails here,
@@ -369,13 +369,22 @@ class Utility:
         what to avoid), or a result that is not a number."""
         from numba import types
 
-        arg_types = (types.Array(_numba_type(dt), 1, "C"),) + (types.float64,) * len(self.extra)
+        extras = (types.float64,) * len(self.extra)
+        arg_types = (types.Array(_numba_type(dt), 1, "C"), *extras)
         try:
             self._jitted.compile(arg_types)
         except Exception as inner:
             return InvalidInputError(
                 f"score function {self.name!r} cannot be compiled by Numba for {dt} rows: "
                 f"{_first_lines(inner)}; {_AVOID}"
+            )
+        try:  # the wrapper passes the row read-only
+            self._jitted.compile((types.Array(_numba_type(dt), 1, "C", readonly=True),
+                                  *extras))
+        except Exception:
+            return InvalidInputError(
+                f"score function {self.name!r} writes into its row p (the caller's array, "
+                f"passed read-only); compute on a copy (q = p.copy()) or on local values"
             )
         returned = self._jitted.overloads[arg_types].signature.return_type
         if not isinstance(returned, types.Number):
@@ -407,7 +416,8 @@ def utility(fn: Callable | None = None, *, name: str | None = None,
     caller passed: probabilities as they are, or, with ``logits=True``, the raw logits —
     no softmax is applied, the function decides; with ``normalize=True``, the raw
     non-negative weights) and then one float per extra input, and returns a number, higher
-    = more informative. It must not write into ``p``. It is compiled with Numba's nopython
+    = more informative. ``p`` is read-only (a function writing into it is refused). It is
+    compiled with Numba's nopython
     mode on first use (or by :func:`alcore.warmup`), and called from several threads at
     once, once per row, with no Python in between.
 
