@@ -188,8 +188,19 @@ def _global_values(fn: Callable) -> bytes | None:
     return b"".join(parts)
 
 
+# Several Utility objects of one function (select_top(score=f) with a plain f makes one per
+# call) share its wrapper module: one thread at a time writes and imports it, so none gets
+# a module registered but not yet executed (it lacked wrap_float64: an AttributeError).
+_WRAPPERS_LOCK = threading.Lock()
+
+
 def _load_wrapper(fingerprint: str | None, arity: int) -> tuple[Any, bool]:
     """The wrapper module (a fresh one per utility) and whether Numba may cache it."""
+    with _WRAPPERS_LOCK:
+        return _load_wrapper_locked(fingerprint, arity)
+
+
+def _load_wrapper_locked(fingerprint: str | None, arity: int) -> tuple[Any, bool]:
     import importlib.util
     import tempfile
 
@@ -210,9 +221,10 @@ def _load_wrapper(fingerprint: str | None, arity: int) -> tuple[Any, bool]:
                 return sys.modules[name], True
             spec = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(spec)
-            # Registered under its name: a cached cfunc re-imports its module on load.
-            sys.modules[name] = module
             spec.loader.exec_module(module)
+            # Registered under its name (once complete): a cached cfunc re-imports its
+            # module on load.
+            sys.modules[name] = module
             return module, True
         except OSError:
             pass  # not writable: compile uncached below

@@ -149,3 +149,29 @@ def test_an_index_past_an_array_is_an_error_not_a_silent_read(fn, row, dtype):
     with pytest.raises(alcore.InvalidInputError,
                        match=rf"raised IndexError: .* for row {row} \(probs\[{row}\]\)"):
         alcore.select_top(probs, 1, score=fn)
+
+
+CONCURRENT = textwrap.dedent("""
+    import sys, threading
+    sys.path.insert(0, {here!r})
+    import numba  # numba's own first import is not what is raced here
+    import alcore, gap_utility
+    utilities = [alcore.utility(gap_utility.gap) for _ in range(4)]
+    barrier, errors = threading.Barrier(4), []
+    def work(u):
+        barrier.wait()
+        try:
+            u.compile(["float64"])
+        except Exception as err:
+            errors.append(repr(err))
+    threads = [threading.Thread(target=work, args=(u,)) for u in utilities]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    print(errors)
+""")
+
+
+def test_utilities_of_one_function_compile_from_several_threads_at_once(tmp_path):
+    (tmp_path / "gap_utility.py").write_text("def gap(p):\n    return 1.0 - p.max()\n")
+    env = {**os.environ, "ALCORE_CACHE_DIR": str(tmp_path / "cache")}
+    assert _run(CONCURRENT.format(here=str(tmp_path)), env) == "[]"
