@@ -256,6 +256,9 @@ class Utility:
     """
 
     def __init__(self, fn: Callable, *, name: str | None = None, cache: bool = True) -> None:
+        if type(fn).__module__.startswith("numba") and inspect.isfunction(
+                getattr(fn, "py_func", None)):
+            fn = fn.py_func  # already @numba.njit: compiled again here, as any function
         if not callable(fn) or not inspect.isfunction(fn):
             raise InvalidInputError(
                 f"score must be a Python function of one row (def f(p): ... return a "

@@ -175,3 +175,14 @@ def test_utilities_of_one_function_compile_from_several_threads_at_once(tmp_path
     (tmp_path / "gap_utility.py").write_text("def gap(p):\n    return 1.0 - p.max()\n")
     env = {**os.environ, "ALCORE_CACHE_DIR": str(tmp_path / "cache")}
     assert _run(CONCURRENT.format(here=str(tmp_path)), env) == "[]"
+
+
+def test_a_function_already_decorated_with_numba_njit_is_a_utility():
+    numba = pytest.importorskip("numba")
+
+    @numba.njit
+    def jitted_gap(p):
+        return 1.0 - p.max()
+
+    assert alcore.select_top(PROBS, 2, score=jitted_gap).tolist() == [0, 2]
+    assert alcore.utility(jitted_gap).name.endswith("jitted_gap")
