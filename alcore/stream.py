@@ -461,6 +461,14 @@ class StreamGate:
     @staticmethod
     def _utility_values(values: Any, name: str) -> np.ndarray:
         # Integer utilities (a count, a rank) are real numbers too; booleans are not.
+        if isinstance(values, int) and not isinstance(values, bool):
+            # A Python int past int64 (numpy would make it an object array) is a float.
+            try:
+                values = float(values)
+            except OverflowError:
+                raise InvalidInputError(
+                    f"{name} must lie in [-1e150, 1e150]: {name} is an integer of "
+                    f"{values.bit_length()} bits; rescale it") from None
         arr = v.as_numpy(values, name)
         return arr.astype(np.float64) if arr.dtype.kind in "iu" else v.float_array(arr, name)
 

@@ -186,3 +186,16 @@ def test_a_function_already_decorated_with_numba_njit_is_a_utility():
 
     assert alcore.select_top(PROBS, 2, score=jitted_gap).tolist() == [0, 1]
     assert alcore.utility(jitted_gap).name.endswith("jitted_gap")
+
+
+def test_a_python_int_past_int64_is_a_utility_like_its_float():
+    from alcore.stream import StreamGate
+
+    gates = [StreamGate("quantile", 0.3, seed=1) for _ in range(2)]
+    for u in (0.1, 0.5, 2**70, -(2**70), 3):
+        assert gates[0].decide_utility_one(u) == gates[1].decide_utility_one(float(u))
+    assert gates[0].to_json() == gates[1].to_json()
+    before = gates[0].to_json()
+    with pytest.raises(alcore.InvalidInputError, match=r"^u must lie in \[-1e150, 1e150\]"):
+        gates[0].decide_utility_one(10**400)
+    assert gates[0].to_json() == before
