@@ -199,3 +199,21 @@ def test_a_python_int_past_int64_is_a_utility_like_its_float():
     with pytest.raises(alcore.InvalidInputError, match=r"^u must lie in \[-1e150, 1e150\]"):
         gates[0].decide_utility_one(10**400)
     assert gates[0].to_json() == before
+
+
+def below_zero(p):
+    return -10.0 - float(p[0])
+
+
+@pytest.mark.parametrize("density", ["knn", "information"])
+def test_density_weighting_refuses_negative_custom_utilities(density):
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), size=60)
+    emb = rng.normal(size=(60, 4)).astype(np.float32)
+    with pytest.raises(alcore.InvalidInputError,
+                       match=rf"^density='{density}' multiplies each utility by a density"):
+        alcore.select(probs, 5, score=below_zero, embeddings=emb, density=density,
+                      diversity=None)
+    # Without density the ranking is all that matters: negative utilities are fine.
+    picks = alcore.select(probs, 5, score=below_zero, embeddings=emb, diversity=None).indices
+    assert picks.tolist() == np.argsort(probs[:, 0], kind="stable")[:5].tolist()
