@@ -264,6 +264,9 @@ class Utility:
                 f"score must be a Python function of one row (def f(p): ... return a "
                 f"float), got {type(fn).__name__}"
             )
+        if name is not None and not isinstance(name, str):
+            raise InvalidInputError(f"name must be a string or None, got {name!r}")
+        cache = v.flag(cache, "cache")  # cache="no" would otherwise mean True
         self.py_func = fn
         self.name = name if name is not None else fn.__qualname__
         params = list(inspect.signature(fn).parameters.values())

@@ -217,3 +217,13 @@ def test_density_weighting_refuses_negative_custom_utilities(density):
     # Without density the ranking is all that matters: negative utilities are fine.
     picks = alcore.select(probs, 5, score=below_zero, embeddings=emb, diversity=None).indices
     assert picks.tolist() == np.argsort(probs[:, 0], kind="stable")[:5].tolist()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"cache": "no"}, r"^cache must be True or False, got 'no'"),
+    ({"cache": 0}, r"^cache must be True or False, got 0"),
+    ({"name": 3}, r"^name must be a string or None, got 3$"),
+])
+def test_utility_options_are_checked(options, message):
+    with pytest.raises(alcore.InvalidInputError, match=message):
+        alcore.utility(below_zero, **options)
