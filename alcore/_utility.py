@@ -477,9 +477,31 @@ def utility(fn: Callable | None = None, *, name: str | None = None,
     return Utility(fn, name=name, cache=cache)
 
 
+# The Utility of each plain function passed as score= (weakly held: it goes with the
+# function). Without it every call made a new Utility and fingerprinted, loaded and linked
+# the function again: measured 4.4 ms per select_top(score=f) of 1000 x 5 rows against
+# 0.05 ms with an alcore.utility. As for any Numba function, the globals it reads are
+# frozen when it is first compiled in the process.
+_PLAIN: Any = None
+_PLAIN_LOCK = threading.Lock()
+
+
 def as_utility(score: Any) -> Utility:
     """``score=`` given as a function or a Utility, as a Utility."""
-    return score if isinstance(score, Utility) else Utility(score)
+    global _PLAIN
+    if isinstance(score, Utility):
+        return score
+    if not inspect.isfunction(score):
+        return Utility(score)
+    with _PLAIN_LOCK:
+        if _PLAIN is None:
+            import weakref
+
+            _PLAIN = weakref.WeakKeyDictionary()
+        made = _PLAIN.get(score)
+        if made is None:
+            made = _PLAIN[score] = Utility(score)
+    return made
 
 
 def is_custom(score: Any) -> bool:

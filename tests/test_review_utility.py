@@ -227,3 +227,14 @@ def test_density_weighting_refuses_negative_custom_utilities(density):
 def test_utility_options_are_checked(options, message):
     with pytest.raises(alcore.InvalidInputError, match=message):
         alcore.utility(below_zero, **options)
+
+
+def test_a_plain_function_is_wrapped_once_not_on_every_call():
+    from alcore import _utility
+
+    def fresh(p):
+        return 1.0 - float(p.max())
+
+    assert _utility.as_utility(fresh) is _utility.as_utility(fresh)
+    assert alcore.select_top(PROBS, 1, score=fresh).tolist() == [0]
+    assert _utility.as_utility(fresh)._addresses  # compiled once, by that call
