@@ -373,6 +373,15 @@ def _select(probs: Any, k: int, *, logits: Any, embeddings: Any, labeled: Any,
     if utility is not None:
         uncertainty = _utility.scores_custom(utility, x, is_logits, name, normalize, atol,
                                              extra_values)
+        if density is not None and uncertainty.size and uncertainty.min() < 0:
+            # uncertainty * density ** beta assumes utilities >= 0 (as the built-in scores
+            # are): a negative one would be raised by a *low* density, preferring outliers.
+            row = int(np.argmin(uncertainty))
+            raise InvalidInputError(
+                f"density={density!r} multiplies each utility by a density in [0, 1], which "
+                f"needs utilities >= 0, but score function {utility.name!r} gives "
+                f"{uncertainty[row]!r} for row {row}; shift or rescale it to be "
+                f"non-negative (higher = more informative), or drop density=")
     else:
         uncertainty = scores_module._score_validated(
             score, x, is_logits, name, normalize=normalize, atol=atol).astype(np.float64)

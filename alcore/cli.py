@@ -140,6 +140,11 @@ def _extra_args(pairs: list[str] | None) -> dict[str, str]:
         if not sep or not param or not column:
             raise alcore.InvalidInputError(
                 f"--extra expects PARAM=COLUMN (e.g. --extra cost=cost_usd), got {pair!r}")
+        if param in mapping and mapping[param] != column:
+            # Silently keeping the last would score by a column the user did not mean.
+            raise alcore.InvalidInputError(
+                f"--extra {param}= is given twice ({mapping[param]!r} and {column!r}); map "
+                f"each parameter to one column")
         mapping[param] = column
     return mapping
 
@@ -174,8 +179,9 @@ def _outputs(parser: argparse.ArgumentParser, *, single: bool = False) -> None:
                         "such as 'prob_*', or a single column p of a binary model (read as "
                         "[1-p, p]) (default: column 'probs', else p0, p1, ...)")
     parser.add_argument("--logits", action="store_true",
-                        help="the --probs columns hold logits (raw model outputs); softmax "
-                             "is applied; a single logit column z is read as [0, z]")
+                        help="the --probs columns hold logits (raw model outputs); the "
+                             "built-in scores apply softmax, a FILE.py:FUNCTION utility gets "
+                             "the raw logits; a single logit column z is read as [0, z]")
     parser.add_argument("--normalize", action="store_true",
                         help="divide each non-negative row by its sum (counts, weights, or "
                              "rounded probabilities)")

@@ -461,6 +461,14 @@ class StreamGate:
     @staticmethod
     def _utility_values(values: Any, name: str) -> np.ndarray:
         # Integer utilities (a count, a rank) are real numbers too; booleans are not.
+        if isinstance(values, int) and not isinstance(values, bool):
+            # A Python int past int64 (numpy would make it an object array) is a float.
+            try:
+                values = float(values)
+            except OverflowError:
+                raise InvalidInputError(
+                    f"{name} must lie in [-1e150, 1e150]: {name} is an integer of "
+                    f"{values.bit_length()} bits; rescale it") from None
         arr = v.as_numpy(values, name)
         return arr.astype(np.float64) if arr.dtype.kind in "iu" else v.float_array(arr, name)
 
@@ -553,7 +561,8 @@ class StreamGate:
         """Restore a gate saved with :meth:`to_json`; it continues exactly where it was.
 
         ``utility`` is the function of a gate made with a custom utility (code is not
-        saved, only its name); it must be None otherwise.
+        saved, only its name, which the function's must match: for a renamed function
+        pass ``alcore.utility(f, name=saved_name)``); it must be None otherwise.
 
         Raises
         ------
@@ -646,6 +655,24 @@ def _restore(cls: type[StreamGate], text: Any, custom: Any) -> StreamGate:
         raise InvalidInputError(
             f"utility= is only for a gate saved with a custom utility; this one uses "
             f"{config['utility']!r}: leave utility= out")
+    if saved_custom:
+        # The saved threshold, spending and quantile window are on the scale of the saved
+        # function: resuming with another one (or a built-in name) would silently decide
+        # on a different scale.
+        saved_name = config["utility"][len(CUSTOM_PREFIX):]
+        if isinstance(custom, str) or not callable(custom):
+            raise InvalidInputError(
+                f"utility= must be the function of the saved custom utility {saved_name!r}, "
+                f"got {custom!r}; pass that function (a built-in utility cannot resume a "
+                f"custom gate)")
+        from alcore import _utility
+
+        given = _utility.as_utility(custom).name
+        if given != saved_name:
+            raise InvalidInputError(
+                f"utility= is {given!r} but this gate was saved with the custom utility "
+                f"{saved_name!r}; pass that function, or, if it was renamed, "
+                f"alcore.utility(f, name={saved_name!r})")
     for name, allowed in (("strategy", STRATEGIES), ("utility", UTILITIES)):
         if not isinstance(config[name], str):
             raise _corrupt(f"config.{name} must be a string")

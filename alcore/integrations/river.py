@@ -21,6 +21,7 @@ dict`` and ``learn_one(x, y)`` is a classifier here.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -87,7 +88,8 @@ class GatedClassifier:
     progressive accuracy against 0.838 here.
 
     Every ask counts against the budget whether or not you then label the item, as for
-    :meth:`StreamGate.decide_one`. Bad input (not a dict, a probability outside [0, 1] or
+    :meth:`StreamGate.decide_one`. Bad input (not a dict, a probability that is not one real
+    number (a bool, an array), outside [0, 1] or
     not finite, a sum farther than the gate's ``atol`` from 1, a custom utility that is not
     a finite number) raises :class:`~alcore.InvalidInputError` before anything changes:
     neither the gate nor :attr:`classes`. Not thread safe (one per stream; the gate itself
@@ -191,6 +193,8 @@ class GatedClassifier:
         entropy = self._kind == _ENTROPY
         try:
             for key, p in proba.items():
+                if type(p) is not float:  # river's own values are floats: one check
+                    p = _real(p, proba)
                 if not 0.0 <= p <= 1.0:  # NaN fails too
                     raise _rejection(proba, total, self._atol)
                 if key not in known:
@@ -221,7 +225,13 @@ class GatedClassifier:
         # The gate's own compiled row utility, on the row over the known classes (an
         # array per item: a few microseconds more).
         order = [*known, *(k for k in proba if k not in known)] if new else known
-        row = np.array([[proba.get(k, 0.0) for k in order]], dtype=np.float64)
+        values = [float(proba.get(k, 0.0)) for k in order]
+        fixed = self.gate.classes
+        if fixed is not None and len(values) < fixed:
+            # A gate made with classes=C (the fixed strategy needs it) takes rows of C
+            # classes; the classes not known yet have probability 0, as missing ones do.
+            values += [0.0] * (fixed - len(values))
+        row = np.array([values], dtype=np.float64)
         return float(self.gate.utility(row)[0]), best, new
 
 
@@ -248,6 +258,14 @@ def _rejection(proba: Mapping, total: float, atol: float) -> InvalidInputError:
     return InvalidInputError(
         f"predict_proba_one's probabilities must sum to 1 (they sum to {total:.6g}, "
         f"atol={atol:g}); the classifier's dict is {_shown(proba)}")
+
+
+def _real(p: Any, proba: Mapping) -> float:
+    """A probability that is not a Python float as one (a numpy float, an int), or the
+    refusal of a bool, an array or anything else that is not one real number."""
+    if isinstance(p, bool | np.bool_) or not isinstance(p, numbers.Real):
+        raise _bad_entry(proba)
+    return float(p)
 
 
 def _bad_entry(proba: Mapping) -> InvalidInputError:
