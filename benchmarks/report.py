@@ -93,6 +93,10 @@ def notes(extra: dict) -> str:
         out.append(f"Numba compile {extra['compile_first_process_s']:.2f} s in a first "
                    f"process, {extra['compile_cached_process_s']:.2f} s cached in a second "
                    f"(import numba {extra['numba_import_s']:.2f} s)")
+    if "p99_s" in extra and extra.get("role") != "absolute":  # absolute rows list them
+        out.append(f"per call p50 {fmt_time(extra['p50_s'])}, p99 {fmt_time(extra['p99_s'])}")
+    if "items_per_s" in extra:
+        out.append(f"{extra['items_per_s']:,.0f} items/s")
     if "overhead_us_per_item" in extra:
         out.append(f"{extra['overhead_us_per_item']:.2f} µs/item beyond the classifier")
     return ", ".join(out)

@@ -50,7 +50,7 @@ def test_decide_one_full_window(benchmark, embeddings, sizes, shape, density, co
     benchmark.group = (f"stream density: decide_one, W={w}, d={D}, {len(items)} calls, "
                        f"{density}, {shape}")
     if contender == "floor":
-        floor(benchmark, fill, shape=shape)
+        floor(benchmark, fill, passes=len(items), shape=shape)  # one read per call
         return
     gate = filled_gate(sizes, fill, density)
     decide = gate.decide_one
