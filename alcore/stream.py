@@ -125,6 +125,35 @@ def _gate_seed(seed: Any) -> int:
     return v.integer(seed, "seed", low=0, high=2**64 - 1, hint=_SEED_HINT)
 
 
+def utility_values(values: Any, name: str) -> np.ndarray:
+    """Utilities the caller computed, as float64 (the input's shape): real numbers (ints are
+    taken as their float, booleans are not numbers here), each finite with
+    ``|u| <= UTILITY_MAX``. The one check of such values, made before anything changes
+    (:meth:`StreamGate.decide_utility_many`, :class:`~alcore.stream_density.DensityGate`).
+    """
+    if isinstance(values, int) and not isinstance(values, bool):
+        # A Python int past int64 (numpy would make it an object array) is a float.
+        try:
+            values = float(values)
+        except OverflowError:
+            raise InvalidInputError(
+                f"{name} must lie in [-1e150, 1e150]: {name} is an integer of "
+                f"{values.bit_length()} bits; rescale it") from None
+    arr = v.as_numpy(values, name)
+    u = (arr.astype(np.float64) if arr.dtype.kind in "iu"
+         else v.float_array(arr, name).astype(np.float64, copy=False))
+    bad = ~(np.abs(u) <= UTILITY_MAX)  # NaN fails the comparison
+    if bad.any():
+        at = tuple(int(i) for i in np.argwhere(bad)[0])
+        value = u[at]
+        where = name if u.ndim == 0 or u.size == 1 else f"{name}[{', '.join(map(str, at))}]"
+        detail = "must be finite" if not np.isfinite(value) else "must lie in [-1e150, 1e150]"
+        raise InvalidInputError(
+            f"{name} {detail}: {where} is {value}; replace or drop that item (a rejected call "
+            f"decides nothing)")
+    return u
+
+
 class GateUtility(str):
     """A gate's utility: a str equal to its name, and callable on rows.
 
@@ -458,27 +487,13 @@ class StreamGate:
                 f"gate's utilities must lie in [-1e150, 1e150] (rescale it)")
         return _utility._row_error(err, self._custom, x, name, None, atol)
 
-    @staticmethod
-    def _utility_values(values: Any, name: str) -> np.ndarray:
-        # Integer utilities (a count, a rank) are real numbers too; booleans are not.
-        if isinstance(values, int) and not isinstance(values, bool):
-            # A Python int past int64 (numpy would make it an object array) is a float.
-            try:
-                values = float(values)
-            except OverflowError:
-                raise InvalidInputError(
-                    f"{name} must lie in [-1e150, 1e150]: {name} is an integer of "
-                    f"{values.bit_length()} bits; rescale it") from None
-        arr = v.as_numpy(values, name)
-        return arr.astype(np.float64) if arr.dtype.kind in "iu" else v.float_array(arr, name)
-
     def _decide_utility_checked(self, u: Any) -> bool:
-        value = self._utility_values(u, "u")
+        value = utility_values(u, "u")
         if value.ndim != 0 and value.shape != (1,):
             raise InvalidInputError(
                 f"u must be one utility (a float), got shape {value.shape}; use "
                 f"decide_utility_many for a batch")
-        return bool(self._decide_utilities(value.reshape(1).astype(np.float64), "u")[0])
+        return bool(self._decide_utilities(value.reshape(1), "u")[0])
 
     def decide_utility_many(self, utilities: Any) -> np.ndarray:
         """Decide for N items whose utilities the caller computed, exactly as N calls of
@@ -495,23 +510,17 @@ class StreamGate:
         ndarray of shape (N,), bool
             True = ask a human.
         """
-        u = self._utility_values(utilities, "utilities")
+        u = utility_values(utilities, "utilities")
         if u.ndim != 1:
             raise InvalidInputError(
                 f"utilities must be 1-D with shape (N,), got shape {u.shape}; pass one "
                 f"utility per item")
-        return self._decide_utilities(np.ascontiguousarray(u, dtype=np.float64), "utilities")
+        return self._decide_utilities(np.ascontiguousarray(u), "utilities")
 
     def _decide_utilities(self, u: np.ndarray, name: str) -> np.ndarray:
+        # u passed utility_values: the native check (the same bounds) cannot refuse it.
         try:
             return self._gate.decide_utility_many(u)
-        except _core.InvalidValue as err:
-            problem, _, row, _, value = err.args
-            where = name if name == "u" else f"{name}[{row}]"
-            detail = "must be finite" if problem == 1 else "must lie in [-1e150, 1e150]"
-            raise InvalidInputError(
-                f"{name} {detail}: {where} is {value}; replace or drop that item (a "
-                f"rejected call decides nothing)") from None
         except ValueError:
             raise InvalidInputError(
                 "the fixed strategy compares confidence with 1/C + budget (1 - 1/C) and "

@@ -62,7 +62,7 @@ import numpy as np
 from alcore import _core
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
-from alcore.stream import UTILITY_MAX, StreamGate
+from alcore.stream import UTILITY_MAX, StreamGate, utility_values
 
 DENSITIES = {"ldf": 0, "similarity": 1}
 _DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -224,13 +224,10 @@ class DensityGate:
         if type(value) is float:
             if math.isfinite(value) and abs(value) <= UTILITY_MAX:
                 return value
-            raise InvalidInputError(
-                f"p_or_utility must be a finite utility with |u| <= 1e150 (or a probability "
-                f"row), got {value}; replace or drop that item (a rejected call decides "
-                f"nothing)")
+            utility_values(value, "p_or_utility")  # raises the package's message
         arr = v.as_numpy(value, "p_or_utility")
         if arr.ndim == 0:
-            return float(self._utilities(arr.reshape(1), "p_or_utility")[0])
+            return float(utility_values(arr, "p_or_utility"))
         if arr.ndim != 1:
             raise InvalidInputError(
                 f"p_or_utility must be one utility or one probability row of shape (C,), got "
@@ -300,7 +297,7 @@ class DensityGate:
             raise InvalidInputError(
                 f"P must be utilities of shape (N,) or probability rows of shape (N, C), got "
                 f"shape {arr.shape}")
-        return self._utilities(arr, "P"), False
+        return utility_values(arr, "P"), False
 
     def _weighted_many(self, u: np.ndarray, dens: np.ndarray) -> np.ndarray:
         if self._density == "ldf":
@@ -315,18 +312,6 @@ class DensityGate:
         return u * weight
 
     # --- checks -----------------------------------------------------------------------
-    def _utilities(self, arr: np.ndarray, name: str) -> np.ndarray:
-        u = (arr.astype(np.float64) if arr.dtype.kind in "iu"
-             else v.float_array(arr, name).astype(np.float64))
-        bad = ~(np.abs(u) <= UTILITY_MAX)  # NaN fails the comparison
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            where = name if u.shape[0] == 1 and name == "p_or_utility" else f"{name}[{i}]"
-            raise InvalidInputError(
-                f"{name} must hold finite utilities with |u| <= 1e150: {where} is {u[i]}; "
-                f"replace or drop that item (a rejected call decides nothing)")
-        return u
-
     def _row_utilities(self, rows: np.ndarray, name: str) -> np.ndarray:
         try:
             return self._gate.utility(rows)

@@ -201,11 +201,11 @@ def test_nan_and_bad_inputs_are_rejected_without_state_change():
     with pytest.raises(alcore.InvalidInputError, match=r"embedding must be finite: "
                                                        r"embedding\[2\] is nan"):
         dg.decide_one(0.5, bad)
-    with pytest.raises(alcore.InvalidInputError, match=r"p_or_utility must be a finite "
-                                                       r"utility"):
+    with pytest.raises(alcore.InvalidInputError, match=r"^p_or_utility must be finite: "
+                                                       r"p_or_utility is nan; replace or "
+                                                       r"drop that item"):
         dg.decide_one(float("nan"), e[0])
-    with pytest.raises(alcore.InvalidInputError, match=r"P must hold finite utilities.*"
-                                                       r"P\[1\] is inf"):
+    with pytest.raises(alcore.InvalidInputError, match=r"^P must be finite: P\[1\] is inf"):
         dg.decide_many(np.array([0.1, np.inf]), e[:2])
     E = e[:3].copy()
     E[2, 0] = np.inf
