@@ -358,3 +358,26 @@ def test_custom_gate_state_needs_its_function_back():
     restored = StreamGate.from_json(text, utility=top_gap)
     np.testing.assert_array_equal(restored.decide_many(probs[100:]),
                                   gate.decide_many(probs[100:]))
+
+
+def nan_on_first_class_big(p):
+    return np.nan if p[0] > 0.9 else p[0]
+
+
+def test_custom_gate_names_the_lowest_failing_row_for_every_thread_count():
+    """A row whose utility is NaN before a row whose values are invalid: the lower one is
+    reported, wherever the thread chunks start."""
+    from alcore import get_num_threads, set_num_threads
+
+    probs = np.full((40_000, 2), 0.5)
+    probs[30_001] = [0.95, 0.05]   # utility NaN
+    probs[30_002] = [1.5, -0.5]    # invalid input, in the same block for one thread
+    before = get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            set_num_threads(threads)
+            gate = StreamGate("quantile", 0.1, utility=nan_on_first_class_big)
+            with pytest.raises(InvalidInputError, match=r"returned nan for row 30001"):
+                gate.decide_many(probs)
+    finally:
+        set_num_threads(before)

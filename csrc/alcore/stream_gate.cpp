@@ -243,28 +243,39 @@ bool StreamGate::block_utilities(const T* x, int64_t rows, int64_t c, double* ou
                                  std::vector<double>& scratch, std::vector<double>& probs,
                                  BadValue& bad) const {
   const Score score = score_of(params_.utility);
-  // The checks (and the built-in utility, which a custom one then replaces).
+  // The checks (and the built-in utility, which a custom one then replaces). On failure
+  // `valid` rows passed them.
+  bool checked;
+  int64_t valid = rows;
   if (params_.logits) {
-    if (!softmax_rows(x, rows, c, probs, bad)) return false;
-    if (!kernels_f64().gate_utilities(probs.data(), rows, c, score, params_.atol, out,
-                                      scratch, bad))
+    checked = softmax_rows(x, rows, c, probs, bad);
+    if (!checked) valid = bad.row;
+    BadValue unexpected;  // softmax rows always pass the probability checks
+    if (valid > 0 && !kernels_f64().gate_utilities(probs.data(), valid, c, score,
+                                                   params_.atol, out, scratch, unexpected)) {
+      bad = unexpected;
       return false;
-  } else if (!gate_kernels<T>().gate_utilities(x, rows, c, score, params_.atol, out, scratch,
-                                               bad)) {
-    return false;
+    }
+  } else {
+    checked = gate_kernels<T>().gate_utilities(x, rows, c, score, params_.atol, out, scratch,
+                                               bad);
+    if (!checked) valid = bad.row;
   }
   const RowUtility<T> custom = custom_of<T>(params_);
-  if (custom == nullptr) return true;
-  for (int64_t r = 0; r < rows; ++r) {
+  if (custom == nullptr) return checked;
+  // The lowest failing row of the block, whether its input or its utility fails, so the
+  // row reported does not depend on where blocks (that is, thread chunks) start.
+  for (int64_t r = 0; r < valid; ++r) {
     const double u = custom(x + r * c, c, nullptr);
     if (!(std::abs(u) <= kUtilityMax)) {  // NaN fails too
+      bad = BadValue{};
       bad.problem = std::isfinite(u) ? Problem::too_large : Problem::utility;
-      bad.row = r, bad.col = -1, bad.value = u;
+      bad.row = r, bad.value = u;
       return false;
     }
     out[r] = u;
   }
-  return true;
+  return checked;
 }
 
 template <class T>
