@@ -580,7 +580,7 @@ def _row_error(err: Exception, u: Utility, x: np.ndarray, name: str,
     raised inside the function (the compiled wrapper turns it into NaN) from a NaN/inf it
     returned."""
     problem, _, row, _, value = err.args
-    if problem != 6:
+    if problem != v.PROBLEM_UTILITY:
         return v.invalid_value_error(err, name, atol=atol)
     args = () if extra is None else tuple(float(e) for e in extra[row])
     where = f"row {row} ({name}[{row}]" + (

@@ -461,7 +461,11 @@ def item_masks(n: int, items: str, *, labeled: Any = None, exclude: Any = None,
     return ItemMasks(lab_mask, never, n_lab, n_never)
 
 
+# The native Problem codes (csrc/alcore/api.hpp); 6 and 7 concern a utility, not an input
+# value, and are worded where utilities are made (alcore._utility, alcore.stream).
 _PROBLEMS = {1: "not_finite", 2: "negative", 3: "above_one", 4: "row_sum", 5: "zero_sum"}
+PROBLEM_UTILITY = 6    # a custom utility returned NaN/inf (or raised) for a valid row
+PROBLEM_TOO_LARGE = 7  # a utility beyond +-1e150
 
 
 def invalid_value_error(err: Exception, name: str, *, atol: float) -> InvalidInputError:
@@ -504,6 +508,8 @@ def invalid_value_error(err: Exception, name: str, *, atol: float) -> InvalidInp
 
 
 __all__ = [
+    "PROBLEM_TOO_LARGE",
+    "PROBLEM_UTILITY",
     "ItemMasks",
     "as_numpy",
     "choice",

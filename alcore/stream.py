@@ -68,8 +68,6 @@ MAX_WINDOW = 2**62
 THETA_MAX = 1e12
 # The largest |utility| decide_utility takes (csrc/alcore/stream_gate.hpp, kUtilityMax).
 UTILITY_MAX = 1e150
-# The native Problem code of a utility beyond it (csrc/alcore/api.hpp).
-_TOO_LARGE = 7
 # How a custom utility is named in gate.utility and in saved states.
 CUSTOM_PREFIX = "custom:"
 
@@ -481,7 +479,7 @@ class StreamGate:
         from alcore import _utility
 
         problem, _, row, _, value = err.args
-        if problem == _TOO_LARGE:
+        if problem == v.PROBLEM_TOO_LARGE:
             return InvalidInputError(
                 f"utility {self._custom.name!r} returned {value} for {name} row {row}; a "
                 f"gate's utilities must lie in [-1e150, 1e150] (rescale it)")
