@@ -152,6 +152,56 @@ def knn(x: np.ndarray, k: int, choice: IndexChoice, seed: int,
     return distances, ids
 
 
+def nearest_rows(base: np.ndarray, queries: np.ndarray, k: int,
+                 progress: Callable[[int, int], Any] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's k nearest rows of ``base``, exact (FAISS brute force).
+
+    Both are moved by the mean of ``base`` first (distances do not change; the float32
+    expanded form's error then scales with the spread of ``base``, not with its distance
+    from the origin). The k found are re-measured from float64 differences of the float32
+    inputs and re-sorted by (distance, row): the reported distances are exact, their order
+    is float32's only where two lie within its error bound (:mod:`alcore._distances`).
+
+    Parameters
+    ----------
+    base : float32 (N, d), C-contiguous, finite.
+    queries : float32 (Q, d), C-contiguous, finite.
+    k : 1 <= k <= N.
+
+    Returns
+    -------
+    sq_distances : float64 (Q, k), squared L2, ascending per row.
+    ids : int64 (Q, k), rows of ``base``.
+    """
+    centred = _distances.centre(base, norms=False)
+    shifted = queries.astype(np.float64) - centred.mean
+    shifted = np.ascontiguousarray(shifted, dtype=np.float32)
+    q, d = queries.shape
+    if not 1 <= k <= base.shape[0]:
+        raise ValueError(f"nearest_rows: k={k} outside [1, {base.shape[0]}]")  # callers check
+    ids = np.empty((q, k), dtype=np.int64)
+    with faiss_threads() as faiss:
+        index = faiss.IndexFlatL2(d)
+        index.add(centred.rows)
+        for start in range(0, q, QUERY_BATCH):
+            stop = min(q, start + QUERY_BATCH)
+            _, ids[start:stop] = index.search(shifted[start:stop], k)
+            if progress is not None:
+                progress(stop, q)
+    sq = np.empty((q, k))
+    step = max(1, 2**20 // max(1, k * d))  # (step, k, d) float64 blocks: 8 MB
+    for start in range(0, q, step):
+        diff = base[ids[start:start + step]].astype(np.float64)
+        diff -= queries[start:start + step, None, :]
+        np.square(diff, out=diff)
+        sq[start:start + step] = diff.sum(axis=2)
+    rank = np.lexsort((ids, sq), axis=-1)  # by distance, equal distances to the lower row
+    sq = np.take_along_axis(sq, rank, axis=1)
+    ids = np.take_along_axis(ids, rank, axis=1)
+    return sq, ids
+
+
 class GrowingIndex:
     """An exact index that grows as items are taken (flat L2: it holds the labeled and
     the taken items, thousands, not the pool)."""
