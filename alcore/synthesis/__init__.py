@@ -1,0 +1,23 @@
+"""Query synthesis: where real examples are scarce (rare classes, the decision boundary),
+generate query points in embedding space instead of searching the pool for them.
+
+* :func:`boundary`: points on the model's decision boundary, by bisection between nearby
+  items of different classes (the user's ``predict_proba`` called once per step, on the
+  whole batch).
+* :func:`minority`: SMOTE and Borderline-SMOTE-1 interpolation for under-represented
+  classes.
+* :func:`nearest_real`: the nearest unlabeled real items of synthetic points, for
+  annotators who cannot label a vector.
+
+Both generators return a :class:`SyntheticPoints` holding every point's provenance (the
+two real items it lies between and its position ``lam`` on their segment).
+"""
+
+from alcore.synthesis._points import SyntheticPoints
+from alcore.synthesis.boundary import boundary
+from alcore.synthesis.minority import minority
+from alcore.synthesis.nearest import NearestReal, nearest_real
+
+# from alcore.synthesis.validate import ...  (validate: added by the validation helper)
+
+__all__ = ["NearestReal", "SyntheticPoints", "boundary", "minority", "nearest_real"]
