@@ -314,3 +314,28 @@ def test_bad_arguments(kwargs, message):
         boundary(args.pop("embeddings"), args.pop("predict_proba"), args.pop("n"), **args)
     if "predict_proba" not in kwargs and "embeddings" not in kwargs:
         assert model.batches == []  # refused before the model was called
+
+
+def test_a_large_pool_is_searched_only_until_enough_pairs_are_found(monkeypatch):
+    from alcore.synthesis import _neighbours
+
+    searched = []
+    real = _neighbours.nearest
+
+    def counting(base, queries, k, self_rows=None):
+        searched.append(len(queries))
+        return real(base, queries, k, self_rows)
+
+    monkeypatch.setattr(_neighbours, "nearest", counting)
+    x, y = blobs(n=3000, d=3, seed=13, scale=1.0)
+    model = Softmax(np.random.default_rng(14).standard_normal((3, 3)) * 2)
+    model.b = -(x.mean(axis=0) @ model.w)
+    res = boundary(x, model, 10, neighbors=5)
+    assert len(res) == 10 and sum(searched) < 3000
+    check_result(res, x, model.probs, 1e-3, 5)
+    searched.clear()
+    with_labels = boundary(x, model, 10, neighbors=5, labels=y)
+    assert len(with_labels) == 10
+    check_result(with_labels, x, model.probs, 1e-3, 5, classes=y)
+    # With labels the model classifies only the endpoints of candidate pairs.
+    assert model.batches[-with_labels.model_calls][0] < 3000
