@@ -235,7 +235,9 @@ def test_borderline_skips_a_class_without_danger_members():
 
 
 @pytest.mark.parametrize(("args", "kwargs", "message"), [
-    ((np.zeros(30, int),), {}, "every class has 30 items, so none is under-represented"),
+    ((np.zeros(30, int),), {}, "labels holds one class \\(0\\), so none is under-represented"),
+    ((np.repeat([0, 1], 15),), {}, "every class has 15 items, so none is under-represented"),
+    ((np.array([0] * 28 + [1, 2]),), {"classes": [2]}, "class 2 has 1 member; SMOTE"),
     ((np.array([0] * 29 + [1]),), {}, "class 1 has 1 member; SMOTE interpolates"),
     ((np.zeros(29, int),), {}, "labels has 29 entries but embeddings has 30 items"),
     ((np.full(30, np.nan),), {}, "labels\\[0\\] is nan"),

@@ -34,6 +34,11 @@ def _chosen_classes(classes: Any, values: np.ndarray, counts: np.ndarray) -> np.
     """Codes of the classes to oversample."""
     if classes is None:
         chosen = np.flatnonzero(counts < counts.max())
+        if len(values) == 1:
+            raise InvalidInputError(
+                f"labels holds one class ({v.shown(values[0])}), so none is "
+                f"under-represented; minority oversamples the classes smaller than the "
+                f"largest (or those in classes=)")
         if not len(chosen):
             raise InvalidInputError(
                 f"every class has {int(counts.max())} items, so none is under-represented; "
@@ -138,7 +143,8 @@ def minority(embeddings: Any, labels: Any, n: int, *, k: int = 5, variant: str =
     if len(small):
         c = int(small[0])
         raise InvalidInputError(
-            f"class {v.shown(values[c])} has {int(counts[c])} member; SMOTE interpolates "
+            f"class {v.shown(values[c])} has {int(counts[c])} member"
+            f"{'' if counts[c] == 1 else 's'}; SMOTE interpolates "
             f"between two members of a class, so each class to oversample needs at least 2 "
             f"(pass classes= without it)")
     if variant == "borderline" and m >= n_items:
