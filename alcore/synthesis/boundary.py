@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from alcore import _distances
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
 from alcore.synthesis import _neighbours
@@ -258,17 +259,14 @@ def boundary(embeddings: Any, predict_proba: Callable[[np.ndarray], Any], n: int
             "embeddings has 1 item; boundary needs at least 2 (pairs of nearby items)")
     values, codes = (None, None) if labels is None else class_codes(labels, n_items)
     dtype = x.dtype
-    work64 = x.astype(np.float64)
     if normalize:
-        norms = np.sqrt(np.einsum("ij,ij->i", work64, work64))
+        norms = _distances.row_norms(x)
         zero = np.flatnonzero(norms == 0)
         if len(zero):
             raise InvalidInputError(
                 f"embeddings row {zero[0]} has zero norm, so it has no direction to "
                 f"normalise; drop it or pass normalize=False")
-        work64 /= norms[:, None]
-        work = work64.astype(dtype)
-        work64 = work.astype(np.float64)  # the rows exactly as the model sees them
+        work = (x / norms[:, None]).astype(dtype)  # the rows exactly as the model sees them
         x32 = np.ascontiguousarray(work, dtype=np.float32)
     else:
         work = x
@@ -337,7 +335,7 @@ def boundary(embeddings: Any, predict_proba: Callable[[np.ndarray], Any], n: int
     lam[at_b], got[at_b], points[at_b] = 1.0, margin[b][at_b], hi_pts[at_b]
     open_ = ~(at_a | at_b)
     stuck = np.zeros(pairs, dtype=bool)
-    a64, b64 = work64[a], work64[b]
+    a64, b64 = work[a].astype(np.float64), work[b].astype(np.float64)
     for _ in range(max_iter):
         act = np.flatnonzero(open_)
         if not len(act):

@@ -152,7 +152,6 @@ def minority(embeddings: Any, labels: Any, n: int, *, k: int = 5, variant: str =
             f"m={m} needs at least {m + 1} items (each item's m nearest others decide "
             f"danger), got {n_items}; lower m")
     shares = _shares(n, counts.max() - counts[chosen])
-    x64 = x.astype(np.float64)
     seeds_out, neighbours_out, lam_out = [], [], []
     skipped = []
     for c, share in zip(chosen.tolist(), shares.tolist(), strict=True):
@@ -178,8 +177,8 @@ def minority(embeddings: Any, labels: Any, n: int, *, k: int = 5, variant: str =
     seed_rows = np.concatenate(seeds_out) if seeds_out else np.empty(0, dtype=np.int64)
     nb_rows = np.concatenate(neighbours_out) if neighbours_out else np.empty(0, dtype=np.int64)
     lam = np.concatenate(lam_out) if lam_out else np.empty(0)
-    start = x64[seed_rows]
-    points = (start + lam[:, None] * (x64[nb_rows] - start)).astype(x.dtype).reshape(-1, d)
+    start = x[seed_rows].astype(np.float64)
+    points = (start + lam[:, None] * (x[nb_rows] - start)).astype(x.dtype).reshape(-1, d)
     shortfall = None
     if skipped:
         missing = ", ".join(f"class {v.shown(values[c])} ({s} points)" for c, s in skipped)
