@@ -87,8 +87,12 @@ def minority(embeddings: Any, labels: Any, n: int, *, k: int = 5, variant: str =
     * ``variant="borderline"`` (Borderline-SMOTE-1, Han et al. 2005): only the "danger"
       members are seeds: those whose m nearest other items of the whole set are half or
       more, but not all, of other classes (the item itself is not among its m; an exact
-      duplicate of it at another row is). The neighbours are still its k nearest
-      same-class members. A class without danger members gets no points (its share is
+      duplicate of it at another row is; equal distances to the lower row). The
+      neighbours are still its k nearest same-class members. imbalanced-learn's
+      ``BorderlineSMOTE`` finds the same set except where a tie decides: it drops the
+      first of the m + 1 neighbours its search returns, taken to be the item itself
+      (with an exact duplicate of another class it may be the duplicate), and breaks
+      ties at the m-th distance in its search's own order. A class without danger members gets no points (its share is
       reported in ``shortfall``), as imbalanced-learn's ``BorderlineSMOTE`` skips it.
 
     Which classes, how many each: by default every class smaller than the largest, each
