@@ -71,7 +71,7 @@ def check_result(res: SyntheticPoints, x: np.ndarray, model_probs, tol: float,
     np.testing.assert_allclose(res.margin, margin, rtol=0, atol=1e-9)
     a, b = x[res.source[:, 0]].astype(np.float64), x[res.source[:, 1]].astype(np.float64)
     on_segment = a + res.lam[:, None] * (b - a)
-    scale = np.abs(x).max() + 1
+    scale = float(np.abs(x).max())
     np.testing.assert_allclose(res.points, on_segment, rtol=0,
                                atol=scale * (1e-6 if x.dtype == np.float32 else 1e-12))
     # Pairs: distinct, of different classes, and one is among the other's nearest.
@@ -339,3 +339,24 @@ def test_a_large_pool_is_searched_only_until_enough_pairs_are_found(monkeypatch)
     check_result(with_labels, x, model.probs, 1e-3, 5, classes=y)
     # With labels the model classifies only the endpoints of candidate pairs.
     assert model.batches[-with_labels.model_calls][0] < 3000
+
+
+@pytest.mark.parametrize("scale", [1e15, 1e-20])
+def test_huge_and_tiny_norms(scale):
+    x, _ = blobs(n=200, d=4, seed=15, scale=1.0)
+    x = (x * scale).astype(np.float32)
+    model = Softmax(np.random.default_rng(16).standard_normal((4, 3)) / scale)
+    res = boundary(x, model, 20)
+    assert len(res) == 20 and np.isfinite(res.points).all()
+    check_result(res, x, model.probs, 1e-3, 10)
+
+
+def test_the_result_does_not_depend_on_the_thread_count():
+    x, _ = blobs(n=400, d=6, seed=17, scale=1.0)
+    model = Softmax(np.random.default_rng(18).standard_normal((6, 3)))
+    alcore.set_num_threads(1)
+    one = boundary(x, model, 30)
+    alcore.set_num_threads(2)
+    two = boundary(x, model, 30)
+    np.testing.assert_array_equal(one.source, two.source)
+    np.testing.assert_array_equal(one.points, two.points)

@@ -273,3 +273,15 @@ def test_bad_embeddings():
         minority(x, y, 5)
     with pytest.raises(alcore.InvalidInputError, match="embeddings must have a floating"):
         minority(np.zeros((30, 2), dtype=int), y, 5)
+
+
+def test_the_result_does_not_depend_on_the_thread_count():
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 4, size=(300, 3)).astype(np.float32)  # many equal distances
+    y = np.where(rng.random(300) < 0.25, 1, 0)
+    alcore.set_num_threads(1)
+    one = minority(x, y, 100, variant="borderline", m=6)
+    alcore.set_num_threads(2)
+    two = minority(x, y, 100, variant="borderline", m=6)
+    np.testing.assert_array_equal(one.source, two.source)
+    np.testing.assert_array_equal(one.points, two.points)

@@ -92,8 +92,9 @@ def minority(embeddings: Any, labels: Any, n: int, *, k: int = 5, variant: str =
       ``BorderlineSMOTE`` finds the same set except where a tie decides: it drops the
       first of the m + 1 neighbours its search returns, taken to be the item itself
       (with an exact duplicate of another class it may be the duplicate), and breaks
-      ties at the m-th distance in its search's own order. A class without danger members gets no points (its share is
-      reported in ``shortfall``), as imbalanced-learn's ``BorderlineSMOTE`` skips it.
+      ties at the m-th distance in its search's own order. A class without danger
+      members gets no points (its share is reported in ``shortfall``), as
+      imbalanced-learn's ``BorderlineSMOTE`` skips it.
 
     Which classes, how many each: by default every class smaller than the largest, each
     toward the largest class's count; ``classes=`` picks them. The n points are shared in
