@@ -132,6 +132,8 @@ def test_takes_synthetic_points_and_scikit_activeml_y():
     (lambda q, p: nearest_real(q * np.nan, p), "synthetic must be finite: row 0"),
     (lambda q, p: nearest_real(q, p * np.inf), "pool_embeddings must be finite"),
     (lambda q, p: nearest_real(q, p, unique=1), "unique must be True or False"),
+    (lambda q, p: nearest_real(q[:0], p), "synthetic is empty"),
+    (lambda q, p: nearest_real(q, p[:, :, None]), "pool_embeddings must be 2-D"),
     (lambda q, p: nearest_real(q, p, kk=1), "unknown|unexpected"),
 ])
 def test_bad_input(call, message):

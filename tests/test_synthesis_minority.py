@@ -273,6 +273,10 @@ def test_bad_embeddings():
         minority(x, y, 5)
     with pytest.raises(alcore.InvalidInputError, match="embeddings must have a floating"):
         minority(np.zeros((30, 2), dtype=int), y, 5)
+    with pytest.raises(alcore.InvalidInputError, match="embeddings is empty"):
+        minority(np.zeros((0, 2)), [], 5)
+    with pytest.raises(alcore.InvalidInputError, match="labels holds one class"):
+        minority(np.zeros((1, 2)), [4], 5)
 
 
 def test_the_result_does_not_depend_on_the_thread_count():
