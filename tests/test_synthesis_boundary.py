@@ -360,3 +360,16 @@ def test_the_result_does_not_depend_on_the_thread_count():
     two = boundary(x, model, 30)
     np.testing.assert_array_equal(one.source, two.source)
     np.testing.assert_array_equal(one.points, two.points)
+
+
+def test_a_model_that_changes_its_input_in_place_does_not_move_the_points():
+    x, _ = blobs(n=150, seed=19, dtype=np.float64)
+    model = Softmax(np.random.default_rng(20).standard_normal((5, 3)))
+
+    def scribbling(batch):
+        out = model(batch)
+        batch *= 1000.0
+        return out
+
+    res = boundary(x, scribbling, 10)
+    check_result(res, x, model.probs, 1e-3, 10)

@@ -348,7 +348,8 @@ def boundary(embeddings: Any, predict_proba: Callable[[np.ndarray], Any], n: int
         act, mid, pts = act[~frozen], mid[~frozen], pts[~frozen]
         if not len(act):
             continue
-        c_mid, m_mid = _top_two(model(pts))
+        # A copy: a model that scales its input in place must not move the points kept.
+        c_mid, m_mid = _top_two(model(pts.copy()))
         done = m_mid < tol
         lam[act[done]], got[act[done]], points[act[done]] = mid[done], m_mid[done], pts[done]
         open_[act[done]] = False
