@@ -429,7 +429,7 @@ def test_options_are_keyword_only():
                   | st.floats(-4, 4, width=32)),
        st.integers(1, 8), st.sampled_from([0.0, 1e4]), st.booleans())
 def test_exact_knn_equals_brute_force_on_ties(base, k, offset, own):
-    from alcore.synthesis._neighbours import exact_knn
+    from alcore.synthesis._neighbours import nearest
 
     base = (base + offset).astype(np.float32)
     n = len(base)
@@ -440,7 +440,7 @@ def test_exact_knn_equals_brute_force_on_ties(base, k, offset, own):
     if own:
         d[np.arange(n), np.arange(n)] = np.inf
     order = np.lexsort((np.broadcast_to(np.arange(n), d.shape), d), axis=-1)[:, :k]
-    sq, ids = exact_knn(base, np.ascontiguousarray(queries), k,
+    sq, ids = nearest(base, np.ascontiguousarray(queries), k,
                         self_rows=np.arange(n) if own else None)
     np.testing.assert_array_equal(ids, order)
     np.testing.assert_array_equal(sq, np.take_along_axis(d, order, axis=1))

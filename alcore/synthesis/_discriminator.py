@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from alcore.synthesis._neighbours import exact_knn
+from alcore.synthesis._neighbours import nearest
 
 
 class TwoSample(NamedTuple):
@@ -83,7 +83,7 @@ def out_of_fold_scores(x: np.ndarray, positive: np.ndarray, fold: np.ndarray,
         kk = min(k, len(train))
         # Sorted by (exact distance, row of train); train is ascending, so that is the
         # lower row of x too.
-        _, ids = exact_knn(np.ascontiguousarray(x[train]), np.ascontiguousarray(x[test]), kk)
+        _, ids = nearest(np.ascontiguousarray(x[train]), np.ascontiguousarray(x[test]), kk)
         scores[test] = positive[train[ids]].mean(axis=1)
     return scores
 

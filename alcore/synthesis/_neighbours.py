@@ -1,14 +1,13 @@
-"""Exact k nearest base rows, ties to the lower row, even where float32 cannot tell.
+"""Exact k nearest rows with a stated tie rule, on FAISS's exact search.
 
-:func:`alcore._faiss.nearest_rows` re-measures the k candidates FAISS found in float64, but
-FAISS chooses them on float32 expanded forms: when several base rows lie within float32's
-error of the k-th distance (duplicates, or rows a few ulps apart), FAISS may return any of
-them, and a row that is in truth nearer can be left out. Validation compares these
-distances with quantiles and counts classes among the neighbours, so a few spare
-candidates are fetched, and every query whose last candidate is not clearly farther than
-its k-th (by the error bound of :mod:`alcore._distances`) is searched again by brute force
-in float64. The result is then what a plain float64 search over all rows gives: the k
-smallest distances, equal ones to the lower row.
+``alcore._faiss.nearest_rows`` finds the k nearest by float32 expanded forms and re-measures
+those k exactly; an item it left out can still tie with (or, within float32's error, beat)
+the k-th. Synthesis decides on neighbour sets (SMOTE's segments, Borderline-SMOTE's danger
+counts, the pool items a batch maps to), so here the search asks for spare candidates and
+proves, with the error bound of :mod:`alcore._distances`, that no row left out can be
+among the k nearest; rows it cannot prove are searched again with twice the candidates,
+up to all rows. The result is the plain definition: by float64 distance of the float32
+inputs, equal distances to the lower row, whatever FAISS's thread count or tie order.
 """
 
 from __future__ import annotations
@@ -17,69 +16,62 @@ import numpy as np
 
 from alcore import _distances, _faiss
 
-# Candidates fetched beyond the k needed.
+# Candidates fetched beyond those needed: near-ties at the k-th place are then usually
+# settled in the first search.
 SPARE = 4
-# Brute-force blocks: (rows, N, d) float64 of at most this many values (8 MB).
-_BLOCK_ELEMENTS = 1 << 20
 
 
-def _norms(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """Row norms about the origin and about ``mean``, the larger of the two: nearest_rows
-    computes on rows centred or not (alcore._distances.centre decides)."""
-    about_mean = _distances.row_norms(np.ascontiguousarray(x.astype(np.float64) - mean))
-    return np.maximum(_distances.row_norms(x), about_mean)
+def nearest(base: np.ndarray, queries: np.ndarray, k: int,
+            self_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest rows of ``base`` for every query, exact, equal distances to the lower
+    row.
 
+    Parameters
+    ----------
+    base : float32 (N, d), C-contiguous, finite.
+    queries : float32 (Q, d), C-contiguous, finite.
+    k : 1 <= k <= N (N - 1 with ``self_rows``).
+    self_rows : int64 (Q,), optional
+        The row of ``base`` each query is (it is never its own neighbour; an exact
+        duplicate of it at another row is).
 
-def _brute_force(base: np.ndarray, queries: np.ndarray, k: int,
-                 self_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    n, d = base.shape
-    base64 = base.astype(np.float64)
-    sq_out = np.empty((len(queries), k))
-    ids_out = np.empty((len(queries), k), dtype=np.int64)
-    step = max(1, _BLOCK_ELEMENTS // max(1, n * d))
-    ids = np.arange(n)
-    for start in range(0, len(queries), step):
-        block = queries[start:start + step].astype(np.float64)
-        diff = block[:, None, :] - base64[None, :, :]
-        np.square(diff, out=diff)
-        sq = diff.sum(axis=2)
-        if self_rows is not None:
-            sq[np.arange(len(block)), self_rows[start:start + step]] = np.inf
-        order = np.lexsort((np.broadcast_to(ids, sq.shape), sq), axis=-1)[:, :k]
-        sq_out[start:start + step] = np.take_along_axis(sq, order, axis=1)
-        ids_out[start:start + step] = order
-    return sq_out, ids_out
-
-
-def exact_knn(base: np.ndarray, queries: np.ndarray, k: int,
-              self_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The k nearest rows of ``base`` (float32 (N, d)) of every query (float32 (Q, d)).
-
-    ``self_rows`` (int64 (Q,)): the base row each query is, never its own neighbour
-    (then k <= N - 1). Returns float64 (Q, k) squared L2 distances from float64
-    differences, ascending, and int64 (Q, k) base rows, equal distances to the lower row.
+    Returns
+    -------
+    sq_distances : float64 (Q, k), squared L2 from float64 differences, ascending.
+    ids : int64 (Q, k), rows of ``base``.
     """
     n, d = base.shape
-    own = 0 if self_rows is None else 1
-    wanted = min(n, k + own + SPARE)
-    sq, ids = _faiss.nearest_rows(base, queries, wanted)
-    if self_rows is not None:
-        sq[ids == self_rows[:, None]] = np.inf
-        order = np.lexsort((ids, sq), axis=-1)
-        sq = np.take_along_axis(sq, order, axis=1)
-        ids = np.take_along_axis(ids, order, axis=1)
-    # The farthest candidate that is surely not the query itself (when the query was
-    # among them it moved to the end as inf; when not, one fewer is conservative).
-    last = sq[:, wanted - 1 - own]
-    sq, ids = sq[:, :k], ids[:, :k]
-    if wanted < n:
-        # A row FAISS left out has an exact distance of at least the last candidate's
-        # minus twice the float32 error bound: clear only when that exceeds the k-th.
-        mean = base.mean(axis=0, dtype=np.float64)
-        widest = float(_norms(base, mean).max())
-        slack = 2.0 * _distances.bound(d, _norms(queries, mean), widest)
-        unsure = np.flatnonzero(~(last - slack > sq[:, -1]))
-        if len(unsure):
-            own_rows = None if self_rows is None else self_rows[unsure]
-            sq[unsure], ids[unsure] = _brute_force(base, queries[unsure], k, own_rows)
-    return sq, ids
+    q = queries.shape[0]
+    drop = 0 if self_rows is None else 1
+    centred = _distances.centre(base, norms=True)
+    largest = float(centred.norms.max()) if n else 0.0
+    shifted = queries.astype(np.float64) - centred.mean
+    query_norms = np.sqrt(np.einsum("ij,ij->i", shifted, shifted))
+    # One bound per query covers any base row: |f32 - exact| <= err for every candidate.
+    err = _distances.bound(d, query_norms, largest)
+    out_sq = np.empty((q, k))
+    out_ids = np.empty((q, k), dtype=np.int64)
+    todo = np.arange(q)
+    fetch = min(n, k + drop + SPARE)
+    while len(todo):
+        sq, ids = _faiss.nearest_rows(base, np.ascontiguousarray(queries[todo]), fetch)
+        if self_rows is not None:
+            own = ids == self_rows[todo, None]
+            # Self moved last (its distance made inf), the others keep their order.
+            sq = np.where(own, np.inf, sq)
+            order = np.argsort(own, axis=1, kind="stable")
+            sq = np.take_along_axis(sq, order, axis=1)
+            ids = np.take_along_axis(ids, order, axis=1)
+            # A row whose self was not fetched has one more real candidate than needed;
+            # the certificate below only looks at the k-th and the last fetched.
+        kth = sq[:, k - 1]
+        last = np.where(np.isinf(sq[:, -1]), sq[:, -2] if fetch > 1 else -np.inf, sq[:, -1])
+        # A row left out has a float32 distance >= the last fetched one's, so an exact
+        # distance >= exact(last) - 2 err: strictly above the k-th proves it is not needed.
+        proved = (fetch >= n) | (kth < last - 2 * err[todo])
+        rows = todo[proved]
+        out_sq[rows] = sq[proved, :k]
+        out_ids[rows] = ids[proved, :k]
+        todo = todo[~proved]
+        fetch = min(n, 2 * fetch)
+    return out_sq, out_ids
