@@ -37,7 +37,7 @@ def test_the_minority_class_really_is_cut_to_its_share():
 
 
 def test_default_rare_class_is_the_least_frequent():
-    x, y = simulate.load_dataset("digits")
+    _, y = simulate.load_dataset("digits")
     assert simulate_synthesis.rare_class(y) == 8
     assert simulate_synthesis.rare_class(y, "3") == 3
     with pytest.raises(InvalidInputError, match=r"^minority_class=12 is not a class of the "

@@ -347,8 +347,10 @@ def problems(draw):
     if draw(st.booleans()):
         pool[n // 2:] = pool[0]
     offset = draw(st.sampled_from([0.0, 1e4]))
+    scale = draw(st.sampled_from([1.0, 1e-3, 1e15]))  # tiny and huge norms
     k = draw(st.integers(1, n - 1))
-    return (pool + offset).astype(np.float32), (synthetic + offset).astype(np.float32), k
+    return ((pool * scale + offset).astype(np.float32),
+            (synthetic * scale + offset).astype(np.float32), k)
 
 
 @settings(max_examples=40)
