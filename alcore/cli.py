@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="digits, breast_cancer, wine, or a table file with a label "
                                "column")
     simulate.add_argument("--label-column", help="label column of a table file")
-    simulate.add_argument("--strategies", default="random,margin,margin+kcenter",
+    simulate.add_argument("--strategies",
                           help="comma-separated strategy names (default random,margin,"
                                "margin+kcenter; skactiveml-margin and skactiveml-entropy "
                                "need scikit-activeml)")
@@ -321,9 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--minority-class",
                           help="minority experiment: the class to cut (default: the least "
                                "frequent; digits: 8)")
-    simulate.add_argument("--minority-share", type=float, default=0.02,
+    simulate.add_argument("--minority-share", type=float,
                           help="minority experiment: its share of the pool (default 0.02)")
-    simulate.add_argument("--variant", default="smote",
+    simulate.add_argument("--variant",
                           help="minority experiment: smote (default) or borderline")
     return parser
 
@@ -344,10 +344,22 @@ def _id_column(requested: str | None, columns: list[str]) -> str | None:
 def _simulate(args: argparse.Namespace) -> None:
     from alcore import simulate
 
+    # Each experiment's own flags are refused by the other, not silently ignored.
+    foreign = (["--minority-class", "--minority-share", "--variant"]
+               if args.experiment == "learning-curves" else ["--strategies"])
+    given = [flag for flag in foreign
+             if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if given:
+        import alcore
+
+        raise alcore.InvalidInputError(
+            f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to "
+            f"--experiment {args.experiment}; leave {'it' if len(given) == 1 else 'them'} out")
     if args.experiment == "minority":
         _simulate_minority(args)
         return
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    listed = "random,margin,margin+kcenter" if args.strategies is None else args.strategies
+    strategies = [s.strip() for s in listed.split(",") if s.strip()]
     simulate.check_strategies(strategies)
     out = simulate.check_out(args.out, overwrite=args.overwrite)
     x, y = simulate.load_dataset(args.dataset, args.label_column)
@@ -361,8 +373,9 @@ def _simulate(args: argparse.Namespace) -> None:
 def _simulate_minority(args: argparse.Namespace) -> None:
     from alcore import simulate, simulate_synthesis
 
-    share = simulate_synthesis.check_share(args.minority_share)
-    variant = simulate_synthesis.check_variant(args.variant)
+    share = simulate_synthesis.check_share(
+        0.02 if args.minority_share is None else args.minority_share)
+    variant = simulate_synthesis.check_variant(args.variant or "smote")
     out = simulate.check_out(args.out, overwrite=args.overwrite, files=simulate_synthesis.FILES)
     x, y = simulate.load_dataset(args.dataset, args.label_column)
     results = simulate_synthesis.run(

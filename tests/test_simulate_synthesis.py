@@ -122,6 +122,8 @@ def test_cli_writes_the_files(tmp_path, capsys):
      "1, 2, 3, 4, 5, 6, 7, 8, 9"),
     (["--variant", "adasyn"],
      "alcore: error: --variant must be one of 'smote', 'borderline', got 'adasyn'"),
+    (["--strategies", "random"],
+     "alcore: error: --strategies does not apply to --experiment minority; leave it out"),
     (["--minority-share", "0.001"],
      "alcore: error: --minority-share 0.001 leaves 1 items of class 8 in a pool of 1136; "
      "the experiment needs at least 3 (2 first labels and one to find): raise "
@@ -134,3 +136,11 @@ def test_wrong_flag_values_exit_2_with_one_line(tmp_path, capsys, flags, message
     assert code == 2
     assert err.strip() == message
     assert not out.exists()
+
+
+def test_minority_flags_do_not_apply_to_learning_curves(tmp_path, capsys):
+    code, _, err = run(["simulate", "--dataset", "wine", "--minority-share", "0.1",
+                        "--variant", "smote", "--out", tmp_path / "s"], capsys)
+    assert code == 2
+    assert err.strip() == ("alcore: error: --minority-share, --variant do not apply to "
+                           "--experiment learning-curves; leave them out")

@@ -268,6 +268,19 @@ def test_two_sample_auc_equals_slow_cross_validation(m, n, seed):
     np.testing.assert_allclose(got.synthetic_scores, scores, atol=1e-12)
 
 
+def test_validate_runs_the_documented_discriminator():
+    rng = np.random.default_rng(21)
+    pool = rng.normal(size=(40, 3)).astype(np.float32)
+    synthetic = (rng.normal(size=(15, 3)) + 0.7).astype(np.float32)
+    report = validate(synthetic, pool, k=3, discriminator_k=3, folds=4, max_auc=0.6, seed=9)
+    auc, rows, scores = slow_two_sample(pool, synthetic, k=3, folds=4, max_per_class=5000,
+                                        seed=9)
+    assert report.discriminator_auc == pytest.approx(auc, abs=1e-12)
+    np.testing.assert_allclose(report.discriminator_score[rows], scores, atol=1e-12)
+    assert report.max_auc == 0.6 and report.discriminator_passed == (auc <= 0.6)
+    assert report.config["folds"] == 4
+
+
 def test_discriminator_near_half_for_the_pools_distribution_and_near_one_shifted():
     rng = np.random.default_rng(12)
     pool = rng.normal(size=(1500, 4)).astype(np.float32)
@@ -325,6 +338,7 @@ def test_to_dict_is_json_ready():
     assert data["reasons"][-1] == "near-duplicate: an exact copy of real item 4 (distance 0)"
     assert data["density"][-1] is None  # 1 / 0 would be inf: JSON has no inf
     assert data["thresholds"]["max_distance"] == report.max_distance
+    assert data["thresholds"]["max_auc"] == 0.75
     assert data["discriminator_auc"] == report.discriminator_auc
     assert data["n_review"] == int(report.review.sum())
     with pytest.raises(AttributeError):

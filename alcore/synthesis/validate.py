@@ -79,6 +79,8 @@ class ValidationReport:
     discriminator_auc: float | None
     """Cross-validated AUC of the k-NN real-vs-synthetic classifier (0.5: indistinguishable);
     None when it could not run (fewer than 2 synthetic points)."""
+    max_auc: float
+    """The discriminator's threshold."""
     discriminator_passed: bool | None
     """``discriminator_auc <= max_auc``; None when it did not run."""
     warnings: list[str]
@@ -115,7 +117,7 @@ class ValidationReport:
                 "max_distance": number(self.max_distance),
                 "min_distance": number(self.min_distance),
                 "max_knn_distance": number(self.max_knn_distance),
-                "max_auc": number(self.config.get("max_auc")),
+                "max_auc": number(self.max_auc),
             },
             "discriminator_auc": number(self.discriminator_auc),
             "discriminator_passed": self.discriminator_passed,
@@ -358,7 +360,8 @@ def validate(synthetic: Any, pool_embeddings: Any, *, max_quantile: float = 0.99
         discriminator_score=discriminator_score, off_manifold=off_manifold,
         near_duplicate=near_duplicate, sparse=sparse, max_distance=max_distance,
         min_distance=float(eps), max_knn_distance=max_knn_distance,
-        discriminator_auc=auc, discriminator_passed=passed, warnings=warnings,
+        discriminator_auc=auc, max_auc=max_auc, discriminator_passed=passed,
+        warnings=warnings,
         config=config)
 
 
