@@ -17,6 +17,11 @@ from alcore.synthesis._points import SyntheticPoints
 # Rows per predict_proba call when the model classifies the items themselves: bounds the
 # user's batch (and its memory) on a large pool.
 PREDICT_BATCH = 65_536
+# Candidate pairs: items are searched (for their nearest neighbours) in blocks, the first
+# of max(FIRST_BLOCK, 2n) items, until CANDIDATES_PER_POINT * n pairs are found, so that
+# n is chosen among several times as many pairs without a search of the whole pool.
+FIRST_BLOCK = 1024
+CANDIDATES_PER_POINT = 3
 # predict_proba's output: rows must sum to 1 within this, values lie in [0, 1] within
 # VALUE_SLACK (a float32 softmax can round a certain class to 1 + 1e-7).
 ROW_SUM_ATOL = 1e-3
@@ -135,6 +140,40 @@ def _choose_pairs(a: np.ndarray, b: np.ndarray, n: int, n_items: int,
     return np.lexsort((key, priority))[:n]
 
 
+def _candidate_pairs(x32: np.ndarray, group: np.ndarray, k: int, n: int,
+                     gen: np.random.Generator,
+                     accept: Callable[[np.ndarray, np.ndarray], np.ndarray] | None
+                     ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Pairs (a < b) of an item and one of its k nearest others with a different
+    ``group``, each once, accepted by ``accept(a, b)`` (when given): the items are
+    searched in a random order, in blocks that double from max(FIRST_BLOCK, 2n) items,
+    until CANDIDATES_PER_POINT * n pairs are found or every item has been searched, so a
+    large pool is not searched in full for a few points. Returns (a, b, how many pairs
+    ``accept`` refused)."""
+    n_items = len(x32)
+    order = gen.permutation(n_items)
+    seen = kept = np.empty(0, dtype=np.int64)
+    refused = 0
+    start, size = 0, max(FIRST_BLOCK, 2 * n)
+    while start < n_items and len(kept) < CANDIDATES_PER_POINT * n:
+        rows = np.sort(order[start:start + size])
+        start += len(rows)
+        size *= 2
+        _, ids = _neighbours.nearest(x32, np.ascontiguousarray(x32[rows]), k, self_rows=rows)
+        r, c = np.repeat(rows, k), ids.reshape(-1)
+        differ = group[r] != group[c]
+        r, c = r[differ], c[differ]
+        new = np.setdiff1d(np.unique(np.minimum(r, c) * n_items + np.maximum(r, c)), seen,
+                           assume_unique=True)
+        seen = np.union1d(seen, new)
+        if accept is not None and len(new):
+            ok = accept(new // n_items, new % n_items)
+            refused += int(np.count_nonzero(~ok))
+            new = new[ok]
+        kept = np.union1d(kept, new)
+    return kept // n_items, kept % n_items, refused
+
+
 def boundary(embeddings: Any, predict_proba: Callable[[np.ndarray], Any], n: int, *,
              labels: Any = None, tol: float = 1e-3, neighbors: int = 10,
              normalize: bool = False, max_iter: int = 60,
@@ -145,8 +184,11 @@ def boundary(embeddings: Any, predict_proba: Callable[[np.ndarray], Any], n: int
        of at most ``PREDICT_BATCH`` = 65 536 rows), or ``labels`` when given.
     2. Candidate pairs: an item and one of its ``neighbors`` nearest other items (exact
        FAISS search, equal distances to the lower row) of another class; each unordered
-       pair once. With ``labels``, only pairs the model also puts in different classes
-       (the model is then called once, in batches, on the items of the candidate pairs).
+       pair once. The items are searched in a random order, in blocks (the first of
+       max(1024, 2n) items, then doubling), until 3n candidates are found or every item
+       has been searched: a large pool is not searched in full for a few points. With
+       ``labels``, only pairs the model also puts in different classes (the model is
+       called, in batches, on each block's new endpoints).
     3. n pairs are chosen, deterministically for a given ``seed``: distinct pairs, spread
        over the items (every item's first choice, in a random order, before anyone's
        second).
@@ -250,34 +292,35 @@ def boundary(embeddings: Any, predict_proba: Callable[[np.ndarray], Any], n: int
                 f"no pair of items with different classes exists")
 
     k = min(neighbors, n_items - 1)
-    _, ids = _neighbours.nearest(x32, x32, k, self_rows=np.arange(n_items))
-    rows = np.repeat(np.arange(n_items), k)
-    cols = ids.reshape(-1)
-    differ = group[rows] != group[cols]
-    key = np.unique(np.minimum(rows, cols)[differ] * n_items + np.maximum(rows, cols)[differ])
-    a, b = key // n_items, key % n_items
     kind = "predicted" if codes is None else "labeled"
+
+    def model_agrees(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """With labels: the model's classes of new endpoints (batched), and whether it
+        puts the two ends of each pair in different classes too."""
+        ends = np.unique(np.concatenate([a, b]))
+        ends = ends[cls[ends] < 0]
+        if len(ends):
+            cls[ends], margin[ends] = _predict_rows(model, work, ends)
+        return cls[a] != cls[b]
+
+    a, b, left_out = _candidate_pairs(x32, group, k, n, gen,
+                                      None if codes is None else model_agrees)
     if not len(a):
+        if left_out:
+            raise InvalidInputError(
+                f"predict_proba puts both items of each of the {left_out} nearby pairs with "
+                f"different labels in one class, so the model's boundary does not cross "
+                f"any of them")
         raise InvalidInputError(
             f"no item has a neighbour of another {kind} class among its {k} nearest, so no "
             f"pair to bisect exists; raise neighbors= (now {neighbors})")
     notes = []
-    if codes is not None:
-        ends = np.unique(np.concatenate([a, b]))
-        cls[ends], margin[ends] = _predict_rows(model, work, ends)
-        both = cls[a] != cls[b]
-        if not both.any():
-            raise InvalidInputError(
-                f"predict_proba puts both items of each of the {len(a)} nearby pairs with "
-                f"different labels in one class, so the model's boundary does not cross "
-                f"any of them")
-        if not both.all():
-            notes.append(f"{int((~both).sum())} nearby pairs with different labels are "
-                         f"predicted one class at both ends and were left out")
-        a, b = a[both], b[both]
     if len(a) < n:
-        notes.insert(0, f"only {len(a)} pairs of nearby items with different {kind} classes "
-                        f"exist among each item's {k} nearest (raise neighbors= for more)")
+        notes.append(f"only {len(a)} pairs of nearby items with different {kind} classes "
+                     f"exist among each item's {k} nearest (raise neighbors= for more)")
+        if left_out:
+            notes.append(f"{left_out} nearby pairs with different labels are predicted one "
+                         f"class at both ends and were left out")
     chosen = _choose_pairs(a, b, n, n_items, gen)
     a, b = a[chosen], b[chosen]
     pairs = len(a)
