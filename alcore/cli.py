@@ -38,7 +38,8 @@ _FLAGS = {
     "budget": "--budget", "strategy": "--strategy", "utility": "--utility",
     "window": "--window", "hard_cap": "--hard-cap", "label_column": "--label-column",
     "strategies": "--strategies", "dataset": "--dataset", "rounds": "--rounds",
-    "batch": "--batch", "classes": "--classes",
+    "batch": "--batch", "classes": "--classes", "minority_class": "--minority-class",
+    "minority_share": "--minority-share", "variant": "--variant",
 }
 # Whole phrases whose advice is Python code, reworded for a file on the command line.
 _PHRASES = [
@@ -57,7 +58,7 @@ _KEYWORD = re.compile(
 # Options (not data arrays) that open a message as its subject: "atol must be in [0, 1)".
 _SUBJECT = re.compile(
     r"(?<![\w.-])(atol|beta|radius|min_distance|candidates|seed|score|density|diversity|k|"
-    r"budget|strategy|utility|window)(?= must\b)")
+    r"budget|strategy|utility|window|minority_share|variant)(?= must\b)")
 SCORES = ("least_confidence", "margin", "ratio", "entropy")
 DIVERSITIES = ("auto", "none", "kcenter", "badge", "typiclust", "cluster_margin",
                "probcover", "spread")
@@ -300,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="digits, breast_cancer, wine, or a table file with a label "
                                "column")
     simulate.add_argument("--label-column", help="label column of a table file")
-    simulate.add_argument("--strategies", default="random,margin,margin+kcenter",
+    simulate.add_argument("--strategies",
                           help="comma-separated strategy names (default random,margin,"
                                "margin+kcenter; skactiveml-margin and skactiveml-entropy "
                                "need scikit-activeml)")
@@ -310,6 +311,20 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--out", default="alcore-simulation", help="output folder")
     simulate.add_argument("--overwrite", action="store_true",
                           help="replace the files of an existing --out folder")
+    simulate.add_argument("--experiment", default="learning-curves",
+                          choices=("learning-curves", "minority"),
+                          help="learning-curves (default): the --strategies' accuracy "
+                               "curves; minority: one class cut to --minority-share of the "
+                               "pool, margin alone against margin plus validated minority "
+                               "or boundary queries mapped to real items, the rare class's "
+                               "recall per round (minority_recall.json, .png)")
+    simulate.add_argument("--minority-class",
+                          help="minority experiment: the class to cut (default: the least "
+                               "frequent; digits: 8)")
+    simulate.add_argument("--minority-share", type=float,
+                          help="minority experiment: its share of the pool (default 0.02)")
+    simulate.add_argument("--variant",
+                          help="minority experiment: smote (default) or borderline")
     return parser
 
 
@@ -329,7 +344,22 @@ def _id_column(requested: str | None, columns: list[str]) -> str | None:
 def _simulate(args: argparse.Namespace) -> None:
     from alcore import simulate
 
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    # Each experiment's own flags are refused by the other, not silently ignored.
+    foreign = (["--minority-class", "--minority-share", "--variant"]
+               if args.experiment == "learning-curves" else ["--strategies"])
+    given = [flag for flag in foreign
+             if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if given:
+        import alcore
+
+        raise alcore.InvalidInputError(
+            f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to "
+            f"--experiment {args.experiment}; leave {'it' if len(given) == 1 else 'them'} out")
+    if args.experiment == "minority":
+        _simulate_minority(args)
+        return
+    listed = "random,margin,margin+kcenter" if args.strategies is None else args.strategies
+    strategies = [s.strip() for s in listed.split(",") if s.strip()]
     simulate.check_strategies(strategies)
     out = simulate.check_out(args.out, overwrite=args.overwrite)
     x, y = simulate.load_dataset(args.dataset, args.label_column)
@@ -337,6 +367,23 @@ def _simulate(args: argparse.Namespace) -> None:
                            seeds=args.seeds)
     files = simulate.write(results, out, f"{Path(args.dataset).name}: {args.seeds} seeds")
     print(simulate.table(results))
+    print("wrote " + ", ".join(str(f) for f in files))
+
+
+def _simulate_minority(args: argparse.Namespace) -> None:
+    from alcore import simulate, simulate_synthesis
+
+    share = simulate_synthesis.check_share(
+        0.02 if args.minority_share is None else args.minority_share)
+    variant = simulate_synthesis.check_variant(args.variant or "smote")
+    out = simulate.check_out(args.out, overwrite=args.overwrite, files=simulate_synthesis.FILES)
+    x, y = simulate.load_dataset(args.dataset, args.label_column)
+    results = simulate_synthesis.run(
+        x, y, minority_class=args.minority_class, minority_share=share, variant=variant,
+        rounds=args.rounds, batch=args.batch, seeds=args.seeds)
+    files = simulate_synthesis.write(results, out,
+                                     f"{Path(args.dataset).name}: {args.seeds} seeds")
+    print(simulate_synthesis.table(results))
     print("wrote " + ", ".join(str(f) for f in files))
 
 

@@ -97,15 +97,17 @@ def check_strategies(strategies: list[str]) -> list[str]:
     return strategies
 
 
-def check_out(out: str | Path, *, overwrite: bool = False) -> Path:
-    """Check, before any work, that ``out`` can receive the results: its parent folder
-    exists, and an existing ``out`` is replaced only with ``overwrite``."""
+def check_out(out: str | Path, *, overwrite: bool = False,
+              files: tuple[str, ...] = _FILES) -> Path:
+    """Check, before any work, that ``out`` can receive the results (the ``files`` an
+    experiment writes): its parent folder exists, and an existing ``out`` is replaced only
+    with ``overwrite``."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"{out} is a file; name a folder for the results")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise InvalidInputError(
-            f"{out} exists; pass overwrite=True to replace its files ({', '.join(_FILES)})")
+            f"{out} exists; pass overwrite=True to replace its files ({', '.join(files)})")
     if not out.parent.is_dir():
         raise InvalidInputError(
             f"{out}: the folder {str(out.parent)!r} does not exist; create it first")

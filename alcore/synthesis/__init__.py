@@ -8,6 +8,8 @@ generate query points in embedding space instead of searching the pool for them.
   classes.
 * :func:`nearest_real`: the nearest unlabeled real items of synthetic points, for
   annotators who cannot label a vector.
+* :func:`validate`: which synthetic points to keep, by checks against the pool's own
+  statistics, with per-point reasons and a share flagged for expert review.
 
 Both generators return a :class:`SyntheticPoints` holding every point's provenance (the
 two real items it lies between and its position ``lam`` on their segment).
@@ -17,7 +19,7 @@ from alcore.synthesis._points import SyntheticPoints
 from alcore.synthesis.boundary import boundary
 from alcore.synthesis.minority import minority
 from alcore.synthesis.nearest import NearestReal, nearest_real
+from alcore.synthesis.validate import ValidationReport, validate
 
-# from alcore.synthesis.validate import ...  (validate: added by the validation helper)
-
-__all__ = ["NearestReal", "SyntheticPoints", "boundary", "minority", "nearest_real"]
+__all__ = ["NearestReal", "SyntheticPoints", "ValidationReport", "boundary", "minority",
+           "nearest_real", "validate"]
