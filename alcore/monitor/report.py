@@ -100,7 +100,8 @@ class AuditReport:
         ``selected_class_share``), when both sides have predictions. Threshold
         ``class_tvd`` (0.2).
     kcenter_radius : float
-        The largest distance from a sketch sample row to its nearest selected item (how
+        The largest distance from a sketch sample row (of its ``radius_rows``: up to
+        20 000 of them, a uniform sample of the pool) to its nearest selected item (how
         far the selection leaves some of the pool uncovered); ``kcenter_farthest_row``
         is that row's pool row number. Threshold ``radius_ratio`` (2) on its ratio to
         ``random_reference["kcenter_radius"]`` (skipped when that is 0: a selection as

@@ -57,11 +57,14 @@ from alcore.monitor.report import AuditReport, resolve_thresholds
 BLOCK_ROWS = 65_536
 FORMAT = "alcore.PoolSketch"
 FORMAT_VERSION = 1
+# Sample rows whose distance to the selection makes the k-center radius: its cost is
+# RADIUS_ROWS x n x d multiply-adds per audit (twice, with the random reference).
+RADIUS_ROWS = 20_000
 # Pairs of sample rows the median-heuristic bandwidth is measured on (at most).
 BANDWIDTH_ROWS = 1000
 
 _ARRAYS = ("edges", "bin_counts", "mean", "std", "sample", "sample_rows", "centroids",
-           "cluster_sizes", "rff_weights", "rff_offsets", "rff_mean")
+           "cluster_sizes", "rff_weights", "rff_offsets", "rff_mean", "radius_rows")
 _CLASS_ARRAYS = ("class_counts", "sample_classes")
 
 
@@ -85,6 +88,9 @@ class PoolSketch:
         Exact per-feature mean and population standard deviation over the pool.
     sample : float32 (s, d), sample_rows : int64 (s,)
         The uniform sample of pool rows and their row numbers, in pool order.
+    radius_rows : int64 (min(s, RADIUS_ROWS),)
+        The sample rows (positions in ``sample``) the k-center radius is measured from:
+        those with the smallest sampling keys, a uniform sample of the pool themselves.
     centroids : float64 (K, d), cluster_sizes : int64 (K,)
         k-means centroids (trained on the sample) and the exact count of pool rows
         nearest each (sums to N; equal distances to the lower id).
@@ -111,6 +117,8 @@ class PoolSketch:
         self._meta = dict(meta)
         # Each feature's sorted sample, a contiguous row per feature, for KS.
         self._sorted = np.ascontiguousarray(np.sort(self._arrays["sample"], axis=0).T)
+        self._radius_queries = np.ascontiguousarray(
+            self._arrays["sample"][self._arrays["radius_rows"]])
 
     # ----------------------------------------------------------------- attributes
     @property
@@ -254,19 +262,23 @@ class PoolSketch:
             raise InvalidInputError(f"{source.name} has no rows; pass at least one row")
         if source.predictions and source.classes is not None:
             class_counts = np.pad(class_counts, (0, max(0, source.classes - len(class_counts))))
-        rows, sample_x, sample_classes = reservoir.result()
+        rows, sample_x, sample_classes, sample_keys = reservoir.result()
         d = sample_x.shape[1]
         mean, std = moments.result()
 
-        edges = np.quantile(sample_x.astype(np.float64), np.arange(1, bins) / bins, axis=0)
-        edges = np.maximum.accumulate(np.ascontiguousarray(edges.T), axis=1)  # sorted, surely
+        # One feature at a time: no float64 copy of the whole sample.
+        levels = np.arange(1, bins) / bins
+        edges = np.empty((d, bins - 1))
+        for j in range(d):
+            edges[j] = np.quantile(sample_x[:, j].astype(np.float64), levels)
+        np.maximum.accumulate(edges, axis=1, out=edges)  # sorted, whatever the rounding
         centroids = _faiss.kmeans_centroids(sample_x, min(clusters, len(sample_x)),
                                             kmeans_seed)
         bandwidth = _bandwidth(_standardise(sample_x[:BANDWIDTH_ROWS], mean, std))
         rff = np.random.default_rng(rff_seed)
         weights = rff.standard_normal((rff_features, d)) / bandwidth
         offsets = rff.uniform(0.0, 2 * np.pi, size=rff_features)
-        rff_mean = _rff(sample_x, mean, std, weights, offsets).mean(axis=0)
+        rff_mean = _rff_mean(sample_x, mean, std, weights, offsets)
 
         # Pass 2: exact bin counts and cluster sizes.
         from alcore.monitor._kernels import add_bin_counts
@@ -290,10 +302,13 @@ class PoolSketch:
             raise InvalidInputError(
                 f"{source.name} gave {n} rows on the first pass and {seen} on the second; "
                 f"the sketch reads the pool twice, and both reads must give the same rows")
+        # The k-center radius's queries: the sample rows with the smallest keys, itself a
+        # uniform sample of the pool (the bottom of a bottom-k sample).
+        radius_rows = np.sort(np.argsort(sample_keys, kind="stable")[:RADIUS_ROWS])
         arrays = {"edges": edges, "bin_counts": bin_counts, "mean": mean, "std": std,
                   "sample": sample_x, "sample_rows": rows, "centroids": centroids,
                   "cluster_sizes": sizes, "rff_weights": weights, "rff_offsets": offsets,
-                  "rff_mean": rff_mean}
+                  "rff_mean": rff_mean, "radius_rows": radius_rows}
         if source.predictions:
             arrays["class_counts"] = class_counts
             arrays["sample_classes"] = sample_classes
@@ -458,8 +473,8 @@ class PoolSketch:
         add_bin_counts(x, a["edges"], counts)
         psi = population_stability(a["bin_counts"] / self.n_rows, counts / n)
         ks = _ks(self._sorted, x)
-        phi = _rff(x, a["mean"], a["std"], a["rff_weights"], a["rff_offsets"])
-        mmd = float(np.linalg.norm(phi.mean(axis=0) - a["rff_mean"]))
+        phi = _rff_mean(x, a["mean"], a["std"], a["rff_weights"], a["rff_offsets"])
+        mmd = float(np.linalg.norm(phi - a["rff_mean"]))
         sizes = a["cluster_sizes"]
         chosen = np.bincount(_faiss.assign(x, a["centroids"]), minlength=len(sizes))
         covered = chosen > 0
@@ -477,10 +492,11 @@ class PoolSketch:
             mine = np.bincount(classes, minlength=width) / n
             out.update(class_tvd=total_variation(pool, mine), pool_class_share=pool,
                        class_share=mine)
-        sq, _ = _faiss.nearest_rows(x, a["sample"], 1)
+        queries = a["radius_rows"]
+        sq, _ = _faiss.nearest_rows(x, self._radius_queries, 1)
         far = int(np.argmax(sq[:, 0]))
         out["kcenter_radius"] = float(np.sqrt(sq[far, 0]))
-        out["farthest_row"] = int(a["sample_rows"][far])
+        out["farthest_row"] = int(a["sample_rows"][queries[far]])
         return out
 
 
@@ -531,21 +547,18 @@ def _standardise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray
     return (x.astype(np.float64) - mean) / scale
 
 
-def _rff(x: np.ndarray, mean: np.ndarray, std: np.ndarray, weights: np.ndarray,
-         offsets: np.ndarray) -> np.ndarray:
-    """Random Fourier features of the standardised rows, float64 (n, D), a block at a
-    time (the (block, D) products are the temporaries)."""
-    out = np.empty((len(x), len(offsets)))
-    scale = np.sqrt(2.0 / len(offsets))
+def _rff_mean(x: np.ndarray, mean: np.ndarray, std: np.ndarray, weights: np.ndarray,
+              offsets: np.ndarray) -> np.ndarray:
+    """The mean random Fourier feature of the standardised rows of x, float64 (D,), a block
+    of rows at a time (the (block, D) float64 products, 8 MB, are the only temporaries)."""
+    total = np.zeros(len(offsets))
     step = max(1, (1 << 20) // max(len(offsets), x.shape[1], 1))
     for start in range(0, len(x), step):
-        z = _standardise(x[start:start + step], mean, std)
-        block = out[start:start + step]
-        np.matmul(z, weights.T, out=block)
+        block = _standardise(x[start:start + step], mean, std) @ weights.T
         block += offsets
         np.cos(block, out=block)
-        block *= scale
-    return out
+        total += block.sum(axis=0)
+    return total * (np.sqrt(2.0 / len(offsets)) / len(x))
 
 
 def _bandwidth(z: np.ndarray) -> float:
@@ -612,13 +625,14 @@ class _Reservoir:
         if classes is not None:
             self.classes[slots] = classes[picked]
 
-    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(row numbers, rows, classes), in pool order."""
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+        """(row numbers, rows, classes, keys), in pool order."""
         if self.data is None:
-            return np.empty(0, dtype=np.int64), np.empty((0, 0), np.float32), None
+            return (np.empty(0, dtype=np.int64), np.empty((0, 0), np.float32), None,
+                    np.empty(0))
         order = np.argsort(self.rows[:self.count], kind="stable")
         return (self.rows[order], np.ascontiguousarray(self.data[order]),
-                self.classes[order])
+                self.classes[order], self.keys[order])
 
 
 class _Moments:
