@@ -4,6 +4,7 @@ as, persistence without pickle, and bad inputs with their messages."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import zipfile
 
@@ -180,8 +181,8 @@ def test_array_chunks_callable_and_parquet_give_the_same_sketch(tmp_path):
     opts = {"sample": 2000, "clusters": 5, "rff_features": 16, "seed": 3}
     ref = PoolSketch.build(x, labels, **opts)
     cuts = [0, 1, 30_000, 65_537, n]
-    chunks = [x[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
-    label_chunks = [labels[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+    chunks = [x[a:b] for a, b in itertools.pairwise(cuts)]
+    label_chunks = [labels[a:b] for a, b in itertools.pairwise(cuts)]
     assert PoolSketch.build(chunks, labels, **opts) == ref
     assert PoolSketch.build(chunks, label_chunks, **opts) == ref
     assert PoolSketch.build(lambda: iter(chunks), labels, **opts) == ref
@@ -264,15 +265,15 @@ def test_load_refuses_newer_versions_and_foreign_files(tmp_path):
                              r"9.0\); this alcore .* reads versions up to 1: upgrade alcore"):
         PoolSketch.load(tmp_path / "new.npz")
     _rewrite_header(tmp_path / "s.npz", tmp_path / "other.npz", format="something.else")
-    with pytest.raises(InvalidInputError, match="other.npz is not a PoolSketch file"):
+    with pytest.raises(InvalidInputError, match=r"other\.npz is not a PoolSketch file"):
         PoolSketch.load(tmp_path / "other.npz")
     np.savez(tmp_path / "plain.npz", a=np.arange(3))
-    with pytest.raises(InvalidInputError, match="plain.npz is not a PoolSketch file"):
+    with pytest.raises(InvalidInputError, match=r"plain\.npz is not a PoolSketch file"):
         PoolSketch.load(tmp_path / "plain.npz")
     (tmp_path / "text.npz").write_text("hello")
-    with pytest.raises(InvalidInputError, match="text.npz is not a PoolSketch file"):
+    with pytest.raises(InvalidInputError, match=r"text\.npz is not a PoolSketch file"):
         PoolSketch.load(tmp_path / "text.npz")
-    with pytest.raises(InvalidInputError, match="missing.npz: no such file"):
+    with pytest.raises(InvalidInputError, match=r"missing\.npz: no such file"):
         PoolSketch.load(tmp_path / "missing.npz")
     with pytest.raises(InvalidInputError, match="does not exist; create it first"):
         sk.save(tmp_path / "no" / "s.npz")
@@ -287,7 +288,7 @@ def test_a_pickled_array_in_the_file_is_refused(tmp_path):
     arrays["mean"] = np.array([{"evil": 1}], dtype=object)
     with open(tmp_path / "p.npz", "wb") as f:
         np.savez(f, **arrays)
-    with pytest.raises(InvalidInputError, match="p.npz is not a PoolSketch file"):
+    with pytest.raises(InvalidInputError, match=r"p\.npz is not a PoolSketch file"):
         PoolSketch.load(tmp_path / "p.npz")
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def add_bin_counts(x: np.ndarray, edges: np.ndarray, counts: np.ndarray) -> None:  # pragma: no cover - compiled
+def add_bin_counts(x: np.ndarray, edges: np.ndarray, counts: np.ndarray) -> None:
     """Add to ``counts[j, b]`` the rows of x whose feature j falls in bin b.
 
     Bin b of feature j holds the values v with exactly b of the edges ``edges[j]`` at or
