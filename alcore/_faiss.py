@@ -824,12 +824,15 @@ def assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """The nearest centroid of every row of x (int64, shape (n,)); equal distances go to
     the lower centroid id.
 
-    Rows and centroids are moved by the centroids' mean (so the float32 error scales with
-    their spread, not with their distance from the origin) and ranked by numpy's float32
-    expanded form (:func:`_nearest_centroids`). Where the two nearest lie within twice the
-    expanded form's error bound (:func:`alcore._distances.bound`) of each other, the row is
-    decided again from float64 differences over all centroids. A row's answer is therefore
-    a function of the row alone, not of the block it was passed in, so a pool assigned
+    Rows and centroids are moved by the centroids' mean rounded to float32, s (the
+    difference of two float32 numbers rounded once is what float64 arithmetic rounded to
+    float32 gives, so the float32 subtraction is as exact; the float32 error then scales
+    with the spread, not with the distance from the origin), and ranked by numpy's
+    float32 expanded form (:func:`_nearest_centroids`). Where the two nearest lie within
+    twice the expanded form's error bound (:func:`alcore._distances.bound`, from float32
+    row norms raised by 1e-5, beyond their rounding) of each other, the row is decided
+    again from float64 differences over all centroids. A row's answer is therefore a
+    function of the row alone, not of the block it was passed in, so a pool assigned
     chunk by chunk gets the same clusters as in one call.
 
     Parameters
@@ -841,21 +844,20 @@ def assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     k = centroids.shape[0]
     if k == 1:
         return np.zeros(n, dtype=np.int64)
-    shift = centroids.mean(axis=0)
-    c32 = np.ascontiguousarray(centroids - shift, dtype=np.float32)
+    shift = centroids.mean(axis=0).astype(np.float32)
+    c32 = np.ascontiguousarray(centroids - shift.astype(np.float64), dtype=np.float32)
     c64 = c32.astype(np.float64)
     largest = float(np.sqrt(np.einsum("ij,ij->i", c64, c64).max()))
     out = np.empty(n, dtype=np.int64)
     step = max(1, _distances._BLOCK_ELEMENTS // max(d, 1))
     exact_step = max(1, _distances._BLOCK_ELEMENTS // max(k * d, 1))
     for start in range(0, n, step):
-        block = x[start:start + step].astype(np.float64)
-        block -= shift
-        rows = np.ascontiguousarray(block, dtype=np.float32)
+        rows = x[start:start + step] - shift
         ids, sq = _nearest_centroids(rows, c32, 2)
         out[start:start + step] = ids[:, 0]
         gap = sq[:, 1].astype(np.float64) - sq[:, 0]
-        limit = 2 * _distances.bound(d, _distances.row_norms(rows), largest)
+        norms = np.sqrt(np.einsum("ij,ij->i", rows, rows).astype(np.float64)) * (1 + 1e-5)
+        limit = 2 * _distances.bound(d, norms, largest)
         unclear = np.flatnonzero(gap <= limit)
         for first in range(0, len(unclear), exact_step):
             which = unclear[first:first + exact_step]

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from alcore import InvalidInputError, _faiss
 from alcore.monitor import PoolSketch
 from alcore.monitor import sketch as sketch_module
-from alcore.monitor._kernels import add_bin_counts
+from alcore.monitor._kernels import add_bin_counts, block_moments, float32_edges
 
 
 def clustered(n: int, d: int, seed: int, clusters: int = 5, offset: float = 0.0):
@@ -139,8 +139,25 @@ def test_numba_bin_kernel_matches_searchsorted_with_values_on_edges():
     x = rng.integers(-3, 4, size=(500, 3)).astype(np.float32)  # many values equal edges
     edges = np.sort(rng.integers(-3, 4, size=(3, 5)).astype(np.float64), axis=1)
     counts = np.zeros((3, 6), dtype=np.int64)
-    add_bin_counts(x, edges, counts)
+    add_bin_counts(x, float32_edges(edges), counts)
     np.testing.assert_array_equal(counts, direct_bin_counts(x, edges))
+    # float64 edges between float32 values, and float32 values on either side of them.
+    edges = np.sort(rng.standard_normal((3, 7)), axis=1)
+    near = edges.T.astype(np.float32)
+    x = np.concatenate([near, np.nextafter(near, np.float32(np.inf)),
+                        np.nextafter(near, -np.float32(np.inf)),
+                        rng.standard_normal((50, 3)).astype(np.float32)])
+    counts = np.zeros((3, 8), dtype=np.int64)
+    add_bin_counts(np.ascontiguousarray(x), float32_edges(edges), counts)
+    np.testing.assert_array_equal(counts, direct_bin_counts(x, edges))
+
+
+def test_block_moments_match_numpy():
+    x = (np.random.default_rng(21).standard_normal((999, 4)) * 3 + 1e4).astype(np.float32)
+    mean, m2 = block_moments(x)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(mean, x64.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(m2, ((x64 - x64.mean(axis=0)) ** 2).sum(axis=0), rtol=1e-10)
 
 
 def test_assign_matches_brute_force_ties_to_lower_id_and_any_blocking():

@@ -117,6 +117,9 @@ class PoolSketch:
         self._meta = dict(meta)
         # Each feature's sorted sample, a contiguous row per feature, for KS.
         self._sorted = np.ascontiguousarray(np.sort(self._arrays["sample"], axis=0).T)
+        from alcore.monitor._kernels import float32_edges
+
+        self._upper = float32_edges(self._arrays["edges"])
         self._radius_queries = np.ascontiguousarray(
             self._arrays["sample"][self._arrays["radius_rows"]])
 
@@ -281,8 +284,9 @@ class PoolSketch:
         rff_mean = _rff_mean(sample_x, mean, std, weights, offsets)
 
         # Pass 2: exact bin counts and cluster sizes.
-        from alcore.monitor._kernels import add_bin_counts
+        from alcore.monitor._kernels import add_bin_counts, float32_edges
 
+        upper = float32_edges(edges)
         bin_counts = np.zeros((d, bins), dtype=np.int64)
         sizes = np.zeros(len(centroids), dtype=np.int64)
         if len(rows) == n:  # the sample is the pool
@@ -293,7 +297,7 @@ class PoolSketch:
         for start, block, _ in second:
             if len(rows) < n:
                 _check_unchanged(block, start, rows, sample_x, source.name)
-            add_bin_counts(block, edges, bin_counts)
+            add_bin_counts(block, upper, bin_counts)
             sizes += np.bincount(_faiss.assign(block, centroids), minlength=len(centroids))
             seen = start + len(block)
             if report is not None:
@@ -470,7 +474,7 @@ class PoolSketch:
         a = self._arrays
         n = len(x)
         counts = np.zeros_like(a["bin_counts"])
-        add_bin_counts(x, a["edges"], counts)
+        add_bin_counts(x, self._upper, counts)
         psi = population_stability(a["bin_counts"] / self.n_rows, counts / n)
         ks = _ks(self._sorted, x)
         phi = _rff_mean(x, a["mean"], a["std"], a["rff_weights"], a["rff_offsets"])
@@ -646,11 +650,10 @@ class _Moments:
         self.m2: np.ndarray | None = None
 
     def add(self, block: np.ndarray) -> None:
-        x = block.astype(np.float64)
-        m = len(x)
-        mean = x.mean(axis=0)
-        x -= mean
-        m2 = np.einsum("ij,ij->j", x, x)
+        from alcore.monitor._kernels import block_moments
+
+        m = len(block)
+        mean, m2 = block_moments(block)
         if self.mean is None:
             self.n, self.mean, self.m2 = m, mean, m2
             return
