@@ -228,6 +228,14 @@ def test_parquet_probability_columns(tmp_path):
     np.testing.assert_array_equal(sk.class_counts, np.bincount(probs.argmax(axis=1),
                                                                minlength=3))
     assert sk == PoolSketch.build(x, probs, sample=300, clusters=3, rff_features=8)
+    # A class no row predicts is still one of the file's classes.
+    probs[:, 2] = 0
+    probs /= probs.sum(axis=1, keepdims=True)
+    pl.DataFrame({"emb": pl.Series(x).cast(pl.Array(pl.Float32, 3)),
+                  **{f"p{c}": probs[:, c] for c in range(3)}}).write_parquet(path)
+    sk = PoolSketch.build(path, "p*", sample=300, clusters=3, rff_features=8)
+    assert len(sk.class_counts) == 3 and sk.class_counts[2] == 0
+    assert sk.audit(x[:20], probs[:20]).class_tvd is not None
 
 
 def test_progress_counts_both_passes():

@@ -23,14 +23,15 @@ Parquet file give the same sketch to the bit.
 When the sample holds the whole pool (``N <= sample``), the second pass reads the sample
 instead of the pool: the same numbers, one read fewer.
 
-The random-Fourier-feature (RFF) mean for the MMD is taken over the sample, not the pool:
-the kernel mean of a uniform sample of s rows misses the pool's by
-``E|mu_s - mu_N|^2 = (1 - s/N) (1 - E k(x, x')) / s <= 1/s`` in squared RKHS norm (x, x'
-two distinct pool rows), so the MMD is off by at most about ``1 / sqrt(s)`` (0.003 at the
-default 100 000), a tenth of what sampling a 1000-item selection alone contributes, and it
-is exact when the sample is the whole pool. Over all rows it would cost ``N x D x d``
-multiply-adds and N D cosines more (about 10 s at 10M x 64 with D = 512) for nothing an
-audit could see.
+The random-Fourier-feature (RFF) mean for the MMD is taken over the sample, not the pool.
+The mean feature of a uniform sample of s rows (without replacement) misses the pool's by
+``E|mu_s - mu_N|^2 = (N - s) / (N - 1) * (1 - kbar) / s <= 1/s`` in squared norm (kbar the
+pool's mean kernel value over all pairs of rows, for the exact kernel; the RFF features
+are its approximation), so the MMD moves by about ``1 / sqrt(s)`` at most (0.003 at the
+default 100 000): a tenth of what drawing a 1000-item selection alone contributes, and 0
+when the sample is the whole pool. Over all rows it would cost N / s times the sample's
+``s x D x d`` multiply-adds and s D cosines (2-3 s for 100 000 rows, D = 512, d = 64 on
+these machines; a 10M pool would take 100 times as long) for nothing an audit could see.
 """
 
 from __future__ import annotations
@@ -220,8 +221,9 @@ class PoolSketch:
             The sample, the clustering and the random features (default 0).
         progress : callable, optional
             ``progress(done, total)`` after each block, counting rows over both passes
-            (total 2N). A pool given as a function returning chunks reports its second
-            pass only (N is unknown until the first ends).
+            (total 2N). A pool given as a function returning chunks, or as a CSV or
+            NDJSON file, reports its second pass only (N is unknown until the first
+            ends).
 
         Returns
         -------
@@ -921,6 +923,7 @@ def _file_source(path: Path, predictions: Any, spec: str | None, chunk_rows: int
                 else:
                     probs = io.probability_matrix(chunk, predictions, row_offset=offset)
                     classes = _class_ids(probs, "pool_predictions", offset)
+                    found.classes = probs.shape[1]
             elif first and pred_array is not None:
                 if offset + len(rows) > len(pred_array):
                     raise InvalidInputError(
@@ -943,7 +946,8 @@ def _file_source(path: Path, predictions: Any, spec: str | None, chunk_rows: int
     except Exception:
         total = None
     width = (_classes_of(pred_array) if pred_array is not None else None)
-    return _Source(path.name, pieces, total, predictions is not None, class_source, width)
+    found = _Source(path.name, pieces, total, predictions is not None, class_source, width)
+    return found
 
 
 def _blocks(pieces: Iterable[tuple[int, np.ndarray, Any]]
