@@ -315,6 +315,15 @@ def test_a_pickled_array_in_the_file_is_refused(tmp_path):
         np.savez(f, **arrays)
     with pytest.raises(InvalidInputError, match=r"p\.npz is not a PoolSketch file"):
         PoolSketch.load(tmp_path / "p.npz")
+    # Arrays that do not fit together are refused on loading, not in an audit.
+    arrays["mean"] = arrays["std"]
+    arrays["centroids"] = arrays["centroids"][:, :1]
+    with open(tmp_path / "q.npz", "wb") as f:
+        np.savez(f, **arrays)
+    with pytest.raises(InvalidInputError, match=r"q\.npz is not a PoolSketch file .*its "
+                                                r"arrays do not fit together: centroids has "
+                                                r"shape \(2, 1\)"):
+        PoolSketch.load(tmp_path / "q.npz")
 
 
 # ------------------------------------------------------------------ bad input

@@ -383,7 +383,13 @@ class PoolSketch:
         missing = [name for name in _ARRAYS if name not in arrays]
         if missing:
             raise InvalidInputError(f"{foreign} (it lacks {', '.join(missing)})")
-        meta = {k: header[k] for k in ("n_rows", "rff_bandwidth", "class_source")}
+        try:
+            meta = {k: header[k] for k in ("n_rows", "rff_bandwidth", "class_source")}
+        except KeyError as err:
+            raise InvalidInputError(f"{foreign} (its header lacks {err})") from None
+        problem = _inconsistency(arrays, meta)
+        if problem:
+            raise InvalidInputError(f"{foreign} (its arrays do not fit together: {problem})")
         return cls(arrays, meta)
 
     # ----------------------------------------------------------------- audit
@@ -504,6 +510,44 @@ class PoolSketch:
         out["kcenter_radius"] = float(np.sqrt(sq[far, 0]))
         out["farthest_row"] = int(a["sample_rows"][queries[far]])
         return out
+
+
+def _inconsistency(a: dict[str, np.ndarray], meta: dict[str, Any]) -> str | None:
+    """What is wrong with a loaded sketch's arrays (None when they fit together), so that
+    a damaged or hand-made file is refused on loading, not by a crash in an audit."""
+    expected = {"edges": "f8", "bin_counts": "i8", "mean": "f8", "std": "f8",
+                "sample": "f4", "sample_rows": "i8", "centroids": "f8", "cluster_sizes": "i8",
+                "rff_weights": "f8", "rff_offsets": "f8", "rff_mean": "f8",
+                "radius_rows": "i8", "class_counts": "i8", "sample_classes": "i8"}
+    for name, value in a.items():
+        if name not in expected or value.dtype != np.dtype(expected[name]):
+            return f"{name} has dtype {value.dtype}"
+    if (set(_CLASS_ARRAYS) & a.keys()) and not set(_CLASS_ARRAYS) <= a.keys():
+        return "class_counts and sample_classes come together"
+    d = a["mean"].shape[0] if a["mean"].ndim == 1 else -1
+    s = a["sample"].shape[0] if a["sample"].ndim == 2 else -1
+    k = a["centroids"].shape[0] if a["centroids"].ndim == 2 else -1
+    n_rff = a["rff_mean"].shape[0] if a["rff_mean"].ndim == 1 else -1
+    bins = a["bin_counts"].shape[1] if a["bin_counts"].ndim == 2 else -1
+    n = meta["n_rows"]
+    shapes = {"edges": (d, bins - 1), "bin_counts": (d, bins), "std": (d,), "sample": (s, d),
+              "sample_rows": (s,), "centroids": (k, d), "cluster_sizes": (k,),
+              "rff_weights": (n_rff, d), "rff_offsets": (n_rff,)}
+    if "sample_classes" in a:
+        shapes["sample_classes"] = (s,)
+    for name, shape in shapes.items():
+        if a[name].shape != shape or min(shape, default=1) < 1:
+            return f"{name} has shape {a[name].shape}"
+    if not isinstance(n, int) or n < s or int(a["cluster_sizes"].sum()) != n:
+        return f"n_rows {n!r} against the cluster sizes"
+    radius = a["radius_rows"]
+    if radius.ndim != 1 or not len(radius) or radius.min() < 0 or radius.max() >= s:
+        return "radius_rows outside the sample"
+    if not isinstance(meta["rff_bandwidth"], float) or not meta["rff_bandwidth"] > 0:
+        return f"rff_bandwidth {meta['rff_bandwidth']!r}"
+    if "class_counts" in a and (a["class_counts"].ndim != 1 or not len(a["class_counts"])):
+        return "class_counts is empty"
+    return None
 
 
 # ---------------------------------------------------------------------- metrics
