@@ -470,3 +470,22 @@ def test_random_pools(x, sample, bins, clusters):
                                       minlength=len(sk.centroids)))
     np.testing.assert_allclose(sk.mean, x.astype(np.float64).mean(axis=0), rtol=1e-12)
     assert np.isfinite(sk.rff_mean).all() and sk.rff_bandwidth > 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(x=pools(), block=st.integers(1, 9), data=st.data())
+def test_any_chunking_gives_the_same_sketch(x, block, data):
+    """Small blocks (many of them) and chunks cut anywhere: the sketch is the array's."""
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, max(1, len(x) - 1)), max_size=6))))
+    cuts = [0, *[c for c in cuts if 0 < c < len(x)], len(x)]
+    labels = np.arange(len(x)) % 3
+    opts = {"sample": data.draw(st.integers(1, 50)), "clusters": 3, "rff_features": 8,
+            "bins": 4}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sketch_module, "BLOCK_ROWS", block)
+        whole = PoolSketch.build(x, labels, **opts)
+        chunks = [x[a:b] for a, b in itertools.pairwise(cuts)]
+        parts = [labels[a:b] for a, b in itertools.pairwise(cuts)]
+        assert PoolSketch.build(chunks, parts, **opts) == whole
+    np.testing.assert_array_equal(whole.bin_counts, direct_bin_counts(x, whole.edges))
+    np.testing.assert_array_equal(whole.class_counts, np.bincount(labels))
