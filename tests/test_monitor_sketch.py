@@ -489,3 +489,16 @@ def test_any_chunking_gives_the_same_sketch(x, block, data):
         assert PoolSketch.build(chunks, parts, **opts) == whole
     np.testing.assert_array_equal(whole.bin_counts, direct_bin_counts(x, whole.edges))
     np.testing.assert_array_equal(whole.class_counts, np.bincount(labels))
+
+
+def test_rff_bandwidth_is_the_median_heuristic_and_rff_mean_the_samples():
+    x, _ = clustered(400, 3, seed=22, offset=1e4)
+    sk = PoolSketch.build(x, sample=1000, clusters=3, rff_features=64)
+    x64 = x.astype(np.float64)
+    z = (x64 - x64.mean(axis=0)) / x64.std(axis=0)
+    pairs = np.sqrt(((z[:, None] - z[None]) ** 2).sum(axis=2))[np.triu_indices(400, 1)]
+    assert sk.rff_bandwidth == pytest.approx(np.median(pairs), rel=1e-9)
+    phi = np.sqrt(2 / 64) * np.cos(z @ sk.rff_weights.T + sk.rff_offsets)
+    np.testing.assert_allclose(sk.rff_mean, phi.mean(axis=0), atol=1e-9)
+    constant = PoolSketch.build(np.ones((50, 2), np.float32), sample=100, rff_features=8)
+    assert constant.rff_bandwidth == 1.0

@@ -102,8 +102,8 @@ class PoolSketch:
         ``rff_mean`` is their mean over the sample (see the module's notes on its error).
     rff_bandwidth : float
         The median heuristic: the median distance between standardised sample rows (of
-        the first ``BANDWIDTH_ROWS`` sample rows; the median of the positive distances if
-        that is 0, 1 if every distance is 0).
+        ``BANDWIDTH_ROWS`` = 1000 of them, a uniform sample of the pool; the median of the
+        positive distances if that is 0, 1 if every distance is 0).
     class_counts : int64 (C,) or None
         Pool rows per predicted class (argmax of the predictions; ties to the lower class).
     """
@@ -279,7 +279,11 @@ class PoolSketch:
         np.maximum.accumulate(edges, axis=1, out=edges)  # sorted, whatever the rounding
         centroids = _faiss.kmeans_centroids(sample_x, min(clusters, len(sample_x)),
                                             kmeans_seed)
-        bandwidth = _bandwidth(_standardise(sample_x[:BANDWIDTH_ROWS], mean, std))
+        # Uniform sub-samples of the pool: the sample rows with the smallest keys (the
+        # bottom of a bottom-k sample); the first rows in pool order would not be.
+        by_key = np.argsort(sample_keys, kind="stable")
+        bandwidth = _bandwidth(_standardise(sample_x[np.sort(by_key[:BANDWIDTH_ROWS])],
+                                            mean, std))
         rff = np.random.default_rng(rff_seed)
         weights = rff.standard_normal((rff_features, d)) / bandwidth
         offsets = rff.uniform(0.0, 2 * np.pi, size=rff_features)
@@ -308,9 +312,7 @@ class PoolSketch:
             raise InvalidInputError(
                 f"{source.name} gave {n} rows on the first pass and {seen} on the second; "
                 f"the sketch reads the pool twice, and both reads must give the same rows")
-        # The k-center radius's queries: the sample rows with the smallest keys, itself a
-        # uniform sample of the pool (the bottom of a bottom-k sample).
-        radius_rows = np.sort(np.argsort(sample_keys, kind="stable")[:RADIUS_ROWS])
+        radius_rows = np.sort(by_key[:RADIUS_ROWS])  # the k-center radius's queries
         arrays = {"edges": edges, "bin_counts": bin_counts, "mean": mean, "std": std,
                   "sample": sample_x, "sample_rows": rows, "centroids": centroids,
                   "cluster_sizes": sizes, "rff_weights": weights, "rff_offsets": offsets,
