@@ -502,3 +502,17 @@ def test_rff_bandwidth_is_the_median_heuristic_and_rff_mean_the_samples():
     np.testing.assert_allclose(sk.rff_mean, phi.mean(axis=0), atol=1e-9)
     constant = PoolSketch.build(np.ones((50, 2), np.float32), sample=100, rff_features=8)
     assert constant.rff_bandwidth == 1.0
+
+
+def test_a_reiterable_collection_of_chunks_is_read_twice():
+    x, _ = clustered(3000, 2, seed=23)
+
+    class Chunks:
+        def __iter__(self):
+            return iter([x[:1000], x[1000:]])
+
+    opts = {"sample": 500, "clusters": 3, "rff_features": 8}
+    assert PoolSketch.build(Chunks(), **opts) == PoolSketch.build(x, **opts)
+    with pytest.raises(InvalidInputError, match=r"pool_embeddings is a list_iterator, which "
+                                                r"can be read only once"):
+        PoolSketch.build(iter([x]), **opts)

@@ -800,18 +800,23 @@ def _source(pool: Any, predictions: Any, spec: str | None, chunk_rows: int) -> _
             f"a file; pass the predictions as an array")
     if callable(pool) and not hasattr(pool, "__array__"):
         return _chunk_source(pool, predictions, None)
-    if isinstance(pool, list | tuple) and pool and v.as_numpy(pool[0], "pool_embeddings[0]"
-                                                               ).ndim == 2:
-        chunks = list(pool)
-        return _chunk_source(lambda: iter(chunks), predictions,
-                             sum(len(c) for c in chunks))
-    if (isinstance(pool, Iterator) or (isinstance(pool, Iterable)
-                                       and not isinstance(pool, list | tuple)
-                                       and not hasattr(pool, "__array__"))):
+    if isinstance(pool, Iterator):
         raise InvalidInputError(
             f"pool_embeddings is a {type(pool).__name__}, which can be read only once; the "
             f"sketch reads the pool twice: pass a list of chunks, or a function returning "
             f"a new iterator of chunks (e.g. lambda: read_chunks(path))")
+    if isinstance(pool, list | tuple) and pool and v.as_numpy(pool[0], "pool_embeddings[0]"
+                                                               ).ndim == 2:
+        chunks = list(pool)
+        try:
+            total = sum(len(c) for c in chunks)
+        except TypeError:
+            total = None
+        return _chunk_source(lambda: iter(chunks), predictions, total)
+    if (isinstance(pool, Iterable) and not isinstance(pool, list | tuple | str | bytes)
+            and not hasattr(pool, "__array__")):
+        # A collection of chunks read afresh on each pass (not an iterator: refused above).
+        return _chunk_source(lambda: iter(pool), predictions, None)
     return _array_source(pool, predictions)
 
 
