@@ -187,9 +187,10 @@ class PoolSketch:
         pool_embeddings : array, list of chunks, callable, or path
             * an (N, d) float array (numpy, a memory map, anything ``numpy.asarray``
               takes): read a block at a time, never copied whole;
-            * a list (or tuple) of (rows, d) chunks, or a function returning a new
-              iterator of chunks each time it is called (the pool is read twice, so a
-              generator itself, which can be read only once, is refused);
+            * a list (or tuple, or any collection that can be iterated again) of
+              (rows, d) chunks, or a function returning a new iterator of chunks each
+              time it is called (the pool is read twice, so an iterator such as a
+              generator, which can be read only once, is refused);
             * a pool file path (Parquet, Arrow IPC, CSV, NDJSON; as :mod:`alcore.io`
               reads them), read ``chunk_rows`` rows at a time: a Parquet pool larger
               than memory works.
