@@ -516,3 +516,23 @@ def test_a_reiterable_collection_of_chunks_is_read_twice():
     with pytest.raises(InvalidInputError, match=r"pool_embeddings is a list_iterator, which "
                                                 r"can be read only once"):
         PoolSketch.build(iter([x]), **opts)
+
+
+def test_csv_pool_with_numbered_columns(tmp_path):
+    import polars as pl
+
+    x, labels = clustered(2500, 3, seed=24)
+    path = tmp_path / "pool.csv"
+    pl.DataFrame({**{f"e{j}": x[:, j] for j in range(3)}, "label": labels}).write_csv(path)
+    opts = {"sample": 400, "clusters": 3, "rff_features": 8}
+    from_csv = PoolSketch.build(path, "label", embeddings="e*", chunk_rows=700, **opts)
+    assert from_csv == PoolSketch.build(x, labels, **opts)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("e0,label\n" + "0.5,1\n" * 120 + "0.25,2.5\n")
+    with pytest.raises(InvalidInputError, match=r"bad\.csv: class id column 'label' holds "
+                                                r"2\.5 in row 120; class ids are whole"):
+        PoolSketch.build(bad, "label", embeddings="e*")
+    bad.write_text("e0,label\n" + "0.5,1\n" * 120 + "1.0,\n")
+    with pytest.raises(InvalidInputError, match=r"class id column 'label' is missing \(empty "
+                                                r"or null\) in row 120"):
+        PoolSketch.build(bad, "label", embeddings="e*", chunk_rows=50)

@@ -946,7 +946,8 @@ def _file_source(path: Path, predictions: Any, spec: str | None, chunk_rows: int
     if isinstance(predictions, str):
         if predictions in columns:
             pred_columns = [predictions]
-            integer_ids = schema[predictions].is_integer()
+            integer_ids = schema[predictions].is_integer() or _integer_text_column(
+                path, predictions)
         else:
             pred_columns = io._pattern_columns(columns, predictions, "probabilities")
         class_source = "class ids" if integer_ids else "probabilities"
@@ -969,11 +970,23 @@ def _file_source(path: Path, predictions: Any, spec: str | None, chunk_rows: int
             if first and pred_columns:
                 if integer_ids:
                     column = chunk[predictions]
-                    if column.null_count():
+                    null = io._first_null(column)
+                    if null is not None:
                         raise InvalidInputError(
                             f"{path.name}: class id column {predictions!r} is missing "
-                            f"(null) in a row from row {offset} on; fill it in")
-                    classes = _class_ids(column.to_numpy(), "pool_predictions", offset)
+                            f"(empty or null) in row {null + offset}; fill it in or drop "
+                            f"that row")
+                    values = column.to_numpy()
+                    if values.dtype.kind == "f":  # a text file's ids, read as Float64
+                        whole = values == np.floor(values)
+                        if not whole.all():
+                            row = int(np.argmin(whole))
+                            raise InvalidInputError(
+                                f"{path.name}: class id column {predictions!r} holds "
+                                f"{values[row]!r} in row {row + offset}; class ids are "
+                                f"whole numbers")
+                        values = values.astype(np.int64)
+                    classes = _class_ids(values, "pool_predictions", offset)
                 else:
                     probs = io.probability_matrix(chunk, predictions, row_offset=offset)
                     classes = _class_ids(probs, "pool_predictions", offset)
@@ -1002,6 +1015,23 @@ def _file_source(path: Path, predictions: Any, spec: str | None, chunk_rows: int
     width = (_classes_of(pred_array) if pred_array is not None else None)
     found = _Source(path.name, pieces, total, predictions is not None, class_source, width)
     return found
+
+
+def _integer_text_column(path: Path, name: str) -> bool:
+    """Whether a CSV/NDJSON column holds integers as polars infers it (alcore.io reads
+    such columns as Float64, for probabilities that start with 0s and 1s)."""
+    import polars as pl
+
+    from alcore import io
+
+    fmt = io._format(path)
+    if fmt not in ("csv", "ndjson"):
+        return False
+    scan = pl.scan_csv if fmt == "csv" else pl.scan_ndjson
+    try:
+        return bool(scan(path).collect_schema()[name].is_integer())
+    except Exception:  # unreadable: the reader reports it with its own message
+        return False
 
 
 def _blocks(pieces: Iterable[tuple[int, np.ndarray, Any]]
