@@ -983,7 +983,7 @@ def _file_source(path: Path, predictions: Any, spec: str | None, chunk_rows: int
                             row = int(np.argmin(whole))
                             raise InvalidInputError(
                                 f"{path.name}: class id column {predictions!r} holds "
-                                f"{values[row]!r} in row {row + offset}; class ids are "
+                                f"{v.shown(values[row])} in row {row + offset}; class ids are "
                                 f"whole numbers")
                         values = values.astype(np.int64)
                     classes = _class_ids(values, "pool_predictions", offset)
