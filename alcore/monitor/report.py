@@ -65,7 +65,7 @@ def _features(values: np.ndarray, limit: float) -> tuple[int, list[int]]:
     return len(above), [int(j) for j in worst[:5]]
 
 
-@dataclass
+@dataclass(eq=False)
 class AuditReport:
     """What :meth:`alcore.monitor.PoolSketch.audit` found (d features, K clusters, C
     classes).
