@@ -319,3 +319,17 @@ def test_random_pools_and_selections(case, bins, whole):
     json.dumps(data, allow_nan=False)  # every value finite
     assert 0 <= report.cluster_coverage <= 1 and 0 <= report.cluster_tvd <= 1
     assert report.mmd >= 0 and report.kcenter_radius >= 0
+
+
+def test_the_sketch_and_so_the_audit_do_not_grow_with_the_pool(tmp_path):
+    """Every array an audit reads has the same shape for a pool 10 times larger."""
+    small, _ = clustered(3000, 4, seed=10)
+    large, _ = clustered(30_000, 4, seed=10)
+    opts = {"sample": 1000, "clusters": 6, "rff_features": 32}
+    a, b = PoolSketch.build(small, **opts), PoolSketch.build(large, **opts)
+    a.save(tmp_path / "a.npz")
+    b.save(tmp_path / "b.npz")
+    with np.load(tmp_path / "a.npz") as fa, np.load(tmp_path / "b.npz") as fb:
+        assert {k: fa[k].shape for k in fa.files if k != "header"} == {
+            k: fb[k].shape for k in fb.files if k != "header"}
+    assert b.audit(large[:100]).n_pool == 30_000
