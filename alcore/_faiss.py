@@ -784,3 +784,84 @@ def knn_ivf(x: np.ndarray, k: int, clusters: int, probes: int, seed: int,
             out_sq[short], out_ids[short] = flat.search(rows[short], k)
         np.maximum(out_sq, 0, out=out_sq)
     return out_sq, out_ids
+
+
+# PoolSketch's clustering (alcore.monitor): Lloyd iterations and the points per centroid
+# they train on. FAISS's own defaults (25 iterations, 256 points per centroid): the
+# centroids are made once per pool, on a sample of at most 100k rows, where a better
+# clustering costs a second or two at most.
+SKETCH_KMEANS_ITERATIONS = 25
+SKETCH_POINTS_PER_CENTROID = 256
+
+
+def kmeans_centroids(x: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+    """k-means centroids of the rows of x, in x's own coordinates.
+
+    k-means++ seeds and FAISS's Lloyd iterations (:func:`_train_kmeans`, with the
+    ``SKETCH_*`` effort above) on x centred on its float64 mean, then moved back.
+
+    Parameters
+    ----------
+    x : float32 (n, d), C-contiguous, finite.
+    n_clusters : int >= 1. With ``n_clusters >= n`` every row is its own centroid.
+    seed : int >= 0.
+
+    Returns
+    -------
+    float64 (min(n_clusters, n), d)
+    """
+    n = x.shape[0]
+    if n_clusters >= n:
+        return x.astype(np.float64)
+    centred = _distances.centre(x, norms=False)
+    _, km = _train_kmeans(np.ascontiguousarray(centred.rows, dtype=np.float32), n_clusters,
+                          seed, SKETCH_KMEANS_ITERATIONS,
+                          points_per_centroid=SKETCH_POINTS_PER_CENTROID)
+    return np.asarray(km.centroids, dtype=np.float64).reshape(n_clusters, -1) + centred.mean
+
+
+def assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """The nearest centroid of every row of x (int64, shape (n,)); equal distances go to
+    the lower centroid id.
+
+    Rows and centroids are moved by the centroids' mean rounded to float32, s (the
+    difference of two float32 numbers rounded once is what float64 arithmetic rounded to
+    float32 gives, so the float32 subtraction is as exact; the float32 error then scales
+    with the spread, not with the distance from the origin), and ranked by numpy's
+    float32 expanded form (:func:`_nearest_centroids`). Where the two nearest lie within
+    twice the expanded form's error bound (:func:`alcore._distances.bound`, from float32
+    row norms raised by 1e-5, beyond their rounding) of each other, the row is decided
+    again from float64 differences over all centroids. A row's answer is therefore a
+    function of the row alone, not of the block it was passed in, so a pool assigned
+    chunk by chunk gets the same clusters as in one call.
+
+    Parameters
+    ----------
+    x : float32 (n, d), finite.
+    centroids : float64 (K, d), K >= 1.
+    """
+    n, d = x.shape
+    k = centroids.shape[0]
+    if k == 1:
+        return np.zeros(n, dtype=np.int64)
+    shift = centroids.mean(axis=0).astype(np.float32)
+    c32 = np.ascontiguousarray(centroids - shift.astype(np.float64), dtype=np.float32)
+    c64 = c32.astype(np.float64)
+    largest = float(np.sqrt(np.einsum("ij,ij->i", c64, c64).max()))
+    out = np.empty(n, dtype=np.int64)
+    step = max(1, _distances._BLOCK_ELEMENTS // max(d, 1))
+    exact_step = max(1, _distances._BLOCK_ELEMENTS // max(k * d, 1))
+    for start in range(0, n, step):
+        rows = x[start:start + step] - shift
+        ids, sq = _nearest_centroids(rows, c32, 2)
+        out[start:start + step] = ids[:, 0]
+        gap = sq[:, 1].astype(np.float64) - sq[:, 0]
+        norms = np.sqrt(np.einsum("ij,ij->i", rows, rows).astype(np.float64)) * (1 + 1e-5)
+        limit = 2 * _distances.bound(d, norms, largest)
+        unclear = np.flatnonzero(gap <= limit)
+        for first in range(0, len(unclear), exact_step):
+            which = unclear[first:first + exact_step]
+            diff = rows[which, None, :].astype(np.float64) - c64[None, :, :]
+            np.square(diff, out=diff)
+            out[start + which] = np.argmin(diff.sum(axis=2), axis=1)  # first: lower id
+    return out
