@@ -74,7 +74,9 @@ def _present_mask(arr: np.ndarray, missing: Any) -> np.ndarray:
             return np.ones(arr.shape, dtype=bool)
         return arr != missing
     if kind == "O":
-        return ~_missing_ufunc(arr, missing).astype(bool)
+        # The element-wise call raises numpy's floating-point flags a NaN label set.
+        with np.errstate(invalid="ignore"):
+            return ~_missing_ufunc(arr, missing).astype(bool)
     raise InvalidInputError(
         f"annotations must hold labels (integers, strings, or floats with NaN for missing), "
         f"got dtype {arr.dtype}; {_TABLE_HINT}")
