@@ -272,25 +272,54 @@ def test_long_format_triples_equal_the_table(rows, seed):
         assert getattr(long, name) == pytest.approx(getattr(wide, name), nan_ok=True)
 
 
-@given(tables())
-def test_sparse_counting_equals_dense(rows):
-    """The numpy.unique path (thousands of categories or annotators) gives the same."""
+@pytest.mark.parametrize("dense_cells, column_pairs", [(0, 32), (1 << 22, 0), (0, 0)])
+@given(rows=tables())
+def test_every_counting_path_gives_the_same(rows, dense_cells, column_pairs):
+    """The numpy.unique path (thousands of categories or annotators) and the rating-pair
+    path (many annotators) equal the default dense, per-column one."""
     try:
         reference(rows)
     except ValueError:
         return
-    dense = agreement(table_of(rows))
-    saved = agreement_impl._DENSE_CELLS
-    agreement_impl._DENSE_CELLS = 0
+    default = agreement(table_of(rows))
+    saved = agreement_impl._DENSE_CELLS, agreement_impl._COLUMN_PAIRS_MAX
+    agreement_impl._DENSE_CELLS, agreement_impl._COLUMN_PAIRS_MAX = dense_cells, column_pairs
     try:
-        sparse = agreement(table_of(rows))
+        other = agreement(table_of(rows))
     finally:
-        agreement_impl._DENSE_CELLS = saved
-    np.testing.assert_array_equal(sparse.per_item, dense.per_item)
-    np.testing.assert_allclose(sparse.pairwise_kappa, dense.pairwise_kappa, rtol=1e-12)
-    assert sparse.majority.tolist() == dense.majority.tolist()
-    assert (sparse.fleiss_kappa, sparse.krippendorff_alpha) == (
-        dense.fleiss_kappa, dense.krippendorff_alpha)
+        agreement_impl._DENSE_CELLS, agreement_impl._COLUMN_PAIRS_MAX = saved
+    np.testing.assert_array_equal(other.per_item, default.per_item)
+    np.testing.assert_allclose(other.pairwise_kappa, default.pairwise_kappa, rtol=1e-12)
+    np.testing.assert_array_equal(other.pair_items, default.pair_items)
+    assert other.majority.tolist() == default.majority.tolist()
+    assert other.tie.tolist() == default.tie.tolist()
+    assert (other.fleiss_kappa, other.krippendorff_alpha) == (
+        default.fleiss_kappa, default.krippendorff_alpha)
+
+
+def test_many_annotators_take_the_rating_pair_path():
+    """40 crowd workers, three per item: beyond the per-column loop; equal to sklearn."""
+    rng = np.random.default_rng(3)
+    triples = []
+    for item in range(300):
+        for worker in rng.choice(40, size=3, replace=False):
+            triples.append((item, int(worker), int(rng.integers(0, 3))))
+    report = agreement(triples)
+    assert report.n_annotators == 40 > agreement_impl._COLUMN_PAIRS_MAX
+    table = np.full((300, 40), np.nan)
+    for item, worker, label in triples:
+        table[item, worker] = label
+    a, b = (report.annotators.index(w) for w in (0, 1))
+    both = ~np.isnan(table[:, 0]) & ~np.isnan(table[:, 1])
+    if both.sum() and len(set(table[both, 0]) | set(table[both, 1])) > 1:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = cohen_kappa_score(table[both, 0], table[both, 1])
+        assert report.pairwise_kappa[a, b] == pytest.approx(expected, nan_ok=True)
+    ref = reference([[None if np.isnan(x) else int(x) for x in row] for row in table])
+    order = list(report.annotators)
+    np.testing.assert_allclose(report.pairwise_kappa, ref["kappa"][np.ix_(order, order)])
+    assert report.krippendorff_alpha == pytest.approx(ref["alpha"])
 
 
 # --- fixed cases -------------------------------------------------------------------------------
