@@ -154,7 +154,7 @@ class HoldoutCurve:
     def tolerance(self) -> float:
         return self._tolerance
 
-    def record(self, round: int, *, holdout_accuracy: float | None = None,  # noqa: A002
+    def record(self, round: int, *, holdout_accuracy: float | None = None,
                selected_accuracy: float | None = None, model: Any = None,
                holdout: Any = None, selected: Any = None,
                labels_spent: int | None = None) -> HoldoutPoint:
