@@ -401,8 +401,10 @@ class HoldoutCurve:
         FigureCanvasAgg(figure)
         ax = figure.add_subplot()
         ax.plot(x, held, "o-", color="tab:blue", label="held-out accuracy")
-        if not np.isnan(chosen).all():
-            ax.plot(x, chosen, "s--", color="tab:gray", label="selected-set accuracy")
+        measured = ~np.isnan(chosen)
+        if measured.any():  # joined across rounds without a selected-set figure
+            ax.plot(x[measured], chosen[measured], "s--", color="tab:gray",
+                    label="selected-set accuracy")
         div, drop = self.diverged, self.dropping
         if div.any():
             ax.scatter(x[div], held[div], s=120, facecolors="none", edgecolors="tab:red",
