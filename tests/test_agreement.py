@@ -488,3 +488,43 @@ def test_option_refusals():
     with pytest.raises(E, match=r"agreement\(\): .*unexpected keyword argument 'categores'.*"
                                 r"did you mean categories="):
         agreement(table, categores=[0, 1])
+
+
+@given(tables(complete=False, max_items=25))
+def test_label_values_do_not_matter_only_their_identity(rows):
+    """Huge integers (beyond the look-up table), fractional floats (numpy.unique) and the
+    small codes give the same statistics: labels are nominal."""
+    try:
+        reference(rows)
+    except ValueError:
+        return
+    base = agreement(table_of(rows))
+    values = sorted({x for row in rows for x in row if x is not None})
+    for mapping in ({x: 10**12 + 7 * i for i, x in enumerate(values)},
+                    {x: i + 0.5 for i, x in enumerate(values)},
+                    {x: -3 * i for i, x in enumerate(values)}):
+        mapped = [[None if x is None else mapping[x] for x in row] for row in rows]
+        if isinstance(mapping[values[0]], float):
+            other = agreement(as_float(mapped))
+        else:  # an int64 table with a sentinel for missing
+            ints = np.array([[-1 if x is None else x for x in row] for row in mapped])
+            assert ints.dtype == np.int64
+            other = agreement(ints, missing=-1)
+        np.testing.assert_array_equal(other.per_item, base.per_item)
+        np.testing.assert_allclose(other.pairwise_kappa, base.pairwise_kappa, rtol=1e-12)
+        assert other.fleiss_kappa == pytest.approx(base.fleiss_kappa, abs=1e-12)
+        assert other.krippendorff_alpha == pytest.approx(base.krippendorff_alpha, abs=1e-12)
+        # The majority maps through too (ties: the sorted order is the order of the codes
+        # for the increasing maps; the decreasing one breaks ties the other way).
+        if mapping[values[-1]] > mapping[values[0]]:
+            assert other.majority.tolist() == [None if x is None else mapping[x]
+                                               for x in base.majority]
+
+
+def test_one_item_and_an_unrated_item():
+    report = agreement(np.array([["yes", "no"], [None, None]], dtype=object))
+    assert report.per_item[0] == 0.0 and np.isnan(report.per_item[1])
+    assert report.fleiss_kappa == pytest.approx(-1.0)
+    assert report.krippendorff_alpha == pytest.approx(0.0)
+    assert report.majority.tolist() == ["no", None] and report.tie.tolist() == [True, False]
+    assert report.n_ratings.tolist() == [2, 0]
