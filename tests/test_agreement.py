@@ -528,3 +528,23 @@ def test_one_item_and_an_unrated_item():
     assert report.krippendorff_alpha == pytest.approx(0.0)
     assert report.majority.tolist() == ["no", None] and report.tie.tolist() == [True, False]
     assert report.n_ratings.tolist() == [2, 0]
+
+
+def test_long_format_missing_labels_in_every_spelling():
+    base = [("t1", "a", "x"), ("t1", "b", "y"), ("t2", "a", "x"), ("t2", "b", "x"),
+            ("t3", "a", "y"), ("t3", "b", "y")]
+    expected = agreement(base)
+    for hole in (None, float("nan"), np.float64("nan"), "skip"):
+        report = agreement([*base, ("t4", "a", hole), ("t4", "c", hole)],
+                           missing="skip" if hole == "skip" else None)
+        assert report.items == ("t1", "t2", "t3", "t4")
+        assert report.annotators == ("a", "b")  # c gave no label
+        assert report.n_ratings.tolist() == [2, 2, 2, 0]
+        assert report.fleiss_kappa == pytest.approx(expected.fleiss_kappa)
+    mixed = agreement([("t1", "a", np.int64(1)), ("t1", "b", 2), ("t2", "a", 1),
+                       ("t2", "b", np.int32(1))])  # numpy scalars: the per-label path
+    assert mixed.categories == (1, 2) and mixed.per_item.tolist() == [0.0, 1.0]
+    with pytest.raises(E, match=r"annotations\[1\] is 'abc'; pass triples"):
+        agreement([("t1", "a", 1), "abc"])
+    with pytest.raises(E, match=r"annotations has an unhashable item id \[1\]"):
+        agreement([([1], "a", 1), ("t1", "b", 1)])

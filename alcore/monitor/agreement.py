@@ -155,68 +155,91 @@ def _wide(arr: np.ndarray, annotators: tuple | None, missing: Any) -> _Ratings:
                     item, annotator, arr.reshape(-1)[flat])
 
 
+_SIMPLE_LABELS = {str, int, float, bool, type(None)}
+
+
+def _first_index(ids: list, name: str) -> tuple[tuple, np.ndarray]:
+    """(the distinct ids in order of first appearance, int64 position of each id)."""
+    try:
+        order = dict.fromkeys(ids)
+    except TypeError:
+        bad = next(x for x in ids if not _hashable(x))
+        raise InvalidInputError(
+            f"annotations has an unhashable {name} id {v.shown(bad)}; use strings or "
+            f"integers as ids") from None
+    index = {key: i for i, key in enumerate(order)}
+    return tuple(order), np.fromiter(map(index.__getitem__, ids), dtype=np.int64,
+                                     count=len(ids))
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
 def _long(triples: list | tuple, missing: Any) -> _Ratings:
+    """Long format: one (item, annotator, label) triple per rating, split column-wise in C
+    (zip, dict.fromkeys, numpy comparisons) rather than triple by triple."""
     if len(triples) == 0:
         raise InvalidInputError(
             "annotations is empty (no (item, annotator, label) triples); pass at least one "
             "item rated by two annotators")
-    item_ids: dict = {}
-    annotator_ids: dict = {}
-    item, annotator, labels = [], [], []
-    for i, triple in enumerate(triples):
-        try:
-            task, who, label = triple
-        except (TypeError, ValueError):
+    try:  # one C-level pass each; the loop below only finds the culprit
+        well_formed = (set(map(type, triples)) <= {tuple, list}
+                       and set(map(len, triples)) == {3})
+    except TypeError:
+        well_formed = False
+    for i, triple in enumerate(() if well_formed else triples):
+        if not isinstance(triple, tuple | list) or len(triple) != 3:
             raise InvalidInputError(
                 f"annotations is a list, read as (item, annotator, label) triples, but "
                 f"annotations[{i}] is {v.shown(triple)}; pass triples, or an items x "
-                f"annotators table as numpy.array(...)") from None
-        if _is_missing(label, missing):
-            try:
-                item_ids.setdefault(task, len(item_ids))
-            except TypeError:
-                raise InvalidInputError(
-                    f"annotations[{i}] has an unhashable item id {v.shown(task)}; use "
-                    f"strings or integers as item ids") from None
-            continue
-        try:
-            item.append(item_ids.setdefault(task, len(item_ids)))
-            annotator.append(annotator_ids.setdefault(who, len(annotator_ids)))
-        except TypeError:
-            raise InvalidInputError(
-                f"annotations[{i}] has an unhashable item or annotator id ({v.shown(task)}, "
-                f"{v.shown(who)}); use strings or integers as ids") from None
-        labels.append(label)
-    if len(annotator_ids) < 2:
+                f"annotators table as numpy.array(...)")
+    tasks, whos, labels = (list(column) for column in zip(*triples, strict=True))
+    items, item = _first_index(tasks, "item")
+    label_array = np.empty(len(labels), dtype=object)
+    label_array[:] = labels
+    if set(map(type, labels)) <= _SIMPLE_LABELS:
+        absent = label_array == None  # noqa: E711  (element-wise, numpy)
+        absent |= label_array != label_array  # NaN
+        if missing is not None:
+            absent |= label_array == missing
+    else:  # numpy scalars, pandas.NA ...: one Python check per label
+        absent = _missing_ufunc(label_array, missing).astype(bool)
+    present = np.flatnonzero(~absent)
+    if present.size < len(labels):
+        whos = [whos[i] for i in present.tolist()]
+        item = item[present]
+        label_array = label_array[present]
+    annotators, annotator = _first_index(whos, "annotator")
+    if len(annotators) < 2:
         raise InvalidInputError(
-            f"annotations has {len(annotator_ids)} annotator(s) with labels; agreement needs "
+            f"annotations has {len(annotators)} annotator(s) with labels; agreement needs "
             f"at least two annotators")
-    item_arr = np.asarray(item, dtype=np.int64)
-    annotator_arr = np.asarray(annotator, dtype=np.int64)
-    types = {type(x) for x in labels}
-    if types <= {int}:
+    kinds = set(map(type, label_array.tolist()))
+    values = label_array
+    if kinds <= {int}:
         try:
-            values = np.asarray(labels, dtype=np.int64)
+            values = label_array.astype(np.int64)
         except OverflowError:
-            values = np.empty(len(labels), dtype=object)
-            values[:] = labels
-    elif types <= {str}:
-        values = np.asarray(labels, dtype=str)
-    else:
-        values = np.empty(len(labels), dtype=object)
-        values[:] = labels
-    key = item_arr * len(annotator_ids) + annotator_arr
+            pass
+    elif kinds <= {str}:
+        values = label_array.astype(str)
+    key = item * len(annotators) + annotator
     order = np.argsort(key, kind="stable")
     key = key[order]
     dup = np.flatnonzero(key[1:] == key[:-1])
     if dup.size:
-        first, second = sorted(order[dup[0]:dup[0] + 2].tolist())
+        # Positions among the labelled triples, back to positions in the input.
+        first, second = sorted(present[order[dup[0]:dup[0] + 2]].tolist())
         raise InvalidInputError(
             f"annotations rates item {v.shown(triples[first][0])} twice by annotator "
             f"{v.shown(triples[first][1])} (triples {first} and {second}); keep one label per "
             f"item and annotator (e.g. the latest)")
-    return _Ratings(tuple(item_ids), tuple(annotator_ids), item_arr[order],
-                    annotator_arr[order], values[order])
+    return _Ratings(items, annotators, item[order], annotator[order], values[order])
 
 
 def _read(annotations: Any, missing: Any) -> _Ratings:
