@@ -548,3 +548,22 @@ def test_long_format_missing_labels_in_every_spelling():
         agreement([("t1", "a", 1), "abc"])
     with pytest.raises(E, match=r"annotations has an unhashable item id \[1\]"):
         agreement([([1], "a", 1), ("t1", "b", 1)])
+
+
+@given(tables())
+def test_perfect_agreement_on_random_tables_is_one(rows):
+    """Every annotator gives each item the label of its first rating: kappa = alpha = 1."""
+    agreed = []
+    for row in rows:
+        first = next((x for x in row if x is not None), None)
+        agreed.append([None if x is None else first for x in row])
+    try:
+        reference(agreed)
+    except ValueError:
+        return
+    report = agreement(table_of(agreed))
+    assert report.fleiss_kappa == pytest.approx(1.0)
+    assert report.krippendorff_alpha == pytest.approx(1.0)
+    defined = report.pairwise_kappa[~np.isnan(report.pairwise_kappa)]
+    np.testing.assert_allclose(defined, 1.0)
+    assert report.disagreements().size == 0 and not report.tie.any()
