@@ -48,6 +48,22 @@ def _is_missing(value: Any, sentinel: Any) -> bool:
 
 
 _missing_ufunc = np.frompyfunc(_is_missing, 2, 1)
+_SIMPLE_LABELS = {str, int, float, bool, type(None)}
+
+
+def _absent(labels: np.ndarray, missing: Any) -> np.ndarray:
+    """Boolean mask of the missing entries of an object array (None, NaN, pandas.NA, or
+    ``missing``): numpy's element-wise comparisons when every label is a plain Python
+    value, else one Python check per entry."""
+    if set(map(type, labels.reshape(-1).tolist())) <= _SIMPLE_LABELS:
+        absent = labels == None  # noqa: E711  (element-wise, numpy)
+        absent |= labels != labels  # NaN
+        if missing is not None:
+            absent |= labels == missing
+        return np.asarray(absent, dtype=bool)
+    # The element-wise call raises numpy's floating-point flags a NaN label set.
+    with np.errstate(invalid="ignore"):
+        return _missing_ufunc(labels, missing).astype(bool)
 
 
 def _present_mask(arr: np.ndarray, missing: Any) -> np.ndarray:
@@ -81,9 +97,7 @@ def _present_mask(arr: np.ndarray, missing: Any) -> np.ndarray:
             return np.ones(arr.shape, dtype=bool)
         return arr != missing
     if kind == "O":
-        # The element-wise call raises numpy's floating-point flags a NaN label set.
-        with np.errstate(invalid="ignore"):
-            return ~_missing_ufunc(arr, missing).astype(bool)
+        return ~_absent(arr, missing)
     raise InvalidInputError(
         f"annotations must hold labels (integers, strings, or floats with NaN for missing), "
         f"got dtype {arr.dtype}; {_TABLE_HINT}")
@@ -111,6 +125,20 @@ def _encode(values: np.ndarray) -> tuple[list, np.ndarray]:
             lookup = np.cumsum(seen) - 1
             labels = (np.flatnonzero(seen) + low).tolist()
             return labels, lookup[shifted]
+    if kind in "OUS":
+        # Hashing, not sorting, the ratings; only the distinct labels are sorted.
+        as_list = values.tolist()
+        try:
+            distinct = sorted(dict.fromkeys(as_list))
+        except TypeError:
+            kinds = sorted({type(x).__name__ for x in as_list})
+            raise InvalidInputError(
+                f"annotations mix label types that cannot be ordered ({', '.join(kinds)}); "
+                f"use one type for every label (e.g. all strings)") from None
+        index = {label: i for i, label in enumerate(distinct)}
+        return ([x.item() if isinstance(x, np.generic) else x for x in distinct],
+                np.fromiter(map(index.__getitem__, as_list), dtype=np.int64,
+                            count=len(as_list)))
     try:
         labels, codes = np.unique(values, return_inverse=True)
     except TypeError:
@@ -153,9 +181,6 @@ def _wide(arr: np.ndarray, annotators: tuple | None, missing: Any) -> _Ratings:
     annotator = flat - item * m
     return _Ratings(tuple(range(n)), annotators if annotators is not None else tuple(range(m)),
                     item, annotator, arr.reshape(-1)[flat])
-
-
-_SIMPLE_LABELS = {str, int, float, bool, type(None)}
 
 
 def _first_index(ids: list, name: str) -> tuple[tuple, np.ndarray]:
@@ -202,14 +227,7 @@ def _long(triples: list | tuple, missing: Any) -> _Ratings:
     items, item = _first_index(tasks, "item")
     label_array = np.empty(len(labels), dtype=object)
     label_array[:] = labels
-    if set(map(type, labels)) <= _SIMPLE_LABELS:
-        absent = label_array == None  # noqa: E711  (element-wise, numpy)
-        absent |= label_array != label_array  # NaN
-        if missing is not None:
-            absent |= label_array == missing
-    else:  # numpy scalars, pandas.NA ...: one Python check per label
-        absent = _missing_ufunc(label_array, missing).astype(bool)
-    present = np.flatnonzero(~absent)
+    present = np.flatnonzero(~_absent(label_array, missing))
     if present.size < len(labels):
         whos = [whos[i] for i in present.tolist()]
         item = item[present]
