@@ -106,9 +106,10 @@ def _present_mask(arr: np.ndarray, missing: Any) -> np.ndarray:
 def _encode(values: np.ndarray) -> tuple[list, np.ndarray]:
     """(the distinct labels in sorted order as Python objects, int64 codes of ``values``).
 
-    Whole numbers take a look-up table (one pass, no sort); other labels numpy.unique.
-    Float labels that are whole numbers (what an integer column with nulls becomes) are
-    reported as ints."""
+    Whole numbers take a look-up table (one pass, no sort), strings and other objects a
+    dict (hashing; only the distinct labels are sorted), other numbers numpy.unique. Float
+    labels that are whole numbers (what an integer column with nulls becomes) are reported
+    as ints."""
     kind = values.dtype.kind
     if kind == "f" and values.size and np.abs(values).max() < 2.0 ** 53 and np.array_equal(
             values, np.floor(values)):
@@ -237,15 +238,12 @@ def _long(triples: list | tuple, missing: Any) -> _Ratings:
         raise InvalidInputError(
             f"annotations has {len(annotators)} annotator(s) with labels; agreement needs "
             f"at least two annotators")
-    kinds = set(map(type, label_array.tolist()))
     values = label_array
-    if kinds <= {int}:
+    if set(map(type, label_array.tolist())) <= {int}:  # the look-up-table encoding
         try:
             values = label_array.astype(np.int64)
         except OverflowError:
             pass
-    elif kinds <= {str}:
-        values = label_array.astype(str)
     key = item * len(annotators) + annotator
     order = np.argsort(key, kind="stable")
     key = key[order]
