@@ -3,8 +3,10 @@
 Training code hands alcore what its model computed for the unlabeled items (probabilities
 or logits, Monte-Carlo / ensemble samples, embeddings) and alcore picks the items a human
 should label next. See :mod:`alcore.scores` for the uncertainty scores, :func:`select_top`
-for the fused score + top-k selection, :mod:`alcore.diversity` for diversity-aware batches
-and :func:`select` for the composed selection with per-item reasons.
+for the fused score + top-k selection, :mod:`alcore.diversity` for diversity-aware batches,
+:func:`select` for the composed selection with per-item reasons, :mod:`alcore.synthesis`
+for synthetic queries where real data is scarce and :mod:`alcore.monitor` for audits of
+what was selected and of how annotators agree.
 
 Every function follows one convention: model outputs or embeddings first, then ``k``, then
 keyword-only options; logits are the same array with ``logits=True``; ``labeled=`` and
@@ -64,6 +66,20 @@ from alcore._version import __version__  # noqa: E402
 from alcore._warmup import warmup  # noqa: E402
 from alcore.batching import BatchSizer  # noqa: E402
 
+# Built on the engine and imported on first use (alcore.monitor, alcore.synthesis work
+# after `import alcore` as the other modules do), so that `import alcore` does not pay for
+# them: the engine itself never imports them.
+_LAYERS = ("monitor", "synthesis")
+
+
+def __getattr__(name: str):
+    if name in _LAYERS:
+        import importlib
+
+        return importlib.import_module(f"alcore.{name}")
+    raise AttributeError(f"module 'alcore' has no attribute {name!r}")
+
+
 __all__ = [
     "AlcoreError",
     "BatchSizer",
@@ -76,6 +92,7 @@ __all__ = [
     "get_num_threads",
     "io",
     "model_change",
+    "monitor",
     "scores",
     "select",
     "select_top",
@@ -83,6 +100,7 @@ __all__ = [
     "stopping",
     "stream",
     "stream_density",
+    "synthesis",
     "top_k",
     "utility",
     "warmup",

@@ -152,16 +152,16 @@ def knn(x: np.ndarray, k: int, choice: IndexChoice, seed: int,
     return distances, ids
 
 
-def nearest_rows(base: np.ndarray, queries: np.ndarray, k: int,
-                 progress: Callable[[int, int], Any] | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each query's k nearest rows of ``base``, exact (FAISS brute force).
+def _flat_nearest(base: np.ndarray, queries: np.ndarray, k: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's k nearest rows of ``base`` by FAISS's brute force (float32 expanded
+    forms): :func:`nearest_rows` certifies them.
 
     Both are moved by the mean of ``base`` first (distances do not change; the float32
     expanded form's error then scales with the spread of ``base``, not with its distance
     from the origin). The k found are re-measured from float64 differences of the float32
-    inputs and re-sorted by (distance, row): the reported distances are exact, their order
-    is float32's only where two lie within its error bound (:mod:`alcore._distances`).
+    inputs and re-sorted by (distance, row); a row left out may still tie with, or within
+    float32's error beat, the k-th.
 
     Parameters
     ----------
@@ -187,8 +187,6 @@ def nearest_rows(base: np.ndarray, queries: np.ndarray, k: int,
         for start in range(0, q, QUERY_BATCH):
             stop = min(q, start + QUERY_BATCH)
             _, ids[start:stop] = index.search(shifted[start:stop], k)
-            if progress is not None:
-                progress(stop, q)
     sq = np.empty((q, k))
     step = max(1, 2**20 // max(1, k * d))  # (step, k, d) float64 blocks: 8 MB
     for start in range(0, q, step):
@@ -200,6 +198,74 @@ def nearest_rows(base: np.ndarray, queries: np.ndarray, k: int,
     sq = np.take_along_axis(sq, rank, axis=1)
     ids = np.take_along_axis(ids, rank, axis=1)
     return sq, ids
+
+
+# nearest_rows: candidates fetched beyond those needed, so that near-ties at the k-th
+# place are usually settled by the first search.
+NEAREST_SPARE = 4
+
+
+def nearest_rows(base: np.ndarray, queries: np.ndarray, k: int, *,
+                 self_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest rows of ``base`` for every query, exact, equal distances to the lower
+    row: the plain definition (float64 distances of the float32 inputs), whatever FAISS's
+    thread count or tie order.
+
+    FAISS's brute force ranks by float32 expanded forms, so an item it leaves out can
+    still tie with (or, within float32's error, beat) the k-th: the search fetches
+    ``NEAREST_NEAREST_SPARE`` spare candidates and proves, with the error bound of
+    :mod:`alcore._distances`, that no row left out can be among the k nearest; rows it
+    cannot prove are searched again with twice the candidates, up to all rows.
+
+    Parameters
+    ----------
+    base : float32 (N, d), C-contiguous, finite.
+    queries : float32 (Q, d), C-contiguous, finite.
+    k : 1 <= k <= N (N - 1 with ``self_rows``).
+    self_rows : int64 (Q,), optional
+        The row of ``base`` each query is (it is never its own neighbour; an exact
+        duplicate of it at another row is).
+
+    Returns
+    -------
+    sq_distances : float64 (Q, k), squared L2 from float64 differences, ascending.
+    ids : int64 (Q, k), rows of ``base``.
+    """
+    n, d = base.shape
+    q = queries.shape[0]
+    drop = 0 if self_rows is None else 1
+    centred = _distances.centre(base, norms=True)
+    largest = float(centred.norms.max()) if n else 0.0
+    shifted = queries.astype(np.float64) - centred.mean
+    query_norms = np.sqrt(np.einsum("ij,ij->i", shifted, shifted))
+    # One bound per query covers any base row: |f32 - exact| <= err for every candidate.
+    err = _distances.bound(d, query_norms, largest)
+    out_sq = np.empty((q, k))
+    out_ids = np.empty((q, k), dtype=np.int64)
+    todo = np.arange(q)
+    fetch = min(n, k + drop + NEAREST_SPARE)
+    while len(todo):
+        sq, ids = _flat_nearest(base, np.ascontiguousarray(queries[todo]), fetch)
+        if self_rows is not None:
+            own = ids == self_rows[todo, None]
+            # Self moved last (its distance made inf), the others keep their order.
+            sq = np.where(own, np.inf, sq)
+            order = np.argsort(own, axis=1, kind="stable")
+            sq = np.take_along_axis(sq, order, axis=1)
+            ids = np.take_along_axis(ids, order, axis=1)
+            # A row whose self was not fetched has one more real candidate than needed;
+            # the certificate below only looks at the k-th and the last fetched.
+        kth = sq[:, k - 1]
+        last = np.where(np.isinf(sq[:, -1]), sq[:, -2] if fetch > 1 else -np.inf, sq[:, -1])
+        # A row left out has a float32 distance >= the last fetched one's, so an exact
+        # distance >= exact(last) - 2 err: strictly above the k-th proves it is not needed.
+        proved = (fetch >= n) | (kth < last - 2 * err[todo])
+        rows = todo[proved]
+        out_sq[rows] = sq[proved, :k]
+        out_ids[rows] = ids[proved, :k]
+        todo = todo[~proved]
+        fetch = min(n, 2 * fetch)
+    return out_sq, out_ids
 
 
 class GrowingIndex:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from alcore import InvalidInputError, _faiss
 from alcore.monitor import PoolSketch
-from alcore.monitor import sketch as sketch_module
+from alcore.monitor import _sketch as sketch_module
 from alcore.monitor._kernels import add_bin_counts, block_moments, float32_edges
 
 

@@ -149,7 +149,7 @@ def test_ties_are_decided_here_whatever_order_the_search_returns_them_in(monkeyp
     the spare candidates and searched again when a tie may reach beyond them)."""
     from alcore import _faiss
 
-    def higher_rows_first(base, queries, k, progress=None):
+    def higher_rows_first(base, queries, k):
         sq = brute_sq(queries, base)
         rows = np.arange(len(base))
         pick = np.array([np.lexsort((-rows, s))[:k] for s in sq], dtype=np.int64)
@@ -157,7 +157,7 @@ def test_ties_are_decided_here_whatever_order_the_search_returns_them_in(monkeyp
         order = np.lexsort((pick, got), axis=-1)
         return np.take_along_axis(got, order, axis=1), np.take_along_axis(pick, order, axis=1)
 
-    monkeypatch.setattr(_faiss, "nearest_rows", higher_rows_first)
+    monkeypatch.setattr(_faiss, "_flat_nearest", higher_rows_first)
     pool = np.zeros((30, 2), dtype=np.float32)
     pool[::3] = 5.0
     res = nearest_real(np.zeros((3, 2), dtype=np.float32), pool, k=2)

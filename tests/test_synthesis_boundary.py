@@ -317,16 +317,16 @@ def test_bad_arguments(kwargs, message):
 
 
 def test_a_large_pool_is_searched_only_until_enough_pairs_are_found(monkeypatch):
-    from alcore.synthesis import _neighbours
+    from alcore import _faiss
 
     searched = []
-    real = _neighbours.nearest
+    real = _faiss.nearest_rows
 
-    def counting(base, queries, k, self_rows=None):
+    def counting(base, queries, k, *, self_rows=None):
         searched.append(len(queries))
-        return real(base, queries, k, self_rows)
+        return real(base, queries, k, self_rows=self_rows)
 
-    monkeypatch.setattr(_neighbours, "nearest", counting)
+    monkeypatch.setattr(_faiss, "nearest_rows", counting)
     x, y = blobs(n=3000, d=3, seed=13, scale=1.0)
     model = Softmax(np.random.default_rng(14).standard_normal((3, 3)) * 2)
     model.b = -(x.mean(axis=0) @ model.w)

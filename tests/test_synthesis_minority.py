@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import alcore
 from alcore.synthesis import minority
-from alcore.synthesis.minority import danger
+from alcore.synthesis._minority import danger
 
 
 def sq_dist(x: np.ndarray, i: int) -> np.ndarray:

@@ -16,10 +16,10 @@ from hypothesis.extra import numpy as hnp
 
 import alcore
 from alcore.synthesis import _discriminator
-from alcore.synthesis.validate import ValidationReport, validate
+from alcore.synthesis._validate import ValidationReport, validate
 
-# The module itself (alcore.synthesis.validate the attribute is the function).
-validate_module = sys.modules["alcore.synthesis.validate"]
+# The implementation module.
+validate_module = sys.modules["alcore.synthesis._validate"]
 
 # --------------------------------------------------------------------------- references
 
@@ -445,7 +445,7 @@ def test_options_are_keyword_only():
                   | st.floats(-4, 4, width=32)),
        st.integers(1, 8), st.sampled_from([0.0, 1e4]), st.booleans())
 def test_exact_knn_equals_brute_force_on_ties(base, k, offset, own):
-    from alcore.synthesis._neighbours import nearest
+    from alcore._faiss import nearest_rows
 
     base = (base + offset).astype(np.float32)
     n = len(base)
@@ -456,8 +456,8 @@ def test_exact_knn_equals_brute_force_on_ties(base, k, offset, own):
     if own:
         d[np.arange(n), np.arange(n)] = np.inf
     order = np.lexsort((np.broadcast_to(np.arange(n), d.shape), d), axis=-1)[:, :k]
-    sq, ids = nearest(base, np.ascontiguousarray(queries), k,
-                        self_rows=np.arange(n) if own else None)
+    sq, ids = nearest_rows(base, np.ascontiguousarray(queries), k,
+                           self_rows=np.arange(n) if own else None)
     np.testing.assert_array_equal(ids, order)
     np.testing.assert_array_equal(sq, np.take_along_axis(d, order, axis=1))
 

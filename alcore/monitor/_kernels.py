@@ -1,4 +1,4 @@
-"""The Numba kernels of :mod:`alcore.monitor.sketch`: per-feature bin counts and a block's
+"""The Numba kernels of :mod:`alcore.monitor._sketch`: per-feature bin counts and a block's
 moments.
 
 Imported only when a sketch is built or an audit runs, never by ``import alcore`` (Numba

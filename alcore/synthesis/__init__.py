@@ -15,11 +15,11 @@ Both generators return a :class:`SyntheticPoints` holding every point's provenan
 two real items it lies between and its position ``lam`` on their segment).
 """
 
+from alcore.synthesis._boundary import boundary
+from alcore.synthesis._minority import minority
+from alcore.synthesis._nearest import NearestReal, nearest_real
 from alcore.synthesis._points import SyntheticPoints
-from alcore.synthesis.boundary import boundary
-from alcore.synthesis.minority import minority
-from alcore.synthesis.nearest import NearestReal, nearest_real
-from alcore.synthesis.validate import ValidationReport, validate
+from alcore.synthesis._validate import ValidationReport, validate
 
 __all__ = ["NearestReal", "SyntheticPoints", "ValidationReport", "boundary", "minority",
            "nearest_real", "validate"]

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from alcore.synthesis._neighbours import nearest
+from alcore import _faiss
 
 
 class TwoSample(NamedTuple):
@@ -83,7 +83,8 @@ def out_of_fold_scores(x: np.ndarray, positive: np.ndarray, fold: np.ndarray,
         kk = min(k, len(train))
         # Sorted by (exact distance, row of train); train is ascending, so that is the
         # lower row of x too.
-        _, ids = nearest(np.ascontiguousarray(x[train]), np.ascontiguousarray(x[test]), kk)
+        _, ids = _faiss.nearest_rows(np.ascontiguousarray(x[train]),
+                                     np.ascontiguousarray(x[test]), kk)
         scores[test] = positive[train[ids]].mean(axis=1)
     return scores
 

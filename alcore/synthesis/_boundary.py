@@ -8,10 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from alcore import _distances
+from alcore import _distances, _faiss
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
-from alcore.synthesis import _neighbours
 from alcore.synthesis._labels import class_codes
 from alcore.synthesis._points import SyntheticPoints
 
@@ -160,7 +159,7 @@ def _candidate_pairs(x32: np.ndarray, group: np.ndarray, k: int, n: int,
         rows = np.sort(order[start:start + size])
         start += len(rows)
         size *= 2
-        _, ids = _neighbours.nearest(x32, np.ascontiguousarray(x32[rows]), k, self_rows=rows)
+        _, ids = _faiss.nearest_rows(x32, np.ascontiguousarray(x32[rows]), k, self_rows=rows)
         r, c = np.repeat(rows, k), ids.reshape(-1)
         differ = group[r] != group[c]
         r, c = r[differ], c[differ]

@@ -7,9 +7,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from alcore import _faiss
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
-from alcore.synthesis import _neighbours
 from alcore.synthesis._points import SyntheticPoints
 
 
@@ -108,11 +108,11 @@ def nearest_real(synthetic: Any, pool_embeddings: Any, *, k: int = 1, labeled: A
             f"{' or pass fewer points' if unique else ''}")
     base = pool if len(allowed) == n_items else np.ascontiguousarray(pool[allowed])
     if not unique:
-        sq, ids = _neighbours.nearest(base, queries, k)
+        sq, ids = _faiss.nearest_rows(base, queries, k)
         return NearestReal(allowed[ids], np.sqrt(sq))
-    width = min(len(allowed), 2 * k + _neighbours.SPARE)
+    width = min(len(allowed), 2 * k + _faiss.NEAREST_SPARE)
     while True:
-        sq, ids = _neighbours.nearest(base, queries, width)
+        sq, ids = _faiss.nearest_rows(base, queries, width)
         result = _greedy_unique(sq, ids, k)
         if result is not None:
             sq, ids = result

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from alcore import _faiss
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
-from alcore.synthesis import _neighbours
 from alcore.synthesis._labels import class_codes
 from alcore.synthesis._points import SyntheticPoints
 
@@ -67,7 +67,7 @@ def danger(embeddings32: np.ndarray, codes: np.ndarray, members: np.ndarray, cls
     """Borderline-SMOTE's "danger" mask over ``members`` (rows of class ``cls``): among a
     member's m nearest other items of the whole set, half or more but not all are of
     other classes."""
-    _, ids = _neighbours.nearest(embeddings32, np.ascontiguousarray(embeddings32[members]), m,
+    _, ids = _faiss.nearest_rows(embeddings32, np.ascontiguousarray(embeddings32[members]), m,
                                  self_rows=members)
     others = (codes[ids] != cls).sum(axis=1)
     return (others >= m / 2) & (others < m)
@@ -171,7 +171,7 @@ def minority(embeddings: Any, labels: Any, n: int, *, k: int = 5, variant: str =
                 continue
         kc = min(k, len(members) - 1)
         base = np.ascontiguousarray(x32[members])
-        _, nbrs = _neighbours.nearest(base, np.ascontiguousarray(base[local]), kc,
+        _, nbrs = _faiss.nearest_rows(base, np.ascontiguousarray(base[local]), kc,
                                       self_rows=local)
         pick = gen.integers(len(local), size=share)
         column = gen.integers(kc, size=share)

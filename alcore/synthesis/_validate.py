@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from alcore import _faiss
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
 from alcore.synthesis import _discriminator
-from alcore.synthesis._neighbours import nearest
 
 __all__ = ["ValidationReport", "validate"]
 
@@ -139,7 +139,7 @@ def _pool_neighbours(pool: np.ndarray, k: int,
         rows = np.arange(n, dtype=np.int64)
     else:
         rows = np.sort(rng.choice(n, size=POOL_SAMPLE, replace=False)).astype(np.int64)
-    sq, _ = nearest(pool, np.ascontiguousarray(pool[rows]), k, self_rows=rows)
+    sq, _ = _faiss.nearest_rows(pool, np.ascontiguousarray(pool[rows]), k, self_rows=rows)
     return np.sqrt(sq), len(rows)
 
 
@@ -269,7 +269,7 @@ def validate(synthetic: Any, pool_embeddings: Any, *, max_quantile: float = 0.99
     median_nn = float(np.median(pool_nn))
     eps = MIN_DISTANCE_FRACTION * median_nn if min_distance is None else min_distance
 
-    sq, ids = nearest(pool, x, k)
+    sq, ids = _faiss.nearest_rows(pool, x, k)
     dist = np.sqrt(sq)
     nearest_distance = dist[:, 0]
     nearest_index = ids[:, 0].astype(np.int64)

@@ -50,7 +50,7 @@ from alcore import _faiss, _progress
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
 from alcore._version import __version__
-from alcore.monitor.report import AuditReport, resolve_thresholds
+from alcore.monitor._report import AuditReport, resolve_thresholds
 
 # Rows per block: every computation sees the pool in blocks of this many rows, at fixed
 # positions, so the result does not depend on how the pool is chunked. Float64 temporaries
@@ -409,7 +409,7 @@ class PoolSketch:
             Their predictions, as ``pool_predictions`` of :meth:`build`; only for a sketch
             built with predictions.
         thresholds : dict, optional
-            Overrides of :data:`alcore.monitor.report.DEFAULT_THRESHOLDS` (see
+            Overrides of :data:`alcore.monitor.DEFAULT_THRESHOLDS` (see
             :class:`AuditReport` for each metric and its default).
         seed : None, int or numpy.random.Generator
             The random reference selection (same size, drawn from the sketch's sample).
