@@ -23,7 +23,8 @@ from pathlib import Path
 # FAISS dispatch to AVX-512 by themselves on an AVX-512 machine: without this the peers run
 # faster code than they would on the AVX2 machine the targets are for), and the suites
 # issue 10 added or changed (custom utilities, stream, stream density, river), measured
-# after the first three.
+# after the first three, and those of issue 11 (query synthesis, pool sketch and audit,
+# annotator agreement).
 AVX2_FOR_ALL = ('NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL" OPENBLAS_CORETYPE=Haswell '
                 "FAISS_OPT_LEVEL=avx2 ")
 RUNS = [
@@ -37,8 +38,12 @@ RUNS = [
     "ALCORE_ISA=avx2 pytest benchmarks/test_bench_utility.py benchmarks/test_bench_stream.py "
     "benchmarks/test_bench_stream_density.py benchmarks/test_bench_river.py --benchmark-only "
     "--benchmark-json=benchmarks/latest_issue10.json",
+    "ALCORE_ISA=avx2 pytest benchmarks/test_bench_synthesis.py benchmarks/test_bench_monitor.py "
+    "benchmarks/test_bench_agreement.py --benchmark-only "
+    "--benchmark-json=benchmarks/latest_issue11.json",
     "python benchmarks/report.py benchmarks/latest.json benchmarks/latest_avx512.json "
-    "benchmarks/latest_avx2_for_all.json benchmarks/latest_issue10.json > benchmarks/RESULTS.md",
+    "benchmarks/latest_avx2_for_all.json benchmarks/latest_issue10.json "
+    "benchmarks/latest_issue11.json > benchmarks/RESULTS.md",
 ]
 
 SHAPES = {
@@ -99,6 +104,18 @@ def notes(extra: dict) -> str:
         out.append(f"{extra['items_per_s']:,.0f} items/s")
     if "overhead_us_per_item" in extra:
         out.append(f"{extra['overhead_us_per_item']:.2f} µs/item beyond the classifier")
+    if "model_calls" in extra:  # boundary synthesis (test_bench_synthesis.py)
+        out.append(f"{extra['model_calls']} predict_proba calls ({extra['bisection_steps']} "
+                   f"bisection steps, {extra['rows_per_call']:.0f} rows per call; one call "
+                   f"per point and step would be {extra['per_point_calls']})")
+    if "traced_peak_mb" in extra:  # PoolSketch.build (test_bench_monitor.py)
+        out.append(f"traced peak {extra['traced_peak_mb']:.0f} MB beyond the "
+                   f"{extra['pool_mb']:.0f} MB pool")
+    if "rss_high_water_mb" in extra:
+        out.append(f"peak RSS {extra['rss_high_water_mb']:.0f} MB")
+    if "seconds_once" in extra:  # an audit (test_bench_monitor.py)
+        out.append(f"first call {fmt_time(extra['seconds_once'])} (target "
+                   f"{fmt_time(extra['target_s'])})")
     return ", ".join(out)
 
 
