@@ -50,7 +50,7 @@ from alcore import _faiss, _progress
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
 from alcore._version import __version__
-from alcore.monitor._report import AuditReport, resolve_thresholds
+from alcore.monitor._report import AuditReport, file_path, resolve_thresholds
 
 # Rows per block: every computation sees the pool in blocks of this many rows, at fixed
 # positions, so the result does not depend on how the pool is chunked. Float64 temporaries
@@ -61,6 +61,8 @@ FORMAT_VERSION = 1
 # Sample rows whose distance to the selection makes the k-center radius: its cost is
 # RADIUS_ROWS x n x d multiply-adds per audit (twice, with the random reference).
 RADIUS_ROWS = 20_000
+# Class ids at or above this are refused (the predicted-class histogram is dense).
+MAX_CLASSES = 1 << 20
 # Pairs of sample rows the median-heuristic bandwidth is measured on (at most).
 BANDWIDTH_ROWS = 1000
 
@@ -332,10 +334,12 @@ class PoolSketch:
         allow_pickle=False)``, whose ``header`` entry holds a JSON header (format name,
         format version, alcore version, scalars). No pickle. Written to a temporary file
         beside ``path`` and renamed over it, so a crash leaves no half-written sketch."""
-        path = Path(path)
+        path = file_path(path)
         if not path.parent.is_dir():
             raise InvalidInputError(
                 f"{path}: the folder {str(path.parent)!r} does not exist; create it first")
+        if path.is_dir():
+            raise InvalidInputError(f"{path} is a folder; name a file")
         header = {"format": FORMAT, "version": FORMAT_VERSION, "alcore": __version__,
                   **self._meta}
         payload = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
@@ -359,20 +363,25 @@ class PoolSketch:
             A missing file, a file that is not a sketch, or one written in a newer format
             version than this alcore reads.
         """
-        path = Path(path)
+        path = file_path(path)
         if not path.is_file():
             raise InvalidInputError(f"{path}: no such file")
         foreign = (f"{path.name} is not a PoolSketch file (written by PoolSketch.save); "
                    f"build the sketch again with PoolSketch.build")
         try:
-            with np.load(path, allow_pickle=False) as data:
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy holds one array
+                raise InvalidInputError(f"{foreign} (it holds a single array)")
+            with loaded as data:
                 if "header" not in data.files:
                     raise InvalidInputError(foreign)
                 header = json.loads(data["header"].tobytes().decode())
                 if not isinstance(header, dict) or header.get("format") != FORMAT:
                     raise InvalidInputError(foreign)
                 version = header.get("version")
-                if not isinstance(version, int) or version > FORMAT_VERSION:
+                if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+                    raise InvalidInputError(f"{foreign} (format version {version!r})")
+                if version > FORMAT_VERSION:
                     raise InvalidInputError(
                         f"{path.name} was written in PoolSketch format version {version!r} "
                         f"(by alcore {header.get('alcore', '?')}); this alcore "
@@ -381,7 +390,8 @@ class PoolSketch:
                 arrays = {name: data[name] for name in data.files if name != "header"}
         except InvalidInputError:
             raise
-        except (OSError, ValueError, zipfile.BadZipFile, UnicodeDecodeError) as err:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, UnicodeDecodeError
+                ) as err:
             raise InvalidInputError(f"{foreign} ({err})") from None
         missing = [name for name in _ARRAYS if name not in arrays]
         if missing:
@@ -548,10 +558,40 @@ def _inconsistency(a: dict[str, np.ndarray], meta: dict[str, Any]) -> str | None
     radius = a["radius_rows"]
     if radius.ndim != 1 or not len(radius) or radius.min() < 0 or radius.max() >= s:
         return "radius_rows outside the sample"
-    if not isinstance(meta["rff_bandwidth"], float) or not meta["rff_bandwidth"] > 0:
+    if (not isinstance(meta["rff_bandwidth"], float) or not meta["rff_bandwidth"] > 0
+            or not np.isfinite(meta["rff_bandwidth"])):
         return f"rff_bandwidth {meta['rff_bandwidth']!r}"
     if "class_counts" in a and (a["class_counts"].ndim != 1 or not len(a["class_counts"])):
         return "class_counts is empty"
+    # The values, not only the shapes: an audit trusts them (sorted edges for the bin
+    # kernel, ids that index arrays, finite numbers so no NaN reaches a report).
+    for name, value in a.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            return f"{name} holds a non-finite value"
+        if name in ("bin_counts", "cluster_sizes", "class_counts") and value.min() < 0:
+            return f"{name} holds a negative count"
+    if a["std"].min() < 0:
+        return "std holds a negative value"
+    if a["edges"].shape[1] > 1 and (np.diff(a["edges"], axis=1) < 0).any():
+        return "edges are not sorted"
+    sums = a["bin_counts"].sum(axis=1)
+    if (sums != n).any():
+        j = int(np.argmax(sums != n))
+        return f"bin_counts of feature {j} sum to {int(sums[j])}, not n_rows {n}"
+    rows = a["sample_rows"]
+    if rows.min() < 0 or rows.max() >= n or (np.diff(rows) <= 0).any():
+        return f"sample_rows outside 0 to {n - 1} or not increasing"
+    source = meta["class_source"]
+    if "class_counts" in a:
+        if int(a["class_counts"].sum()) != n:
+            return f"class_counts sum to {int(a['class_counts'].sum())}, not n_rows {n}"
+        top = len(a["class_counts"])
+        if a["sample_classes"].min() < 0 or a["sample_classes"].max() >= top:
+            return f"sample_classes outside 0 to {top - 1}"
+        if source not in ("probabilities", "class ids"):
+            return f"class_source {source!r} with class counts"
+    elif source is not None:
+        return f"class_source {source!r} without class counts"
     return None
 
 
@@ -766,6 +806,13 @@ def _class_ids(value: Any, name: str, offset: int) -> np.ndarray:
             raise InvalidInputError(
                 f"{name} holds class id {int(arr[row])} in row {row + offset}; class ids "
                 f"must be >= 0")
+        if len(arr) and int(arr.max()) >= MAX_CLASSES:
+            # The class histogram has one cell per id up to the largest: bounded, so an id
+            # such as 10**12 (a hash, a row id) is refused rather than allocating terabytes.
+            row = int(np.argmax(arr >= MAX_CLASSES))
+            raise InvalidInputError(
+                f"{name} holds class id {int(arr[row])} in row {row + offset}; class ids "
+                f"must be below {MAX_CLASSES} (number the classes 0 to C-1)")
         return arr.astype(np.int64)
     if arr.ndim != 2 or arr.dtype.kind not in "iuf":
         raise InvalidInputError(
@@ -878,6 +925,7 @@ def _chunk_source(make: Callable[[], Any], predictions: Any, total: int | None) 
         offset = 0
         d = None
         parts = iter(predictions) if (first and by_chunk) else None
+        first_shape: tuple[int, int] | None = None
         for i, chunk in enumerate(chunks()):
             rows = _rows(chunk, "pool_embeddings", offset, d)
             d = rows.shape[1]
@@ -888,7 +936,21 @@ def _chunk_source(make: Callable[[], Any], predictions: Any, total: int | None) 
                     raise InvalidInputError(
                         f"pool_predictions has {i} chunks but pool_embeddings has more; "
                         f"pass one prediction chunk per embedding chunk")
+                part = v.as_numpy(part, f"pool_predictions[{i}]")
                 classes = _class_ids(part, "pool_predictions", offset)
+                if i == 0:
+                    first_shape = (part.ndim, _classes_of(part))
+                elif (part.ndim, _classes_of(part)) != first_shape:
+                    # One model's outputs: the chunks must agree on what they hold.
+                    if part.ndim != first_shape[0]:
+                        kinds = {1: "class ids", 2: "probabilities"}
+                        raise InvalidInputError(
+                            f"pool_predictions chunk {i} holds {kinds[part.ndim]} but chunk 0 "
+                            f"{kinds[first_shape[0]]}; pass one kind for every chunk")
+                    raise InvalidInputError(
+                        f"pool_predictions chunk {i} has {_classes_of(part)} classes (columns) "
+                        f"but chunk 0 has {first_shape[1]}; pass the same model's outputs for "
+                        f"every chunk")
                 if len(classes) != len(rows):
                     raise InvalidInputError(
                         f"pool_predictions chunk {i} has {len(classes)} rows but "
@@ -1084,7 +1146,7 @@ def _check_unchanged(block: np.ndarray, start: int, rows: np.ndarray, sample: np
             f"times (a function returning chunks must not shuffle them)")
 
 
-__all__ = ["BLOCK_ROWS", "FORMAT_VERSION", "PSI_EPSILON", "PoolSketch",
+__all__ = ["BLOCK_ROWS", "FORMAT_VERSION", "MAX_CLASSES", "PSI_EPSILON", "PoolSketch",
            "population_stability", "total_variation"]
 
 v.guard_signatures(globals())

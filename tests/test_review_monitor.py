@@ -1,0 +1,164 @@
+"""Hostile review of alcore.monitor (issue 11): each test pins a defect found in review
+(type and message), fixed in the library."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from alcore import InvalidInputError
+from alcore.monitor import PoolSketch
+
+
+@pytest.fixture(scope="module")
+def pool():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 4)).astype(np.float32)
+    p = rng.dirichlet(np.ones(3), 400)
+    return x, p
+
+
+@pytest.fixture(scope="module")
+def sketch(pool):
+    x, p = pool
+    return PoolSketch.build(x, p, sample=300, clusters=8)
+
+
+# ---------------------------------------------------------------- class ids
+
+
+def test_build_refuses_huge_class_id_instead_of_allocating_terabytes(pool):
+    x, _ = pool
+    with pytest.raises(InvalidInputError, match=r"pool_predictions holds class id "
+                                                r"1000000000000 in row 0; class ids must be "
+                                                r"below"):
+        PoolSketch.build(x, np.full(len(x), 10**12))
+
+
+def test_audit_refuses_huge_class_id(pool):
+    x, _ = pool
+    s = PoolSketch.build(x, np.arange(len(x)) % 3, sample=300, clusters=8)
+    with pytest.raises(InvalidInputError, match=r"selected_predictions holds class id "
+                                                r"1000000000000 in row 1; class ids must be "
+                                                r"below"):
+        s.audit(x[:3], np.array([0, 10**12, 1]))
+
+
+def test_build_refuses_prediction_chunks_of_different_widths(pool):
+    x, p = pool
+    with pytest.raises(InvalidInputError, match=r"pool_predictions chunk 1 has 2 classes "
+                                                r"\(columns\) but chunk 0 has 3"):
+        PoolSketch.build([x[:100], x[100:]], [p[:100], p[100:, :2]])
+    with pytest.raises(InvalidInputError, match=r"pool_predictions chunk 1 holds "
+                                                r"probabilities but chunk 0 class ids"):
+        PoolSketch.build([x[:100], x[100:]], [p[:100].argmax(1), p[100:]])
+
+
+# ---------------------------------------------------------------- save / load
+
+
+def test_load_of_an_empty_file_is_refused(tmp_path):
+    path = tmp_path / "empty.npz"
+    path.write_bytes(b"")
+    with pytest.raises(InvalidInputError, match=r"empty.npz is not a PoolSketch file"):
+        PoolSketch.load(path)
+
+
+def test_load_of_a_plain_npy_file_is_refused(tmp_path):
+    path = tmp_path / "plain.npy"
+    np.save(path, np.arange(3))
+    with pytest.raises(InvalidInputError, match=r"plain.npy is not a PoolSketch file"):
+        PoolSketch.load(path)
+
+
+@pytest.mark.parametrize("bad", [3, None, ["a.npz"]])
+def test_load_and_save_refuse_a_path_that_is_no_path(sketch, bad):
+    with pytest.raises(InvalidInputError, match=r"path must be a file path \(str or "
+                                                r"pathlib.Path\), got"):
+        PoolSketch.load(bad)
+    with pytest.raises(InvalidInputError, match=r"path must be a file path \(str or "
+                                                r"pathlib.Path\), got"):
+        sketch.save(bad)
+
+
+def test_save_onto_a_folder_is_refused(sketch, tmp_path):
+    with pytest.raises(InvalidInputError, match=r"is a folder; name a file"):
+        sketch.save(tmp_path)
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind
+
+
+def _tampered(sketch, tmp_path, mutate):
+    path = tmp_path / "s.npz"
+    sketch.save(path)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    header = json.loads(arrays["header"].tobytes())
+    mutate(arrays, header)
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    out = tmp_path / "tampered.npz"
+    np.savez(out, **arrays)
+    return out
+
+
+def _set(name, index, value):
+    def mutate(arrays, header):
+        arr = arrays[name].copy()
+        arr[index] = value
+        arrays[name] = arr
+    return mutate
+
+
+@pytest.mark.parametrize("mutate, problem", [
+    (_set("edges", (0, 0), np.nan), r"edges holds a non-finite value"),
+    (_set("sample", (0, 0), np.inf), r"sample holds a non-finite value"),
+    (_set("mean", 0, np.nan), r"mean holds a non-finite value"),
+    (_set("rff_weights", (0, 0), np.nan), r"rff_weights holds a non-finite value"),
+    (_set("std", 0, -1.0), r"std holds a negative value"),
+    (_set("edges", (0, slice(None)), np.arange(9.0)[::-1]), r"edges are not sorted"),
+    (_set("bin_counts", (0, 0), -5), r"bin_counts holds a negative count"),
+    (_set("bin_counts", (0, 0), 10**6), r"bin_counts of feature 0 sum to"),
+    (_set("sample_rows", 0, 10**9), r"sample_rows outside 0 to 399 or not increasing"),
+    (_set("sample_classes", 0, 10**12), r"sample_classes outside 0 to 2"),
+    (_set("sample_classes", 0, -3), r"sample_classes outside 0 to 2"),
+    (_set("class_counts", 0, -1), r"class_counts holds a negative count"),
+])
+def test_load_refuses_tampered_values(sketch, tmp_path, mutate, problem):
+    path = _tampered(sketch, tmp_path, mutate)
+    with pytest.raises(InvalidInputError, match=r"tampered.npz is not a PoolSketch file .*"
+                                                r"its arrays do not fit together: " + problem):
+        PoolSketch.load(path)
+
+
+def test_load_refuses_negative_cluster_sizes(sketch, tmp_path):
+    def mutate(arrays, header):
+        sizes = arrays["cluster_sizes"].copy()
+        sizes[0] -= 1000
+        sizes[1] += 1000
+        arrays["cluster_sizes"] = sizes
+    with pytest.raises(InvalidInputError, match=r"cluster_sizes holds a negative count"):
+        PoolSketch.load(_tampered(sketch, tmp_path, mutate))
+
+
+@pytest.mark.parametrize("key, value, problem", [
+    ("version", True, r"format version True"),
+    ("version", 0, r"format version 0"),
+    ("rff_bandwidth", float("inf"), r"rff_bandwidth inf"),
+    ("class_source", "banana", r"class_source 'banana'"),
+    ("class_source", None, r"class_source None"),
+])
+def test_load_refuses_tampered_header(sketch, tmp_path, key, value, problem):
+    def mutate(arrays, header):
+        header[key] = value
+    with pytest.raises(InvalidInputError, match=r"tampered.npz .*" + problem):
+        PoolSketch.load(_tampered(sketch, tmp_path, mutate))
+
+
+def test_untampered_round_trip_still_loads(sketch, tmp_path):
+    path = _tampered(sketch, tmp_path, lambda arrays, header: None)
+    assert PoolSketch.load(path) == sketch
+    plain = PoolSketch.build(np.random.default_rng(1).standard_normal((50, 2)), sample=20,
+                             clusters=3)
+    plain.save(tmp_path / "plain.npz")
+    assert PoolSketch.load(tmp_path / "plain.npz") == plain
