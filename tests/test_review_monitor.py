@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from alcore import InvalidInputError
-from alcore.monitor import PoolSketch
+from alcore.monitor import HoldoutCurve, PoolSketch
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +162,51 @@ def test_untampered_round_trip_still_loads(sketch, tmp_path):
                              clusters=3)
     plain.save(tmp_path / "plain.npz")
     assert PoolSketch.load(tmp_path / "plain.npz") == plain
+
+
+# ---------------------------------------------------------------- plots
+
+
+@pytest.mark.parametrize("bad", [5, None])
+def test_audit_plot_refuses_a_path_that_is_no_path(sketch, pool, bad):
+    x, p = pool
+    with pytest.raises(InvalidInputError, match=r"path must be a file path \(str or "
+                                                r"pathlib.Path\), got"):
+        sketch.audit(x[:50], p[:50]).plot(bad)
+
+
+def _curve():
+    curve = HoldoutCurve()
+    curve.record(1, holdout_accuracy=0.5, selected_accuracy=0.9)
+    return curve
+
+
+def test_holdout_plot_into_a_missing_folder_is_refused(tmp_path):
+    target = tmp_path / "nofolder" / "curve.png"
+    with pytest.raises(InvalidInputError, match=r"curve.png: the folder .*nofolder' does "
+                                                r"not exist; create it first"):
+        _curve().plot(target)
+
+
+def test_holdout_plot_onto_a_folder_or_under_a_file_is_refused(tmp_path):
+    with pytest.raises(InvalidInputError, match=r"is a folder; name a file"):
+        _curve().plot(tmp_path)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InvalidInputError, match=r"the folder .*file' does not exist"):
+        _curve().plot(tmp_path / "file" / "curve.png")
+
+
+def test_plots_leave_matplotlib_backend_alone(sketch, pool, tmp_path):
+    import matplotlib
+
+    x, p = pool
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # a backend other than the Agg canvas the plots use
+    try:
+        sketch.audit(x[:50], p[:50]).plot(tmp_path / "audit.png")
+        _curve().plot(tmp_path / "curve.png")
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)
+    assert (tmp_path / "audit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -18,6 +18,7 @@ import numpy as np
 
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
+from alcore.monitor._report import file_path
 
 _KIND = "alcore.monitor.HoldoutCurve"
 _VERSION = 1
@@ -383,9 +384,12 @@ class HoldoutCurve:
         pathlib.Path
             The file written.
         """
-        if not isinstance(path, str | os.PathLike):
+        out = file_path(path)
+        if not out.parent.is_dir():
             raise InvalidInputError(
-                f"path must be a file path (str or pathlib.Path), got {type(path).__name__}")
+                f"{out}: the folder {str(out.parent)!r} does not exist; create it first")
+        if out.is_dir():
+            raise InvalidInputError(f"{out} is a folder; name a file")
         if not self._points:
             raise InvalidInputError("the curve has no rounds to plot; record() one first")
         try:
@@ -418,8 +422,10 @@ class HoldoutCurve:
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize="small")
         figure.tight_layout()
-        out = Path(path)
-        figure.savefig(out, format="png")
+        try:
+            figure.savefig(out, format="png")
+        except OSError as err:
+            raise InvalidInputError(f"{out}: could not be written ({err})") from None
         return out
 
 
