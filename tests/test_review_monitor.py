@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
 
 from alcore import InvalidInputError
-from alcore.monitor import HoldoutCurve, PoolSketch
+from alcore.monitor import HoldoutCurve, PoolSketch, agreement
 
 
 @pytest.fixture(scope="module")
@@ -210,3 +211,76 @@ def test_plots_leave_matplotlib_backend_alone(sketch, pool, tmp_path):
         matplotlib.use(before)
     assert (tmp_path / "audit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------- agreement
+
+
+def _pairwise_reference(table: np.ndarray) -> np.ndarray:
+    """Cohen's kappa of every annotator pair over the items both rated, by plain loops."""
+    n_ann = table.shape[1]
+    out = np.full((n_ann, n_ann), np.nan)
+    for a in range(n_ann):
+        for b in range(n_ann):
+            both = ~np.isnan(table[:, a]) & ~np.isnan(table[:, b])
+            if a == b or not both.any():
+                continue
+            x, y = table[both, a], table[both, b]
+            po = np.mean(x == y)
+            labels = np.union1d(x, y)
+            pe = sum(np.mean(x == c) * np.mean(y == c) for c in labels)
+            if pe < 1:
+                out[a, b] = (po - pe) / (1 - pe)
+    return out
+
+
+def test_agreement_many_annotators_is_not_a_rating_pair_explosion():
+    # 200 items x 1000 annotators who rate (almost) every item: 10^8 rating pairs; the
+    # pair list took 28 s and gigabytes. Matrix products of indicator tables take well
+    # under a second.
+    rng = np.random.default_rng(3)
+    table = rng.integers(0, 3, (200, 1000)).astype(float)
+    table[rng.random(table.shape) < 0.05] = np.nan
+    agreement(table[:, :40])  # warm-up
+    start = time.perf_counter()
+    report = agreement(table)
+    assert time.perf_counter() - start < 3.0
+    sub = table[:30, :12]
+    small = agreement(sub)
+    np.testing.assert_allclose(small.pairwise_kappa, _pairwise_reference(sub), atol=1e-12)
+    # The big table's pairs agree with the reference on a few of its pairs.
+    ref = _pairwise_reference(table[:, [0, 1, 500, 999]])
+    np.testing.assert_allclose(report.pairwise_kappa[np.ix_([0, 1, 500, 999],
+                                                              [0, 1, 500, 999])],
+                               ref, atol=1e-12)
+    assert report.pair_items[0, 1] == int((~np.isnan(table[:, 0])
+                                           & ~np.isnan(table[:, 1])).sum())
+
+
+def test_agreement_products_equal_rating_pairs_on_random_tables(monkeypatch):
+    # More than 32 annotators: the product path on dense tables, rating pairs on sparse.
+    from alcore.monitor import _agreement as impl
+
+    used = []
+    for name in ("_pair_counts_by_products", "_pair_counts_by_ratings"):
+        original = getattr(impl, name)
+        monkeypatch.setattr(impl, name, lambda *a, _f=original, _n=name: (used.append(_n),
+                                                                          _f(*a))[1])
+    rng = np.random.default_rng(4)
+    for _ in range(30):
+        sparse = rng.random() < 0.5
+        n, m, k = rng.integers(1, 300 if sparse else 30), rng.integers(33, 60), rng.integers(2, 6)
+        table = rng.integers(0, k, (n, m)).astype(float)
+        rate = 0.93 + 0.05 * rng.random() if sparse else 0.6 * rng.random()
+        table[rng.random(table.shape) < rate] = np.nan
+        try:
+            report = agreement(table)
+        except InvalidInputError:
+            continue
+        np.testing.assert_allclose(report.pairwise_kappa, _pairwise_reference(table),
+                                   atol=1e-12)
+        np.testing.assert_array_equal(
+            report.pair_items[~np.eye(m, dtype=bool)],
+            ((~np.isnan(table)).T.astype(int) @ (~np.isnan(table)).astype(int))[
+                ~np.eye(m, dtype=bool)])
+    assert set(used) == {"_pair_counts_by_products", "_pair_counts_by_ratings"}
