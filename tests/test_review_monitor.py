@@ -284,3 +284,29 @@ def test_agreement_products_equal_rating_pairs_on_random_tables(monkeypatch):
             ((~np.isnan(table)).T.astype(int) @ (~np.isnan(table)).astype(int))[
                 ~np.eye(m, dtype=bool)])
     assert set(used) == {"_pair_counts_by_products", "_pair_counts_by_ratings"}
+
+
+# ---------------------------------------------------------------- files
+
+
+def test_float_class_id_column_is_not_read_as_a_binary_probability(pool, tmp_path):
+    # A float column of class ids 0, 1, 2 (as pandas writes ints that once held NaN) was
+    # read as a binary model's positive-class probability p -> [1 - p, p]: class 2 became
+    # class 1 without a word.
+    import polars as pl
+
+    x, p = pool
+    path = tmp_path / "pool.parquet"
+    pl.DataFrame({"embedding": x.tolist(), "label": p.argmax(1).astype(float)}
+                 ).write_parquet(path)
+    row = int(np.argmax(p.argmax(1) == 2))
+    with pytest.raises(InvalidInputError, match=rf"pool.parquet: column 'label' holds 2.0 "
+                                                rf"in row {row}; one column is read as a "
+                                                rf"binary model's positive-class probability"
+                                                rf", in \[0, 1\]; store class ids as "
+                                                rf"integers"):
+        PoolSketch.build(path, "label", chunk_rows=50)
+    # A true probability column still works, as [1 - p, p].
+    pl.DataFrame({"embedding": x.tolist(), "p": p[:, 0]}).write_parquet(path)
+    assert PoolSketch.build(path, "p") == PoolSketch.build(
+        x, np.column_stack([1 - p[:, 0], p[:, 0]]))

@@ -1016,6 +1016,8 @@ def _file_source(path: Path, predictions: Any, spec: str | None, chunk_rows: int
     elif predictions is not None:
         pred_array = v.as_numpy(predictions, "pool_predictions")
         class_source = _class_source(pred_array)
+    binary = (pred_columns[0] if len(pred_columns) == 1 and not integer_ids
+              and schema[pred_columns[0]].is_numeric() else None)
     lazy = lazy.select(list(dict.fromkeys(wanted + pred_columns)))
     total = None
 
@@ -1050,6 +1052,20 @@ def _file_source(path: Path, predictions: Any, spec: str | None, chunk_rows: int
                         values = values.astype(np.int64)
                     classes = _class_ids(values, "pool_predictions", offset)
                 else:
+                    if binary is not None:
+                        # One column is a binary model's p, read as [1 - p, p]: beyond
+                        # [0, 1] it is something else (class ids stored as floats), whose
+                        # classes 2, 3, ... would silently become class 1.
+                        values = chunk[binary].fill_null(0.5).to_numpy()  # nulls: below
+                        outside = ~((values >= 0) & (values <= 1))
+                        if outside.any():
+                            row = int(np.argmax(outside))
+                            raise InvalidInputError(
+                                f"{path.name}: column {binary!r} holds "
+                                f"{v.shown(values[row])} in row {row + offset}; one column "
+                                f"is read as a binary model's positive-class probability, "
+                                f"in [0, 1]; store class ids as integers (e.g. "
+                                f"pl.col({binary!r}).cast(pl.Int64))")
                     probs = io.probability_matrix(chunk, predictions, row_offset=offset)
                     classes = _class_ids(probs, "pool_predictions", offset)
                     found.classes = probs.shape[1]
