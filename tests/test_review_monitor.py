@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from alcore import InvalidInputError
-from alcore.monitor import HoldoutCurve, PoolSketch, agreement
+from alcore.monitor import HoldoutCurve, PoolSketch, agreement, holdout_curve
 
 
 @pytest.fixture(scope="module")
@@ -310,3 +310,30 @@ def test_float_class_id_column_is_not_read_as_a_binary_probability(pool, tmp_pat
     pl.DataFrame({"embedding": x.tolist(), "p": p[:, 0]}).write_parquet(path)
     assert PoolSketch.build(path, "p") == PoolSketch.build(
         x, np.column_stack([1 - p[:, 0], p[:, 0]]))
+
+
+# ---------------------------------------------------------------- held-out curve
+
+
+def test_holdout_curve_takes_whole_number_accuracies_as_record_does():
+    # record(1, holdout_accuracy=1) is fine; holdout_curve([1, 0]) refused int64.
+    curve = holdout_curve([1, 0, 1], selected_accuracy=[1, 1, 0])
+    assert curve.holdout_accuracy.tolist() == [1.0, 0.0, 1.0]
+    assert curve.diverged.tolist() == [False, True, True]
+    with pytest.raises(InvalidInputError, match=r"holdout_accuracy must have a floating "
+                                                r"dtype .*got bool"):
+        holdout_curve([True, False])
+
+
+def test_record_refuses_predictions_of_another_kind_than_the_labels():
+    # Class indices against string labels compare unequal everywhere: accuracy 0, and a
+    # "held-out accuracy fell" warning, without a word about the cause.
+    curve = HoldoutCurve()
+    x, y = np.zeros((3, 2)), np.array(["cat", "dog", "cat"])
+    with pytest.raises(InvalidInputError, match=r"model.predict\(holdout X\) returned "
+                                                r"numbers \(dtype int64\) but holdout y holds "
+                                                r"strings \(dtype <U3\); .*same labels"):
+        curve.record(1, model=lambda X: np.array([0, 1, 0]), holdout=(x, y))
+    assert len(curve) == 0
+    point = curve.record(1, model=lambda X: np.array(["cat", "cat", "cat"]), holdout=(x, y))
+    assert point.holdout_accuracy == pytest.approx(2 / 3)

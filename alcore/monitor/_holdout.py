@@ -111,6 +111,15 @@ def _accuracy(model: Any, data: Any, name: str) -> tuple[float, int]:
         raise InvalidInputError(
             f"model.predict({name} X) returned shape {predicted.shape} for {y.shape[0]} "
             f"true labels; it must return one label per row, shape ({y.shape[0]},){hint}")
+    kinds = {"b": "numbers", "i": "numbers", "u": "numbers", "f": "numbers",
+             "U": "strings", "S": "strings"}
+    got, want = kinds.get(predicted.dtype.kind), kinds.get(y.dtype.kind)
+    if got and want and got != want:
+        # Numbers never equal strings: the accuracy would be 0 without a word.
+        raise InvalidInputError(
+            f"model.predict({name} X) returned {got} (dtype {predicted.dtype}) but {name} y "
+            f"holds {want} (dtype {y.dtype}); predictions and true labels must use the same "
+            f"labels (e.g. map class indices to names with numpy.asarray(names)[predicted])")
     return float(np.mean(predicted == y)), int(y.shape[0])
 
 
@@ -429,6 +438,12 @@ class HoldoutCurve:
         return out
 
 
+def _whole_as_float(values: Any, name: str) -> Any:
+    """Integer accuracies (1 and 0, as record() takes them) as float64."""
+    arr = v.as_numpy(values, name)
+    return arr.astype(np.float64) if arr.dtype.kind in "iu" else arr
+
+
 def holdout_curve(holdout_accuracy: Any, *, selected_accuracy: Any = None, rounds: Any = None,
                   labels_spent: Any = None, divergence: float = 0.1, window: int = 3,
                   tolerance: float = 0.0) -> HoldoutCurve:
@@ -452,7 +467,8 @@ def holdout_curve(holdout_accuracy: Any, *, selected_accuracy: Any = None, round
     HoldoutCurve
     """
     curve = HoldoutCurve(divergence=divergence, window=window, tolerance=tolerance)
-    held = v.float_array(holdout_accuracy, "holdout_accuracy")
+    held = v.float_array(_whole_as_float(holdout_accuracy, "holdout_accuracy"),
+                         "holdout_accuracy")
     if held.ndim != 1 or held.size == 0:
         raise InvalidInputError(
             f"holdout_accuracy must be a non-empty 1-D sequence of accuracies, got shape "
@@ -462,7 +478,8 @@ def holdout_curve(holdout_accuracy: Any, *, selected_accuracy: Any = None, round
     def column(values: Any, name: str, kind: str) -> list:
         if values is None:
             return [None] * n
-        arr = (v.float_array(values, name) if kind == "f" else v.as_numpy(values, name))
+        arr = (v.float_array(_whole_as_float(values, name), name) if kind == "f"
+               else v.as_numpy(values, name))
         if arr.shape != (n,):
             raise InvalidInputError(
                 f"{name} must have shape ({n},) like holdout_accuracy, got {arr.shape}")
