@@ -337,3 +337,18 @@ def test_record_refuses_predictions_of_another_kind_than_the_labels():
     assert len(curve) == 0
     point = curve.record(1, model=lambda X: np.array(["cat", "cat", "cat"]), holdout=(x, y))
     assert point.holdout_accuracy == pytest.approx(2 / 3)
+
+
+def test_an_empty_chunk_among_chunks_is_skipped(pool):
+    # Readers yield empty batches (an empty row group, a filtered-out shard): the pool
+    # was refused as "empty (shape (0, 4)); pass at least one item" although it has rows.
+    x, p = pool
+    ref = PoolSketch.build(x, p, sample=300, clusters=8)
+    chunks = [x[:0], x[:150], x[150:150], x[150:]]
+    preds = [p[:0], p[:150], p[150:150], p[150:]]
+    assert PoolSketch.build(chunks, preds, sample=300, clusters=8) == ref
+    with pytest.raises(InvalidInputError, match=r"the chunk at row 150 has 3 features but "
+                                                r"the first had 4"):
+        PoolSketch.build([x[:150], x[150:150, :3], x[150:]])
+    with pytest.raises(InvalidInputError, match=r"pool_embeddings has no rows"):
+        PoolSketch.build([x[:0], x[:0]])

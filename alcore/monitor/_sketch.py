@@ -780,9 +780,14 @@ def _shift(err: InvalidInputError, offset: int) -> InvalidInputError:
 
 
 def _rows(piece: Any, name: str, offset: int, d: int | None) -> np.ndarray:
-    """A piece of the pool as float32 (m, d), checked, errors naming pool rows."""
+    """A piece of the pool as float32 (m, d), checked, errors naming pool rows. A piece
+    with no rows (an empty batch of a reader) is (0, d), passed over by :func:`_blocks`."""
     try:
-        x = v.embeddings_matrix(piece, name)
+        x = v.float_array(piece, name)
+        if x.ndim == 2 and x.shape[0] == 0 and x.shape[1] > 0:
+            x = x.astype(np.float32)
+        else:
+            x = v.embeddings_matrix(x, name)
     except InvalidInputError as err:
         raise _shift(err, offset) from None
     if d is not None and x.shape[1] != d:
