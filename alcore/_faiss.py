@@ -921,10 +921,13 @@ def assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
         rows = x[start:start + step] - shift
         ids, sq = _nearest_centroids(rows, c32, 2)
         out[start:start + step] = ids[:, 0]
-        gap = sq[:, 1].astype(np.float64) - sq[:, 0]
-        norms = np.sqrt(np.einsum("ij,ij->i", rows, rows).astype(np.float64)) * (1 + 1e-5)
+        # A float32 |x|^2 beyond 3.4e38 makes both distances inf and the gap NaN: such a
+        # row is unclear too, and decided in float64.
+        with np.errstate(invalid="ignore", over="ignore"):
+            gap = sq[:, 1].astype(np.float64) - sq[:, 0]
+            norms = np.sqrt(np.einsum("ij,ij->i", rows, rows).astype(np.float64)) * (1 + 1e-5)
         limit = 2 * _distances.bound(d, norms, largest)
-        unclear = np.flatnonzero(gap <= limit)
+        unclear = np.flatnonzero(~(gap > limit))
         for first in range(0, len(unclear), exact_step):
             which = unclear[first:first + exact_step]
             diff = rows[which, None, :].astype(np.float64) - c64[None, :, :]

@@ -352,3 +352,24 @@ def test_an_empty_chunk_among_chunks_is_skipped(pool):
         PoolSketch.build([x[:150], x[150:150, :3], x[150:]])
     with pytest.raises(InvalidInputError, match=r"pool_embeddings has no rows"):
         PoolSketch.build([x[:0], x[:0]])
+
+
+# ---------------------------------------------------------------- _faiss.assign
+
+
+def test_assign_far_rows_by_float64_not_by_overflowed_float32():
+    # |x|^2 of a row at 2e19 overflows float32: both nearest distances were inf, their
+    # gap inf - inf NaN, with numpy's RuntimeWarning leaking out of an audit of such a
+    # selection (an error under -W error); the row now takes the float64 decision.
+    import warnings
+
+    from alcore import _faiss
+
+    centroids = np.array([[0.0, 0.0], [1e18, 1e18], [-1e18, 5e17]])
+    far = np.array([[2e19, 2e19], [-2e19, 1e19]], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = _faiss.assign(far, centroids)
+    diff = far.astype(np.float64)[:, None, :] - centroids[None]
+    np.testing.assert_array_equal(got, (diff * diff).sum(axis=2).argmin(axis=1))
+    assert got.tolist() == [1, 2]
