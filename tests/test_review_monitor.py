@@ -373,3 +373,18 @@ def test_assign_far_rows_by_float64_not_by_overflowed_float32():
     diff = far.astype(np.float64)[:, None, :] - centroids[None]
     np.testing.assert_array_equal(got, (diff * diff).sum(axis=2).argmin(axis=1))
     assert got.tolist() == [1, 2]
+
+
+def test_too_spread_pool_names_the_argument_and_a_pool_row():
+    # The error came from the k-means on the sample: "embeddings ... row 188", a position
+    # in the sample, not a row of the pool the user passed.
+    import re
+
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((3000, 4)) * 1e19).astype(np.float32)
+    with pytest.raises(InvalidInputError, match=r"pool_embeddings are too spread out for "
+                                                r"float32 distances: row \d+ lies") as err:
+        PoolSketch.build(x, sample=500, clusters=4)
+    row, distance = re.search(r"row (\d+) lies (\S+) from", str(err.value)).groups()
+    assert float(np.linalg.norm(x[int(row)].astype(np.float64))) == pytest.approx(
+        float(distance), rel=1e-2)

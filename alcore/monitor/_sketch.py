@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -280,8 +281,12 @@ class PoolSketch:
         for j in range(d):
             edges[j] = np.quantile(sample_x[:, j].astype(np.float64), levels)
         np.maximum.accumulate(edges, axis=1, out=edges)  # sorted, whatever the rounding
-        centroids = _faiss.kmeans_centroids(sample_x, min(clusters, len(sample_x)),
-                                            kmeans_seed)
+        try:
+            centroids = _faiss.kmeans_centroids(sample_x, min(clusters, len(sample_x)),
+                                                kmeans_seed, "pool_embeddings")
+        except InvalidInputError as err:  # its row is a position in the sample
+            raise InvalidInputError(re.sub(r"\brow (\d+)", lambda m: f"row {rows[int(m[1])]}",
+                                           str(err))) from None
         # Uniform sub-samples of the pool: the sample rows with the smallest keys (the
         # bottom of a bottom-k sample); the first rows in pool order would not be.
         by_key = np.argsort(sample_keys, kind="stable")
