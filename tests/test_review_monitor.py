@@ -388,3 +388,12 @@ def test_too_spread_pool_names_the_argument_and_a_pool_row():
     row, distance = re.search(r"row (\d+) lies (\S+) from", str(err.value)).groups()
     assert float(np.linalg.norm(x[int(row)].astype(np.float64))) == pytest.approx(
         float(distance), rel=1e-2)
+
+
+def test_from_dict_refuses_a_bool_version():
+    data = HoldoutCurve().to_dict()
+    data["version"] = True  # True == 1 in Python
+    with pytest.raises(InvalidInputError, match=r"data is not a HoldoutCurve of version 1 "
+                                                r"\(kind 'alcore.monitor.HoldoutCurve', "
+                                                r"version True\)"):
+        HoldoutCurve.from_dict(data)

@@ -348,7 +348,8 @@ class HoldoutCurve:
             raise InvalidInputError(
                 f"data must be the dict HoldoutCurve.to_dict() made, got "
                 f"{type(data).__name__}")
-        if data.get("kind") != _KIND or data.get("version") != _VERSION:
+        version = data.get("version")
+        if data.get("kind") != _KIND or type(version) is not int or version != _VERSION:
             raise InvalidInputError(
                 f"data is not a HoldoutCurve of version {_VERSION} (kind "
                 f"{v.shown(data.get('kind'))}, version {v.shown(data.get('version'))}); pass "
