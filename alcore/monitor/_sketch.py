@@ -201,7 +201,7 @@ class PoolSketch:
         pool_predictions : array, list of chunks, str, or None
             The model's predictions for the pool, for the predicted-class histogram:
             (N, C) probabilities or logits (only their argmax is used; ties go to the
-            lower class) or (N,) non-negative integer class ids. With a list of chunks,
+            lower class) or (N,) integer class ids in [0, 2^20). With a list of chunks,
             an array of all N rows or a list of chunks of the same lengths; with a file,
             an array or the name of its column(s): an integer column of class ids, or
             probabilities as ``probs=`` of :func:`alcore.io.read_pool` reads them.
