@@ -397,3 +397,14 @@ def test_from_dict_refuses_a_bool_version():
                                                 r"\(kind 'alcore.monitor.HoldoutCurve', "
                                                 r"version True\)"):
         HoldoutCurve.from_dict(data)
+
+
+def test_sample_larger_than_the_pool_allocates_for_the_pool_only(pool):
+    # sample=10**12 ("keep every row") allocated its buffers up front: MemoryError for
+    # 7 TiB on a 400-row pool (and 10**8 would take gigabytes).
+    x, p = pool
+    assert PoolSketch.build(x, p, sample=10**12, clusters=8) == PoolSketch.build(
+        x, p, sample=len(x), clusters=8)
+    chunks = [x[:50], x[50:51], x[51:]]
+    assert PoolSketch.build(chunks, sample=10**12, clusters=8) == PoolSketch.build(
+        x, sample=len(x), clusters=8)

@@ -681,7 +681,7 @@ def _bandwidth(z: np.ndarray) -> float:
 
 class _Reservoir:
     """A uniform sample of at most ``size`` rows without replacement: the rows with the
-    smallest keys (one uniform draw per row), kept in a fixed buffer."""
+    smallest keys (one uniform draw per row), kept in buffers grown up to ``size``."""
 
     def __init__(self, size: int):
         self.size = size
@@ -689,15 +689,12 @@ class _Reservoir:
         self.keys = np.empty(0)
         self.rows = np.empty(0, dtype=np.int64)
         self.data: np.ndarray | None = None
-        self.classes: np.ndarray | None = None
+        self.classes = np.empty(0, dtype=np.int64)
 
     def offer(self, keys: np.ndarray, start: int, block: np.ndarray,
               classes: np.ndarray | None) -> None:
         if self.data is None:
-            self.keys = np.empty(self.size)
-            self.rows = np.empty(self.size, dtype=np.int64)
-            self.data = np.empty((self.size, block.shape[1]), dtype=np.float32)
-            self.classes = np.empty(self.size, dtype=np.int64)
+            self.data = np.empty((0, block.shape[1]), dtype=np.float32)
         full = self.count == self.size
         candidates = np.flatnonzero(keys < self.keys[:self.count].max()) if full else None
         if candidates is None:
@@ -705,6 +702,7 @@ class _Reservoir:
         if len(candidates) == 0:
             return
         ckeys = keys[candidates]
+        self._grow(min(self.size, self.count + len(candidates)))
         if self.count + len(candidates) <= self.size:
             slots = np.arange(self.count, self.count + len(candidates))
             chosen = np.arange(len(candidates))
@@ -724,6 +722,24 @@ class _Reservoir:
         self.data[slots] = block[picked]
         if classes is not None:
             self.classes[slots] = classes[picked]
+
+    def _grow(self, needed: int) -> None:
+        """Room for ``needed`` rows (at most ``size``), doubling: the buffers follow the
+        rows seen, so a ``sample`` far above the pool's size costs the pool's rows only."""
+        capacity = len(self.keys)
+        if needed <= capacity:
+            return
+        new = min(self.size, max(needed, 2 * capacity))
+        keep = self.count
+
+        def grown(old: np.ndarray) -> np.ndarray:
+            out = np.empty((new, *old.shape[1:]), dtype=old.dtype)
+            out[:keep] = old[:keep]
+            return out
+
+        self.keys, self.rows = grown(self.keys), grown(self.rows)
+        self.data = grown(self.data)
+        self.classes = grown(self.classes)
 
     def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
         """(row numbers, rows, classes, keys), in pool order."""
