@@ -860,7 +860,8 @@ SKETCH_KMEANS_ITERATIONS = 25
 SKETCH_POINTS_PER_CENTROID = 256
 
 
-def kmeans_centroids(x: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+def kmeans_centroids(x: np.ndarray, n_clusters: int, seed: int,
+                     name: str = "embeddings") -> np.ndarray:
     """k-means centroids of the rows of x, in x's own coordinates.
 
     k-means++ seeds and FAISS's Lloyd iterations (:func:`_train_kmeans`, with the
@@ -871,6 +872,8 @@ def kmeans_centroids(x: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
     x : float32 (n, d), C-contiguous, finite.
     n_clusters : int >= 1. With ``n_clusters >= n`` every row is its own centroid.
     seed : int >= 0.
+    name : str
+        The argument named in the error on rows too spread out for float32 distances.
 
     Returns
     -------
@@ -879,7 +882,7 @@ def kmeans_centroids(x: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
     n = x.shape[0]
     if n_clusters >= n:
         return x.astype(np.float64)
-    centred = _distances.centre(x, norms=False)
+    centred = _distances.centre(x, name, norms=False)
     _, km = _train_kmeans(np.ascontiguousarray(centred.rows, dtype=np.float32), n_clusters,
                           seed, SKETCH_KMEANS_ITERATIONS,
                           points_per_centroid=SKETCH_POINTS_PER_CENTROID)
@@ -921,10 +924,13 @@ def assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
         rows = x[start:start + step] - shift
         ids, sq = _nearest_centroids(rows, c32, 2)
         out[start:start + step] = ids[:, 0]
-        gap = sq[:, 1].astype(np.float64) - sq[:, 0]
-        norms = np.sqrt(np.einsum("ij,ij->i", rows, rows).astype(np.float64)) * (1 + 1e-5)
+        # A float32 |x|^2 beyond 3.4e38 makes both distances inf and the gap NaN: such a
+        # row is unclear too, and decided in float64.
+        with np.errstate(invalid="ignore", over="ignore"):
+            gap = sq[:, 1].astype(np.float64) - sq[:, 0]
+            norms = np.sqrt(np.einsum("ij,ij->i", rows, rows).astype(np.float64)) * (1 + 1e-5)
         limit = 2 * _distances.bound(d, norms, largest)
-        unclear = np.flatnonzero(gap <= limit)
+        unclear = np.flatnonzero(~(gap > limit))
         for first in range(0, len(unclear), exact_step):
             which = unclear[first:first + exact_step]
             diff = rows[which, None, :].astype(np.float64) - c64[None, :, :]

@@ -18,6 +18,7 @@ import numpy as np
 
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
+from alcore.monitor._report import file_path
 
 _KIND = "alcore.monitor.HoldoutCurve"
 _VERSION = 1
@@ -110,6 +111,15 @@ def _accuracy(model: Any, data: Any, name: str) -> tuple[float, int]:
         raise InvalidInputError(
             f"model.predict({name} X) returned shape {predicted.shape} for {y.shape[0]} "
             f"true labels; it must return one label per row, shape ({y.shape[0]},){hint}")
+    kinds = {"b": "numbers", "i": "numbers", "u": "numbers", "f": "numbers",
+             "U": "strings", "S": "strings"}
+    got, want = kinds.get(predicted.dtype.kind), kinds.get(y.dtype.kind)
+    if got and want and got != want:
+        # Numbers never equal strings: the accuracy would be 0 without a word.
+        raise InvalidInputError(
+            f"model.predict({name} X) returned {got} (dtype {predicted.dtype}) but {name} y "
+            f"holds {want} (dtype {y.dtype}); predictions and true labels must use the same "
+            f"labels (e.g. map class indices to names with numpy.asarray(names)[predicted])")
     return float(np.mean(predicted == y)), int(y.shape[0])
 
 
@@ -338,7 +348,8 @@ class HoldoutCurve:
             raise InvalidInputError(
                 f"data must be the dict HoldoutCurve.to_dict() made, got "
                 f"{type(data).__name__}")
-        if data.get("kind") != _KIND or data.get("version") != _VERSION:
+        version = data.get("version")
+        if data.get("kind") != _KIND or type(version) is not int or version != _VERSION:
             raise InvalidInputError(
                 f"data is not a HoldoutCurve of version {_VERSION} (kind "
                 f"{v.shown(data.get('kind'))}, version {v.shown(data.get('version'))}); pass "
@@ -383,9 +394,12 @@ class HoldoutCurve:
         pathlib.Path
             The file written.
         """
-        if not isinstance(path, str | os.PathLike):
+        out = file_path(path)
+        if not out.parent.is_dir():
             raise InvalidInputError(
-                f"path must be a file path (str or pathlib.Path), got {type(path).__name__}")
+                f"{out}: the folder {str(out.parent)!r} does not exist; create it first")
+        if out.is_dir():
+            raise InvalidInputError(f"{out} is a folder; name a file")
         if not self._points:
             raise InvalidInputError("the curve has no rounds to plot; record() one first")
         try:
@@ -418,9 +432,17 @@ class HoldoutCurve:
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize="small")
         figure.tight_layout()
-        out = Path(path)
-        figure.savefig(out, format="png")
+        try:
+            figure.savefig(out, format="png")
+        except OSError as err:
+            raise InvalidInputError(f"{out}: could not be written ({err})") from None
         return out
+
+
+def _whole_as_float(values: Any, name: str) -> Any:
+    """Integer accuracies (1 and 0, as record() takes them) as float64."""
+    arr = v.as_numpy(values, name)
+    return arr.astype(np.float64) if arr.dtype.kind in "iu" else arr
 
 
 def holdout_curve(holdout_accuracy: Any, *, selected_accuracy: Any = None, rounds: Any = None,
@@ -446,7 +468,8 @@ def holdout_curve(holdout_accuracy: Any, *, selected_accuracy: Any = None, round
     HoldoutCurve
     """
     curve = HoldoutCurve(divergence=divergence, window=window, tolerance=tolerance)
-    held = v.float_array(holdout_accuracy, "holdout_accuracy")
+    held = v.float_array(_whole_as_float(holdout_accuracy, "holdout_accuracy"),
+                         "holdout_accuracy")
     if held.ndim != 1 or held.size == 0:
         raise InvalidInputError(
             f"holdout_accuracy must be a non-empty 1-D sequence of accuracies, got shape "
@@ -456,7 +479,8 @@ def holdout_curve(holdout_accuracy: Any, *, selected_accuracy: Any = None, round
     def column(values: Any, name: str, kind: str) -> list:
         if values is None:
             return [None] * n
-        arr = (v.float_array(values, name) if kind == "f" else v.as_numpy(values, name))
+        arr = (v.float_array(_whole_as_float(values, name), name) if kind == "f"
+               else v.as_numpy(values, name))
         if arr.shape != (n,):
             raise InvalidInputError(
                 f"{name} must have shape ({n},) like holdout_accuracy, got {arr.shape}")

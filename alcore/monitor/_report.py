@@ -59,6 +59,14 @@ def resolve_thresholds(thresholds: Any) -> dict[str, float]:
     return merged
 
 
+def file_path(path: Any) -> Path:
+    """``path`` as a Path: a str or os.PathLike, else an InvalidInputError."""
+    if not isinstance(path, str | os.PathLike):
+        raise InvalidInputError(
+            f"path must be a file path (str or pathlib.Path), got {type(path).__name__}")
+    return Path(path)
+
+
 def _features(values: np.ndarray, limit: float) -> tuple[int, list[int]]:
     above = np.flatnonzero(values > limit)
     worst = above[np.argsort(-values[above], kind="stable")]
@@ -228,7 +236,7 @@ class AuditReport:
         (and of every predicted class, when known), and the PSI of every feature against
         its threshold. matplotlib (imported here, on its Agg canvas; pyplot's state is not
         touched)."""
-        path = Path(path)
+        path = file_path(path)
         if not path.parent.is_dir():
             raise InvalidInputError(
                 f"{path}: the folder {str(path.parent)!r} does not exist; create it first")
@@ -281,6 +289,6 @@ def _bars(ax: Any, pool: np.ndarray, selected: np.ndarray, what: str, title: str
     ax.legend(loc="upper right")
 
 
-__all__ = ["DEFAULT_THRESHOLDS", "AuditReport", "resolve_thresholds"]
+__all__ = ["DEFAULT_THRESHOLDS", "AuditReport", "file_path", "resolve_thresholds"]
 
 v.guard_signatures(globals())

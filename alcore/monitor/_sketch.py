@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -50,7 +51,7 @@ from alcore import _faiss, _progress
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
 from alcore._version import __version__
-from alcore.monitor._report import AuditReport, resolve_thresholds
+from alcore.monitor._report import AuditReport, file_path, resolve_thresholds
 
 # Rows per block: every computation sees the pool in blocks of this many rows, at fixed
 # positions, so the result does not depend on how the pool is chunked. Float64 temporaries
@@ -61,6 +62,8 @@ FORMAT_VERSION = 1
 # Sample rows whose distance to the selection makes the k-center radius: its cost is
 # RADIUS_ROWS x n x d multiply-adds per audit (twice, with the random reference).
 RADIUS_ROWS = 20_000
+# Class ids at or above this are refused (the predicted-class histogram is dense).
+MAX_CLASSES = 1 << 20
 # Pairs of sample rows the median-heuristic bandwidth is measured on (at most).
 BANDWIDTH_ROWS = 1000
 
@@ -198,7 +201,7 @@ class PoolSketch:
         pool_predictions : array, list of chunks, str, or None
             The model's predictions for the pool, for the predicted-class histogram:
             (N, C) probabilities or logits (only their argmax is used; ties go to the
-            lower class) or (N,) non-negative integer class ids. With a list of chunks,
+            lower class) or (N,) integer class ids in [0, 2^20). With a list of chunks,
             an array of all N rows or a list of chunks of the same lengths; with a file,
             an array or the name of its column(s): an integer column of class ids, or
             probabilities as ``probs=`` of :func:`alcore.io.read_pool` reads them.
@@ -278,8 +281,12 @@ class PoolSketch:
         for j in range(d):
             edges[j] = np.quantile(sample_x[:, j].astype(np.float64), levels)
         np.maximum.accumulate(edges, axis=1, out=edges)  # sorted, whatever the rounding
-        centroids = _faiss.kmeans_centroids(sample_x, min(clusters, len(sample_x)),
-                                            kmeans_seed)
+        try:
+            centroids = _faiss.kmeans_centroids(sample_x, min(clusters, len(sample_x)),
+                                                kmeans_seed, "pool_embeddings")
+        except InvalidInputError as err:  # its row is a position in the sample
+            raise InvalidInputError(re.sub(r"\brow (\d+)", lambda m: f"row {rows[int(m[1])]}",
+                                           str(err))) from None
         # Uniform sub-samples of the pool: the sample rows with the smallest keys (the
         # bottom of a bottom-k sample); the first rows in pool order would not be.
         by_key = np.argsort(sample_keys, kind="stable")
@@ -332,10 +339,12 @@ class PoolSketch:
         allow_pickle=False)``, whose ``header`` entry holds a JSON header (format name,
         format version, alcore version, scalars). No pickle. Written to a temporary file
         beside ``path`` and renamed over it, so a crash leaves no half-written sketch."""
-        path = Path(path)
+        path = file_path(path)
         if not path.parent.is_dir():
             raise InvalidInputError(
                 f"{path}: the folder {str(path.parent)!r} does not exist; create it first")
+        if path.is_dir():
+            raise InvalidInputError(f"{path} is a folder; name a file")
         header = {"format": FORMAT, "version": FORMAT_VERSION, "alcore": __version__,
                   **self._meta}
         payload = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
@@ -359,20 +368,25 @@ class PoolSketch:
             A missing file, a file that is not a sketch, or one written in a newer format
             version than this alcore reads.
         """
-        path = Path(path)
+        path = file_path(path)
         if not path.is_file():
             raise InvalidInputError(f"{path}: no such file")
         foreign = (f"{path.name} is not a PoolSketch file (written by PoolSketch.save); "
                    f"build the sketch again with PoolSketch.build")
         try:
-            with np.load(path, allow_pickle=False) as data:
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy holds one array
+                raise InvalidInputError(f"{foreign} (it holds a single array)")
+            with loaded as data:
                 if "header" not in data.files:
                     raise InvalidInputError(foreign)
                 header = json.loads(data["header"].tobytes().decode())
                 if not isinstance(header, dict) or header.get("format") != FORMAT:
                     raise InvalidInputError(foreign)
                 version = header.get("version")
-                if not isinstance(version, int) or version > FORMAT_VERSION:
+                if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+                    raise InvalidInputError(f"{foreign} (format version {version!r})")
+                if version > FORMAT_VERSION:
                     raise InvalidInputError(
                         f"{path.name} was written in PoolSketch format version {version!r} "
                         f"(by alcore {header.get('alcore', '?')}); this alcore "
@@ -381,7 +395,8 @@ class PoolSketch:
                 arrays = {name: data[name] for name in data.files if name != "header"}
         except InvalidInputError:
             raise
-        except (OSError, ValueError, zipfile.BadZipFile, UnicodeDecodeError) as err:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, UnicodeDecodeError
+                ) as err:
             raise InvalidInputError(f"{foreign} ({err})") from None
         missing = [name for name in _ARRAYS if name not in arrays]
         if missing:
@@ -548,10 +563,40 @@ def _inconsistency(a: dict[str, np.ndarray], meta: dict[str, Any]) -> str | None
     radius = a["radius_rows"]
     if radius.ndim != 1 or not len(radius) or radius.min() < 0 or radius.max() >= s:
         return "radius_rows outside the sample"
-    if not isinstance(meta["rff_bandwidth"], float) or not meta["rff_bandwidth"] > 0:
+    if (not isinstance(meta["rff_bandwidth"], float) or not meta["rff_bandwidth"] > 0
+            or not np.isfinite(meta["rff_bandwidth"])):
         return f"rff_bandwidth {meta['rff_bandwidth']!r}"
     if "class_counts" in a and (a["class_counts"].ndim != 1 or not len(a["class_counts"])):
         return "class_counts is empty"
+    # The values, not only the shapes: an audit trusts them (sorted edges for the bin
+    # kernel, ids that index arrays, finite numbers so no NaN reaches a report).
+    for name, value in a.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            return f"{name} holds a non-finite value"
+        if name in ("bin_counts", "cluster_sizes", "class_counts") and value.min() < 0:
+            return f"{name} holds a negative count"
+    if a["std"].min() < 0:
+        return "std holds a negative value"
+    if a["edges"].shape[1] > 1 and (np.diff(a["edges"], axis=1) < 0).any():
+        return "edges are not sorted"
+    sums = a["bin_counts"].sum(axis=1)
+    if (sums != n).any():
+        j = int(np.argmax(sums != n))
+        return f"bin_counts of feature {j} sum to {int(sums[j])}, not n_rows {n}"
+    rows = a["sample_rows"]
+    if rows.min() < 0 or rows.max() >= n or (np.diff(rows) <= 0).any():
+        return f"sample_rows outside 0 to {n - 1} or not increasing"
+    source = meta["class_source"]
+    if "class_counts" in a:
+        if int(a["class_counts"].sum()) != n:
+            return f"class_counts sum to {int(a['class_counts'].sum())}, not n_rows {n}"
+        top = len(a["class_counts"])
+        if a["sample_classes"].min() < 0 or a["sample_classes"].max() >= top:
+            return f"sample_classes outside 0 to {top - 1}"
+        if source not in ("probabilities", "class ids"):
+            return f"class_source {source!r} with class counts"
+    elif source is not None:
+        return f"class_source {source!r} without class counts"
     return None
 
 
@@ -636,7 +681,7 @@ def _bandwidth(z: np.ndarray) -> float:
 
 class _Reservoir:
     """A uniform sample of at most ``size`` rows without replacement: the rows with the
-    smallest keys (one uniform draw per row), kept in a fixed buffer."""
+    smallest keys (one uniform draw per row), kept in buffers grown up to ``size``."""
 
     def __init__(self, size: int):
         self.size = size
@@ -644,15 +689,12 @@ class _Reservoir:
         self.keys = np.empty(0)
         self.rows = np.empty(0, dtype=np.int64)
         self.data: np.ndarray | None = None
-        self.classes: np.ndarray | None = None
+        self.classes = np.empty(0, dtype=np.int64)
 
     def offer(self, keys: np.ndarray, start: int, block: np.ndarray,
               classes: np.ndarray | None) -> None:
         if self.data is None:
-            self.keys = np.empty(self.size)
-            self.rows = np.empty(self.size, dtype=np.int64)
-            self.data = np.empty((self.size, block.shape[1]), dtype=np.float32)
-            self.classes = np.empty(self.size, dtype=np.int64)
+            self.data = np.empty((0, block.shape[1]), dtype=np.float32)
         full = self.count == self.size
         candidates = np.flatnonzero(keys < self.keys[:self.count].max()) if full else None
         if candidates is None:
@@ -660,6 +702,7 @@ class _Reservoir:
         if len(candidates) == 0:
             return
         ckeys = keys[candidates]
+        self._grow(min(self.size, self.count + len(candidates)))
         if self.count + len(candidates) <= self.size:
             slots = np.arange(self.count, self.count + len(candidates))
             chosen = np.arange(len(candidates))
@@ -679,6 +722,24 @@ class _Reservoir:
         self.data[slots] = block[picked]
         if classes is not None:
             self.classes[slots] = classes[picked]
+
+    def _grow(self, needed: int) -> None:
+        """Room for ``needed`` rows (at most ``size``), doubling: the buffers follow the
+        rows seen, so a ``sample`` far above the pool's size costs the pool's rows only."""
+        capacity = len(self.keys)
+        if needed <= capacity:
+            return
+        new = min(self.size, max(needed, 2 * capacity))
+        keep = self.count
+
+        def grown(old: np.ndarray) -> np.ndarray:
+            out = np.empty((new, *old.shape[1:]), dtype=old.dtype)
+            out[:keep] = old[:keep]
+            return out
+
+        self.keys, self.rows = grown(self.keys), grown(self.rows)
+        self.data = grown(self.data)
+        self.classes = grown(self.classes)
 
     def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
         """(row numbers, rows, classes, keys), in pool order."""
@@ -740,9 +801,14 @@ def _shift(err: InvalidInputError, offset: int) -> InvalidInputError:
 
 
 def _rows(piece: Any, name: str, offset: int, d: int | None) -> np.ndarray:
-    """A piece of the pool as float32 (m, d), checked, errors naming pool rows."""
+    """A piece of the pool as float32 (m, d), checked, errors naming pool rows. A piece
+    with no rows (an empty batch of a reader) is (0, d), passed over by :func:`_blocks`."""
     try:
-        x = v.embeddings_matrix(piece, name)
+        x = v.float_array(piece, name)
+        if x.ndim == 2 and x.shape[0] == 0 and x.shape[1] > 0:
+            x = x.astype(np.float32)
+        else:
+            x = v.embeddings_matrix(x, name)
     except InvalidInputError as err:
         raise _shift(err, offset) from None
     if d is not None and x.shape[1] != d:
@@ -766,6 +832,13 @@ def _class_ids(value: Any, name: str, offset: int) -> np.ndarray:
             raise InvalidInputError(
                 f"{name} holds class id {int(arr[row])} in row {row + offset}; class ids "
                 f"must be >= 0")
+        if len(arr) and int(arr.max()) >= MAX_CLASSES:
+            # The class histogram has one cell per id up to the largest: bounded, so an id
+            # such as 10**12 (a hash, a row id) is refused rather than allocating terabytes.
+            row = int(np.argmax(arr >= MAX_CLASSES))
+            raise InvalidInputError(
+                f"{name} holds class id {int(arr[row])} in row {row + offset}; class ids "
+                f"must be below {MAX_CLASSES} (number the classes 0 to C-1)")
         return arr.astype(np.int64)
     if arr.ndim != 2 or arr.dtype.kind not in "iuf":
         raise InvalidInputError(
@@ -878,6 +951,7 @@ def _chunk_source(make: Callable[[], Any], predictions: Any, total: int | None) 
         offset = 0
         d = None
         parts = iter(predictions) if (first and by_chunk) else None
+        first_shape: tuple[int, int] | None = None
         for i, chunk in enumerate(chunks()):
             rows = _rows(chunk, "pool_embeddings", offset, d)
             d = rows.shape[1]
@@ -888,7 +962,21 @@ def _chunk_source(make: Callable[[], Any], predictions: Any, total: int | None) 
                     raise InvalidInputError(
                         f"pool_predictions has {i} chunks but pool_embeddings has more; "
                         f"pass one prediction chunk per embedding chunk")
+                part = v.as_numpy(part, f"pool_predictions[{i}]")
                 classes = _class_ids(part, "pool_predictions", offset)
+                if i == 0:
+                    first_shape = (part.ndim, _classes_of(part))
+                elif (part.ndim, _classes_of(part)) != first_shape:
+                    # One model's outputs: the chunks must agree on what they hold.
+                    if part.ndim != first_shape[0]:
+                        kinds = {1: "class ids", 2: "probabilities"}
+                        raise InvalidInputError(
+                            f"pool_predictions chunk {i} holds {kinds[part.ndim]} but chunk 0 "
+                            f"{kinds[first_shape[0]]}; pass one kind for every chunk")
+                    raise InvalidInputError(
+                        f"pool_predictions chunk {i} has {_classes_of(part)} classes (columns) "
+                        f"but chunk 0 has {first_shape[1]}; pass the same model's outputs for "
+                        f"every chunk")
                 if len(classes) != len(rows):
                     raise InvalidInputError(
                         f"pool_predictions chunk {i} has {len(classes)} rows but "
@@ -954,6 +1042,8 @@ def _file_source(path: Path, predictions: Any, spec: str | None, chunk_rows: int
     elif predictions is not None:
         pred_array = v.as_numpy(predictions, "pool_predictions")
         class_source = _class_source(pred_array)
+    binary = (pred_columns[0] if len(pred_columns) == 1 and not integer_ids
+              and schema[pred_columns[0]].is_numeric() else None)
     lazy = lazy.select(list(dict.fromkeys(wanted + pred_columns)))
     total = None
 
@@ -988,6 +1078,20 @@ def _file_source(path: Path, predictions: Any, spec: str | None, chunk_rows: int
                         values = values.astype(np.int64)
                     classes = _class_ids(values, "pool_predictions", offset)
                 else:
+                    if binary is not None:
+                        # One column is a binary model's p, read as [1 - p, p]: beyond
+                        # [0, 1] it is something else (class ids stored as floats), whose
+                        # classes 2, 3, ... would silently become class 1.
+                        values = chunk[binary].fill_null(0.5).to_numpy()  # nulls: below
+                        outside = ~((values >= 0) & (values <= 1))
+                        if outside.any():
+                            row = int(np.argmax(outside))
+                            raise InvalidInputError(
+                                f"{path.name}: column {binary!r} holds "
+                                f"{v.shown(values[row])} in row {row + offset}; one column "
+                                f"is read as a binary model's positive-class probability, "
+                                f"in [0, 1]; store class ids as integers (e.g. "
+                                f"pl.col({binary!r}).cast(pl.Int64))")
                     probs = io.probability_matrix(chunk, predictions, row_offset=offset)
                     classes = _class_ids(probs, "pool_predictions", offset)
                     found.classes = probs.shape[1]
@@ -1084,7 +1188,7 @@ def _check_unchanged(block: np.ndarray, start: int, rows: np.ndarray, sample: np
             f"times (a function returning chunks must not shuffle them)")
 
 
-__all__ = ["BLOCK_ROWS", "FORMAT_VERSION", "PSI_EPSILON", "PoolSketch",
+__all__ = ["BLOCK_ROWS", "FORMAT_VERSION", "MAX_CLASSES", "PSI_EPSILON", "PoolSketch",
            "population_stability", "total_variation"]
 
 v.guard_signatures(globals())
