@@ -18,7 +18,7 @@ from alcore.workflow import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLS = 100
-BUDGET = 240
+BUDGET = 480
 
 CHILD = textwrap.dedent("""
     import os, sys
@@ -27,7 +27,7 @@ CHILD = textwrap.dedent("""
 
     ledger, side, budget = sys.argv[1], sys.argv[2], int(sys.argv[3])
     rng = np.random.default_rng(0)
-    N, C, D = 300, 3, 4
+    N, C, D = 600, 3, 4
     y = rng.integers(0, C, N)
     emb = (rng.normal(size=(C, D))[y] * 2 + rng.normal(size=(N, D))).astype(np.float32)
 
@@ -94,7 +94,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
         else:
             line = proc.stdout.readline()
             assert line.strip() == "ready", proc.stderr.read()
-            time.sleep(chance.uniform(0.0, 0.04))
+            time.sleep(chance.uniform(0.0, 0.025))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             killed += 1
