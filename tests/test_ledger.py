@@ -228,3 +228,20 @@ def test_two_processes_writing_never_corrupt(tmp_path):
     with Ledger.open(path) as db:
         assert db.integrity() == "ok"
         assert len(db.items()) == 80 and len(db.labels()) == 80 and db.queued() == []
+
+
+def test_bad_records_and_timeout_refused(tmp_path):
+    with pytest.raises(LedgerError, match="timeout must be a finite number of seconds"):
+        Ledger.open(tmp_path / "l.db", create=True, timeout=-1)
+    assert not (tmp_path / "l.db").exists()
+    with Ledger.open(tmp_path / "l.db", create=True) as db:
+        db.queue([record("1")])
+        with pytest.raises(LedgerError, match="value is None; pass the label as text"):
+            db.add_labels([{"item_id": "1", "value": None}])
+        with pytest.raises(LedgerError, match="origin must be one of"):
+            db.add_labels([{"item_id": "1", "value": "a", "origin": "robot"}])
+        with pytest.raises(LedgerError, match="score must be finite or None"):
+            db.queue([record("2", score=float("nan"))])
+        with pytest.raises(LedgerError, match="a label record must be a dict"):
+            db.add_labels(["1"])
+        assert db.labels() == [] and db.item("2") is None

@@ -379,3 +379,37 @@ def test_ledger_is_plain_json(tmp_path):
     with Ledger.open(loop.path) as db:
         assert db.state("config")["budget"] == 60
         assert db.integrity() == "ok"
+
+
+def test_pool_expert_tier_for_low_confidence(tmp_path):
+    emb, _ = make_pool()
+    probs = centroid_probs(emb, {})
+    probs[:, :] = [0.9, 0.05, 0.05]
+    probs[:40] = [0.4, 0.35, 0.25]  # unsure: expert tier
+    source = PoolSource(probs, embeddings=emb, diversity=None, expert_below=0.5)
+    with Workflow(tmp_path / "w.db", budget=50, sources=[source], control_share=0) as wf:
+        batch = wf.next_batch(50)
+        tiers = {x["item_id"]: x["tier"] for x in batch}
+        assert sum(t == "expert" for t in tiers.values()) == 40
+        assert all(tiers[str(i)] == "expert" for i in range(40))
+        assert wf.status()["queue"]["by_tier"] == {"expert": 40, "annotator": 10}
+        assert "expert_below=0.5" in wf.ledger.item("0")["reason"]
+    with pytest.raises(alcore.InvalidInputError, match="expert_below must be <= 1"):
+        PoolSource(probs, expert_below=2)
+
+
+def test_two_workflows_share_one_ledger_without_duplicates(tmp_path):
+    """Two drivers on one ledger (e.g. two processes): every decision is read from the
+    ledger, so the second continues the first's rounds and never re-queues its items."""
+    loop = Loop(tmp_path)
+    a = loop.workflow(budget=100)
+    b = loop.workflow(budget=100)
+    ids = []
+    for wf in (a, b, a, b):
+        batch = wf.next_batch(10)
+        ids += [x["item_id"] for x in batch]
+        loop.label_all(wf, batch[:5])
+    assert len(ids) == len(set(ids)) == 40
+    assert a.round == b.round == 4 and a.spent == 40
+    a.close()
+    b.close()

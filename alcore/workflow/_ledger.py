@@ -136,6 +136,10 @@ class Ledger:
             The file is missing (without ``create``), not SQLite, another application's
             SQLite file, corrupt, or of a newer schema. The file is left unchanged.
         """
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (
+                0 <= timeout < math.inf):
+            raise LedgerError(f"timeout must be a finite number of seconds >= 0, got "
+                              f"{timeout!r}; e.g. timeout=10")
         path = Path(path)
         exists = path.exists() and path.stat().st_size > 0
         if not exists and not create:
@@ -513,4 +517,4 @@ class Ledger:
         return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
 
 
-__all__ = ["Ledger", "LedgerError", "SCHEMA_VERSION"]
+__all__ = ["SCHEMA_VERSION", "Ledger", "LedgerError"]

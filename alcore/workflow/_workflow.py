@@ -435,6 +435,10 @@ class Workflow:
         items = db.items()
         labels = self.labels()
         sizer = copy.deepcopy(self.batch_sizer)
+        stored = db.state("sizer")
+        if stored:  # another process sharing the ledger may have moved it on
+            sizer.size = stored["size"]
+            sizer.history = [tuple(h) for h in stored["history"]]
         size_event = None
         if k is None:
             size_event = self._size(sizer, items, labels)
@@ -561,7 +565,7 @@ class Workflow:
             Labels stored.
         """
         if isinstance(labels, Mapping):
-            records = [{"item_id": str(i), "value": str(x)} for i, x in labels.items()]
+            records = [{"item_id": str(i), "value": x} for i, x in labels.items()]
         elif isinstance(labels, Sequence) and not isinstance(labels, str):
             records = [dict(x) if isinstance(x, Mapping) else x for x in labels]
         else:
@@ -576,7 +580,7 @@ class Workflow:
                      at: float | None = None, origin: str = "annotator",
                      ambiguous: bool = False) -> int:
         """Store one label (see :meth:`submit_labels`)."""
-        return self.submit_labels([{"item_id": str(item_id), "value": str(value),
+        return self.submit_labels([{"item_id": str(item_id), "value": value,
                                     "annotator": str(annotator), "at": at, "origin": origin,
                                     "ambiguous": v.flag(ambiguous, "ambiguous")}])
 
