@@ -426,3 +426,47 @@ def test_to_ledger_by_path(ledger):
     assert summary["disagreements"] == ["11"]
     with wf.Ledger.open(ledger.path) as again:
         assert len(again.labels()) == 10
+
+
+# ------------------------------------------------------------- the server fixture itself
+
+def _run_integration(env_extra):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env.update(env_extra)
+    tests = Path(__file__).parent
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", str(tests / "test_labelstudio_integration.py"),
+         "-q", "-p", "no:cacheprovider", "-k", "tasks_and_predictions"],
+        capture_output=True, text=True, env=env, cwd=tests.parent, timeout=120)
+
+
+def test_fixture_skips_without_label_studio_unless_ci():
+    missing = {"ALCORE_LABEL_STUDIO": "/nonexistent/label-studio"}
+    skipped = _run_integration(missing)
+    assert skipped.returncode == 0, skipped.stdout
+    assert "1 skipped" in skipped.stdout and "label-studio is not installed" in skipped.stdout
+    failed = _run_integration({**missing, "CI": "true"})
+    assert failed.returncode == 1, failed.stdout
+    assert "1 error" in failed.stdout
+    assert "and CI is set: CI must run the Label Studio integration tests" in failed.stdout
+
+
+def test_server_failures_carry_the_log(tmp_path):
+    from labelstudio_server import start_server
+
+    crash = tmp_path / "crash"
+    crash.write_text("#!/bin/sh\necho 'django.db.utils.OperationalError: no such table'\n"
+                     "exit 3\n")
+    crash.chmod(0o755)
+    with pytest.raises(RuntimeError, match=r"(?s)exited with status 3 .*no such table"):
+        start_server(str(crash), tmp_path / "a", timeout=30)
+    hang = tmp_path / "hang"
+    hang.write_text("#!/bin/sh\necho 'still migrating'\nexec sleep 60\n")
+    hang.chmod(0o755)
+    with pytest.raises(RuntimeError,
+                       match=r"(?s)did not answer /health within 1 s .*still migrating"):
+        start_server(str(hang), tmp_path / "b", timeout=1)
