@@ -205,6 +205,41 @@ def _flat_nearest(base: np.ndarray, queries: np.ndarray, k: int
 NEAREST_SPARE = 4
 
 
+def _copies(base: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """None when the rows of ``base`` are pairwise distinct (bitwise); else the distinct
+    rows as (int64 (G,) the first row of each, ascending; int64 (N,) each row's group).
+
+    Screened by an integer hash of the rows' bits (exact and order-free, unlike any float
+    sum), then settled exactly by their bytes: O(N d) for a pool without copies."""
+    n, d = base.shape
+    if n < 2:
+        return None
+    bits = np.ascontiguousarray(base).view(np.uint32)
+    weights = (np.random.default_rng(0x5EED).integers(1, 2**63, size=d, dtype=np.uint64)
+               | np.uint64(1))
+    hashes = np.empty(n, dtype=np.uint64)
+    step = max(1, (1 << 20) // max(d, 1))
+    with np.errstate(over="ignore"):
+        for start in range(0, n, step):
+            hashes[start:start + step] = (bits[start:start + step].astype(np.uint64)
+                                          * weights).sum(axis=1, dtype=np.uint64)
+    order = np.argsort(hashes, kind="stable")
+    same = hashes[order[1:]] == hashes[order[:-1]]
+    if not same.any():
+        return None
+    shared = np.zeros(n, dtype=bool)
+    shared[order[1:][same]] = shared[order[:-1][same]] = True
+    rows = np.flatnonzero(shared)
+    keys = np.ascontiguousarray(base[rows]).view(np.dtype((np.void, base.itemsize * d)))
+    _, first, inverse = np.unique(keys.reshape(-1), return_index=True, return_inverse=True)
+    lead = np.arange(n, dtype=np.int64)  # each row's first copy (itself when single)
+    lead[rows] = rows[first][inverse.reshape(-1)]
+    if np.array_equal(lead, np.arange(n)):
+        return None  # hash collisions of distinct rows only
+    firsts = np.flatnonzero(lead == np.arange(n))
+    return firsts, np.searchsorted(firsts, lead).astype(np.int64)
+
+
 def nearest_rows(base: np.ndarray, queries: np.ndarray, k: int, *,
                  self_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest rows of ``base`` for every query, exact, equal distances to the lower
@@ -231,6 +266,50 @@ def nearest_rows(base: np.ndarray, queries: np.ndarray, k: int, *,
     sq_distances : float64 (Q, k), squared L2 from float64 differences, ascending.
     ids : int64 (Q, k), rows of ``base``.
     """
+    copies = _copies(base)
+    if copies is not None:
+        return _nearest_with_copies(base, queries, k, self_rows, *copies)
+    return _nearest_distinct(base, queries, k, self_rows)
+
+
+def _nearest_with_copies(base: np.ndarray, queries: np.ndarray, k: int,
+                         self_rows: np.ndarray | None, firsts: np.ndarray,
+                         group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest_rows` on a base with exact copies: the copies of a row tie exactly,
+    so certifying them one by one would fetch every copy (O(N) candidates per query, all
+    N on a pool of one repeated row). Instead the distinct rows are searched (in the order
+    of their first copies) and each expanded to its lowest copies.
+
+    The k + 1 nearest distinct rows hold every row of the answer: a distinct row nearer
+    than the k-th answer has all its copies in it, and among distinct rows tied at the
+    k-th distance, one whose first copy is lower than an answer row's is in it too (its
+    first copy beats that row), so those in the answer are the first ones by first copy;
+    the "+ 1" leaves room for a query's own row, which it cannot take. Within a distinct
+    row only its k + 1 lowest copies can be in the answer (one may be the query's own)."""
+    width = k + 1
+    sq_g, ids_g = _nearest_distinct(np.ascontiguousarray(base[firsts]), queries,
+                                    min(len(firsts), width), None)
+    members = np.argsort(group, kind="stable")  # rows by group, ascending within
+    starts = np.searchsorted(group[members], np.arange(len(firsts)))
+    sizes = np.bincount(group, minlength=len(firsts))
+    slot = np.arange(width)
+    head = np.where(slot < sizes[:, None],
+                    members[np.minimum(starts[:, None] + slot, len(members) - 1)], -1)
+    cand = head[ids_g].reshape(len(queries), ids_g.shape[1] * width)  # -1: padding
+    cand_sq = np.repeat(sq_g, width, axis=1)
+    unusable = cand < 0
+    if self_rows is not None:
+        unusable |= cand == self_rows[:, None]
+    cand_sq = np.where(unusable, np.inf, cand_sq)
+    cand = np.where(unusable, len(base), cand)  # after every real row on equal distances
+    order = np.lexsort((cand, cand_sq), axis=-1)[:, :k]
+    return (np.take_along_axis(cand_sq, order, axis=1),
+            np.take_along_axis(cand, order, axis=1).astype(np.int64))
+
+
+def _nearest_distinct(base: np.ndarray, queries: np.ndarray, k: int,
+                      self_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest_rows` by FAISS's search, certified (its docstring)."""
     n, d = base.shape
     q = queries.shape[0]
     drop = 0 if self_rows is None else 1
