@@ -266,6 +266,14 @@ def nearest_rows(base: np.ndarray, queries: np.ndarray, k: int, *,
     sq_distances : float64 (Q, k), squared L2 from float64 differences, ascending.
     ids : int64 (Q, k), rows of ``base``.
     """
+    if self_rows is None:
+        # Copies among the queries (synthetic points on one segment, repeated rows) have
+        # one answer: searched once.
+        same = _copies(queries)
+        if same is not None:
+            firsts, group = same
+            sq, ids = nearest_rows(base, np.ascontiguousarray(queries[firsts]), k)
+            return sq[group], ids[group]
     copies = _copies(base)
     if copies is not None:
         return _nearest_with_copies(base, queries, k, self_rows, *copies)
