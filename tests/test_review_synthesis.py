@@ -134,3 +134,29 @@ def test_nearest_real_unique_equals_the_greedy_definition(monkeypatch, compiled)
         res = alcore.synthesis.nearest_real(points, pool, k=k, unique=True)
         np.testing.assert_array_equal(res.indices, greedy_reference(points, pool, k),
                                       err_msg=f"trial {trial}")
+
+
+def test_minority_searches_neighbours_of_the_drawn_seeds_only(monkeypatch):
+    """SMOTE searched the k nearest same-class members of every member of a class, however
+    few points were asked for: 10 points for a 100 000-item class of a 200 000 x 64 pool
+    was a 100 000 x 100 000 search (over a minute). Only the seeds drawn are searched now
+    (the draws are unchanged: same points for the same seed)."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(3001, 4)).astype(np.float32)
+    y = np.r_[np.zeros(1501, dtype=np.int64), np.ones(1500, dtype=np.int64)]
+    queried: list[int] = []
+    real = _faiss.nearest_rows
+
+    def spy(base, queries, k, **kw):
+        queried.append(len(queries))
+        return real(base, queries, k, **kw)
+
+    monkeypatch.setattr(_faiss, "nearest_rows", spy)
+    res = alcore.synthesis.minority(x, y, 7, k=5, seed=3)
+    assert sum(queried) <= 7
+    members = np.flatnonzero(y == 1)
+    for (s, j), lam, p in zip(res.source.tolist(), res.lam, res.points, strict=True):
+        d = ((x[members].astype(np.float64) - x[s]) ** 2).sum(1)
+        d[members == s] = np.inf
+        assert j in members[np.lexsort((members, d))[:5]]
+        np.testing.assert_allclose(p, x[s] + lam * (x[j] - x[s]), rtol=1e-6, atol=1e-6)

@@ -171,12 +171,15 @@ def minority(embeddings: Any, labels: Any, n: int, *, k: int = 5, variant: str =
                 continue
         kc = min(k, len(members) - 1)
         base = np.ascontiguousarray(x32[members])
-        _, nbrs = _faiss.nearest_rows(base, np.ascontiguousarray(base[local]), kc,
-                                      self_rows=local)
         pick = gen.integers(len(local), size=share)
         column = gen.integers(kc, size=share)
+        # Neighbours of the seeds drawn only: a few points from a large class must not
+        # cost a search of every member.
+        drawn, which = np.unique(local[pick], return_inverse=True)
+        _, nbrs = _faiss.nearest_rows(base, np.ascontiguousarray(base[drawn]), kc,
+                                      self_rows=drawn)
         seeds_out.append(members[local[pick]])
-        neighbours_out.append(members[nbrs[pick, column]])
+        neighbours_out.append(members[nbrs[which.reshape(-1), column]])
         lam_out.append(gen.random(share))
     d = x.shape[1]
     seed_rows = np.concatenate(seeds_out) if seeds_out else np.empty(0, dtype=np.int64)
