@@ -104,7 +104,9 @@ def minority(embeddings: Any, labels: Any, n: int, *, k: int = 5, variant: str =
     Parameters
     ----------
     embeddings : array-like of shape (N, d)
-        float32 or float64 (kept: the points have this dtype), finite.
+        float32 or float64 (kept: the points have this dtype), finite. Neighbours are
+        searched on float32 rows; float64 embeddings are centred on their float64 mean
+        first, so an offset from the origin costs no precision.
     labels : array-like of shape (N,)
         The class of every item: integers, strings or finite floats.
     n : int
@@ -135,6 +137,11 @@ def minority(embeddings: Any, labels: Any, n: int, *, k: int = 5, variant: str =
     """
     x = v.float_array(embeddings, "embeddings")
     x32 = v.embeddings_matrix(x)
+    if x.dtype != np.float32:
+        # Centred in float64 before rounding (distances do not change): float32 then keeps
+        # the spread's digits, not the offset's, so the neighbours are float64's (and the
+        # danger set imbalanced-learn's) on un-centred data too.
+        x32 = np.ascontiguousarray(x - x.mean(axis=0), dtype=np.float32)
     n_items = x.shape[0]
     n = v.count(n, "n")
     k = v.count(k, "k")
