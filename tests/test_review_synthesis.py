@@ -193,3 +193,40 @@ def test_minority_on_uncentred_float64_matches_imbalanced_learn(offset, scale):
 
 def minority(*args, **kwargs):
     return alcore.synthesis.minority(*args, **kwargs)
+
+
+def test_validate_and_nearest_real_on_an_uncentred_float64_pool():
+    """A float64 pool 1e6 from the origin was rounded to float32 (spacing 0.06) before any
+    centring: points 0.01 from a real item came out as "an exact copy (distance 0)" (37 of
+    50 rejected as near-duplicates) and the reported distances were off by 6x. Pool and
+    points are now centred on the pool's float64 mean first."""
+    rng = np.random.default_rng(8)
+    pool = rng.normal(size=(2000, 3)) + 1e6
+    synthetic = pool[:50] + rng.normal(size=(50, 3)) * 0.01
+    true = np.sqrt(((synthetic[:, None] - pool[None]) ** 2).sum(axis=2))
+    report = alcore.synthesis.validate(synthetic, pool)
+    np.testing.assert_allclose(report.nearest_distance, true.min(axis=1), atol=1e-6)
+    assert not report.near_duplicate.any()
+    assert report.min_distance == pytest.approx(
+        1e-3 * np.median(np.sort(np.sqrt(((pool[:, None] - pool[None]) ** 2).sum(2)),
+                                 axis=1)[:, 1]), rel=1e-5)
+    res = alcore.synthesis.nearest_real(synthetic, pool, k=2)
+    np.testing.assert_array_equal(res.indices, np.argsort(true, axis=1)[:, :2])
+    np.testing.assert_allclose(res.distances, np.sort(true, axis=1)[:, :2], atol=1e-6)
+
+
+def test_boundary_pairs_on_uncentred_float64_are_float64_neighbours():
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(300, 2)) * 1e-2 + 1e6
+    w = np.array([1.0, -1.0])
+
+    def proba(batch):
+        p = 1 / (1 + np.exp(-((batch - 1e6) @ w) * 100))
+        return np.column_stack([1 - p, p])
+
+    res = alcore.synthesis.boundary(x, proba, 40, neighbors=3)
+    d = ((x[:, None] - x[None]) ** 2).sum(axis=2)
+    np.fill_diagonal(d, np.inf)
+    near = np.argsort(d, axis=1, kind="stable")[:, :3]
+    for a, b in res.source.tolist():
+        assert b in near[a] or a in near[b]

@@ -12,6 +12,7 @@ from alcore import _validation as v
 from alcore._errors import InvalidInputError
 from alcore.synthesis._labels import class_codes
 from alcore.synthesis._points import SyntheticPoints
+from alcore.synthesis._rows import search_rows
 
 VARIANTS = ("smote", "borderline")
 
@@ -105,8 +106,8 @@ def minority(embeddings: Any, labels: Any, n: int, *, k: int = 5, variant: str =
     ----------
     embeddings : array-like of shape (N, d)
         float32 or float64 (kept: the points have this dtype), finite. Neighbours are
-        searched on float32 rows; float64 embeddings are centred on their float64 mean
-        first, so an offset from the origin costs no precision.
+        searched on float32 rows; float64 embeddings that float32 cannot hold exactly are
+        centred on their float64 mean first, so an offset costs no precision.
     labels : array-like of shape (N,)
         The class of every item: integers, strings or finite floats.
     n : int
@@ -136,12 +137,9 @@ def minority(embeddings: Any, labels: Any, n: int, *, k: int = 5, variant: str =
         A class to oversample with fewer than 2 members (nothing to interpolate toward).
     """
     x = v.float_array(embeddings, "embeddings")
-    x32 = v.embeddings_matrix(x)
-    if x.dtype != np.float32:
-        # Centred in float64 before rounding (distances do not change): float32 then keeps
-        # the spread's digits, not the offset's, so the neighbours are float64's (and the
-        # danger set imbalanced-learn's) on un-centred data too.
-        x32 = np.ascontiguousarray(x - x.mean(axis=0), dtype=np.float32)
+    # float64 centred before rounding: the neighbours (and the danger set) are float64's,
+    # imbalanced-learn's, on un-centred data too.
+    x32 = search_rows(x, "embeddings")
     n_items = x.shape[0]
     n = v.count(n, "n")
     k = v.count(k, "k")

@@ -11,6 +11,7 @@ from alcore import _faiss
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
 from alcore.synthesis._points import SyntheticPoints
+from alcore.synthesis._rows import paired_rows
 
 
 class NearestReal(NamedTuple):
@@ -108,7 +109,7 @@ def nearest_real(synthetic: Any, pool_embeddings: Any, *, k: int = 1, labeled: A
     synthetic : SyntheticPoints or array-like of shape (m, d)
         The points (``SyntheticPoints.points`` is used), finite.
     pool_embeddings : array-like of shape (N, d)
-        float32 (float64 is converted once), finite.
+        float32 or float64, finite.
     k : int
         Items per point.
     labeled, exclude : mask, index array or None
@@ -128,11 +129,12 @@ def nearest_real(synthetic: Any, pool_embeddings: Any, *, k: int = 1, labeled: A
         ``indices`` int64 (m, k) and ``distances`` float64 (m, k), nearest first; without
         ``unique``, equal distances to the lower pool index. Distances are computed from
         float64 differences of the float32 rows (float64 points are rounded to float32,
-        as the pool is).
+        as the pool is; when float32 cannot hold a float64 pool exactly, pool and
+        points are first centred on the pool's float64 mean, so an offset from the origin
+        costs no precision).
     """
     points = synthetic.points if isinstance(synthetic, SyntheticPoints) else synthetic
-    queries = v.embeddings_matrix(points, "synthetic")
-    pool = v.embeddings_matrix(pool_embeddings, "pool_embeddings")
+    queries, pool = paired_rows(points, pool_embeddings, "synthetic", "pool_embeddings")
     if queries.shape[1] != pool.shape[1]:
         raise InvalidInputError(
             f"synthetic has {queries.shape[1]} dimensions but pool_embeddings has "

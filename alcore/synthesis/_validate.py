@@ -18,6 +18,7 @@ from alcore import _faiss
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
 from alcore.synthesis import _discriminator
+from alcore.synthesis._rows import paired_rows
 
 __all__ = ["ValidationReport", "validate"]
 
@@ -188,10 +189,13 @@ def validate(synthetic: Any, pool_embeddings: Any, *, max_quantile: float = 0.99
     Parameters
     ----------
     synthetic : array-like of shape (m, d), or an object with a ``points`` attribute
-        The synthetic points (float32; float64 converted once), finite, m >= 1
+        The synthetic points (float32 or float64), finite, m >= 1
         (e.g. what :func:`alcore.synthesis.boundary` or ``minority`` return).
     pool_embeddings : array-like of shape (N, d)
-        The real pool, N >= 2 (N > k), same d.
+        The real pool, N >= 2 (N > k), same d. Distances are float64 differences of
+        float32 rows; when float32 cannot hold a float64 pool exactly, pool and points
+        are first centred on the pool's float64 mean, so an offset from the origin costs
+        no precision.
     max_quantile : float in (0, 1]
         Quantile of the pool's 1-NN distances above which a point is off-manifold.
     min_distance : float >= 0, optional
@@ -229,8 +233,7 @@ def validate(synthetic: Any, pool_embeddings: Any, *, max_quantile: float = 0.99
         not more than k, thresholds out of range.
     """
     points = getattr(synthetic, "points", synthetic)
-    x = v.embeddings_matrix(points, "synthetic")
-    pool = v.embeddings_matrix(pool_embeddings, "pool_embeddings")
+    x, pool = paired_rows(points, pool_embeddings, "synthetic", "pool_embeddings")
     m, d = x.shape
     n = pool.shape[0]
     if pool.shape[1] != d:
