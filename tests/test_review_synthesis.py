@@ -230,3 +230,17 @@ def test_boundary_pairs_on_uncentred_float64_are_float64_neighbours():
     near = np.argsort(d, axis=1, kind="stable")[:, :3]
     for a, b in res.source.tolist():
         assert b in near[a] or a in near[b]
+
+
+def test_every_synthesis_function_is_shown_in_a_readme_python_block():
+    """validate, one of the four public functions, had no line in the README (its name
+    appeared only as the word "validated")."""
+    import inspect
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    code = "\n".join(re.findall(r"```python\n(.*?)```", readme, flags=re.S))
+    for name in alcore.synthesis.__all__:
+        if inspect.isfunction(getattr(alcore.synthesis, name)):
+            assert re.search(rf"\b{name}\(", code), name
