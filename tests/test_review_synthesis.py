@@ -244,3 +244,17 @@ def test_every_synthesis_function_is_shown_in_a_readme_python_block():
     for name in alcore.synthesis.__all__:
         if inspect.isfunction(getattr(alcore.synthesis, name)):
             assert re.search(rf"\b{name}\(", code), name
+
+
+def test_results_compare_by_identity_instead_of_raising():
+    """The frozen dataclasses generated an __eq__ over their array fields, so comparing
+    two results (``a == b``, ``a in results``) raised numpy's "truth value of an array is
+    ambiguous" and ``hash(a)`` raised TypeError (as AuditReport did before it got
+    eq=False)."""
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(50, 2)).astype(np.float32)
+    y = np.r_[np.zeros(40, dtype=np.int64), np.ones(10, dtype=np.int64)]
+    a, b = minority(x, y, 5), minority(x, y, 5)
+    assert a == a and a != b and a not in [b] and len({a, b}) == 2
+    ra, rb = alcore.synthesis.validate(a, x), alcore.synthesis.validate(a, x)
+    assert ra == ra and ra != rb and len({ra, rb}) == 2

@@ -36,7 +36,7 @@ DISCRIMINATOR_MAX_PER_CLASS = 5_000
 MIN_DISTANCE_FRACTION = 1e-3
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # no generated ==: its arrays would make it raise
 class ValidationReport:
     """What :func:`validate` returns: a keep-mask, the per-point evidence, the thresholds
     it was judged against and the batch-level discriminator test.
