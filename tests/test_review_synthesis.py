@@ -258,3 +258,20 @@ def test_results_compare_by_identity_instead_of_raising():
     assert a == a and a != b and a not in [b] and len({a, b}) == 2
     ra, rb = alcore.synthesis.validate(a, x), alcore.synthesis.validate(a, x)
     assert ra == ra and ra != rb and len({ra, rb}) == 2
+
+
+@pytest.mark.parametrize("missing", [float("nan"), None])
+def test_missing_labels_in_an_object_array_are_refused(missing):
+    """An object array (a pandas column with missing values) passed NaN through as
+    classes, each NaN a class of its own: minority then refused "class nan has 1 member",
+    or with classes= silently ignored the rows; None came out as "could not be sorted"."""
+    x = np.random.default_rng(11).normal(size=(6, 2))
+    labels = np.array([0, 0, 1, 1, missing, 1], dtype=object)
+    for call in (lambda: minority(x, labels, 4),
+                 lambda: minority(x, labels, 4, classes=[1]),
+                 lambda: alcore.synthesis.boundary(x, lambda b: np.full((len(b), 2), 0.5), 2,
+                                                   labels=labels)):
+        with pytest.raises(alcore.InvalidInputError,
+                           match=rf"^labels\[4\] is {missing}; every item needs a class "
+                                 r"\(drop the unlabeled rows"):
+            call()
