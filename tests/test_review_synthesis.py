@@ -275,3 +275,22 @@ def test_missing_labels_in_an_object_array_are_refused(missing):
                            match=rf"^labels\[4\] is {missing}; every item needs a class "
                                  r"\(drop the unlabeled rows"):
             call()
+
+
+def test_minority_experiment_survives_a_model_that_predicts_one_class():
+    """On features without signal the first logistic regression predicts the majority
+    class for every item, and boundary refused ("predicts class 0 for all 1003 items"):
+    the whole experiment (`alcore simulate --experiment minority --dataset noise.csv`)
+    died mid-run. Such a round now gets no boundary points and margin fills the batch,
+    as the experiment documents for synthesis that yields nothing."""
+    pytest.importorskip("sklearn")
+    from alcore import simulate_synthesis
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 2))
+    y = (rng.random(2000) < 0.3).astype(np.int64)
+    results = simulate_synthesis.run(x, y, arms=("margin", "margin+boundary"), rounds=3,
+                                     batch=5, seeds=2)
+    entry = results["arms"]["margin+boundary"]
+    assert np.array(entry["recall"]).shape == (2, 3)
+    assert entry["synthesis"]["mapped"] <= entry["synthesis"]["generated"]
