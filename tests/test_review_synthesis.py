@@ -294,3 +294,32 @@ def test_minority_experiment_survives_a_model_that_predicts_one_class():
     entry = results["arms"]["margin+boundary"]
     assert np.array(entry["recall"]).shape == (2, 3)
     assert entry["synthesis"]["mapped"] <= entry["synthesis"]["generated"]
+
+
+def test_borderline_judges_every_class_in_one_search_of_the_whole_set(monkeypatch):
+    """Borderline-SMOTE searched the whole set once per class to oversample (each search
+    builds an index of every item): 300 classes of a 100 000 x 32 set took 62 s, 34 s
+    with one search."""
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(600, 3)).astype(np.float32)
+    y = rng.integers(0, 30, size=600)
+    y[:60] = 0
+    whole: list[int] = []
+    real = _faiss.nearest_rows
+
+    def spy(base, queries, k, **kw):
+        if len(base) == len(x):
+            whole.append(len(queries))
+        return real(base, queries, k, **kw)
+
+    monkeypatch.setattr(_faiss, "nearest_rows", spy)
+    res = minority(x, y, 300, k=3, variant="borderline", m=6)
+    assert len(whole) == 1
+    # The danger set, per class, from plain numpy.
+    d = ((x[:, None].astype(np.float64) - x[None]) ** 2).sum(axis=2)
+    np.fill_diagonal(d, np.inf)
+    near = np.lexsort((np.broadcast_to(np.arange(600), d.shape), d), axis=-1)[:, :6]
+    others = (y[near] != y[:, None]).sum(axis=1)
+    in_danger = (others >= 3) & (others < 6)
+    assert in_danger[res.source[:, 0]].all()
+    assert np.array_equal(np.unique(res.labels), np.unique(y[in_danger & (y != 0)]))

@@ -63,14 +63,15 @@ def _chosen_classes(classes: Any, values: np.ndarray, counts: np.ndarray) -> np.
     return np.sort(np.array(codes, dtype=np.int64))
 
 
-def danger(embeddings32: np.ndarray, codes: np.ndarray, members: np.ndarray, cls: int,
+def danger(embeddings32: np.ndarray, codes: np.ndarray, members: np.ndarray, cls: int | None,
            m: int) -> np.ndarray:
-    """Borderline-SMOTE's "danger" mask over ``members`` (rows of class ``cls``): among a
-    member's m nearest other items of the whole set, half or more but not all are of
-    other classes."""
+    """Borderline-SMOTE's "danger" mask over ``members`` (rows of class ``cls``, or of any
+    classes with ``cls=None``: each judged against its own class): among a member's m
+    nearest other items of the whole set, half or more but not all are of other classes."""
     _, ids = _faiss.nearest_rows(embeddings32, np.ascontiguousarray(embeddings32[members]), m,
                                  self_rows=members)
-    others = (codes[ids] != cls).sum(axis=1)
+    own = codes[members][:, None] if cls is None else cls
+    others = (codes[ids] != own).sum(axis=1)
     return (others >= m / 2) & (others < m)
 
 
@@ -164,13 +165,19 @@ def minority(embeddings: Any, labels: Any, n: int, *, k: int = 5, variant: str =
     shares = _shares(n, counts.max() - counts[chosen])
     seeds_out, neighbours_out, lam_out = [], [], []
     skipped = []
+    if variant == "borderline":
+        # One search for every class's members: per class, each search would also build
+        # an index of the whole set (minutes with hundreds of classes).
+        judged = np.flatnonzero(np.isin(codes, chosen[shares > 0]))
+        in_danger = np.zeros(n_items, dtype=bool)
+        in_danger[judged] = danger(x32, codes, judged, None, m)
     for c, share in zip(chosen.tolist(), shares.tolist(), strict=True):
         if share == 0:
             continue
         members = np.flatnonzero(codes == c)
         local = np.arange(len(members))
         if variant == "borderline":
-            local = local[danger(x32, codes, members, c, m)]
+            local = local[in_danger[members]]
             if not len(local):
                 skipped.append((c, share))
                 continue
