@@ -292,27 +292,37 @@ def _nearest_with_copies(base: np.ndarray, queries: np.ndarray, k: int,
     than the k-th answer has all its copies in it, and among distinct rows tied at the
     k-th distance, one whose first copy is lower than an answer row's is in it too (its
     first copy beats that row), so those in the answer are the first ones by first copy;
-    the "+ 1" leaves room for a query's own row, which it cannot take. Within a distinct
-    row only its k + 1 lowest copies can be in the answer (one may be the query's own)."""
+    the "+ 1" leaves room for a query's own row, which it cannot take. A distinct row
+    behind P rows of strictly nearer ones can give at most k + 1 - P rows to the answer
+    (its lowest copies; one may be the query's own), so only those are taken: about k + 1
+    candidates per query, more only where distinct rows tie exactly."""
     width = k + 1
     sq_g, ids_g = _nearest_distinct(np.ascontiguousarray(base[firsts]), queries,
                                     min(len(firsts), width), None)
+    q, g = ids_g.shape
     members = np.argsort(group, kind="stable")  # rows by group, ascending within
-    starts = np.searchsorted(group[members], np.arange(len(firsts)))
     sizes = np.bincount(group, minlength=len(firsts))
-    slot = np.arange(width)
-    head = np.where(slot < sizes[:, None],
-                    members[np.minimum(starts[:, None] + slot, len(members) - 1)], -1)
-    cand = head[ids_g].reshape(len(queries), ids_g.shape[1] * width)  # -1: padding
-    cand_sq = np.repeat(sq_g, width, axis=1)
-    unusable = cand < 0
+    starts = np.cumsum(sizes) - sizes
+    size_g = sizes[ids_g]
+    before = np.cumsum(size_g, axis=1) - size_g  # rows of the groups listed earlier
+    # Rows strictly nearer: the count before the first group of each run of equal
+    # distances (the prefix is non-decreasing, so a running maximum carries it).
+    run_start = np.ones((q, g), dtype=bool)
+    run_start[:, 1:] = sq_g[:, 1:] != sq_g[:, :-1]
+    nearer = np.maximum.accumulate(np.where(run_start, before, 0), axis=1)
+    take = np.clip(width - nearer, 0, np.minimum(size_g, width)).reshape(-1)
+    total = int(take.sum())
+    first = np.repeat(np.cumsum(take) - take, take)
+    cand = members[np.repeat(starts[ids_g].reshape(-1), take) + np.arange(total) - first]
+    cand_sq = np.repeat(sq_g.reshape(-1), take)
+    owner = np.repeat(np.repeat(np.arange(q), g), take)
     if self_rows is not None:
-        unusable |= cand == self_rows[:, None]
-    cand_sq = np.where(unusable, np.inf, cand_sq)
-    cand = np.where(unusable, len(base), cand)  # after every real row on equal distances
-    order = np.lexsort((cand, cand_sq), axis=-1)[:, :k]
-    return (np.take_along_axis(cand_sq, order, axis=1),
-            np.take_along_axis(cand, order, axis=1).astype(np.int64))
+        cand_sq = np.where(cand == self_rows[owner], np.inf, cand_sq)
+    order = np.lexsort((cand, cand_sq, owner))  # per query by (distance, row)
+    counts = np.bincount(owner, minlength=q)
+    pos = (np.cumsum(counts) - counts)[:, None] + np.arange(k)  # every query has >= k
+    picked = order[pos]
+    return cand_sq[picked], cand[picked].astype(np.int64)
 
 
 def _nearest_distinct(base: np.ndarray, queries: np.ndarray, k: int,

@@ -323,3 +323,24 @@ def test_borderline_judges_every_class_in_one_search_of_the_whole_set(monkeypatc
     in_danger = (others >= 3) & (others < 6)
     assert in_danger[res.source[:, 0]].all()
     assert np.array_equal(np.unique(res.labels), np.unique(y[in_danger & (y != 0)]))
+
+
+def test_nearest_rows_with_copies_and_a_large_k_stays_small_in_memory():
+    """The copies' expansion took k + 1 copies of each of the k + 1 nearest distinct rows:
+    (k + 1)^2 candidates per query, so nearest_real(unique=True), which widens k into the
+    thousands on clustered points, would have needed gigabytes on a pool holding a few
+    copies. A distinct row now gives only the copies that can still be in the answer."""
+    import tracemalloc
+
+    rng = np.random.default_rng(13)
+    distinct = rng.normal(size=(1000, 3)).astype(np.float32)
+    base = np.concatenate([distinct, distinct])  # every row twice
+    queries = rng.normal(size=(20, 3)).astype(np.float32)
+    tracemalloc.start()
+    sq, ids = _faiss.nearest_rows(base, queries, 400)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    ref_sq, ref_ids = brute(base, queries, 400, False)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_array_equal(sq, ref_sq)
+    assert peak < 15e6, peak
