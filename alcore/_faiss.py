@@ -250,7 +250,10 @@ def nearest_rows(base: np.ndarray, queries: np.ndarray, k: int, *,
     still tie with (or, within float32's error, beat) the k-th: the search fetches
     ``NEAREST_NEAREST_SPARE`` spare candidates and proves, with the error bound of
     :mod:`alcore._distances`, that no row left out can be among the k nearest; rows it
-    cannot prove are searched again with twice the candidates, up to all rows.
+    cannot prove are searched again with twice the candidates, up to all rows. Exact
+    copies tie exactly and would need all their copies fetched: copies among the queries
+    are searched once, and a base with copies is searched as its distinct rows, each
+    expanded to its lowest copies (:func:`_nearest_with_copies`).
 
     Parameters
     ----------
