@@ -37,7 +37,6 @@ def _compiled_greedy() -> Any:
     if _compiled is None:
         import numba
 
-        @numba.njit(cache=True, nogil=True)
         def greedy(order, flat_ids, flat_sq, width, n_items, k, out_ids, out_sq):
             m = out_ids.shape[0]
             filled = np.zeros(m, dtype=np.int64)
@@ -58,7 +57,10 @@ def _compiled_greedy() -> Any:
                         return True
             return False
 
-        _compiled = greedy
+        try:  # compiled once per machine (1-2 s), kept in Numba's disk cache
+            _compiled = numba.njit(cache=True, nogil=True)(greedy)
+        except RuntimeError:  # no writable cache location (a read-only install and home)
+            _compiled = numba.njit(nogil=True)(greedy)
     return _compiled
 
 
