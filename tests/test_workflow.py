@@ -413,3 +413,49 @@ def test_two_workflows_share_one_ledger_without_duplicates(tmp_path):
     assert a.round == b.round == 4 and a.spent == 40
     a.close()
     b.close()
+
+
+def test_resume_restores_the_stream_gate(tmp_path):
+    def stream_from(seed):
+        rng = np.random.default_rng(seed)
+        counter = iter(range(10**6))
+
+        def stream(m):
+            return [f"s{next(counter)}" for _ in range(m)], rng.dirichlet(np.ones(C), m)
+        return stream
+
+    emb, _ = make_pool()
+
+    def sources(gate):
+        return {"stream": StreamSource(alcore.stream.Router(gate, auto_label_at=None),
+                                       stream_from(1)),
+                "pool": PoolSource(centroid_probs(emb, {}), embeddings=emb)}
+
+    first = sources(alcore.stream.StreamGate("variable_uncertainty", 0.3))
+    with Workflow(tmp_path / "w.db", budget=100, sources=first, control_share=0) as wf:
+        wf.next_batch(10)
+        saved = first["stream"].router.gate.stats
+    again = sources(alcore.stream.StreamGate("variable_uncertainty", 0.3))
+    assert again["stream"].router.gate.stats != saved
+    with Workflow.resume(tmp_path / "w.db", sources=again) as wf:
+        assert again["stream"].router.gate.stats == saved
+
+
+def test_on_update_protocol(tmp_path):
+    emb, _ = make_pool()
+    pool = PoolSource(centroid_probs(emb, {}), embeddings=emb)
+    replies = iter([{"pool": {"probs": np.full((N, C), 1 / C)}}, None, [1, 2],
+                    {"probs": np.ones((3, C)) / C}, {"logits": 1}])
+    with Workflow(tmp_path / "w.db", budget=100, sources=[pool],
+                  on_update=lambda labels: next(replies)) as wf:
+        batch = wf.next_batch(10)
+        wf.submit_label(batch[0]["item_id"], "0")   # per-source dict
+        assert np.allclose(pool.probs, 1 / C)
+        wf.submit_label(batch[1]["item_id"], "0")   # None: nothing changes
+        with pytest.raises(alcore.InvalidInputError, match="on_update must return None or a"):
+            wf.submit_label(batch[2]["item_id"], "0")
+        with pytest.raises(alcore.InvalidInputError, match=r"probs must keep the pool's shape"):
+            wf.submit_label(batch[3]["item_id"], "0")
+        with pytest.raises(alcore.InvalidInputError, match=r"unknown keys \['logits'\]"):
+            wf.submit_label(batch[4]["item_id"], "0")
+        assert np.allclose(pool.probs, 1 / C)
