@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import alcore
 from alcore.workflow import (
@@ -107,10 +109,47 @@ def test_queued_items_are_covered_never_reselected(tmp_path):
     with loop.workflow(budget=N) as wf:
         ids = [x["item_id"] for _ in range(8) for x in wf.next_batch(30)]
         assert len(ids) == len(set(ids)) == 240
-        # covered means passed to select as labeled=: k-center's first pick of the next
-        # batch has a finite distance to a covered (queued) item
-        rows = wf.ledger.events("selection")[-1]["payload"]["reasons"]
-        assert len(rows) == 30
+
+
+def test_queued_items_are_passed_to_select_as_labeled(tmp_path):
+    """Reference: alcore.select called directly with the queued (unlabeled) items as
+    labeled= and the round's generator gives the workflow's second batch."""
+    loop = Loop(tmp_path, control_share=0.0)
+    with loop.workflow(budget=100, seed=4) as wf:
+        first = wf.next_batch(15)
+        second = wf.next_batch(15)
+    queued = np.zeros(N, dtype=bool)
+    queued[[int(x["item_id"]) for x in first]] = True
+    expected = alcore.select(centroid_probs(loop.emb, {}), 15, embeddings=loop.emb,
+                             labeled=queued, seed=np.random.default_rng([4, 2]))
+    assert [int(x["item_id"]) for x in second] == expected.indices.tolist()
+    assert [x["reason"] for x in second] == expected.reasons
+    # without the queued items as covered, k-center would start elsewhere
+    uncovered = alcore.select(centroid_probs(loop.emb, {}), 15, embeddings=loop.emb,
+                              labeled=None, seed=np.random.default_rng([4, 2]))
+    assert uncovered.indices.tolist() != expected.indices.tolist()
+
+
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(budget=st.integers(1, 80), ks=st.lists(st.integers(1, 40), min_size=1, max_size=6),
+       share=st.sampled_from([0.0, 0.1, 0.25, 0.5]))
+def test_budget_and_control_share_property(tmp_path, budget, ks, share):
+    path = tmp_path / f"p{budget}-{len(ks)}-{share}-{sum(ks)}.db"
+    path.unlink(missing_ok=True)
+    emb, y = make_pool()
+    pool = PoolSource(centroid_probs(emb, {}), embeddings=emb, diversity=None)
+    with Workflow(path, budget=budget, sources=[pool], control_share=share) as wf:
+        spent = 0
+        for k in ks:
+            batch = wf.next_batch(k)
+            want = min(k, budget - spent)
+            assert len(batch) == want
+            assert sum(x["control"] for x in batch) == int(np.floor(share * want + 0.5))
+            spent += want
+            wf.submit_labels({x["item_id"]: str(y[int(x["item_id"])]) for x in batch[::2]})
+            assert wf.spent == spent <= budget
+    path.unlink()
 
 
 def test_budget_is_never_exceeded(tmp_path):
