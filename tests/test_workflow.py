@@ -203,6 +203,10 @@ def test_status_is_json_ready_and_control_accuracy_unbiased(tmp_path):
         rounds = status["control"]["by_round"]
         assert status["lift"] == pytest.approx(rounds["3"] - rounds["1"])
         assert loop.updates == 3
+    assert Workflow.status_of(loop.path) == status
+    with pytest.raises(LedgerError, match="holds no workflow"):
+        Ledger.open(tmp_path / "empty.db", create=True).close()
+        Workflow.status_of(tmp_path / "empty.db")
 
 
 def test_unknown_label_refused_nothing_written(tmp_path):

@@ -601,13 +601,26 @@ class Workflow:
     def status(self) -> dict:
         """A JSON-ready summary: budget, queue, labels per source, control-arm accuracy
         (with its per-round values and the lift), the last audit, batch-size and
-        agreement decisions."""
-        db = self.ledger
+        agreement decisions (the same as :meth:`status_of` on its ledger)."""
+        return self.status_of(self.ledger)
+
+    @classmethod
+    def status_of(cls, ledger: str | os.PathLike | Ledger) -> dict:
+        """:meth:`status` from a ledger alone (a path or an open :class:`Ledger`), without
+        the sources: what ``alcore workflow status`` and ``alcore serve`` report."""
+        if not isinstance(ledger, Ledger):
+            with Ledger.open(ledger) as db:
+                return cls.status_of(db)
+        db = ledger
+        config = db.state("config")
+        if config is None:
+            raise LedgerError(f"{db.path} holds no workflow (no config); create one with "
+                              f"Workflow({str(db.path)!r}, budget=..., sources=...)")
         items = db.items()
-        labels = self.labels()
+        labels = _consensus(db.labels())
         queued = [x for x in items if x["status"] == "queued"]
-        control = self._accuracy(items, labels, control=True)
-        selected = self._accuracy(items, labels, control=False)
+        control = cls._accuracy(items, labels, control=True)
+        selected = cls._accuracy(items, labels, control=False)
         by_round = list(control["by_round"].values())
         per_source: dict[str, int] = {}
         for x in items:
@@ -615,10 +628,11 @@ class Workflow:
                 per_source[x["source"]] = per_source.get(x["source"], 0) + 1
         last = {kind: (None if e is None else e["payload"]) for kind, e in (
             (kind, db.last_event(kind)) for kind in ("audit", "batch_size", "agreement"))}
+        spent = int(db.state("spent", 0))
         return {
-            "ledger": str(db.path), "round": self.round,
-            "budget": {"total": self.config["budget"], "spent": self.spent,
-                       "left": self.config["budget"] - self.spent},
+            "ledger": str(db.path), "round": int(db.state("round", 0)),
+            "budget": {"total": config["budget"], "spent": spent,
+                       "left": config["budget"] - spent},
             "queue": {"size": len(queued), "by_tier": dict(Counter(x["tier"] for x in queued))},
             "labels": len(labels), "labels_per_source": per_source,
             "auto_labels": sum(x["tier"] == "auto" for x in items),
