@@ -110,6 +110,11 @@ def test_route_requeues_for_expert(tmp_path):
         assert [x["item_id"] for x in db.queued()] == ["2"]
 
 
+def test_missing_folder_is_named(tmp_path):
+    with pytest.raises(LedgerError, match=r"the folder .*nope does not exist"):
+        Ledger.open(tmp_path / "nope" / "l.db", create=True)
+
+
 def test_missing_file_needs_create(tmp_path):
     with pytest.raises(LedgerError, match=r"no ledger at .*create=True"):
         Ledger.open(tmp_path / "none.db")

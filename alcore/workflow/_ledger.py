@@ -147,6 +147,9 @@ class Ledger:
                               f"create=True) or `alcore workflow init {path}`")
         if exists:
             cls._check_header(path)
+        elif not path.parent.is_dir():
+            raise LedgerError(f"cannot create the ledger {path}: the folder {path.parent} "
+                              f"does not exist; create it first or pass another path")
         try:
             db = sqlite3.connect(str(path), timeout=timeout, isolation_level=None,
                                  check_same_thread=False)
