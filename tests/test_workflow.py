@@ -502,3 +502,29 @@ def test_on_update_protocol(tmp_path):
         with pytest.raises(alcore.InvalidInputError, match=r"unknown keys \['logits'\]"):
             wf.submit_label(batch[4]["item_id"], "0")
         assert np.allclose(pool.probs, 1 / C)
+
+
+def test_disagreements_and_ambiguous_items_go_to_experts(tmp_path):
+    loop = Loop(tmp_path, control_share=0.0)
+    with loop.workflow(budget=100) as wf:
+        batch = [x["item_id"] for x in wf.next_batch(4)]
+        wf.submit_labels([{"item_id": batch[0], "annotator": "a", "value": "1"},
+                          {"item_id": batch[0], "annotator": "b", "value": "2"},
+                          {"item_id": batch[1], "annotator": "a", "value": "1"},
+                          {"item_id": batch[1], "annotator": "b", "value": "1"},
+                          {"item_id": batch[2], "annotator": "a", "value": "0",
+                           "ambiguous": True}])
+        queued = {x["item_id"]: x["tier"] for x in wf.ledger.queued()}
+        assert queued == {batch[0]: "expert", batch[2]: "expert", batch[3]: "annotator"}
+        reasons = {e["payload"]["reason"] for e in wf.ledger.events("route")}
+        assert reasons == {"annotators disagree (1, 2)", "flagged ambiguous by an annotator"}
+        spent = wf.spent
+        wf.submit_label(batch[0], "2", annotator="boss", origin="expert")
+        assert batch[0] not in {x["item_id"] for x in wf.ledger.queued()}
+        assert wf.labels()[batch[0]] == "2" and wf.spent == spent
+    loop2 = Loop(tmp_path, name="off.db", control_share=0.0)
+    with loop2.workflow(budget=100, expert_review=False) as wf:
+        ids = [x["item_id"] for x in wf.next_batch(2)]
+        wf.submit_labels([{"item_id": ids[0], "annotator": a, "value": v}
+                          for a, v in (("a", "1"), ("b", "2"))])
+        assert [x["item_id"] for x in wf.ledger.queued()] == [ids[1]]

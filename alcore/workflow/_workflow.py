@@ -24,8 +24,12 @@ Rules (each decision is recorded in the ledger with its reason)
   for synthesis) passes the rest to the next sources.
 * **Budget.** Every item queued for a person (annotator or expert tier) spends one label;
   auto-labels spend none. ``spent <= budget`` always.
-* **Routing.** Stream items follow their router (auto-label / annotator / expert);
-  auto-labels are stored as labels with origin ``"auto"`` and annotator ``"model"``.
+* **Routing.** Stream items follow their router (auto-label / annotator / expert), pool
+  picks below ``PoolSource(expert_below=)`` confidence go to the expert tier; auto-labels
+  are stored as labels with origin ``"auto"`` and annotator ``"model"``. With
+  ``expert_review=True`` (default) an item whose people gave two or more distinct labels,
+  or that one flagged ambiguous, is re-queued in the expert tier (a ``route`` event; no
+  budget spent) until an expert's label (origin ``"expert"``) settles it.
 * **Agreement feedback.** Before each pool selection, :func:`alcore.monitor.agreement`
   (Krippendorff's alpha) over the items of the last three rounds that have two or more
   annotators; below ``agreement_threshold`` the round raises diversity (the pool's
@@ -147,6 +151,8 @@ class Workflow:
         Default: ``BatchSizer(N)`` with N the first pool's size (fixed, 1 % of it).
     agreement_threshold : float or None
         Krippendorff's alpha below which the next pool selection raises diversity.
+    expert_review : bool
+        Re-queue disagreements and ambiguous items in the expert tier.
     sketch : alcore.monitor.PoolSketch, optional
         When given, every batch from a pool is audited against it (an ``audit`` event).
     seed : None, int or numpy.random.Generator
@@ -156,7 +162,8 @@ class Workflow:
                  sources: Any, on_update: Callable[[dict[str, str]], Any] | None = None,
                  allocation: str = "fixed", shares: Any = None, control_share: float = 0.1,
                  review_capacity: int = 100, batch_sizer: Any = None,
-                 agreement_threshold: float | None = 0.6, sketch: Any = None,
+                 agreement_threshold: float | None = 0.6, expert_review: bool = True,
+                 sketch: Any = None,
                  seed: int | np.random.Generator | None = 0):
         from alcore.batching import BatchSizer
 
@@ -193,6 +200,7 @@ class Workflow:
             "budget": budget, "allocation": allocation, "shares": weights,
             "control_share": control_share, "review_capacity": review_capacity,
             "agreement_threshold": threshold, "seed": None,
+            "expert_review": v.flag(expert_review, "expert_review"),
             "sources": {name: {"kind": s.kind, **({"items": len(s)} if isinstance(
                 s, PoolSource) else {})} for name, s in named.items()},
             "batch_sizer": self._sizer_config(batch_sizer),
@@ -572,9 +580,28 @@ class Workflow:
             raise InvalidInputError(f"labels must be a dict item_id -> label or a list of "
                                     f"label records, got {type(labels).__name__}")
         n = self.ledger.add_labels(records)
+        if n and self.config.get("expert_review", True):
+            self._expert_review({str(x["item_id"]) for x in records})
         if n:
             self._update()
         return n
+
+    def _expert_review(self, item_ids: set[str]) -> None:
+        """Send to the expert tier the items whose people disagree (two or more distinct
+        labels) or that a person flagged ambiguous, unless an expert has labeled them."""
+        disputed: dict[str, str] = {}
+        for item_id in sorted(item_ids):
+            xs = [x for x in self.ledger.labels(item_id) if x["origin"] != "auto"]
+            if any(x["origin"] == "expert" for x in xs):
+                continue
+            values = sorted({x["value"] for x in xs})
+            if len(values) > 1:
+                disputed[item_id] = f"annotators disagree ({', '.join(values)})"
+            elif any(x["ambiguous"] for x in xs):
+                disputed[item_id] = "flagged ambiguous by an annotator"
+        for reason in sorted(set(disputed.values())):
+            self.ledger.route([i for i, r in disputed.items() if r == reason], "expert",
+                              reason)
 
     def submit_label(self, item_id: Any, value: Any, *, annotator: str = "annotator",
                      at: float | None = None, origin: str = "annotator",
