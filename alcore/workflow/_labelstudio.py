@@ -308,9 +308,9 @@ class LabelStudioExport:
         Parameters
         ----------
         ledger : alcore.workflow.Ledger, or the path of an existing ledger file
-            A :class:`~alcore.workflow.Workflow` stores them with
-            ``loop.submit_labels(export.labels)`` instead (which also retrains), then
-            ``loop.ledger.route(export.to_expert(), "expert", reason)``.
+            A :class:`~alcore.workflow.Workflow` takes them with
+            ``loop.submit_labels(list(export.labels))`` instead, which also retrains and
+            (``expert_review=True``) routes the disputed items itself.
         threshold : float in (0, 1], keyword-only, default 1.0
             As :meth:`to_expert`.
 
