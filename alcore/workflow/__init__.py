@@ -12,9 +12,14 @@ never imports it).
   it cannot be used).
 """
 
+from alcore.workflow._labelstudio import (
+    LabelStudioExport,
+    read_label_studio_export,
+    to_label_studio_tasks,
+)
 from alcore.workflow._ledger import Ledger, LedgerError
 from alcore.workflow._sources import PoolSource, StreamSource, SynthesisSource
 from alcore.workflow._workflow import Workflow
 
-__all__ = ["Ledger", "LedgerError", "PoolSource", "StreamSource", "SynthesisSource",
-           "Workflow"]
+__all__ = ["LabelStudioExport", "Ledger", "LedgerError", "PoolSource", "StreamSource",
+           "SynthesisSource", "Workflow", "read_label_studio_export", "to_label_studio_tasks"]
