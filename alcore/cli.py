@@ -40,6 +40,7 @@ _FLAGS = {
     "strategies": "--strategies", "dataset": "--dataset", "rounds": "--rounds",
     "batch": "--batch", "classes": "--classes", "minority_class": "--minority-class",
     "minority_share": "--minority-share", "variant": "--variant",
+    "noise": "--noise", "annotators": "--annotators", "control_share": "--control-share",
 }
 # Whole phrases whose advice is Python code, reworded for a file on the command line.
 _PHRASES = [
@@ -58,7 +59,8 @@ _KEYWORD = re.compile(
 # Options (not data arrays) that open a message as its subject: "atol must be in [0, 1)".
 _SUBJECT = re.compile(
     r"(?<![\w.-])(atol|beta|radius|min_distance|candidates|seed|score|density|diversity|k|"
-    r"budget|strategy|utility|window|minority_share|variant)(?= must\b)")
+    r"budget|strategy|utility|window|minority_share|variant|noise|annotators|control_share)"
+    r"(?= must\b)")
 SCORES = ("least_confidence", "margin", "ratio", "entropy")
 DIVERSITIES = ("auto", "none", "kcenter", "badge", "typiclust", "cluster_margin",
                "probcover", "spread")

@@ -303,9 +303,14 @@ def table(results: dict[str, Any]) -> str:
                    f"expert: {results['expert']}")
     control = results["control_accuracy"]
     if control is not None:
-        lines.append(f"control arm ({results['control_items']} random items): model "
-                     f"accuracy {control:.3f}, test accuracy {rounds[-1]['test_accuracy']:.3f} "
-                     f"(the control arm estimates it without a test set)")
+        lines.append(f"control arm ({results['control_items']} random items): accuracy "
+                     f"{control:.3f} of the models that queued them (unbiased, over all "
+                     f"rounds, no test set needed); test accuracy "
+                     f"{results['initial_accuracy']:.3f} on the seed set, "
+                     f"{rounds[-1]['test_accuracy']:.3f} after the last round")
+    if results["auto_label_accuracy"] is not None:
+        lines.append(f"auto-labels: {results['auto_labels']} stream items took the model's "
+                     f"label, {results['auto_label_accuracy']:.1%} of them right")
     lines.append(f"final labels wrong: {results['wrong_labels']} of "
                  f"{results['final_labels']} (annotator noise left after agreement and the "
                  f"expert)")
@@ -335,7 +340,7 @@ def write(results: dict[str, Any], out: str | Path, title: str) -> list[Path]:
                if r["control_accuracy"] is not None]
     if control:
         ax_acc.plot(*zip(*control, strict=True), marker="s", markersize=3, linestyle="--",
-                    label="control-arm accuracy (random items)")
+                    label="control-arm accuracy (random items, cumulative)")
     ax_acc.set_xlabel("labels spent")
     ax_acc.set_ylabel("accuracy")
     ax_acc.set_ylim(-0.02, 1.02)
