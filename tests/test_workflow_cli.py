@@ -114,7 +114,8 @@ def test_init_next_import_status_end_to_end(tmp_path, pool, capsys):
     export.write_text(json.dumps(export_of(tasks, votes)))
     code, out, err = run(["workflow", "import", ledger, export], capsys)
     assert code == 0, err
-    assert "export.json: 10 tasks, 19 labels on 10 items from 2 annotators (19 new)" in out
+    assert ("export.json: 10 tasks, 19 labels on 10 items from 2 annotators (19 new or "
+            "changed)") in out
     assert "agreement over 9 items labeled twice or more" in out
     assert f"2 items routed to the expert (1 marked ambiguous or skipped): {ids[1]}, " \
            f"{ids[2]}" in out
@@ -127,6 +128,13 @@ def test_init_next_import_status_end_to_end(tmp_path, pool, capsys):
     # The control item's label equals its prediction: accuracy 1 on the control arm.
     assert after["control_accuracy"] == 1.0 and after["control"]["labeled"] == 1
     assert after["last_import"]["to_expert"] == [ids[1], ids[2]]
+    # The same export again: nothing new, nothing routed twice, the same state.
+    code, out, err = run(["workflow", "import", ledger, export], capsys)
+    assert code == 0, err
+    assert "(0 new or changed)" in out and "0 items routed to the expert" in out
+    again = status(ledger, capsys)
+    assert {k: again[k] for k in ("labels", "queue", "budget", "control_accuracy")} == {
+        k: after[k] for k in ("labels", "queue", "budget", "control_accuracy")}
 
     # The expert's tasks, then a second batch that avoids every queued or labeled item.
     expert = tmp_path / "expert.json"
@@ -350,3 +358,10 @@ def test_budget_runs_out(tmp_path, pool, capsys):
     code, _, err = run(["workflow", "next", ledger, "-k", "1", "--out", tmp_path / "u.json"],
                        capsys)
     one_line_error(code, err, "the budget of 4 labels is spent; nothing was queued")
+
+
+def test_missing_pool_file_is_one_line(tmp_path, pool, capsys):
+    ledger, _ = init(tmp_path, pool, capsys)
+    pool.unlink()
+    code, _, err = run(["workflow", "status", ledger], capsys)
+    one_line_error(code, err, f"the ledger's pool file {pool} is missing; restore it")

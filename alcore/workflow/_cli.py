@@ -427,10 +427,20 @@ def import_export(args: argparse.Namespace) -> None:
             if items[x["item_id"]]["tier"] == "expert" and since is not None and x["at"] > since:
                 record["origin"] = "expert"  # annotated after the item went to the expert
             records.append(record)
-        existing = {(x["item_id"], x["annotator"], x["value"]) for x in db.labels()}
-        new = [x for x in records if (x["item_id"], x["annotator"], x["value"]) not in existing]
-        stored = db.add_labels(records) if records else 0
+        existing = {(x["item_id"], x["annotator"], x["value"], x["origin"])
+                    for x in db.labels()}
+        # Labels already stored as they are are not stored again: importing the same
+        # export twice changes nothing.
+        new = [x for x in records if (x["item_id"], x["annotator"], x["value"],
+                                      x["origin"]) not in existing]
+        waiting = {x["item_id"] for x in db.queued() if x["tier"] == "expert"}
+        stored = db.add_labels(new) if new else 0
         expert_labeled = {x["item_id"] for x in db.labels() if x["origin"] == "expert"}
+        # A label stored marks its item labeled; an item waiting for the expert stays in
+        # the expert's queue until the expert's own label arrives.
+        still = sorted(waiting - expert_labeled)
+        if still and stored:
+            db.route(still, "expert", "Label Studio import: still waiting for the expert")
         to_expert = [i for i in export.to_expert(args.expert_below)
                      if items[i]["tier"] != "expert" and i not in expert_labeled]
         if to_expert:
@@ -439,13 +449,13 @@ def import_export(args: argparse.Namespace) -> None:
                                           f"or marked the item ambiguous")
         summary = _agreement_summary(export)
         db.event("import", {"file": str(source.resolve()), "tasks": export.n_tasks,
-                            "labels": stored, "new_labels": len(new),
+                            "labels": len(votes), "new_labels": stored,
                             "ambiguous": len(export.ambiguous_items),
                             "to_expert": to_expert, "agreement": summary,
                             "at": time.time()})
     annotated = len({x["item_id"] for x in votes})
     print(f"{source.name}: {export.n_tasks} tasks, {len(votes)} labels on {annotated} items "
-          f"from {len(export.annotators)} annotators ({len(new)} new) -> {path}")
+          f"from {len(export.annotators)} annotators ({stored} new or changed) -> {path}")
     if summary["items"]:
         print(f"agreement over {summary['items']} items labeled twice or more: "
               f"Krippendorff's alpha {_fmt(summary['krippendorff_alpha'])}, Fleiss' kappa "
@@ -464,12 +474,12 @@ def _fmt(value: float | None) -> str:
 
 
 def _routed_at(db: Any) -> dict[str, float]:
-    """When each item was last routed to the expert tier (unix seconds)."""
+    """When each item was first routed to the expert tier (unix seconds)."""
     out: dict[str, float] = {}
     for event in db.events("route"):
         if event["payload"].get("tier") == "expert":
             for item_id in event["payload"]["items"]:
-                out[item_id] = event["at"]
+                out.setdefault(item_id, event["at"])  # the first routing
     return out
 
 
