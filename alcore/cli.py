@@ -41,6 +41,7 @@ _FLAGS = {
     "batch": "--batch", "classes": "--classes", "minority_class": "--minority-class",
     "minority_share": "--minority-share", "variant": "--variant",
     "noise": "--noise", "annotators": "--annotators", "control_share": "--control-share",
+    "from_name": "--from-name",
 }
 # Whole phrases whose advice is Python code, reworded for a file on the command line.
 _PHRASES = [
@@ -421,6 +422,9 @@ def _workflow_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
                                    help="read a Label Studio JSON export into the ledger")
     step_import.add_argument("ledger", help="ledger file made by alcore workflow init")
     step_import.add_argument("export", help="Label Studio JSON export (Export -> JSON)")
+    step_import.add_argument("--from-name",
+                             help="the Label Studio config's Choices name holding the class "
+                                  "(default: the one Choices tag the annotations use)")
     step_import.add_argument("--expert-below", type=float, default=1.0,
                              help="route to the expert items whose annotators agree on "
                                   "less than this share of pairs, in (0, 1] (default 1: "

@@ -291,6 +291,26 @@ def test_existing_ledger_is_not_replaced(tmp_path, pool, capsys):
     assert status(ledger, capsys)["budget"]["total"] == 7
 
 
+def test_from_name_picks_the_choices_tag(tmp_path, pool, capsys):
+    ledger, _ = init(tmp_path, pool, capsys, "--control-share", "0")
+    tasks_path = tmp_path / "t.json"
+    assert run(["workflow", "next", ledger, "-k", "2", "--out", tasks_path], capsys)[0] == 0
+    tasks = json.loads(tasks_path.read_text())
+    export = export_of(tasks, lambda pos, t: [(1, "cat")])
+    for task in export:  # a second <Choices> tag (e.g. quality) in the same annotation
+        task["annotations"][0]["result"].append({
+            "from_name": "quality", "to_name": "text", "type": "choices",
+            "value": {"choices": ["good"]}})
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(export))
+    code, _, err = run(["workflow", "import", ledger, path], capsys)
+    one_line_error(code, err, "has choices from several tags ('label', 'quality'); pass "
+                              "--from-name naming the <Choices> tag")
+    code, _, err = run(["workflow", "import", ledger, path, "--from-name", "label"], capsys)
+    assert code == 0, err
+    assert status(ledger, capsys)["labels"] == 2
+
+
 @pytest.mark.parametrize("export, message", [
     ("not json at all", "export.json"),
     (json.dumps({"data": {}}), "export.json"),

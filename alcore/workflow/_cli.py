@@ -314,6 +314,9 @@ def init(args: argparse.Namespace) -> None:
     print(f"{path}: workflow over {pool_path.name} ({pool.rows} items, {n_labeled} labeled, "
           f"{len(spec['classes'])} classes); budget {budget} labels, control share "
           f"{args.control_share:g}")
+    if spec["data"] is None:
+        _note("no --data: the tasks carry only alcore's fields (alcore_id, alcore_reason, "
+              "...); name the column annotators see (text, image URL) with --data")
     if spec["id"] is None and "id" not in _columns(pool_path, spec):
         _note(f"{pool_path.name} has no 'id' column; item ids are row numbers (0-based). "
               f"Name an id column with --id")
@@ -400,7 +403,7 @@ def import_export(args: argparse.Namespace) -> None:
     source = Path(args.export)
     if not source.is_file():
         raise InvalidInputError(f"{source}: no such file (Label Studio: Export -> JSON)")
-    export = read_label_studio_export(source)
+    export = read_label_studio_export(source, from_name=args.from_name)
     classes = set(spec["classes"])
     with Ledger.open(path) as db:
         items = {x["item_id"]: x for x in db.items()}
