@@ -385,3 +385,34 @@ def test_missing_pool_file_is_one_line(tmp_path, pool, capsys):
     pool.unlink()
     code, _, err = run(["workflow", "status", ledger], capsys)
     one_line_error(code, err, f"the ledger's pool file {pool} is missing; restore it")
+
+
+def test_csv_pool_with_logit_columns_labeled_rows_and_row_numbers(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(N, C)) * 3
+    done = np.zeros(N, dtype=bool)
+    done[::3] = True
+    table = pl.DataFrame({f"z{j}": z[:, j] for j in range(C)}).with_columns(
+        done=pl.Series(done.astype(int)))
+    path = tmp_path / "pool.csv"
+    table.write_csv(path)
+    ledger = tmp_path / "l.db"
+    code, out, err = run(["workflow", "init", ledger, "--pool", path, "--probs", "z*",
+                          "--logits", "--labeled", "done", "--control-share", "0.5"], capsys)
+    assert code == 0, err
+    assert f"({N} items, {done.sum()} labeled, 3 classes); budget {N - done.sum()}" in out
+    assert "item ids are row numbers (0-based)" in err
+    tasks_path = tmp_path / "t.json"
+    code, _, err = run(["workflow", "next", ledger, "-k", str(N), "--out", tasks_path],
+                       capsys)
+    assert code == 0, err
+    tasks = json.loads(tasks_path.read_text())
+    rows = sorted(int(t["data"]["alcore_id"]) for t in tasks)
+    # Every unlabeled row once (budget = the unlabeled items), no labeled row.
+    assert rows == np.flatnonzero(~done).tolist()
+    softmax = np.exp(z - z.max(axis=1, keepdims=True))
+    softmax /= softmax.sum(axis=1, keepdims=True)
+    for task in tasks:
+        row = int(task["data"]["alcore_id"])
+        assert predicted(task) == str(int(np.argmax(z[row])))
+        assert task["predictions"][0]["score"] == pytest.approx(softmax[row].max())
