@@ -416,3 +416,25 @@ def test_csv_pool_with_logit_columns_labeled_rows_and_row_numbers(tmp_path, caps
         row = int(task["data"]["alcore_id"])
         assert predicted(task) == str(int(np.argmax(z[row])))
         assert task["predictions"][0]["score"] == pytest.approx(softmax[row].max())
+
+
+@pytest.mark.parametrize("probs, extra, message", [
+    ([[0.5, 0.3, 0.1]], [], "--normalize"),
+    ([[0.5, 0.3, 0.1]], ["--normalize"], None),
+    ([[float("nan"), 0.5, 0.5]], [], "fill in or drop that row in the file"),
+    ([[-0.5, 1.0, 0.5]], [], "pool.parquet"),
+])
+def test_probability_rows_are_checked_as_select_checks_them(tmp_path, capsys, probs, extra,
+                                                            message):
+    table = pool_table()
+    rows = table["probs"].to_list()
+    rows[7] = probs[0]
+    path = tmp_path / "pool.parquet"
+    table.with_columns(probs=pl.Series(rows)).write_parquet(path)
+    code, _, err = run(["workflow", "init", tmp_path / "l.db", "--pool", path, *extra],
+                       capsys)
+    if message is None:
+        assert code == 0, err
+    else:
+        one_line_error(code, err, message)
+        assert "row 7" in err and not (tmp_path / "l.db").exists()

@@ -87,36 +87,23 @@ def read_pool(spec: dict[str, Any], path: str | os.PathLike | None = None) -> Po
 
 
 def _probabilities(probs: np.ndarray, spec: dict[str, Any], source: str) -> np.ndarray:
-    """Probability rows as the workflow takes them: logits through a softmax, rows
-    renormalised with --normalize, checked finite and summing to 1 within --atol."""
+    """Probability rows as the workflow stores predictions: logits through a softmax, rows
+    divided by their sums with --normalize. The rows are checked by the scores' own
+    validation (finite, non-negative, summing to 1 within --atol), so the command refuses
+    what ``alcore select`` refuses, with the same messages."""
+    from alcore import scores
+
+    try:
+        scores.least_confidence(probs, logits=spec["logits"], normalize=spec["normalize"],
+                                atol=spec["atol"])
+    except InvalidInputError as err:
+        raise InvalidInputError(f"{source}: {err}") from None
     x = np.asarray(probs, dtype=np.float64)
-    if not np.isfinite(x).all():
-        row, col = np.argwhere(~np.isfinite(x))[0]
-        raise InvalidInputError(
-            f"{source}: probabilities must be finite: row {row}, column {col} is "
-            f"{x[row, col]}; fill in or drop that row in the file")
     if spec["logits"]:
         z = np.exp(x - x.max(axis=1, keepdims=True))
         return z / z.sum(axis=1, keepdims=True)
-    if (x < 0).any():
-        row, col = np.argwhere(x < 0)[0]
-        raise InvalidInputError(
-            f"{source}: probabilities must be >= 0: row {row}, column {col} is "
-            f"{x[row, col]:.6g}; pass --logits if these are raw model outputs")
-    sums = x.sum(axis=1, keepdims=True)
     if spec["normalize"]:
-        if (sums == 0).any():
-            row = int(np.flatnonzero(sums[:, 0] == 0)[0])
-            raise InvalidInputError(
-                f"{source}: --normalize: row {row} sums to 0 and cannot be renormalised; "
-                f"drop it")
-        return x / sums
-    off = np.abs(sums[:, 0] - 1.0) > spec["atol"]
-    if off.any():
-        row = int(np.flatnonzero(off)[0])
-        raise InvalidInputError(
-            f"{source}: probability rows must sum to 1: row {row} sums to "
-            f"{sums[row, 0]:.6g}; pass --normalize, --logits, or a larger --atol")
+        return x / x.sum(axis=1, keepdims=True)
     return x
 
 
