@@ -49,7 +49,7 @@ FILES = ("hybrid.json", "hybrid_summary.txt", "hybrid.png")
 SOURCES = ("pool", "stream", "synthesis", "control")
 
 
-def check(*, rounds: int = 10, batch: int = 20, annotators: int = 3, noise: float = 0.1,
+def check(*, rounds: int = 10, batch: int = 10, annotators: int = 3, noise: float = 0.1,
           budget: int | None = None, control_share: float = 0.1, seed: int = 0,
           stream_share: float = 0.3, initial: int = 10) -> dict[str, Any]:
     """The run's options, checked before any work (the command line calls it before it
@@ -85,7 +85,7 @@ def annotate(truth: np.ndarray, classes: np.ndarray, annotators: int, noise: flo
     return classes[chosen]
 
 
-def run(x: np.ndarray, y: np.ndarray, *, rounds: int = 10, batch: int = 20,
+def run(x: np.ndarray, y: np.ndarray, *, rounds: int = 10, batch: int = 10,
         annotators: int = 3, noise: float = 0.1, budget: int | None = None,
         control_share: float = 0.1, seed: int = 0, stream_share: float = 0.3,
         initial: int = 10) -> dict[str, Any]:
@@ -253,7 +253,11 @@ def _round(workflow: Any, r: int, rng: np.random.Generator, truth: dict[str, Any
     disputed: list[str] = []
     if labels:
         workflow.submit_labels(labels)
-        if config["annotators"] > 1:
+        if config["annotators"] > 1 and len({x["value"] for x in labels}) == 1:
+            # One class named by everyone: full agreement; kappa is undefined (chance
+            # agreement is 1) and agreement() refuses to report it.
+            agree = 1.0
+        elif config["annotators"] > 1:
             report = agreement([(x["item_id"], x["annotator"], x["value"]) for x in labels],
                                categories=names)
             per_item = np.asarray(report.per_item)
