@@ -438,3 +438,20 @@ def test_probability_rows_are_checked_as_select_checks_them(tmp_path, capsys, pr
     else:
         one_line_error(code, err, message)
         assert "row 7" in err and not (tmp_path / "l.db").exists()
+
+
+@pytest.mark.xfail(strict=True, reason="h-core: Workflow.next_batch's agreement feedback "
+                   "calls alcore.monitor.agreement, which refuses recent items that all "
+                   "carry one class; remove this mark once the workflow treats that as "
+                   "full agreement")
+def test_next_after_unanimous_single_class_labels(tmp_path, pool, capsys):
+    ledger, _ = init(tmp_path, pool, capsys)
+    tasks_path = tmp_path / "t.json"
+    assert run(["workflow", "next", ledger, "-k", "4", "--out", tasks_path], capsys)[0] == 0
+    export = tmp_path / "e.json"
+    export.write_text(json.dumps(export_of(json.loads(tasks_path.read_text()),
+                                           lambda pos, t: [(1, "cat"), (2, "cat")])))
+    assert run(["workflow", "import", ledger, export], capsys)[0] == 0
+    code, _, err = run(["workflow", "next", ledger, "-k", "4", "--out", tmp_path / "u.json"],
+                       capsys)
+    assert code == 0, err
