@@ -394,6 +394,10 @@ def _workflow_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
     init.add_argument("--diversity", default="auto", choices=("auto", "none", "kcenter"),
                       help="auto (default): kcenter over the best candidates when the pool "
                            "has embeddings, else the top k")
+    init.add_argument("--audit", action="store_true",
+                      help="sketch the pool's embeddings once (alcore.monitor.PoolSketch, "
+                           "saved beside the ledger as LEDGER.sketch.npz) and audit every "
+                           "batch against it; status shows the last audit")
     init.add_argument("--seed", type=int, default=0, help="random seed")
     init.add_argument("--overwrite", action="store_true", help="replace an existing ledger")
 

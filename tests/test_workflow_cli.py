@@ -455,3 +455,27 @@ def test_next_after_unanimous_single_class_labels(tmp_path, pool, capsys):
     code, _, err = run(["workflow", "next", ledger, "-k", "4", "--out", tmp_path / "u.json"],
                        capsys)
     assert code == 0, err
+
+
+def test_audit_sketches_the_pool_and_audits_each_batch(tmp_path, pool, capsys):
+    ledger, _ = init(tmp_path, pool, capsys, "--audit")
+    sketch = tmp_path / "alcore.db.sketch.npz"
+    assert sketch.is_file()
+    assert status(ledger, capsys)["last_audit"] is None
+    assert run(["workflow", "next", ledger, "-k", "12", "--out", tmp_path / "t.json"],
+               capsys)[0] == 0
+    audit = status(ledger, capsys)["last_audit"]
+    assert audit["items"] == 12 and audit["n_selected"] == 12 and audit["n_pool"] == N
+    code, out, _ = run(["workflow", "status", ledger], capsys)
+    assert code == 0 and "last audit: 12 items" in out
+    sketch.unlink()
+    code, _, err = run(["workflow", "status", ledger], capsys)
+    one_line_error(code, err, f"the ledger's pool sketch {sketch} is missing")
+    table = pool_table().drop("embedding")
+    bare = tmp_path / "bare.parquet"
+    table.write_parquet(bare)
+    code, _, err = run(["workflow", "init", tmp_path / "b.db", "--pool", bare, "--audit"],
+                       capsys)
+    one_line_error(code, err, "--audit sketches the pool's embeddings: bare.parquet has no "
+                              "column 'embedding' or 'emb'")
+    assert not (tmp_path / "b.db").exists()

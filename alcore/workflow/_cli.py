@@ -235,7 +235,22 @@ def _open(path: Path) -> tuple[dict[str, Any], Any]:
             f"{path.name} is bound to it)")
     pool = read_pool(spec)
     check_pool(spec, pool, path)
-    return spec, Workflow.resume(path, sources={"pool": _pool_source(spec, pool)})
+    sketch = None
+    if spec.get("sketch"):
+        from alcore.monitor import PoolSketch
+
+        if not Path(spec["sketch"]).is_file():
+            raise InvalidInputError(
+                f"the ledger's pool sketch {spec['sketch']} is missing; restore it, or start "
+                f"a new ledger with alcore workflow init --audit")
+        sketch = PoolSketch.load(spec["sketch"])
+    return spec, Workflow.resume(path, sources={"pool": _pool_source(spec, pool)},
+                                 sketch=sketch)
+
+
+def sketch_path(ledger: Path) -> Path:
+    """Where ``init --audit`` keeps the pool's sketch: beside the ledger."""
+    return ledger.with_name(ledger.name + ".sketch.npz")
 
 
 def init(args: argparse.Namespace) -> None:
@@ -272,14 +287,27 @@ def init(args: argparse.Namespace) -> None:
         raise InvalidInputError(f"{pool_path.name}: every item is labeled (--labeled "
                                 f"{args.labeled}); nothing is left to select")
     budget = pickable if args.budget is None else args.budget
+    if args.audit and pool.embeddings is None:
+        raise InvalidInputError(
+            f"--audit sketches the pool's embeddings: {pool_path.name} has no column "
+            f"'embedding' or 'emb'; name a list column or a pattern such as 'e*' with "
+            f"--embeddings")
+    spec["sketch"] = str(sketch_path(path).resolve()) if args.audit else None
     source = _pool_source(spec, pool)
+    sketch = None
+    if args.audit:
+        from alcore._progress import reporter
+        from alcore.monitor import PoolSketch
+
+        sketch = PoolSketch.build(pool.embeddings, pool.probs, seed=args.seed,
+                                  progress=reporter(None, True, "pool sketch"))
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".init",
                                     dir=path.parent)
     os.close(handle)
     os.remove(temp)  # the ledger is created where no file exists
     try:
         workflow = Workflow(temp, budget=budget, sources={"pool": source},
-                            control_share=args.control_share, seed=args.seed)
+                            control_share=args.control_share, seed=args.seed, sketch=sketch)
         try:
             workflow.ledger.set_state(_STATE, spec)
         finally:
@@ -292,6 +320,8 @@ def init(args: argparse.Namespace) -> None:
         for suffix in ("-wal", "-shm"):  # a replaced ledger's own journal files
             if os.path.exists(str(path) + suffix):
                 os.remove(str(path) + suffix)
+        if sketch is not None:
+            sketch.save(spec["sketch"])  # before the ledger: a ledger never lacks its sketch
         os.replace(temp, path)
     finally:
         for name in (temp, temp + "-wal", temp + "-shm"):
