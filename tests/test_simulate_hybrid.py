@@ -84,6 +84,17 @@ def test_expert_resolves_what_annotators_dispute(digits):
     assert crowd["expert"] >= 10 and crowd["wrong_labels"] <= 2
 
 
+def test_noiseless_annotators_always_agree(digits):
+    x, y = digits
+    exact = simulate_hybrid.run(x, y, rounds=2, batch=10, annotators=3, noise=0.0, seed=3)
+    # Perfect agreement: nothing for the expert (the router has no expert tier here), and
+    # every label is right, auto-labels aside (they are the model's).
+    assert [r["agreement"] for r in exact["rounds"]] == [1.0, 1.0]
+    assert exact["expert"] == 0
+    wrong_auto = round(exact["auto_labels"] * (1 - (exact["auto_label_accuracy"] or 1)))
+    assert exact["wrong_labels"] == wrong_auto
+
+
 def test_files_are_written(result, tmp_path):
     files = simulate_hybrid.write(result, tmp_path / "out", "digits")
     assert [f.name for f in files] == list(simulate_hybrid.FILES)
