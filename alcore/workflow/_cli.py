@@ -549,7 +549,7 @@ def status(args: argparse.Namespace) -> None:
                       "classes": spec["classes"]}
     report["last_import"] = None if last_import is None else last_import["payload"]
     if args.json:
-        print(json.dumps(report, ensure_ascii=False, allow_nan=False))
+        print(json.dumps(_finite(report), ensure_ascii=False, allow_nan=False))
         return
     budget, queue = report["budget"], report["queue"]
     tiers = ", ".join(f"{t} {n}" for t, n in sorted(queue["by_tier"].items()))
@@ -586,6 +586,20 @@ def status(args: argparse.Namespace) -> None:
     if imported is not None:
         print(f"last import: {Path(imported['file']).name}, {imported['labels']} labels, "
               f"{len(imported['to_expert'])} routed to the expert")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None: ``--json`` is strict JSON,
+    which has no NaN."""
+    import math
+
+    if isinstance(value, dict):
+        return {k: _finite(x) for k, x in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(x) for x in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def run(args: argparse.Namespace) -> None:
