@@ -479,3 +479,17 @@ def test_audit_sketches_the_pool_and_audits_each_batch(tmp_path, pool, capsys):
     one_line_error(code, err, "--audit sketches the pool's embeddings: bare.parquet has no "
                               "column 'embedding' or 'emb'")
     assert not (tmp_path / "b.db").exists()
+
+
+def test_ledger_not_made_by_init_and_missing_export(tmp_path, pool, capsys):
+    from alcore.workflow import PoolSource, Workflow
+
+    python_made = tmp_path / "py.db"
+    workflow = Workflow(python_made, budget=5, sources=[PoolSource(np.full((4, 2), 0.5))])
+    workflow.ledger.close()
+    code, _, err = run(["workflow", "status", python_made], capsys)
+    one_line_error(code, err, "py.db was not made by alcore workflow init (it names no pool "
+                              "file)")
+    ledger, _ = init(tmp_path, pool, capsys)
+    code, _, err = run(["workflow", "import", ledger, tmp_path / "nope.json"], capsys)
+    one_line_error(code, err, "nope.json: no such file (Label Studio: Export -> JSON)")
