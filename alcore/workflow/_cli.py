@@ -31,8 +31,10 @@ class PoolFile:
     embeddings, the labeled mask and the data shown to annotators."""
 
     def __init__(self, ids: np.ndarray, probs: np.ndarray, embeddings: np.ndarray | None,
-                 labeled: np.ndarray | None, data: list[Any] | None):
+                 labeled: np.ndarray | None, data: list[Any] | None,
+                 row_numbers: bool = False):
         self.ids = ids
+        self.row_numbers = row_numbers  # no id column: the ids are 0-based row numbers
         self.probs = probs
         self.embeddings = embeddings
         self.labeled = labeled
@@ -83,7 +85,8 @@ def read_pool(spec: dict[str, Any], path: str | os.PathLike | None = None) -> Po
         data = table[spec["data"]].to_list()
     ids = np.array([str(i) for i in pool.ids.tolist()], dtype=object)
     probs = _probabilities(pool.probs, spec, source)
-    return PoolFile(ids, probs, pool.embeddings, pool.labeled, data)
+    return PoolFile(ids, probs, pool.embeddings, pool.labeled, data,
+                    row_numbers=id_column is None)
 
 
 def _probabilities(probs: np.ndarray, spec: dict[str, Any], source: str) -> np.ndarray:
@@ -334,15 +337,9 @@ def init(args: argparse.Namespace) -> None:
     if spec["data"] is None:
         _note("no --data: the tasks carry only alcore's fields (alcore_id, alcore_reason, "
               "...); name the column annotators see (text, image URL) with --data")
-    if spec["id"] is None and "id" not in _columns(pool_path, spec):
+    if pool.row_numbers:
         _note(f"{pool_path.name} has no 'id' column; item ids are row numbers (0-based). "
               f"Name an id column with --id")
-
-
-def _columns(path: Path, spec: dict[str, Any]) -> list[str]:
-    from alcore import io
-
-    return list(io.read_table(path, text_columns=[spec["id"] or "id"]).columns)
 
 
 def _note(text: str) -> None:
