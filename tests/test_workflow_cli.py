@@ -440,10 +440,6 @@ def test_probability_rows_are_checked_as_select_checks_them(tmp_path, capsys, pr
         assert "row 7" in err and not (tmp_path / "l.db").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="h-core: Workflow.next_batch's agreement feedback "
-                   "calls alcore.monitor.agreement, which refuses recent items that all "
-                   "carry one class; remove this mark once the workflow treats that as "
-                   "full agreement")
 def test_next_after_unanimous_single_class_labels(tmp_path, pool, capsys):
     ledger, _ = init(tmp_path, pool, capsys)
     tasks_path = tmp_path / "t.json"
