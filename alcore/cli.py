@@ -1,4 +1,4 @@
-"""The ``alcore`` command line: ``select``, ``gate``, ``simulate`` and ``demo``.
+"""The ``alcore`` command line: ``select``, ``gate``, ``simulate``, ``demo`` and ``serve``.
 
 Conventions every subcommand follows:
 
@@ -325,7 +325,30 @@ def build_parser() -> argparse.ArgumentParser:
                           help="minority experiment: its share of the pool (default 0.02)")
     simulate.add_argument("--variant",
                           help="minority experiment: smote (default) or borderline")
+
+    serve = commands.add_parser(
+        "serve", parents=[common], help="serve a ledger to Label Studio as its ML backend",
+        description="Serve a workflow ledger over the Label Studio ML backend protocol: "
+                    "/predict answers with the ledger's predictions for tasks exported by "
+                    "alcore, /webhook records Label Studio's annotations as labels. In "
+                    "Label Studio add the printed URL as the project's model (Settings > "
+                    "Model). Ctrl-C stops it.")
+    serve.add_argument("ledger", help="ledger file (from alcore workflow init)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only). "
+                            "Note: /webhook writes labels into the ledger and there is no "
+                            "authentication unless ALCORE_SERVE_AUTH=user:password is set, "
+                            "so bind 0.0.0.0 only on a trusted network")
+    serve.add_argument("--port", type=_port, default=9090,
+                       help="port (default 9090; 0: any free port, printed)")
     return parser
+
+
+def _port(text: str) -> int:
+    """--port: a whole number in [0, 65535]."""
+    if not re.fullmatch(r"\s*\d+\s*", text) or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number in [0, 65535], got {text!r}")
+    return int(text)
 
 
 def _note(text: str) -> None:
@@ -662,6 +685,37 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
               repeats=args.repeats, out_dir=args.out, seeds=args.seeds)
 
 
+def _serve(args: argparse.Namespace) -> None:
+    import os
+
+    from alcore import InvalidInputError
+    from alcore.workflow import LedgerError, serve
+
+    auth = os.environ.get("ALCORE_SERVE_AUTH")
+    basic_auth = None
+    if auth is not None:
+        user, sep, password = auth.partition(":")
+        if not sep or not user or not password:
+            raise InvalidInputError("ALCORE_SERVE_AUTH must be user:password")
+        basic_auth = (user, password)
+    try:
+        server = serve(args.ledger, host=args.host, port=args.port, basic_auth=basic_auth,
+                       log=lambda line: print(line, file=sys.stderr, flush=True))
+    except LedgerError as err:
+        raise InvalidInputError(str(err)) from None
+    if args.host not in ("127.0.0.1", "localhost", "::1") and basic_auth is None:
+        _note(f"--host {args.host}: anyone who reaches this address can write labels into "
+              f"{args.ledger} (set ALCORE_SERVE_AUTH=user:password to require them)")
+    print(f"alcore serve: {args.ledger} at {server.url} (Label Studio: add it as the "
+          f"project's model); Ctrl-C stops", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (2 for bad input)."""
     parser = build_parser()
@@ -683,6 +737,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _select(args)
         elif args.command == "simulate":
             _simulate(args)
+        elif args.command == "serve":
+            _serve(args)
     except alcore.InvalidInputError as err:
         print(f"alcore: error: {in_flags(str(err))}", file=sys.stderr)
         return 2
