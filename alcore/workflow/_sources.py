@@ -1,0 +1,413 @@
+"""The sources a :class:`alcore.workflow.Workflow` draws items from.
+
+A source proposes up to ``n`` item records (the shared record of the workflow contract)
+for one round, given a :class:`Round` context: the ids already in the ledger (labeled or
+queued: covered, never proposed again), the current labels, the round's random generator
+and whether agreement feedback asked for more diversity. Model outputs reach the sources
+through :meth:`PoolSource.update` (the workflow calls it with what ``on_update`` returns);
+a stream's outputs arrive with its items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from alcore import _validation as v
+from alcore._errors import InvalidInputError
+
+
+@dataclass
+class Round:
+    """What the workflow tells a source about the round it proposes for."""
+
+    round: int
+    covered: set[str]
+    """Item ids in the ledger (queued or labeled): never proposed again."""
+    labels: dict[str, str]
+    """Current label per labeled item id (the consensus of its annotators), as text."""
+    rng: np.random.Generator
+    diversity_boost: bool = False
+    queue_depth: int = 0
+    review_capacity: int | None = None
+    notes: list[str] = field(default_factory=list)
+    """Sentences a source adds about what it could not do (recorded in the selection
+    event)."""
+
+
+def _classes(classes: Any, c: int, name: str = "classes") -> list[str]:
+    if classes is None:
+        return [str(i) for i in range(c)]
+    out = [str(x) for x in classes]
+    if len(out) != c or len(set(out)) != c:
+        raise InvalidInputError(f"{name} must name the {c} classes (columns of probs) once "
+                                f"each, got {len(out)} names ({len(set(out))} distinct)")
+    return out
+
+
+def _item_data(data: Any, row: int, item_id: str) -> dict:
+    if data is None:
+        return {}
+    value = data(item_id) if callable(data) else data[row]
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"data= must give a dict per item (what annotators see, e.g. "
+                                f"{{'text': ...}}), got {type(value).__name__} for item "
+                                f"{item_id!r}")
+    return dict(value)
+
+
+class PoolSource:
+    """Items of a pool chosen by :func:`alcore.select`.
+
+    Items queued but not yet labeled are passed to ``select`` as ``labeled=`` with the
+    labeled ones: they count as covered, so the next batch does not go back to the region
+    a pending batch already covers.
+
+    Parameters
+    ----------
+    pool : alcore.io.Pool or array-like of shape (N, C)
+        A pool read by :func:`alcore.io.read_pool`, or the model's probabilities for every
+        item (logits with ``logits=True``).
+    embeddings : array-like of shape (N, d), optional, keyword-only
+        The items' embeddings (needed by diversity, synthesis and the audit); a Pool's own
+        when omitted.
+    ids : array-like of shape (N,), optional
+        Item ids (made text: ``str(id)``, unique); a Pool's ids, else ``0 .. N-1``.
+    classes : sequence of C labels, optional
+        Label text of each probability column (default ``"0" .. "C-1"``).
+    score, diversity, candidates, logits
+        Passed to :func:`alcore.select`.
+    data : callable or sequence, optional
+        What annotators see per item: ``data(item_id) -> dict`` or a sequence of dicts.
+    """
+
+    kind = "pool"
+
+    def __init__(self, pool: Any, *, embeddings: Any = None, ids: Any = None,
+                 classes: Sequence[Any] | None = None, score: Any = "margin",
+                 diversity: str | None = "auto", candidates: int | None = None,
+                 logits: bool = False, data: Any = None):
+        from alcore.io import Pool
+
+        if isinstance(pool, Pool):
+            if pool.probs is None:
+                raise InvalidInputError("pool has no probabilities (Pool.probs is None); "
+                                        "read the pool with probs= naming its columns")
+            probs = pool.probs
+            embeddings = pool.embeddings if embeddings is None else embeddings
+            ids = pool.ids if ids is None else ids
+        else:
+            probs = pool
+        probs, _, _ = v.outputs_matrix(probs, logits)
+        if probs.shape[0] == 0:
+            raise InvalidInputError(f"pool must be probabilities of shape (N, C) with N >= 1, "
+                                    f"got shape {probs.shape}")
+        n, c = probs.shape
+        self.logits = v.flag(logits, "logits")
+        self.probs = probs
+        self.embeddings = None if embeddings is None else self._embeddings(embeddings, n)
+        raw = np.arange(n) if ids is None else v.as_numpy(ids, "ids")
+        if raw.shape != (n,):
+            raise InvalidInputError(f"ids must have shape ({n},) to match the pool, got "
+                                    f"{raw.shape}")
+        self.ids = [str(x) for x in raw.tolist()]
+        self.row = {item_id: i for i, item_id in enumerate(self.ids)}
+        if len(self.row) != n:
+            raise InvalidInputError("ids must be unique (as text); found a repeated id")
+        self.classes = _classes(classes, c)
+        self.score, self.diversity, self.candidates = score, diversity, candidates
+        self.data = data
+
+    @staticmethod
+    def _embeddings(embeddings: Any, n: int) -> np.ndarray:
+        emb = v.embeddings_matrix(embeddings)
+        if emb.shape[0] != n:
+            raise InvalidInputError(f"embeddings must have {n} rows to match the pool, got "
+                                    f"{emb.shape[0]}")
+        return emb
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def update(self, *, probs: Any = None, embeddings: Any = None) -> None:
+        """New model outputs for the same N items (either or both)."""
+        if probs is not None:
+            p = v.float_array(probs, "probs")
+            if p.shape != self.probs.shape:
+                raise InvalidInputError(f"probs must keep the pool's shape {self.probs.shape},"
+                                        f" got {p.shape}; on_update must return outputs for "
+                                        f"every pool item")
+            self.probs = p
+        if embeddings is not None:
+            self.embeddings = self._embeddings(embeddings, len(self.ids))
+
+    def covered_mask(self, covered: set[str]) -> np.ndarray:
+        mask = np.zeros(len(self.ids), dtype=bool)
+        rows = [self.row[i] for i in covered if i in self.row]
+        mask[rows] = True
+        return mask
+
+    def _prediction(self, row: int) -> tuple[str, float]:
+        p = self.probs[row].astype(np.float64)
+        if self.logits:
+            p = np.exp(p - p.max())
+            p /= p.sum()
+        j = int(np.argmax(p))
+        return self.classes[j], float(p[j])
+
+    def record(self, row: int, *, source: str, reason: str, score: float | None,
+               ctx: Round) -> dict:
+        prediction, confidence = self._prediction(row)
+        item_id = self.ids[row]
+        return {"item_id": item_id, "source": source, "round": ctx.round,
+                "tier": "annotator", "reason": reason,
+                "score": None if score is None or not np.isfinite(score) else float(score),
+                "prediction": prediction, "confidence": confidence,
+                "control": source == "control", "data": _item_data(self.data, row, item_id)}
+
+    def select_options(self, boost: bool) -> dict[str, Any]:
+        """The options of :func:`alcore.select` for this round. Agreement feedback's rule:
+        with ``boost`` and embeddings, k-center runs over twice as many candidates (the
+        best ``2 * candidates * k`` items, default 10k instead of 5k), and a top-k source
+        becomes k-center over 5k: the batch spreads over a wider region."""
+        options: dict[str, Any] = {"score": self.score, "diversity": self.diversity,
+                                   "candidates": self.candidates}
+        if boost and self.embeddings is not None:
+            if self.diversity in ("auto", "kcenter"):
+                options.update(diversity="kcenter", candidates=2 * (self.candidates or 5))
+            elif self.diversity is None:
+                options.update(diversity="kcenter", candidates=5)
+        if options["diversity"] is not None and self.embeddings is None:
+            options["diversity"] = None if options["diversity"] == "auto" else options[
+                "diversity"]
+        if options["diversity"] is None:
+            options.pop("candidates")
+        return options
+
+    def propose(self, n: int, ctx: Round) -> list[dict]:
+        """Up to n item records chosen by :func:`alcore.select` among the uncovered items."""
+        from alcore._pipeline import select
+
+        covered = self.covered_mask(ctx.covered)
+        n = min(n, int((~covered).sum()))
+        if n <= 0:
+            ctx.notes.append("pool: every item is labeled or queued")
+            return []
+        options = {k: val for k, val in self.select_options(ctx.diversity_boost).items()
+                   if val is not None or k == "diversity"}
+        sel = select(self.probs, n, logits=self.logits, embeddings=self.embeddings,
+                     labeled=covered, seed=ctx.rng, **options)
+        return [self.record(int(i), source="pool", reason=reason, score=float(s), ctx=ctx)
+                for i, reason, s in zip(sel.indices, sel.reasons, sel.scores, strict=True)]
+
+    def random(self, n: int, ctx: Round) -> list[dict]:
+        """n uncovered items drawn uniformly at random without replacement: the control
+        arm."""
+        free = np.flatnonzero(~self.covered_mask(ctx.covered))
+        n = min(n, len(free))
+        rows = ctx.rng.choice(free, size=n, replace=False) if n else free[:0]
+        return [self.record(int(i), source="control", score=None, ctx=ctx,
+                            reason=f"control arm: drawn uniformly at random from the "
+                                   f"{len(free)} unlabeled, unqueued pool items")
+                for i in rows]
+
+
+class StreamSource:
+    """Items of a live stream routed by an :class:`alcore.stream.Router`.
+
+    Before routing, the workflow sets the router's queue depth to its review queue (items
+    queued and not labeled) and, when the router has no ``queue_capacity``, gives it the
+    workflow's ``review_capacity``: the router's queue-aware threshold rises as the queue
+    fills, so fewer stream items reach annotators. ``auto_label`` items are recorded with
+    the model's label (tier ``"auto"``, no budget spent), ``annotate`` items go to the
+    annotators, ``expert`` items to the expert tier, ``skip`` items are dropped.
+
+    Parameters
+    ----------
+    router : alcore.stream.Router
+    stream : callable
+        ``stream(m)`` returns the next at most m arrivals as ``(ids, probs)`` or
+        ``(ids, probs, data)`` (ids of shape (m',), probs (m', C), data a list of dicts);
+        m' = 0 when nothing is waiting.
+    classes : sequence of C labels, optional
+    max_items : int
+        Arrivals read per round at most.
+    """
+
+    kind = "stream"
+
+    def __init__(self, router: Any, stream: Callable[[int], Any], *,
+                 classes: Sequence[Any] | None = None, max_items: int = 10_000):
+        from alcore.stream import Router
+
+        if not isinstance(router, Router):
+            raise InvalidInputError(f"router must be an alcore.stream.Router, got "
+                                    f"{type(router).__name__}")
+        if not callable(stream):
+            raise InvalidInputError("stream must be a callable stream(m) -> (ids, probs); "
+                                    f"got {type(stream).__name__}")
+        self.router, self.stream = router, stream
+        self.classes = None if classes is None else [str(c) for c in classes]
+        self.max_items = v.count(max_items, "max_items")
+        self.counts: dict[str, int] = {}
+
+    def state(self) -> dict:
+        """The gate's state (JSON) for the ledger."""
+        return {"gate": self.router.gate.to_json(), "counts": self.router.counts}
+
+    def restore(self, state: dict) -> None:
+        from alcore.stream import StreamGate
+
+        gate = self.router.gate
+        custom = gate.utility if gate.utility not in ("least_confidence", "margin",
+                                                      "entropy") else None
+        self.router.gate = StreamGate.from_json(state["gate"], **(
+            {"utility": custom} if custom is not None else {}))
+
+    def propose(self, n: int, ctx: Round) -> tuple[list[dict], list[dict]]:
+        """(human records, auto-labelled records) from the stream's next arrivals."""
+        router = self.router
+        if router.queue_capacity is None and ctx.review_capacity is not None:
+            router.queue_capacity = ctx.review_capacity
+        router.set_queue_depth(ctx.queue_depth)
+        human: list[dict] = []
+        auto: list[dict] = []
+        seen = 0
+        while len(human) < n and seen < self.max_items:
+            got = self.stream(min(n - len(human), self.max_items - seen))
+            ids, probs = got[0], got[1]
+            data = got[2] if len(got) > 2 else None
+            probs = v.float_array(probs, "stream probs")
+            ids = [str(i) for i in np.asarray(ids).tolist()]
+            if len(ids) == 0:
+                break
+            if probs.ndim != 2 or probs.shape[0] != len(ids):
+                raise InvalidInputError(f"stream(m) must return ids of shape (m',) and probs "
+                                        f"of shape (m', C), got {len(ids)} ids and probs of "
+                                        f"shape {probs.shape}")
+            seen += len(ids)
+            known = np.array([i in ctx.covered for i in ids], dtype=bool)
+            routes = router.route_many(probs, exclude=known)
+            classes = _classes(self.classes, probs.shape[1])
+            for j, route in enumerate(routes.tolist()):
+                self.counts[route] = self.counts.get(route, 0) + 1
+                if route == "skip":
+                    continue
+                p = probs[j].astype(np.float64)
+                if router.gate.logits:
+                    p = np.exp(p - p.max())
+                    p /= p.sum()
+                c = int(np.argmax(p))
+                tier = {"auto_label": "auto", "annotate": "annotator", "expert": "expert"}[
+                    route]
+                rec = {"item_id": ids[j], "source": "stream", "round": ctx.round,
+                       "tier": tier, "score": float(1.0 - p[c]), "prediction": classes[c],
+                       "confidence": float(p[c]), "control": False,
+                       "data": {} if data is None else dict(data[j] or {}),
+                       "reason": (f"stream: routed {route} by the gate (max probability "
+                                  f"{p[c]:.3f}, queue threshold "
+                                  f"{router.queue_threshold:.3f} at depth "
+                                  f"{ctx.queue_depth})")}
+                ctx.covered.add(ids[j])
+                (auto if tier == "auto" else human).append(rec)
+        return human, auto
+
+
+class SynthesisSource:
+    """Real pool items nearest to validated synthetic queries.
+
+    Each round: synthetic points from :func:`alcore.synthesis.minority` (SMOTE over the
+    labeled items' embeddings and labels, toward the rare classes) or
+    :func:`alcore.synthesis.boundary` (on the model's decision boundary, which needs
+    ``predict_proba``), checked by :func:`alcore.synthesis.validate` against the pool, and
+    mapped by :func:`alcore.synthesis.nearest_real` with ``unique=True`` to distinct pool
+    items that are neither labeled nor queued; those are proposed.
+
+    Parameters
+    ----------
+    pool : PoolSource
+        The pool whose embeddings, ids and classes it uses (it needs embeddings).
+    method : {"minority", "boundary"}
+    predict_proba : callable, optional
+        ``predict_proba(points (m, d)) -> (m, C)``: needed by ``"boundary"``.
+    k : int
+        SMOTE's neighbours (``"minority"``).
+    variant : {"smote", "borderline"}
+    """
+
+    kind = "synthesis"
+
+    def __init__(self, pool: PoolSource, *, method: str = "minority",
+                 predict_proba: Callable[[np.ndarray], Any] | None = None, k: int = 5,
+                 variant: str = "smote"):
+        if not isinstance(pool, PoolSource):
+            raise InvalidInputError(f"pool must be a PoolSource, got {type(pool).__name__}")
+        if pool.embeddings is None:
+            raise InvalidInputError("SynthesisSource needs a PoolSource with embeddings=; "
+                                    "pass the pool's embeddings")
+        self.pool = pool
+        self.method = v.choice(method, "method", ("minority", "boundary"))
+        if self.method == "boundary" and not callable(predict_proba):
+            raise InvalidInputError("method='boundary' needs predict_proba= (a callable "
+                                    "points -> probabilities)")
+        self.predict_proba = predict_proba
+        self.k = v.count(k, "k")
+        self.variant = v.choice(variant, "variant", ("smote", "borderline"))
+
+    def propose(self, n: int, ctx: Round) -> list[dict]:
+        from alcore import synthesis
+
+        pool = self.pool
+        emb = pool.embeddings
+        covered = pool.covered_mask(ctx.covered)
+        free = int((~covered).sum())
+        n = min(n, free)
+        if n <= 0:
+            return []
+        try:
+            if self.method == "minority":
+                rows = [pool.row[i] for i in ctx.labels if i in pool.row]
+                if len(rows) < 2:
+                    ctx.notes.append("synthesis: fewer than 2 labeled pool items, no "
+                                     "minority points yet")
+                    return []
+                labels = np.array([ctx.labels[pool.ids[r]] for r in rows], dtype=object)
+                labels = labels.astype(str)
+                points = synthesis.minority(emb[rows], labels, n, k=self.k,
+                                            variant=self.variant, seed=ctx.rng)
+                provenance = np.asarray(rows, dtype=np.int64)[points.source]
+            else:
+                points = synthesis.boundary(emb, self.predict_proba, n, seed=ctx.rng)
+                provenance = points.source
+            if len(points) == 0:
+                ctx.notes.append(f"synthesis: no points ({points.shortfall})")
+                return []
+            report = synthesis.validate(points, emb, seed=ctx.rng)
+            keep = np.flatnonzero(report.keep)
+            if len(keep) == 0:
+                ctx.notes.append("synthesis: no synthetic point passed validation")
+                return []
+            keep = keep[:min(len(keep), free)]
+            near = synthesis.nearest_real(points.points[keep], emb, labeled=covered,
+                                          unique=True)
+        except InvalidInputError as err:
+            ctx.notes.append(f"synthesis: {err}")
+            return []
+        out = []
+        for j, row, dist in zip(keep.tolist(), near.indices[:, 0].tolist(),
+                                near.distances[:, 0].tolist(), strict=True):
+            a, b = (pool.ids[int(x)] for x in provenance[j])
+            out.append(pool.record(
+                int(row), source="synthesis", score=None, ctx=ctx,
+                reason=(f"synthesis: nearest unlabeled real item (distance {dist:.4g}) to "
+                        f"a validated {points.method} point between items {a} and {b} "
+                        f"(lam {points.lam[j]:.3f})")))
+        return out[:n]
+
+
+__all__ = ["PoolSource", "Round", "StreamSource", "SynthesisSource"]
