@@ -359,9 +359,12 @@ class _ServerError(Exception):
 class _Handler(BaseHTTPRequestHandler):
     server: LedgerServer
     protocol_version = "HTTP/1.1"
-    # A client that stops sending mid-request frees its thread after this many seconds.
-    timeout = 30
     _consumed = False
+
+    def setup(self) -> None:
+        # A client that stops sending mid-request frees its thread after this many seconds.
+        self.timeout = self.server.request_timeout
+        super().setup()
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -523,10 +526,11 @@ class LedgerServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, backend: _Backend, host: str, port: int, *, max_body: int,
-                 basic_auth: bytes | None, log: Callable[[str], None] | None,
-                 owns_ledger: bool):
+                 timeout: float, basic_auth: bytes | None,
+                 log: Callable[[str], None] | None, owns_ledger: bool):
         self.backend = backend
         self.max_body = max_body
+        self.request_timeout = timeout
         self.basic_auth = basic_auth
         self.log = log
         self._owns_ledger = owns_ledger
@@ -573,7 +577,7 @@ def serve(ledger: str | os.PathLike | Ledger, *, host: str = DEFAULT_HOST,
           port: int = DEFAULT_PORT, predict: Predict | None = None,
           model_version: str = "alcore", from_name: str | None = None,
           to_name: str | None = None, max_body: int = DEFAULT_MAX_BODY,
-          basic_auth: tuple[str, str] | None = None,
+          timeout: float = 30.0, basic_auth: tuple[str, str] | None = None,
           log: Callable[[str], None] | None = None) -> LedgerServer:
     """Bind a Label Studio ML backend over a ledger (not yet serving: call ``.start()`` for
     a background thread, or ``.serve_forever()``; ``.shutdown()`` stops it).
@@ -604,6 +608,9 @@ def serve(ledger: str | os.PathLike | Ledger, *, host: str = DEFAULT_HOST,
         "text".
     max_body : int
         Largest request body in bytes (413 beyond it).
+    timeout : float
+        Seconds a client may pause while sending a request or between requests on a
+        kept-alive connection before its connection is closed (frees the thread).
     basic_auth : (user, password), optional
         Require HTTP Basic auth (Label Studio's backend setting "Basic Auth").
     log : callable, optional
@@ -637,6 +644,10 @@ def serve(ledger: str | os.PathLike | Ledger, *, host: str = DEFAULT_HOST,
     if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
         raise InvalidInputError(f"max_body must be a positive number of bytes, got "
                                 f"{max_body!r}")
+    if (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+            or not math.isfinite(timeout) or timeout <= 0):
+        raise InvalidInputError(f"timeout must be a positive number of seconds, got "
+                                f"{timeout!r}")
     token = None
     if basic_auth is not None:
         if (not isinstance(basic_auth, (tuple, list)) or len(basic_auth) != 2
@@ -654,7 +665,8 @@ def serve(ledger: str | os.PathLike | Ledger, *, host: str = DEFAULT_HOST,
     backend = _Backend(ledger, predict=predict, model_version=model_version,
                        from_name=from_name, to_name=to_name)
     try:
-        return LedgerServer(backend, host, port, max_body=max_body, basic_auth=token,
+        return LedgerServer(backend, host, port, max_body=max_body, timeout=float(timeout),
+                            basic_auth=token,
                             log=log, owns_ledger=owns)
     except OSError as err:
         if owns:
