@@ -236,8 +236,10 @@ class _Backend:
         for j, record in enumerate(records):
             if j in answers:
                 pair = answers[j]
+            elif record is not None and record.get("prediction") is not None:
+                pair = (record["prediction"], record.get("confidence"))
             else:
-                pair = (record["prediction"], record.get("confidence")) if record else None
+                pair = None
             results.append([] if pair is None else self._prediction(*pair, names))
         return 200, {"results": results}
 
@@ -550,8 +552,9 @@ class LedgerServer(ThreadingHTTPServer):
     def start(self) -> LedgerServer:
         """Serve in a background (daemon) thread; returns the server."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self.serve_forever, name="alcore-serve",
-                                            daemon=True)
+            # A short poll makes shutdown() prompt (serve_forever checks it between polls).
+            self._thread = threading.Thread(target=self.serve_forever, args=(0.05,),
+                                            name="alcore-serve", daemon=True)
             self._thread.start()
         return self
 
