@@ -84,6 +84,9 @@ class PoolSource:
         Passed to :func:`alcore.select`.
     data : callable or sequence, optional
         What annotators see per item: ``data(item_id) -> dict`` or a sequence of dicts.
+    expert_below : float, optional
+        Picks whose model confidence (max probability) is below it go to the expert tier
+        instead of the annotators (None: never).
     """
 
     kind = "pool"
@@ -91,7 +94,7 @@ class PoolSource:
     def __init__(self, pool: Any, *, embeddings: Any = None, ids: Any = None,
                  classes: Sequence[Any] | None = None, score: Any = "margin",
                  diversity: str | None = "auto", candidates: int | None = None,
-                 logits: bool = False, data: Any = None):
+                 logits: bool = False, data: Any = None, expert_below: float | None = None):
         from alcore.io import Pool
 
         if isinstance(pool, Pool):
@@ -122,6 +125,8 @@ class PoolSource:
         self.classes = _classes(classes, c)
         self.score, self.diversity, self.candidates = score, diversity, candidates
         self.data = data
+        self.expert_below = (None if expert_below is None else v.number(
+            expert_below, "expert_below", low=0.0, high=1.0))
 
     @staticmethod
     def _embeddings(embeddings: Any, n: int) -> np.ndarray:
@@ -164,8 +169,13 @@ class PoolSource:
                ctx: Round) -> dict:
         prediction, confidence = self._prediction(row)
         item_id = self.ids[row]
+        expert = (source != "control" and self.expert_below is not None
+                  and confidence < self.expert_below)
+        if expert:
+            reason += (f"; to an expert: model confidence {confidence:.3f} below "
+                       f"expert_below={self.expert_below:g}")
         return {"item_id": item_id, "source": source, "round": ctx.round,
-                "tier": "annotator", "reason": reason,
+                "tier": "expert" if expert else "annotator", "reason": reason,
                 "score": None if score is None or not np.isfinite(score) else float(score),
                 "prediction": prediction, "confidence": confidence,
                 "control": source == "control", "data": _item_data(self.data, row, item_id)}

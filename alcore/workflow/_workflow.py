@@ -188,6 +188,7 @@ class Workflow:
         if sketch is not None and not hasattr(sketch, "audit"):
             raise InvalidInputError(f"sketch must be an alcore.monitor.PoolSketch, got "
                                     f"{type(sketch).__name__}")
+        seed_value = _seed(seed)  # validated before the file is touched
         config = {
             "budget": budget, "allocation": allocation, "shares": weights,
             "control_share": control_share, "review_capacity": review_capacity,
@@ -201,11 +202,11 @@ class Workflow:
         try:
             stored = db.state("config")
             if stored is None:
-                config["seed"] = _seed(seed)
+                config["seed"] = seed_value
                 db.set_state("config", config)
                 db.set_state("sizer", self._sizer_state(batch_sizer), log=False)
             else:
-                config["seed"] = stored["seed"] if seed is None else _seed(seed)
+                config["seed"] = stored["seed"] if seed is None else seed_value
                 self._check_config(stored, config, path)
                 config = stored
         except BaseException:
@@ -356,14 +357,20 @@ class Workflow:
         for pool in {id(p): p for p in self._pools()}.values():
             pool.update(**out)
 
-    def _surprise(self, items: list[dict], labels: dict[str, str], round_: int) -> dict:
+    def _surprise(self, labels: dict[str, str], round_: int) -> dict[str, float]:
+        """Per source: the share of its items labeled from the last RECENT_ROUNDS
+        selections whose label differs from the model's prediction at queue time (0.5
+        before it has any)."""
+        by_source: dict[str, list[str]] = {name: [] for name in self.sources}
+        for e in self.ledger.events("selection"):
+            if e["round"] is not None and e["round"] > round_ - 1 - RECENT_ROUNDS:
+                for name, ids in e["payload"].get("by_source", {}).items():
+                    by_source.setdefault(name, []).extend(ids)
         out = {}
         for name in self.sources:
-            kind = self.config["sources"][name]["kind"]
-            recent = [x for x in items if x["source"] == kind and x["round"] > round_ -
-                      1 - RECENT_ROUNDS and x["item_id"] in labels and x["tier"] != "auto"]
-            out[name] = (0.5 if not recent else sum(
-                labels[x["item_id"]] != x["prediction"] for x in recent) / len(recent))
+            done = [self.ledger.item(i) for i in by_source[name] if i in labels]
+            out[name] = (0.5 if not done else sum(
+                labels[x["item_id"]] != x["prediction"] for x in done) / len(done))
         return out
 
     @staticmethod
@@ -428,6 +435,10 @@ class Workflow:
         items = db.items()
         labels = self.labels()
         sizer = copy.deepcopy(self.batch_sizer)
+        stored = db.state("sizer")
+        if stored:  # another process sharing the ledger may have moved it on
+            sizer.size = stored["size"]
+            sizer.history = [tuple(h) for h in stored["history"]]
         size_event = None
         if k is None:
             size_event = self._size(sizer, items, labels)
@@ -446,11 +457,13 @@ class Workflow:
         ctx.covered.update(x["item_id"] for x in control)
         weights = dict(self.config["shares"])
         if self.config["allocation"] == "adaptive":
-            surprise = self._surprise(items, labels, round_)
+            surprise = self._surprise(labels, round_)
             weights = {n: w * (MIN_WEIGHT + surprise[n]) for n, w in weights.items()}
+            weights = {n: w / sum(weights.values()) for n, w in weights.items()}
         allotted = self._split(k - len(control), weights)
         human, auto = list(control), []
         got: dict[str, int] = {}
+        by_source: dict[str, list[str]] = {}
         # Two passes: a source that falls short hands its labels to the next ones.
         for pass_ in range(2):
             for name, source in self.sources.items():
@@ -465,12 +478,14 @@ class Workflow:
                 human += records
                 auto += autos
                 got[name] = got.get(name, 0) + len(records)
+                by_source.setdefault(name, []).extend(x["item_id"] for x in records)
             if len(human) >= k:
                 break
         audit = self._audit(human)
         payload = {
             "k": k, "control": len(control), "allocation": self.config["allocation"],
             "weights": weights, "allotted": allotted, "filled": got,
+            "by_source": by_source,
             "notes": ctx.notes, "diversity_boost": ctx.diversity_boost,
             "reasons": {x["item_id"]: x["reason"] for x in human},
             "auto_labeled": [x["item_id"] for x in auto],
@@ -550,7 +565,7 @@ class Workflow:
             Labels stored.
         """
         if isinstance(labels, Mapping):
-            records = [{"item_id": str(i), "value": str(x)} for i, x in labels.items()]
+            records = [{"item_id": str(i), "value": x} for i, x in labels.items()]
         elif isinstance(labels, Sequence) and not isinstance(labels, str):
             records = [dict(x) if isinstance(x, Mapping) else x for x in labels]
         else:
@@ -565,7 +580,7 @@ class Workflow:
                      at: float | None = None, origin: str = "annotator",
                      ambiguous: bool = False) -> int:
         """Store one label (see :meth:`submit_labels`)."""
-        return self.submit_labels([{"item_id": str(item_id), "value": str(value),
+        return self.submit_labels([{"item_id": str(item_id), "value": value,
                                     "annotator": str(annotator), "at": at, "origin": origin,
                                     "ambiguous": v.flag(ambiguous, "ambiguous")}])
 

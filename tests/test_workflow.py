@@ -1,0 +1,415 @@
+"""The hybrid workflow: budget, control arm, coverage of queued items, allocation,
+routing, agreement feedback, status and exact resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import alcore
+from alcore.workflow import (
+    Ledger,
+    LedgerError,
+    PoolSource,
+    StreamSource,
+    SynthesisSource,
+    Workflow,
+)
+
+N, C, D = 300, 3, 6
+
+
+def make_pool(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, C, N)
+    centres = rng.normal(size=(C, D)) * 2.5
+    emb = (centres[y] + rng.normal(size=(N, D))).astype(np.float32)
+    return emb, y
+
+
+def centroid_probs(emb: np.ndarray, labels: dict[str, str]) -> np.ndarray:
+    """A tiny deterministic model: softmax of minus the distance to each class's centroid
+    of the labeled items (uniform before a class has a label)."""
+    out = np.zeros((len(emb), C))
+    for c in range(C):
+        rows = [int(i) for i, x in labels.items() if x == str(c)]
+        if rows:
+            out[:, c] = -np.linalg.norm(emb - emb[rows].mean(axis=0), axis=1)
+        else:
+            out[:, c] = -10.0
+    out = np.exp(out - out.max(axis=1, keepdims=True))
+    return out / out.sum(axis=1, keepdims=True)
+
+
+class Loop:
+    def __init__(self, tmp_path, name="w.db", **options):
+        self.emb, self.y = make_pool()
+        self.path = tmp_path / name
+        self.updates = 0
+        self.options = options
+
+    def on_update(self, labels):
+        self.updates += 1
+        return {"probs": centroid_probs(self.emb, labels)}
+
+    def sources(self, **pool_options):
+        return [PoolSource(centroid_probs(self.emb, {}), embeddings=self.emb, **pool_options)]
+
+    def workflow(self, **extra):
+        options = {"budget": 60, **self.options, **extra}
+        return Workflow(self.path, sources=self.sources(), on_update=self.on_update,
+                        **options)
+
+    def label_all(self, wf, records):
+        wf.submit_labels({x["item_id"]: str(self.y[int(x["item_id"])]) for x in records})
+
+
+def test_batch_is_queued_with_reasons_and_control_share_exact(tmp_path):
+    loop = Loop(tmp_path)
+    with loop.workflow(budget=100) as wf:
+        batch = wf.next_batch(20)
+        assert len(batch) == 20
+        control = [x for x in batch if x["control"]]
+        assert len(control) == 2 and all(x["source"] == "control" for x in control)
+        assert all(x["reason"] and x["prediction"] in {"0", "1", "2"} for x in batch)
+        assert [x["item_id"] for x in wf.ledger.queued()] == [x["item_id"] for x in batch]
+        sel = wf.ledger.events("selection")
+        assert len(sel) == 1 and set(sel[0]["payload"]["reasons"]) == {
+            x["item_id"] for x in batch}
+        for k, expected in ((7, 1), (15, 2), (4, 0), (5, 1)):  # round(0.1 k), half up
+            assert sum(x["control"] for x in wf.next_batch(k)) == expected
+
+
+def test_control_arm_is_uniform_over_the_unqueued_pool(tmp_path):
+    """The control draw equals a uniform draw without replacement (the reference below)
+    from the items neither labeled nor queued, with the round's generator."""
+    loop = Loop(tmp_path, control_share=0.5)
+    with loop.workflow(budget=200, seed=3) as wf:
+        seen: set[str] = set()
+        for r in range(1, 6):
+            batch = wf.next_batch(10)
+            free = np.array([i for i in range(N) if str(i) not in seen])
+            expected = np.random.default_rng([3, r]).choice(free, size=5, replace=False)
+            assert [x["item_id"] for x in batch if x["control"]] == [str(i) for i in expected]
+            seen |= {x["item_id"] for x in batch}
+    # uniform: over many draws every item is about equally likely (not the uncertain ones)
+    counts = np.zeros(N)
+    for r in range(400):
+        counts[np.random.default_rng([3, r]).choice(np.arange(N), 5, replace=False)] += 1
+    chi2 = ((counts - counts.mean()) ** 2 / counts.mean()).sum()  # ~ N - 1 if uniform
+    assert abs(chi2 - (N - 1)) < 4 * np.sqrt(2 * (N - 1))
+
+
+def test_queued_items_are_covered_never_reselected(tmp_path):
+    loop = Loop(tmp_path)
+    with loop.workflow(budget=N) as wf:
+        ids = [x["item_id"] for _ in range(8) for x in wf.next_batch(30)]
+        assert len(ids) == len(set(ids)) == 240
+        # covered means passed to select as labeled=: k-center's first pick of the next
+        # batch has a finite distance to a covered (queued) item
+        rows = wf.ledger.events("selection")[-1]["payload"]["reasons"]
+        assert len(rows) == 30
+
+
+def test_budget_is_never_exceeded(tmp_path):
+    loop = Loop(tmp_path)
+    with loop.workflow(budget=37) as wf:
+        total = 0
+        while True:
+            batch = wf.next_batch(10)
+            if not batch:
+                break
+            total += len(batch)
+            loop.label_all(wf, batch)
+            assert wf.spent <= 37
+        assert total == 37 and wf.status()["budget"] == {"total": 37, "spent": 37, "left": 0}
+        assert wf.next_batch(5) == []
+
+
+def test_default_batch_size_from_batch_sizer_recorded_with_reason(tmp_path):
+    loop = Loop(tmp_path)
+    sizer = alcore.BatchSizer(N, "plateau", size=10, min_gain=1.0, rounds=1,
+                              max_fraction=0.5)
+    with loop.workflow(budget=200, batch_sizer=sizer) as wf:
+        sizes = []
+        for _ in range(4):
+            batch = wf.next_batch()
+            sizes.append(len(batch))
+            loop.label_all(wf, batch)
+        events = wf.ledger.events("batch_size")
+        assert len(events) == 4 and all(e["payload"]["reason"] for e in events)
+        # min_gain=1 per label cannot be met: plateau doubles the size once two rounds
+        # of control-arm accuracy are recorded
+        assert sizes[0] == 10 and sizes[-1] > sizes[0]
+        assert any("->" in e["payload"]["reason"] for e in events)
+
+
+def test_status_is_json_ready_and_control_accuracy_unbiased(tmp_path):
+    loop = Loop(tmp_path, control_share=0.3)
+    with loop.workflow(budget=90) as wf:
+        for _ in range(3):
+            batch = wf.next_batch(30)
+            loop.label_all(wf, batch)
+        status = wf.status()
+        json.dumps(status)
+        items = wf.ledger.items()
+        control = [x for x in items if x["control"]]
+        right = [x["prediction"] == str(loop.y[int(x["item_id"])]) for x in control]
+        assert status["control_accuracy"] == pytest.approx(np.mean(right))
+        assert status["control"]["labeled"] == len(control) == 27
+        assert status["labels_per_source"] == {"control": 27, "pool": 63}
+        assert status["queue"]["size"] == 0 and status["labels"] == 90
+        rounds = status["control"]["by_round"]
+        assert status["lift"] == pytest.approx(rounds["3"] - rounds["1"])
+        assert loop.updates == 3
+
+
+def test_unknown_label_refused_nothing_written(tmp_path):
+    loop = Loop(tmp_path)
+    with loop.workflow() as wf:
+        batch = wf.next_batch(5)
+        with pytest.raises(LedgerError, match="unknown item '299'"):
+            wf.submit_labels({batch[0]["item_id"]: "1", "299": "0"})
+        assert wf.ledger.labels() == [] and loop.updates == 0
+        wf.submit_label(batch[0]["item_id"], 1, annotator="ann")
+        assert wf.ledger.labels()[0]["annotator"] == "ann" and loop.updates == 1
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ({"budget": 0}, "budget must be >= 1"),
+    ({"control_share": 1.0}, "control_share must be < 1"),
+    ({"allocation": "greedy"}, "allocation must be one of 'fixed', 'adaptive'"),
+    ({"shares": [1, 2]}, r"shares must have one share per source \(1: \['pool'\]\), got 2"),
+    ({"shares": [0]}, "shares must be > 0"),
+    ({"review_capacity": 0}, "review_capacity must be a positive integer"),
+    ({"agreement_threshold": 2}, "agreement_threshold must be <= 1"),
+    ({"seed": -1}, "seed must be >= 0"),
+    ({"batch_sizer": 5}, "batch_sizer must be an alcore.BatchSizer"),
+])
+def test_bad_options_are_refused_before_any_file(tmp_path, options, match):
+    loop = Loop(tmp_path)
+    with pytest.raises(alcore.InvalidInputError, match=match):
+        loop.workflow(**options)
+    assert not loop.path.exists()
+
+
+def test_bad_sources_refused(tmp_path):
+    with pytest.raises(alcore.InvalidInputError, match="sources is empty"):
+        Workflow(tmp_path / "w.db", budget=5, sources=[])
+    with pytest.raises(alcore.InvalidInputError, match="source 'list' must be a PoolSource"):
+        Workflow(tmp_path / "w.db", budget=5, sources=[[1]])
+    with pytest.raises(alcore.InvalidInputError, match="embeddings must have 300 rows"):
+        PoolSource(np.full((N, C), 1 / C), embeddings=np.zeros((5, 2)))
+    with pytest.raises(alcore.InvalidInputError, match="ids must be unique"):
+        PoolSource(np.full((2, C), 1 / C), ids=["a", "a"])
+
+
+def test_config_mismatch_refused(tmp_path):
+    loop = Loop(tmp_path)
+    loop.workflow(budget=50).close()
+    with pytest.raises(LedgerError, match=r"budget is 50, not 51.*Workflow.resume"):
+        loop.workflow(budget=51)
+    with pytest.raises(LedgerError, match=r"sources .* do not match"):
+        Workflow.resume(loop.path, sources=[PoolSource(np.full((5, C), 1 / C))])
+
+
+def _run(tmp_path, name, rounds, *, crash_after=None):
+    loop = Loop(tmp_path, name=name)
+    wf = loop.workflow(budget=200, seed=11)
+    batches = []
+    for r in range(rounds):
+        if crash_after is not None and r == crash_after:
+            wf.close()  # "crash": the process is gone; only the ledger remains
+            wf = Workflow.resume(loop.path, sources=loop.sources(),
+                                 on_update=loop.on_update)
+        batch = wf.next_batch(12)
+        batches.append([(x["item_id"], x["reason"], x["control"]) for x in batch])
+        loop.label_all(wf, batch[: len(batch) - r % 3])  # some stay queued
+    wf.close()
+    return batches
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = _run(tmp_path, "a.db", 6)
+    resumed = _run(tmp_path, "b.db", 6, crash_after=3)
+    assert straight == resumed
+    # constructing Workflow on an existing ledger with the same config resumes it too
+    loop = Loop(tmp_path, name="b.db")
+    with loop.workflow(budget=200, seed=11) as wf:
+        assert wf.round == 6
+
+
+def test_agreement_feedback_raises_diversity(tmp_path):
+    loop = Loop(tmp_path, control_share=0.0)
+    with loop.workflow(budget=100, agreement_threshold=0.5) as wf:
+        batch = wf.next_batch(10)
+        # two annotators who never agree
+        wf.submit_labels([{"item_id": x["item_id"], "annotator": a, "value": str(v)}
+                          for j, x in enumerate(batch)
+                          for a, v in (("a", j % 3), ("b", (j + 1) % 3))])
+        wf.next_batch(10)
+        event = wf.ledger.last_event("agreement")
+        assert event["payload"]["boost"] is True
+        assert event["payload"]["krippendorff_alpha"] < 0.5
+        assert wf.ledger.last_event("selection")["payload"]["diversity_boost"] is True
+    source = loop.sources()[0]
+    assert source.select_options(True) == {"score": "margin", "diversity": "kcenter",
+                                           "candidates": 10}
+    assert source.select_options(False) == {"score": "margin", "diversity": "auto",
+                                            "candidates": None}
+
+
+def test_agreeing_annotators_keep_diversity(tmp_path):
+    loop = Loop(tmp_path, control_share=0.0)
+    with loop.workflow(budget=100, agreement_threshold=0.5) as wf:
+        batch = wf.next_batch(10)
+        wf.submit_labels([{"item_id": x["item_id"], "annotator": a,
+                           "value": str(loop.y[int(x["item_id"])])}
+                          for x in batch for a in ("a", "b")])
+        wf.next_batch(10)
+        assert wf.ledger.last_event("agreement")["payload"]["boost"] is False
+
+
+def test_adaptive_allocation_favours_the_surprising_source(tmp_path):
+    emb, _y = make_pool()
+    probs = centroid_probs(emb, {})
+    sources = {"margin": PoolSource(probs, embeddings=emb, diversity=None),
+               "entropy": PoolSource(probs, embeddings=emb, diversity=None, score="entropy")}
+    with Workflow(tmp_path / "w.db", budget=200, sources=sources, allocation="adaptive",
+                  control_share=0.0) as wf:
+        first = wf.next_batch(20)
+        by = wf.ledger.last_event("selection")["payload"]["by_source"]
+        assert {k: len(x) for k, x in by.items()} == {"margin": 10, "entropy": 10}
+        # labels that contradict every "margin" prediction and confirm every "entropy" one
+        labels = {}
+        for x in first:
+            pred = int(x["prediction"])
+            labels[x["item_id"]] = str(pred if x["item_id"] in by["entropy"] else (pred + 1) % C)
+        wf.submit_labels(labels)
+        wf.next_batch(20)
+        payload = wf.ledger.last_event("selection")["payload"]
+        w = payload["weights"]
+        # weights: 0.5 * (0.05 + 1) against 0.5 * (0.05 + 0), normalised
+        assert w["margin"] == pytest.approx(1.05 / 1.10)
+        assert payload["allotted"] == {"margin": 19, "entropy": 1}
+
+
+def test_stream_source_routes_and_queue_depth_reacts(tmp_path):
+    rng = np.random.default_rng(0)
+    counter = iter(range(10**6))
+
+    def stream(m):
+        ids = [f"s{next(counter)}" for _ in range(m)]
+        p = rng.dirichlet(np.ones(C) * 0.7, size=m)
+        p[:m // 4] = [0.995, 0.004, 0.001]  # confident: auto-labelled
+        return ids, p
+
+    gate = alcore.stream.StreamGate("fixed", 1.0)
+    router = alcore.stream.Router(gate, auto_label_at=0.99, expert_at=0.55)
+    emb, _ = make_pool()
+    pool = PoolSource(centroid_probs(emb, {}), embeddings=emb)
+    src = StreamSource(router, stream, max_items=200)
+    with Workflow(tmp_path / "w.db", budget=500, sources={"stream": src, "pool": pool},
+                  shares=[0.9, 0.1], review_capacity=20, control_share=0.0) as wf:
+        batch = wf.next_batch(20)
+        assert router.queue_capacity == 20
+        tiers = {x["tier"] for x in batch if x["source"] == "stream"}
+        assert tiers <= {"annotator", "expert"} and "annotator" in tiers
+        autos = [x for x in wf.ledger.labels() if x["origin"] == "auto"]
+        assert autos and all(x["annotator"] == "model" for x in autos)
+        assert all(wf.ledger.item(x["item_id"])["tier"] == "auto" for x in autos)
+        assert wf.status()["auto_labels"] == len(autos)
+        assert wf.spent == 20  # auto-labels spend no budget
+        assert wf.ledger.state("source:stream")["gate"]
+        # the queue (20 unlabeled items) is at capacity: the router's threshold is 1
+        assert router.queue_threshold == 0.0
+        wf.next_batch(20)
+        assert router.queue_threshold == 1.0
+
+
+def test_synthesis_source_maps_to_unlabeled_unqueued_items(tmp_path):
+    emb, _y = make_pool()
+    pool = PoolSource(centroid_probs(emb, {}), embeddings=emb)
+    synth = SynthesisSource(pool, method="minority", k=3)
+    with Workflow(tmp_path / "w.db", budget=200, sources={"pool": pool, "synthesis": synth},
+                  control_share=0.0) as wf:
+        first = wf.next_batch(20)
+        notes = wf.ledger.last_event("selection")["payload"]["notes"]
+        assert any("synthesis" in n for n in notes)  # no labels yet: pool fills in
+        assert len(first) == 20
+        # label with a rare class: most items "0", a few "1", "2"
+        wf.submit_labels({x["item_id"]: ("0" if j >= 6 else str(1 + j % 2))
+                          for j, x in enumerate(first)})
+        second = wf.next_batch(20)
+        synthetic = [x for x in second if x["source"] == "synthesis"]
+        assert synthetic and all("synthesis: nearest unlabeled real item" in x["reason"]
+                                 for x in synthetic)
+        ids = [x["item_id"] for x in first + second]
+        assert len(ids) == len(set(ids))
+
+
+def test_audit_against_a_sketch(tmp_path):
+    emb, _ = make_pool()
+    probs = centroid_probs(emb, {})
+    sketch = alcore.monitor.PoolSketch.build(emb, np.argmax(probs, axis=1), clusters=4,
+                                             rff_features=32)
+    with Workflow(tmp_path / "w.db", budget=50, sources=[PoolSource(probs, embeddings=emb)],
+                  sketch=sketch) as wf:
+        wf.next_batch(20)
+        audit = wf.status()["last_audit"]
+        assert audit is not None and audit["items"] == 20
+        json.dumps(audit)
+
+
+def test_pool_from_alcore_io_pool(tmp_path):
+    emb, _ = make_pool()
+    ids = np.array([f"id{i}" for i in range(N)])
+    pool = alcore.io.Pool(ids, centroid_probs(emb, {}), emb, None)
+    with Workflow(tmp_path / "w.db", budget=10, sources=[PoolSource(pool)]) as wf:
+        batch = wf.next_batch(10)
+        assert all(x["item_id"].startswith("id") for x in batch)
+
+
+def test_ledger_is_plain_json(tmp_path):
+    loop = Loop(tmp_path)
+    with loop.workflow() as wf:
+        loop.label_all(wf, wf.next_batch(10))
+    with Ledger.open(loop.path) as db:
+        assert db.state("config")["budget"] == 60
+        assert db.integrity() == "ok"
+
+
+def test_pool_expert_tier_for_low_confidence(tmp_path):
+    emb, _ = make_pool()
+    probs = centroid_probs(emb, {})
+    probs[:, :] = [0.9, 0.05, 0.05]
+    probs[:40] = [0.4, 0.35, 0.25]  # unsure: expert tier
+    source = PoolSource(probs, embeddings=emb, diversity=None, expert_below=0.5)
+    with Workflow(tmp_path / "w.db", budget=50, sources=[source], control_share=0) as wf:
+        batch = wf.next_batch(50)
+        tiers = {x["item_id"]: x["tier"] for x in batch}
+        assert sum(t == "expert" for t in tiers.values()) == 40
+        assert all(tiers[str(i)] == "expert" for i in range(40))
+        assert wf.status()["queue"]["by_tier"] == {"expert": 40, "annotator": 10}
+        assert "expert_below=0.5" in wf.ledger.item("0")["reason"]
+    with pytest.raises(alcore.InvalidInputError, match="expert_below must be <= 1"):
+        PoolSource(probs, expert_below=2)
+
+
+def test_two_workflows_share_one_ledger_without_duplicates(tmp_path):
+    """Two drivers on one ledger (e.g. two processes): every decision is read from the
+    ledger, so the second continues the first's rounds and never re-queues its items."""
+    loop = Loop(tmp_path)
+    a = loop.workflow(budget=100)
+    b = loop.workflow(budget=100)
+    ids = []
+    for wf in (a, b, a, b):
+        batch = wf.next_batch(10)
+        ids += [x["item_id"] for x in batch]
+        loop.label_all(wf, batch[:5])
+    assert len(ids) == len(set(ids)) == 40
+    assert a.round == b.round == 4 and a.spent == 40
+    a.close()
+    b.close()
