@@ -12,6 +12,10 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
+# The session-scoped ``label_studio`` fixture: a real Label Studio server (tests that use it
+# start it; skipped when label-studio is not installed, unless CI is set).
+from labelstudio_server import label_studio  # noqa: F401
+
 import alcore
 
 settings.register_profile(
