@@ -23,7 +23,13 @@ import pytest
 
 from alcore import InvalidInputError
 from alcore.cli import main
-from alcore.workflow import Ledger, LedgerError, LedgerServer, serve
+from alcore.workflow import (
+    Ledger,
+    LedgerError,
+    LedgerServer,
+    read_label_studio_export,
+    serve,
+)
 
 CONFIG = ('<View><Text name="review" value="$text"/><Choices name="sentiment" '
           'toName="review" choice="single"><Choice value="cat"/><Choice value="dog"/>'
@@ -325,7 +331,17 @@ def test_webhook_completed_by_object(server):
     event = annotation_event("ANNOTATION_CREATED", alcore_id="c")
     event["annotation"]["completed_by"] = {"id": 4, "email": "ann@example.com"}
     assert call(server, "POST", "/webhook", event)[0] == 201
-    assert server.ledger.labels("c")[0]["annotator"] == "ann@example.com"
+    # The user id, as the export reader takes it: one annotator whichever way labels come.
+    assert server.ledger.labels("c")[0]["annotator"] == "4"
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"cancelled": True, "choice": None},
+                                    {"choice": "unsure", "user": 9}])
+def test_webhook_label_is_the_export_record(server, kwargs):
+    event = annotation_event("ANNOTATION_CREATED", **kwargs)
+    assert call(server, "POST", "/webhook", event)[0] == 201
+    export = [{**event["task"], "annotations": [event["annotation"]]}]
+    assert server.ledger.labels() == list(read_label_studio_export(export).labels)
 
 
 def test_webhook_bulk_annotations(server):
@@ -368,10 +384,14 @@ def _without(event, *path):
      "annotation 11 of task 5: the task has no data.alcore_id"),
     (annotation_event("ANNOTATION_CREATED", alcore_id="nope"), 404,
      "alcore_id 'nope' is not in the ledger"),
-    (annotation_event("ANNOTATION_CREATED", choice=None), 422, "has no choices result"),
+    (annotation_event("ANNOTATION_CREATED", choice=None), 422,
+     "has no choices result and was not skipped"),
+    (annotation_event("ANNOTATION_CREATED", cancelled="yes"), 422,
+     "was_cancelled must be true or false, got 'yes'"),
     (annotation_event("ANNOTATION_CREATED", created="yesterday"), 422,
-     "is not an ISO 8601 time (got 'yesterday')"),
-    (annotation_event("ANNOTATION_CREATED", user=None), 422, "has no completed_by"),
+     "created_at must be an ISO 8601 time such as"),
+    (annotation_event("ANNOTATION_CREATED", user=None), 422,
+     "completed_by must name the annotator"),
     ({"action": "ANNOTATIONS_CREATED", "annotation": {}, "task": []}, 422,
      "must carry 'annotation' and 'task' lists"),
     ({"action": "ANNOTATIONS_CREATED", "annotation": [{"id": 3, "task": 9}], "task": []}, 422,
@@ -399,6 +419,7 @@ def test_webhook_result_not_a_list(server):
     event["annotation"]["result"] = {"choices": ["dog"]}
     status, _, payload = call(server, "POST", "/webhook", event)
     assert status == 422 and "result must be a list of regions, got dict" in payload["error"]
+    assert "Export > JSON" not in payload["error"]  # the export reader's advice, not ours
 
 
 # --------------------------------------------------------------------------- HTTP level

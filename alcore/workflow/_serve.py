@@ -41,12 +41,12 @@ import os
 import re
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from alcore._errors import InvalidInputError
+from alcore.workflow._labelstudio import _EXPORT_HINT, _annotator, _choice, _unix_seconds
 from alcore.workflow._ledger import Ledger, LedgerError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -115,45 +115,14 @@ def _alcore_id(data: dict) -> str | None:
     return str(value)
 
 
-def _timestamp(value: Any, where: str) -> float | None:
-    """Unix seconds from Label Studio's ISO 8601 time (``2026-01-02T03:04:05.678Z``)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value).timestamp()
-        except ValueError:
-            pass
-    raise _ClientError(422, f"{where} is not an ISO 8601 time (got {value!r}); send the "
-                            f"annotation as Label Studio serializes it")
-
-
-def _annotator(annotation: dict, where: str) -> str:
-    """The annotator's identity: ``completed_by`` as Label Studio sends it (a user id, or a
-    user object whose email or id is taken)."""
-    who = annotation.get("completed_by")
-    if isinstance(who, dict):
-        who = who.get("email") or who.get("id")
-    if isinstance(who, bool) or not isinstance(who, (int, str)) or who == "":
-        raise _ClientError(422, f"{where} has no completed_by (the annotator's user id); "
-                                f"got {who!r}")
-    return str(who)
-
-
-def _choice(annotation: dict, where: str) -> str | None:
-    """The first choice of the annotation's ``choices`` results (None when it has none)."""
-    result = annotation.get("result", [])
-    if not isinstance(result, list):
-        raise _ClientError(422, f"{where}: result must be a list of regions, got "
-                                f"{type(result).__name__}")
-    for region in result:
-        if not isinstance(region, dict) or region.get("type", "choices") != "choices":
-            continue
-        value = region.get("value")
-        choices = value.get("choices") if isinstance(value, dict) else None
-        if isinstance(choices, list) and choices and isinstance(choices[0], (str, int, float)):
-            return str(choices[0])
-    return None
+def _same_as_export(read: Callable[..., Any], *args: Any) -> Any:
+    """Run one of the export reader's field readers, so a label arriving by webhook is the
+    record the JSON export gives for the same annotation (annotator identity, time, choice);
+    its refusal becomes a 422 without the export's advice."""
+    try:
+        return read(*args)
+    except InvalidInputError as err:
+        raise _ClientError(422, str(err).replace(f"; {_EXPORT_HINT}", "")) from None
 
 
 class _Backend:
@@ -329,8 +298,7 @@ class _Backend:
             pairs.append((a, tasks[a["task"]]))
         return pairs
 
-    @staticmethod
-    def _label(annotation: dict, task: dict, action: str) -> dict:
+    def _label(self, annotation: dict, task: dict, action: str) -> dict:
         where = f"/webhook {action}: annotation {annotation.get('id', '?')} of task " \
                 f"{task.get('id', '?')}"
         data = task.get("data")
@@ -338,19 +306,25 @@ class _Backend:
         if item_id is None:
             raise _ClientError(422, f"{where}: the task has no data.alcore_id, so it is not "
                                     f"an alcore task; nothing recorded")
-        skipped = bool(annotation.get("was_cancelled"))
-        value = _choice(annotation, where)
+        skipped = annotation.get("was_cancelled", False)
+        if not isinstance(skipped, bool):
+            raise _ClientError(422, f"{where}: was_cancelled must be true or false, got "
+                                    f"{skipped!r}")
+        value, _ = _same_as_export(_choice, annotation.get("result", []), where,
+                                   self.from_name)
         if value is None and not skipped:
-            raise _ClientError(422, f"{where} has no choices result; alcore records "
-                                    f"classification labels (a Choices control)")
-        stamp = annotation.get("updated_at" if action == "ANNOTATION_UPDATED" else
-                               "created_at") or annotation.get("created_at")
-        at = _timestamp(stamp, where)
-        record = {"item_id": item_id, "annotator": _annotator(annotation, where),
+            raise _ClientError(422, f"{where} has no choices result and was not skipped; "
+                                    f"alcore records classification labels (a Choices "
+                                    f"control)")
+        annotator, _ = _same_as_export(_annotator, annotation.get("completed_by"), where)
+        # An update carries the time of the new answer.
+        stamp = (annotation.get("updated_at") if action == "ANNOTATION_UPDATED" else None) \
+            or annotation.get("created_at")
+        record = {"item_id": item_id, "annotator": annotator,
                   "value": "" if value is None else value, "origin": "label_studio",
-                  "ambiguous": skipped or (value or "").lower() in AMBIGUOUS_CHOICES}
-        if at is not None:
-            record["at"] = at
+                  "ambiguous": skipped or (value or "").casefold() in AMBIGUOUS_CHOICES}
+        if stamp is not None:
+            record["at"] = _same_as_export(_unix_seconds, stamp, where)
         return record
 
 
