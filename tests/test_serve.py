@@ -625,14 +625,30 @@ def test_server_object_lifecycle(ledger_path):
     server.shutdown()
     with pytest.raises(OSError):
         socket.create_connection(server.server_address[:2], timeout=2).close()
-    # serve opened the ledger from the path, so shutdown closed it ...
+    # serve's own connection is closed by shutdown ...
     with pytest.raises(Exception, match="closed"):
         server.ledger.queued()
-    # ... but a Ledger handed in stays open.
+    server.shutdown()  # twice is harmless
+
+
+def test_a_ledger_in_use_by_the_program(ledger_path):
+    # serve(Ledger) answers from a connection of its own: the program keeps writing through
+    # its Ledger (here a transaction held open across a webhook) and both stay consistent.
     with Ledger.open(ledger_path) as ledger:
         with serve(ledger, port=0) as server:
-            assert server.ledger is ledger
-        assert len(ledger.queued()) == 3
+            assert server.ledger is not ledger and server.ledger.path == ledger.path
+            done = []
+            with ledger.transaction():
+                ledger.queue([{"item_id": "e", "source": "pool", "reason": "r"}])
+                thread = threading.Thread(target=lambda: done.append(call(
+                    server, "POST", "/webhook", annotation_event("ANNOTATION_CREATED"))[0]))
+                thread.start()
+                time.sleep(0.3)
+                assert done == []  # waits for the program's write lock
+            thread.join(15)
+            assert done == [201]
+        assert ledger.labels("a")[0]["value"] == "dog"
+        assert ledger.item("e") is not None
 
 
 def test_port_in_use(ledger_path):

@@ -500,16 +500,16 @@ class LedgerServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    _closed = False
 
     def __init__(self, backend: _Backend, host: str, port: int, *, max_body: int,
                  timeout: float, basic_auth: bytes | None,
-                 log: Callable[[str], None] | None, owns_ledger: bool):
+                 log: Callable[[str], None] | None):
         self.backend = backend
         self.max_body = max_body
         self.request_timeout = timeout
         self.basic_auth = basic_auth
         self.log = log
-        self._owns_ledger = owns_ledger
         self._thread: threading.Thread | None = None
         super().__init__((host, port), _Handler)
 
@@ -539,8 +539,8 @@ class LedgerServer(ThreadingHTTPServer):
             self._thread.join()
             self._thread = None
         self.server_close()
-        if self._owns_ledger:
-            self._owns_ledger = False
+        if not self._closed:
+            self._closed = True
             self.backend.ledger.close()
 
     def __enter__(self) -> LedgerServer:
@@ -562,8 +562,10 @@ def serve(ledger: str | os.PathLike | Ledger, *, host: str = DEFAULT_HOST,
     Parameters
     ----------
     ledger : path or Ledger
-        The ledger file (opened here and closed by ``shutdown()``), or an open
-        :class:`Ledger` (left open).
+        The ledger file, or an open :class:`Ledger` (its file). Serve opens a connection of
+        its own either way (closed by ``shutdown()``): a program may keep using its
+        ``Ledger`` (a running :class:`Workflow`) from its own thread while Label Studio's
+        requests are answered, SQLite's lock ordering the writers.
     host : str
         Address to bind; default 127.0.0.1 (this machine only). ``/webhook`` writes labels,
         so bind another address only on a trusted network, or with ``basic_auth=``.
@@ -633,21 +635,21 @@ def serve(ledger: str | os.PathLike | Ledger, *, host: str = DEFAULT_HOST,
             raise InvalidInputError("basic_auth must be a (user, password) pair of non-empty "
                                     "strings, the user without ':'")
         token = f"{basic_auth[0]}:{basic_auth[1]}".encode()
-    owns = not isinstance(ledger, Ledger)
-    if owns:
-        if not isinstance(ledger, (str, os.PathLike)):
-            raise InvalidInputError(f"ledger must be a path or an alcore.workflow.Ledger, "
-                                    f"got {type(ledger).__name__}")
-        ledger = Ledger.open(ledger)
+    if isinstance(ledger, Ledger):
+        # One sqlite connection must not run two threads' transactions interleaved.
+        ledger = ledger.path
+    elif not isinstance(ledger, (str, os.PathLike)):
+        raise InvalidInputError(f"ledger must be a path or an alcore.workflow.Ledger, got "
+                                f"{type(ledger).__name__}")
+    ledger = Ledger.open(ledger)
     backend = _Backend(ledger, predict=predict, model_version=model_version,
                        from_name=from_name, to_name=to_name)
     try:
         return LedgerServer(backend, host, port, max_body=max_body, timeout=float(timeout),
                             basic_auth=token,
-                            log=log, owns_ledger=owns)
+                            log=log)
     except OSError as err:
-        if owns:
-            ledger.close()
+        ledger.close()
         raise InvalidInputError(f"cannot listen on {host}:{port}: {err.strerror or err}; "
                                 f"choose another port= (0: any free port) or host=") from None
 
