@@ -10,7 +10,8 @@ Everything goes through Label Studio's REST API, as a user would click it:
 3. the data manager's ``retrieve_tasks_predictions`` action makes Label Studio ``POST
    /predict`` the tasks; the stored predictions are the ledger's;
 4. annotations created and updated in Label Studio reach ``/webhook`` and are label records
-   in the ledger (the same records the JSON export gives);
+   in the ledger (the same records the JSON export gives), also in bulk
+   (``ANNOTATIONS_CREATED`` from the "predictions to annotations" action);
 5. the next batch, queued in the ledger afterwards, is imported and predicted the same way;
    the import's ``TASKS_CREATED`` event reaches ``/webhook`` and is acknowledged.
 
@@ -178,3 +179,15 @@ def test_the_next_batch_arrives(setup):
     assert prediction["score"] == pytest.approx(0.47)
     # Tasks predicted before are not predicted twice (same model version).
     assert len(ls.get("/api/predictions", params={"task": tasks["p1"]["id"]})) == 1
+
+
+def test_predictions_accepted_as_annotations_arrive_in_bulk(setup):
+    # The data manager's "predictions to annotations" sends ANNOTATIONS_CREATED, a list.
+    ls, pid, server, tasks = setup["ls"], setup["pid"], setup["server"], setup["tasks"]
+    assert server.ledger.labels("p1") == []
+    ls.post("/api/dm/actions", {"selectedItems": {"all": False,
+                                                  "included": [tasks["p1"]["id"]]}},
+            params={"id": "predictions_to_annotations", "project": pid})
+    assert _wait(lambda: server.ledger.labels("p1") != []), setup["requests"][-5:]
+    (label,) = server.ledger.labels("p1")
+    assert (label["annotator"], label["value"]) == (str(setup["admin"]), "cat")

@@ -126,9 +126,10 @@ def _same_as_export(read: Callable[..., Any], *args: Any) -> Any:
 
 
 class _Backend:
-    """The protocol without the HTTP plumbing: ``handle(method, path, body)`` -> ``(status,
-    JSON-ready dict)``. One lock serializes the ledger connection (SQLite's own lock
-    orders writers across processes)."""
+    """The protocol without the HTTP plumbing: one method per route, taking the parsed body
+    and returning ``(status, JSON-ready dict)`` or raising :class:`_ClientError`. One lock
+    serializes serve's ledger connection (SQLite's own lock orders the writers of other
+    connections and processes)."""
 
     def __init__(self, ledger: Ledger, *, predict: Predict | None, model_version: str,
                  from_name: str | None, to_name: str | None):
