@@ -205,6 +205,41 @@ def _flat_nearest(base: np.ndarray, queries: np.ndarray, k: int
 NEAREST_SPARE = 4
 
 
+def _copies(base: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """None when the rows of ``base`` are pairwise distinct (bitwise); else the distinct
+    rows as (int64 (G,) the first row of each, ascending; int64 (N,) each row's group).
+
+    Screened by an integer hash of the rows' bits (exact and order-free, unlike any float
+    sum), then settled exactly by their bytes: O(N d) for a pool without copies."""
+    n, d = base.shape
+    if n < 2:
+        return None
+    bits = np.ascontiguousarray(base).view(np.uint32)
+    weights = (np.random.default_rng(0x5EED).integers(1, 2**63, size=d, dtype=np.uint64)
+               | np.uint64(1))
+    hashes = np.empty(n, dtype=np.uint64)
+    step = max(1, (1 << 20) // max(d, 1))
+    with np.errstate(over="ignore"):
+        for start in range(0, n, step):
+            hashes[start:start + step] = (bits[start:start + step].astype(np.uint64)
+                                          * weights).sum(axis=1, dtype=np.uint64)
+    order = np.argsort(hashes, kind="stable")
+    same = hashes[order[1:]] == hashes[order[:-1]]
+    if not same.any():
+        return None
+    shared = np.zeros(n, dtype=bool)
+    shared[order[1:][same]] = shared[order[:-1][same]] = True
+    rows = np.flatnonzero(shared)
+    keys = np.ascontiguousarray(base[rows]).view(np.dtype((np.void, base.itemsize * d)))
+    _, first, inverse = np.unique(keys.reshape(-1), return_index=True, return_inverse=True)
+    lead = np.arange(n, dtype=np.int64)  # each row's first copy (itself when single)
+    lead[rows] = rows[first][inverse.reshape(-1)]
+    if np.array_equal(lead, np.arange(n)):
+        return None  # hash collisions of distinct rows only
+    firsts = np.flatnonzero(lead == np.arange(n))
+    return firsts, np.searchsorted(firsts, lead).astype(np.int64)
+
+
 def nearest_rows(base: np.ndarray, queries: np.ndarray, k: int, *,
                  self_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest rows of ``base`` for every query, exact, equal distances to the lower
@@ -215,7 +250,10 @@ def nearest_rows(base: np.ndarray, queries: np.ndarray, k: int, *,
     still tie with (or, within float32's error, beat) the k-th: the search fetches
     ``NEAREST_NEAREST_SPARE`` spare candidates and proves, with the error bound of
     :mod:`alcore._distances`, that no row left out can be among the k nearest; rows it
-    cannot prove are searched again with twice the candidates, up to all rows.
+    cannot prove are searched again with twice the candidates, up to all rows. Exact
+    copies tie exactly and would need all their copies fetched: copies among the queries
+    are searched once, and a base with copies is searched as its distinct rows, each
+    expanded to its lowest copies (:func:`_nearest_with_copies`).
 
     Parameters
     ----------
@@ -231,6 +269,68 @@ def nearest_rows(base: np.ndarray, queries: np.ndarray, k: int, *,
     sq_distances : float64 (Q, k), squared L2 from float64 differences, ascending.
     ids : int64 (Q, k), rows of ``base``.
     """
+    if self_rows is None:
+        # Copies among the queries (synthetic points on one segment, repeated rows) have
+        # one answer: searched once.
+        same = _copies(queries)
+        if same is not None:
+            firsts, group = same
+            sq, ids = nearest_rows(base, np.ascontiguousarray(queries[firsts]), k)
+            return sq[group], ids[group]
+    copies = _copies(base)
+    if copies is not None:
+        return _nearest_with_copies(base, queries, k, self_rows, *copies)
+    return _nearest_distinct(base, queries, k, self_rows)
+
+
+def _nearest_with_copies(base: np.ndarray, queries: np.ndarray, k: int,
+                         self_rows: np.ndarray | None, firsts: np.ndarray,
+                         group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest_rows` on a base with exact copies: the copies of a row tie exactly,
+    so certifying them one by one would fetch every copy (O(N) candidates per query, all
+    N on a pool of one repeated row). Instead the distinct rows are searched (in the order
+    of their first copies) and each expanded to its lowest copies.
+
+    The k + 1 nearest distinct rows hold every row of the answer: a distinct row nearer
+    than the k-th answer has all its copies in it, and among distinct rows tied at the
+    k-th distance, one whose first copy is lower than an answer row's is in it too (its
+    first copy beats that row), so those in the answer are the first ones by first copy;
+    the "+ 1" leaves room for a query's own row, which it cannot take. A distinct row
+    behind P rows of strictly nearer ones can give at most k + 1 - P rows to the answer
+    (its lowest copies; one may be the query's own), so only those are taken: about k + 1
+    candidates per query, more only where distinct rows tie exactly."""
+    width = k + 1
+    sq_g, ids_g = _nearest_distinct(np.ascontiguousarray(base[firsts]), queries,
+                                    min(len(firsts), width), None)
+    q, g = ids_g.shape
+    members = np.argsort(group, kind="stable")  # rows by group, ascending within
+    sizes = np.bincount(group, minlength=len(firsts))
+    starts = np.cumsum(sizes) - sizes
+    size_g = sizes[ids_g]
+    before = np.cumsum(size_g, axis=1) - size_g  # rows of the groups listed earlier
+    # Rows strictly nearer: the count before the first group of each run of equal
+    # distances (the prefix is non-decreasing, so a running maximum carries it).
+    run_start = np.ones((q, g), dtype=bool)
+    run_start[:, 1:] = sq_g[:, 1:] != sq_g[:, :-1]
+    nearer = np.maximum.accumulate(np.where(run_start, before, 0), axis=1)
+    take = np.clip(width - nearer, 0, np.minimum(size_g, width)).reshape(-1)
+    total = int(take.sum())
+    first = np.repeat(np.cumsum(take) - take, take)
+    cand = members[np.repeat(starts[ids_g].reshape(-1), take) + np.arange(total) - first]
+    cand_sq = np.repeat(sq_g.reshape(-1), take)
+    owner = np.repeat(np.repeat(np.arange(q), g), take)
+    if self_rows is not None:
+        cand_sq = np.where(cand == self_rows[owner], np.inf, cand_sq)
+    order = np.lexsort((cand, cand_sq, owner))  # per query by (distance, row)
+    counts = np.bincount(owner, minlength=q)
+    pos = (np.cumsum(counts) - counts)[:, None] + np.arange(k)  # every query has >= k
+    picked = order[pos]
+    return cand_sq[picked], cand[picked].astype(np.int64)
+
+
+def _nearest_distinct(base: np.ndarray, queries: np.ndarray, k: int,
+                      self_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest_rows` by FAISS's search, certified (its docstring)."""
     n, d = base.shape
     q = queries.shape[0]
     drop = 0 if self_rows is None else 1

@@ -24,7 +24,8 @@ The experiment (``alcore simulate --experiment minority``):
      current model's decision boundary, its ``predict_proba`` as the model).
 
    When synthesis yields fewer points than its share (validation rejected them, too few
-   rare labels), margin fills the batch: every arm spends the same labels.
+   rare labels, a model that predicts one class for every item), margin fills the batch:
+   every arm spends the same labels.
 
 Seed s fixes the split, the cut and the first labels for every arm (paired); the summary
 gives each arm's mean recall over rounds with a 95 % interval over seeds and its paired
@@ -115,6 +116,9 @@ def _synthesised(arm: str, model: Any, features: np.ndarray, y_pool: np.ndarray,
                                     variant=variant, classes=[cls], m=min(10, len(rows) - 1),
                                     seed=seed)
     else:
+        # One predicted class (boundary's argmax) for every item: no boundary to bisect.
+        if len(np.unique(np.argmax(model.predict_proba(features), axis=1))) < 2:
+            return none, counts
         points = synthesis.boundary(features, model.predict_proba, _OVERSAMPLE * wanted,
                                     seed=seed)
     counts["generated"] = len(points)

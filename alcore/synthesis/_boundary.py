@@ -13,6 +13,7 @@ from alcore import _validation as v
 from alcore._errors import InvalidInputError
 from alcore.synthesis._labels import class_codes
 from alcore.synthesis._points import SyntheticPoints
+from alcore.synthesis._rows import search_rows
 
 # Rows per predict_proba call when the model classifies the items themselves: bounds the
 # user's batch (and its memory) on a large pool.
@@ -208,7 +209,9 @@ def boundary(embeddings: Any, predict_proba: Callable[[np.ndarray], Any], n: int
     ----------
     embeddings : array-like of shape (N, d)
         float32 or float64 (kept: the model sees, and the result holds, points of this
-        dtype), finite, N >= 2.
+        dtype), finite, N >= 2. Neighbours are searched on float32 rows; float64
+        embeddings that float32 cannot hold exactly are centred on their float64 mean
+        first.
     predict_proba : callable
         ``predict_proba(batch)`` with batch an (m, d) array of the embeddings' dtype,
         returning (m, C) class probabilities (finite, in [0, 1], rows summing to 1 within
@@ -266,9 +269,9 @@ def boundary(embeddings: Any, predict_proba: Callable[[np.ndarray], Any], n: int
                 f"embeddings row {zero[0]} has zero norm, so it has no direction to "
                 f"normalise; drop it or pass normalize=False")
         work = (x / norms[:, None]).astype(dtype)  # the rows exactly as the model sees them
-        x32 = np.ascontiguousarray(work, dtype=np.float32)
     else:
         work = x
+    x32 = search_rows(work, "embeddings")  # float64: centred before rounding
 
     cls = np.full(n_items, -1, dtype=np.int64)
     margin = np.full(n_items, np.nan)

@@ -27,7 +27,14 @@ def class_codes(labels: Any, n: int, items: str = "embeddings") -> tuple[np.ndar
             raise InvalidInputError(
                 f"labels[{bad[0]}] is {arr[bad[0]]}; every item needs a class (drop the "
                 f"unlabeled rows, or pass integer or string classes)")
-    elif arr.dtype.kind not in "biuUSO":
+    elif arr.dtype.kind == "O":
+        # NaN (unequal to itself) and None: a missing class, as in a pandas column.
+        bad = np.flatnonzero((arr != arr) | np.equal(arr, None))
+        if len(bad):
+            raise InvalidInputError(
+                f"labels[{bad[0]}] is {arr[bad[0]]}; every item needs a class (drop the "
+                f"unlabeled rows, or pass integer or string classes)")
+    elif arr.dtype.kind not in "biuUS":
         raise InvalidInputError(
             f"labels must hold integer, string or finite float classes, got dtype {arr.dtype}")
     try:

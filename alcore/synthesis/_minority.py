@@ -12,6 +12,7 @@ from alcore import _validation as v
 from alcore._errors import InvalidInputError
 from alcore.synthesis._labels import class_codes
 from alcore.synthesis._points import SyntheticPoints
+from alcore.synthesis._rows import search_rows
 
 VARIANTS = ("smote", "borderline")
 
@@ -62,14 +63,15 @@ def _chosen_classes(classes: Any, values: np.ndarray, counts: np.ndarray) -> np.
     return np.sort(np.array(codes, dtype=np.int64))
 
 
-def danger(embeddings32: np.ndarray, codes: np.ndarray, members: np.ndarray, cls: int,
+def danger(embeddings32: np.ndarray, codes: np.ndarray, members: np.ndarray, cls: int | None,
            m: int) -> np.ndarray:
-    """Borderline-SMOTE's "danger" mask over ``members`` (rows of class ``cls``): among a
-    member's m nearest other items of the whole set, half or more but not all are of
-    other classes."""
+    """Borderline-SMOTE's "danger" mask over ``members`` (rows of class ``cls``, or of any
+    classes with ``cls=None``: each judged against its own class): among a member's m
+    nearest other items of the whole set, half or more but not all are of other classes."""
     _, ids = _faiss.nearest_rows(embeddings32, np.ascontiguousarray(embeddings32[members]), m,
                                  self_rows=members)
-    others = (codes[ids] != cls).sum(axis=1)
+    own = codes[members][:, None] if cls is None else cls
+    others = (codes[ids] != own).sum(axis=1)
     return (others >= m / 2) & (others < m)
 
 
@@ -104,7 +106,9 @@ def minority(embeddings: Any, labels: Any, n: int, *, k: int = 5, variant: str =
     Parameters
     ----------
     embeddings : array-like of shape (N, d)
-        float32 or float64 (kept: the points have this dtype), finite.
+        float32 or float64 (kept: the points have this dtype), finite. Neighbours are
+        searched on float32 rows; float64 embeddings that float32 cannot hold exactly are
+        centred on their float64 mean first, so an offset costs no precision.
     labels : array-like of shape (N,)
         The class of every item: integers, strings or finite floats.
     n : int
@@ -134,7 +138,9 @@ def minority(embeddings: Any, labels: Any, n: int, *, k: int = 5, variant: str =
         A class to oversample with fewer than 2 members (nothing to interpolate toward).
     """
     x = v.float_array(embeddings, "embeddings")
-    x32 = v.embeddings_matrix(x)
+    # float64 centred before rounding: the neighbours (and the danger set) are float64's,
+    # imbalanced-learn's, on un-centred data too.
+    x32 = search_rows(x, "embeddings")
     n_items = x.shape[0]
     n = v.count(n, "n")
     k = v.count(k, "k")
@@ -159,24 +165,33 @@ def minority(embeddings: Any, labels: Any, n: int, *, k: int = 5, variant: str =
     shares = _shares(n, counts.max() - counts[chosen])
     seeds_out, neighbours_out, lam_out = [], [], []
     skipped = []
+    if variant == "borderline":
+        # One search for every class's members: per class, each search would also build
+        # an index of the whole set (minutes with hundreds of classes).
+        judged = np.flatnonzero(np.isin(codes, chosen[shares > 0]))
+        in_danger = np.zeros(n_items, dtype=bool)
+        in_danger[judged] = danger(x32, codes, judged, None, m)
     for c, share in zip(chosen.tolist(), shares.tolist(), strict=True):
         if share == 0:
             continue
         members = np.flatnonzero(codes == c)
         local = np.arange(len(members))
         if variant == "borderline":
-            local = local[danger(x32, codes, members, c, m)]
+            local = local[in_danger[members]]
             if not len(local):
                 skipped.append((c, share))
                 continue
         kc = min(k, len(members) - 1)
         base = np.ascontiguousarray(x32[members])
-        _, nbrs = _faiss.nearest_rows(base, np.ascontiguousarray(base[local]), kc,
-                                      self_rows=local)
         pick = gen.integers(len(local), size=share)
         column = gen.integers(kc, size=share)
+        # Neighbours of the seeds drawn only: a few points from a large class must not
+        # cost a search of every member.
+        drawn, which = np.unique(local[pick], return_inverse=True)
+        _, nbrs = _faiss.nearest_rows(base, np.ascontiguousarray(base[drawn]), kc,
+                                      self_rows=drawn)
         seeds_out.append(members[local[pick]])
-        neighbours_out.append(members[nbrs[pick, column]])
+        neighbours_out.append(members[nbrs[which.reshape(-1), column]])
         lam_out.append(gen.random(share))
     d = x.shape[1]
     seed_rows = np.concatenate(seeds_out) if seeds_out else np.empty(0, dtype=np.int64)

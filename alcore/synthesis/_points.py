@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # no generated ==: its arrays would make it raise
 class SyntheticPoints:
     """Synthetic query points and where each came from.
 
