@@ -110,6 +110,11 @@ def test_route_requeues_for_expert(tmp_path):
         assert [x["item_id"] for x in db.queued()] == ["2"]
 
 
+def test_missing_folder_is_named(tmp_path):
+    with pytest.raises(LedgerError, match=r"the folder .*nope does not exist"):
+        Ledger.open(tmp_path / "nope" / "l.db", create=True)
+
+
 def test_missing_file_needs_create(tmp_path):
     with pytest.raises(LedgerError, match=r"no ledger at .*create=True"):
         Ledger.open(tmp_path / "none.db")
@@ -245,3 +250,32 @@ def test_bad_records_and_timeout_refused(tmp_path):
         with pytest.raises(LedgerError, match="a label record must be a dict"):
             db.add_labels(["1"])
         assert db.labels() == [] and db.item("2") is None
+
+
+def test_threads_share_one_ledger(tmp_path):
+    """alcore serve answers from several threads over one Ledger: a transaction holds the
+    connection, so threads never write inside each other's transactions."""
+    import threading
+
+    errors = []
+    with Ledger.open(tmp_path / "l.db", create=True) as db:
+        def work(name):
+            try:
+                for i in range(30):
+                    with db.transaction():
+                        db.queue([record(f"{name}-{i}")])
+                        db.event("note", {"who": name})
+                    db.add_labels([{"item_id": f"{name}-{i}", "annotator": name,
+                                    "value": "x"}])
+                    db.queued()
+            except Exception as err:  # reported below: a thread's failure fails the test
+                errors.append(err)
+
+        threads = [threading.Thread(target=work, args=(f"t{j}",)) for j in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert len(db.items()) == 120 and len(db.labels()) == 120 and db.queued() == []
+        assert db.integrity() == "ok"

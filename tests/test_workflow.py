@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import alcore
 from alcore.workflow import (
@@ -107,10 +109,47 @@ def test_queued_items_are_covered_never_reselected(tmp_path):
     with loop.workflow(budget=N) as wf:
         ids = [x["item_id"] for _ in range(8) for x in wf.next_batch(30)]
         assert len(ids) == len(set(ids)) == 240
-        # covered means passed to select as labeled=: k-center's first pick of the next
-        # batch has a finite distance to a covered (queued) item
-        rows = wf.ledger.events("selection")[-1]["payload"]["reasons"]
-        assert len(rows) == 30
+
+
+def test_queued_items_are_passed_to_select_as_labeled(tmp_path):
+    """Reference: alcore.select called directly with the queued (unlabeled) items as
+    labeled= and the round's generator gives the workflow's second batch."""
+    loop = Loop(tmp_path, control_share=0.0)
+    with loop.workflow(budget=100, seed=4) as wf:
+        first = wf.next_batch(15)
+        second = wf.next_batch(15)
+    queued = np.zeros(N, dtype=bool)
+    queued[[int(x["item_id"]) for x in first]] = True
+    expected = alcore.select(centroid_probs(loop.emb, {}), 15, embeddings=loop.emb,
+                             labeled=queued, seed=np.random.default_rng([4, 2]))
+    assert [int(x["item_id"]) for x in second] == expected.indices.tolist()
+    assert [x["reason"] for x in second] == expected.reasons
+    # without the queued items as covered, k-center would start elsewhere
+    uncovered = alcore.select(centroid_probs(loop.emb, {}), 15, embeddings=loop.emb,
+                              labeled=None, seed=np.random.default_rng([4, 2]))
+    assert uncovered.indices.tolist() != expected.indices.tolist()
+
+
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(budget=st.integers(1, 80), ks=st.lists(st.integers(1, 40), min_size=1, max_size=6),
+       share=st.sampled_from([0.0, 0.1, 0.25, 0.5]))
+def test_budget_and_control_share_property(tmp_path, budget, ks, share):
+    path = tmp_path / f"p{budget}-{len(ks)}-{share}-{sum(ks)}.db"
+    path.unlink(missing_ok=True)
+    emb, y = make_pool()
+    pool = PoolSource(centroid_probs(emb, {}), embeddings=emb, diversity=None)
+    with Workflow(path, budget=budget, sources=[pool], control_share=share) as wf:
+        spent = 0
+        for k in ks:
+            batch = wf.next_batch(k)
+            want = min(k, budget - spent)
+            assert len(batch) == want
+            assert sum(x["control"] for x in batch) == int(np.floor(share * want + 0.5))
+            spent += want
+            wf.submit_labels({x["item_id"]: str(y[int(x["item_id"])]) for x in batch[::2]})
+            assert wf.spent == spent <= budget
+    path.unlink()
 
 
 def test_budget_is_never_exceeded(tmp_path):
@@ -164,6 +203,10 @@ def test_status_is_json_ready_and_control_accuracy_unbiased(tmp_path):
         rounds = status["control"]["by_round"]
         assert status["lift"] == pytest.approx(rounds["3"] - rounds["1"])
         assert loop.updates == 3
+    assert Workflow.status_of(loop.path) == status
+    with pytest.raises(LedgerError, match="holds no workflow"):
+        Ledger.open(tmp_path / "empty.db", create=True).close()
+        Workflow.status_of(tmp_path / "empty.db")
 
 
 def test_unknown_label_refused_nothing_written(tmp_path):
@@ -413,3 +456,75 @@ def test_two_workflows_share_one_ledger_without_duplicates(tmp_path):
     assert a.round == b.round == 4 and a.spent == 40
     a.close()
     b.close()
+
+
+def test_resume_restores_the_stream_gate(tmp_path):
+    def stream_from(seed):
+        rng = np.random.default_rng(seed)
+        counter = iter(range(10**6))
+
+        def stream(m):
+            return [f"s{next(counter)}" for _ in range(m)], rng.dirichlet(np.ones(C), m)
+        return stream
+
+    emb, _ = make_pool()
+
+    def sources(gate):
+        return {"stream": StreamSource(alcore.stream.Router(gate, auto_label_at=None),
+                                       stream_from(1)),
+                "pool": PoolSource(centroid_probs(emb, {}), embeddings=emb)}
+
+    first = sources(alcore.stream.StreamGate("variable_uncertainty", 0.3))
+    with Workflow(tmp_path / "w.db", budget=100, sources=first, control_share=0) as wf:
+        wf.next_batch(10)
+        saved = first["stream"].router.gate.stats
+    again = sources(alcore.stream.StreamGate("variable_uncertainty", 0.3))
+    assert again["stream"].router.gate.stats != saved
+    with Workflow.resume(tmp_path / "w.db", sources=again) as wf:
+        assert again["stream"].router.gate.stats == saved
+
+
+def test_on_update_protocol(tmp_path):
+    emb, _ = make_pool()
+    pool = PoolSource(centroid_probs(emb, {}), embeddings=emb)
+    replies = iter([{"pool": {"probs": np.full((N, C), 1 / C)}}, None, [1, 2],
+                    {"probs": np.ones((3, C)) / C}, {"logits": 1}])
+    with Workflow(tmp_path / "w.db", budget=100, sources=[pool],
+                  on_update=lambda labels: next(replies)) as wf:
+        batch = wf.next_batch(10)
+        wf.submit_label(batch[0]["item_id"], "0")   # per-source dict
+        assert np.allclose(pool.probs, 1 / C)
+        wf.submit_label(batch[1]["item_id"], "0")   # None: nothing changes
+        with pytest.raises(alcore.InvalidInputError, match="on_update must return None or a"):
+            wf.submit_label(batch[2]["item_id"], "0")
+        with pytest.raises(alcore.InvalidInputError, match=r"probs must keep the pool's shape"):
+            wf.submit_label(batch[3]["item_id"], "0")
+        with pytest.raises(alcore.InvalidInputError, match=r"unknown keys \['logits'\]"):
+            wf.submit_label(batch[4]["item_id"], "0")
+        assert np.allclose(pool.probs, 1 / C)
+
+
+def test_disagreements_and_ambiguous_items_go_to_experts(tmp_path):
+    loop = Loop(tmp_path, control_share=0.0)
+    with loop.workflow(budget=100) as wf:
+        batch = [x["item_id"] for x in wf.next_batch(4)]
+        wf.submit_labels([{"item_id": batch[0], "annotator": "a", "value": "1"},
+                          {"item_id": batch[0], "annotator": "b", "value": "2"},
+                          {"item_id": batch[1], "annotator": "a", "value": "1"},
+                          {"item_id": batch[1], "annotator": "b", "value": "1"},
+                          {"item_id": batch[2], "annotator": "a", "value": "0",
+                           "ambiguous": True}])
+        queued = {x["item_id"]: x["tier"] for x in wf.ledger.queued()}
+        assert queued == {batch[0]: "expert", batch[2]: "expert", batch[3]: "annotator"}
+        reasons = {e["payload"]["reason"] for e in wf.ledger.events("route")}
+        assert reasons == {"annotators disagree (1, 2)", "flagged ambiguous by an annotator"}
+        spent = wf.spent
+        wf.submit_label(batch[0], "2", annotator="boss", origin="expert")
+        assert batch[0] not in {x["item_id"] for x in wf.ledger.queued()}
+        assert wf.labels()[batch[0]] == "2" and wf.spent == spent
+    loop2 = Loop(tmp_path, name="off.db", control_share=0.0)
+    with loop2.workflow(budget=100, expert_review=False) as wf:
+        ids = [x["item_id"] for x in wf.next_batch(2)]
+        wf.submit_labels([{"item_id": ids[0], "annotator": a, "value": v}
+                          for a, v in (("a", "1"), ("b", "2"))])
+        assert [x["item_id"] for x in wf.ledger.queued()] == [ids[1]]

@@ -85,7 +85,6 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
     chance = random.Random(12)
     killed, finished_early = 0, 0
     progress = []
-    t0 = time.perf_counter()
     while killed < KILLS:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, env=env)
@@ -114,4 +113,3 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
     # The kills landed while the loop was running (not all after it had finished).
     assert finished_early <= KILLS // 10
     assert 0 < progress[len(progress) // 2] < BUDGET
-    assert time.perf_counter() - t0 < 120

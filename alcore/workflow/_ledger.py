@@ -34,7 +34,8 @@ time, each write being one ``BEGIN IMMEDIATE`` transaction. A writer that finds 
 held **waits** for it up to ``timeout`` seconds (default 10) and then raises
 :class:`LedgerError` ("busy"), having written nothing. Queueing an item another process
 queued meanwhile fails the whole transaction (``UNIQUE(item_id)``): never a duplicate,
-never a half-written event. ``synchronous=FULL``: a committed transaction survives a crash
+never a half-written event. Threads may share one open :class:`Ledger` (its transactions
+hold a lock from BEGIN to COMMIT). ``synchronous=FULL``: a committed transaction survives a crash
 of the process or of the machine.
 """
 
@@ -44,6 +45,7 @@ import json
 import math
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -113,6 +115,9 @@ class Ledger:
         # Not public: Ledger.open checks the file first.
         self._db = connection
         self.path = path
+        # One connection shared by threads (alcore serve): a transaction holds the lock
+        # from BEGIN to COMMIT, so another thread's write never lands inside it.
+        self._lock = threading.RLock()
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -147,6 +152,9 @@ class Ledger:
                               f"create=True) or `alcore workflow init {path}`")
         if exists:
             cls._check_header(path)
+        elif not path.parent.is_dir():
+            raise LedgerError(f"cannot create the ledger {path}: the folder {path.parent} "
+                              f"does not exist; create it first or pass another path")
         try:
             db = sqlite3.connect(str(path), timeout=timeout, isolation_level=None,
                                  check_same_thread=False)
@@ -245,7 +253,8 @@ class Ledger:
 
     def close(self) -> None:
         """Close the connection (committed events are already on disk)."""
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
     def __enter__(self) -> Ledger:
         return self
@@ -258,20 +267,21 @@ class Ledger:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE: the write lock is taken up front, so a
         busy ledger fails before anything is computed inside)."""
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as err:
-            raise LedgerError(self._sqlite_message(self.path, err)) from None
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        try:
-            self._db.execute("COMMIT")
-        except sqlite3.Error as err:
-            self._db.execute("ROLLBACK")
-            raise LedgerError(self._sqlite_message(self.path, err)) from None
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as err:
+                raise LedgerError(self._sqlite_message(self.path, err)) from None
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as err:
+                self._db.execute("ROLLBACK")
+                raise LedgerError(self._sqlite_message(self.path, err)) from None
 
     @contextmanager
     def transaction(self) -> Iterator[Ledger]:
@@ -288,11 +298,16 @@ class Ledger:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        if self._nested:
-            yield self._db
-        else:
-            with self._write() as db:
-                yield db
+        with self._lock:  # before reading _nested: only the owner of a transaction nests
+            if self._nested:
+                yield self._db
+            else:
+                with self._write() as db:
+                    yield db
+
+    def _rows(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
 
     def _event(self, db: sqlite3.Connection, kind: str, payload: Any,
                round: int | None) -> int:
@@ -312,23 +327,23 @@ class Ledger:
     def events(self, kind: str | None = None) -> list[dict]:
         """Events in order, as ``{"id", "kind", "round", "at", "payload"}`` dicts."""
         sql = "SELECT id, kind, round, at, payload FROM events"
-        rows = (self._db.execute(sql + " WHERE kind=? ORDER BY id", (kind,)) if kind
-                else self._db.execute(sql + " ORDER BY id"))
+        rows = (self._rows(sql + " WHERE kind=? ORDER BY id", (kind,)) if kind
+                else self._rows(sql + " ORDER BY id"))
         return [{"id": i, "kind": k, "round": r, "at": a, "payload": json.loads(p)}
                 for i, k, r, a, p in rows]
 
     def last_event(self, kind: str) -> dict | None:
-        row = self._db.execute("SELECT id, kind, round, at, payload FROM events WHERE kind=?"
-                               " ORDER BY id DESC LIMIT 1", (kind,)).fetchone()
-        if row is None:
+        rows = self._rows("SELECT id, kind, round, at, payload FROM events WHERE kind=?"
+                          " ORDER BY id DESC LIMIT 1", (kind,))
+        if not rows:
             return None
-        i, k, r, a, p = row
+        i, k, r, a, p = rows[0]
         return {"id": i, "kind": k, "round": r, "at": a, "payload": json.loads(p)}
 
     def state(self, key: str, default: Any = None) -> Any:
         """The JSON value stored under ``key``, or ``default``."""
-        row = self._db.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
-        return default if row is None else json.loads(row[0])
+        rows = self._rows("SELECT value FROM state WHERE key=?", (key,))
+        return default if not rows else json.loads(rows[0][0])
 
     def set_state(self, key: str, value: Any, *, log: bool = True) -> None:
         """Store a JSON value under ``key`` (one transaction, logged as a ``state``
@@ -419,22 +434,21 @@ class Ledger:
 
     def queued(self) -> list[dict]:
         """Item records queued and not yet labeled, in queue order."""
-        return [self._record(r) for r in self._db.execute(
+        return [self._record(r) for r in self._rows(
             self._SELECT_ITEMS + " WHERE status='queued' ORDER BY seq")]
 
     def items(self) -> list[dict]:
         """Every item record ever queued, in queue order (with its ``status``)."""
-        return [self._record(r) for r in self._db.execute(self._SELECT_ITEMS + " ORDER BY seq")]
+        return [self._record(r) for r in self._rows(self._SELECT_ITEMS + " ORDER BY seq")]
 
     def item(self, item_id: str) -> dict | None:
         """The item's record, or None when it was never queued."""
-        row = self._db.execute(self._SELECT_ITEMS + " WHERE item_id=?", (str(item_id),)
-                               ).fetchone()
-        return None if row is None else self._record(row)
+        rows = self._rows(self._SELECT_ITEMS + " WHERE item_id=?", (str(item_id),))
+        return None if not rows else self._record(rows[0])
 
     def item_ids(self) -> set[str]:
         """Ids of every item in the ledger (queued or labeled)."""
-        return {r[0] for r in self._db.execute("SELECT item_id FROM items")}
+        return {r[0] for r in self._rows("SELECT item_id FROM items")}
 
     def route(self, item_ids: Iterable[str], tier: str, reason: str) -> int:
         """Move items to ``tier`` and (re)queue them there, e.g. disagreements to the
@@ -507,14 +521,14 @@ class Ledger:
     def labels(self, item_id: str | None = None) -> list[dict]:
         """Current label records (of one item, or all), in the order they were stored."""
         sql = "SELECT item_id, annotator, value, at, origin, ambiguous FROM labels"
-        rows = (self._db.execute(sql + " WHERE item_id=? ORDER BY event", (str(item_id),))
-                if item_id is not None else self._db.execute(sql + " ORDER BY event"))
+        rows = (self._rows(sql + " WHERE item_id=? ORDER BY event", (str(item_id),))
+                if item_id is not None else self._rows(sql + " ORDER BY event"))
         return [{"item_id": i, "annotator": a, "value": v, "at": t, "origin": o,
                  "ambiguous": bool(b)} for i, a, v, t, o, b in rows]
 
     def integrity(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` ("ok" for a sound file)."""
-        return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+        return str(self._rows("PRAGMA integrity_check")[0][0])
 
 
 __all__ = ["SCHEMA_VERSION", "Ledger", "LedgerError"]

@@ -247,12 +247,16 @@ class StreamSource:
     classes : sequence of C labels, optional
     max_items : int
         Arrivals read per round at most.
+    utility : callable, optional
+        The gate's custom utility function, if it has one: a saved gate state stores its
+        name only, and :meth:`Workflow.resume` restores the gate with it.
     """
 
     kind = "stream"
 
     def __init__(self, router: Any, stream: Callable[[int], Any], *,
-                 classes: Sequence[Any] | None = None, max_items: int = 10_000):
+                 classes: Sequence[Any] | None = None, max_items: int = 10_000,
+                 utility: Callable[..., Any] | None = None):
         from alcore.stream import Router
 
         if not isinstance(router, Router):
@@ -265,19 +269,17 @@ class StreamSource:
         self.classes = None if classes is None else [str(c) for c in classes]
         self.max_items = v.count(max_items, "max_items")
         self.counts: dict[str, int] = {}
+        self.utility = utility
 
     def state(self) -> dict:
         """The gate's state (JSON) for the ledger."""
         return {"gate": self.router.gate.to_json(), "counts": self.router.counts}
 
     def restore(self, state: dict) -> None:
+        """Put the gate back in the state the ledger stored (on resume)."""
         from alcore.stream import StreamGate
 
-        gate = self.router.gate
-        custom = gate.utility if gate.utility not in ("least_confidence", "margin",
-                                                      "entropy") else None
-        self.router.gate = StreamGate.from_json(state["gate"], **(
-            {"utility": custom} if custom is not None else {}))
+        self.router.gate = StreamGate.from_json(state["gate"], utility=self.utility)
 
     def propose(self, n: int, ctx: Round) -> tuple[list[dict], list[dict]]:
         """(human records, auto-labelled records) from the stream's next arrivals."""

@@ -24,8 +24,12 @@ Rules (each decision is recorded in the ledger with its reason)
   for synthesis) passes the rest to the next sources.
 * **Budget.** Every item queued for a person (annotator or expert tier) spends one label;
   auto-labels spend none. ``spent <= budget`` always.
-* **Routing.** Stream items follow their router (auto-label / annotator / expert);
-  auto-labels are stored as labels with origin ``"auto"`` and annotator ``"model"``.
+* **Routing.** Stream items follow their router (auto-label / annotator / expert), pool
+  picks below ``PoolSource(expert_below=)`` confidence go to the expert tier; auto-labels
+  are stored as labels with origin ``"auto"`` and annotator ``"model"``. With
+  ``expert_review=True`` (default) an item whose people gave two or more distinct labels,
+  or that one flagged ambiguous, is re-queued in the expert tier (a ``route`` event; no
+  budget spent) until an expert's label (origin ``"expert"``) settles it.
 * **Agreement feedback.** Before each pool selection, :func:`alcore.monitor.agreement`
   (Krippendorff's alpha) over the items of the last three rounds that have two or more
   annotators; below ``agreement_threshold`` the round raises diversity (the pool's
@@ -147,6 +151,8 @@ class Workflow:
         Default: ``BatchSizer(N)`` with N the first pool's size (fixed, 1 % of it).
     agreement_threshold : float or None
         Krippendorff's alpha below which the next pool selection raises diversity.
+    expert_review : bool
+        Re-queue disagreements and ambiguous items in the expert tier.
     sketch : alcore.monitor.PoolSketch, optional
         When given, every batch from a pool is audited against it (an ``audit`` event).
     seed : None, int or numpy.random.Generator
@@ -156,7 +162,8 @@ class Workflow:
                  sources: Any, on_update: Callable[[dict[str, str]], Any] | None = None,
                  allocation: str = "fixed", shares: Any = None, control_share: float = 0.1,
                  review_capacity: int = 100, batch_sizer: Any = None,
-                 agreement_threshold: float | None = 0.6, sketch: Any = None,
+                 agreement_threshold: float | None = 0.6, expert_review: bool = True,
+                 sketch: Any = None,
                  seed: int | np.random.Generator | None = 0):
         from alcore.batching import BatchSizer
 
@@ -193,6 +200,7 @@ class Workflow:
             "budget": budget, "allocation": allocation, "shares": weights,
             "control_share": control_share, "review_capacity": review_capacity,
             "agreement_threshold": threshold, "seed": None,
+            "expert_review": v.flag(expert_review, "expert_review"),
             "sources": {name: {"kind": s.kind, **({"items": len(s)} if isinstance(
                 s, PoolSource) else {})} for name, s in named.items()},
             "batch_sizer": self._sizer_config(batch_sizer),
@@ -572,9 +580,28 @@ class Workflow:
             raise InvalidInputError(f"labels must be a dict item_id -> label or a list of "
                                     f"label records, got {type(labels).__name__}")
         n = self.ledger.add_labels(records)
+        if n and self.config.get("expert_review", True):
+            self._expert_review({str(x["item_id"]) for x in records})
         if n:
             self._update()
         return n
+
+    def _expert_review(self, item_ids: set[str]) -> None:
+        """Send to the expert tier the items whose people disagree (two or more distinct
+        labels) or that a person flagged ambiguous, unless an expert has labeled them."""
+        disputed: dict[str, str] = {}
+        for item_id in sorted(item_ids):
+            xs = [x for x in self.ledger.labels(item_id) if x["origin"] != "auto"]
+            if any(x["origin"] == "expert" for x in xs):
+                continue
+            values = sorted({x["value"] for x in xs})
+            if len(values) > 1:
+                disputed[item_id] = f"annotators disagree ({', '.join(values)})"
+            elif any(x["ambiguous"] for x in xs):
+                disputed[item_id] = "flagged ambiguous by an annotator"
+        for reason in sorted(set(disputed.values())):
+            self.ledger.route([i for i, r in disputed.items() if r == reason], "expert",
+                              reason)
 
     def submit_label(self, item_id: Any, value: Any, *, annotator: str = "annotator",
                      at: float | None = None, origin: str = "annotator",
@@ -601,13 +628,26 @@ class Workflow:
     def status(self) -> dict:
         """A JSON-ready summary: budget, queue, labels per source, control-arm accuracy
         (with its per-round values and the lift), the last audit, batch-size and
-        agreement decisions."""
-        db = self.ledger
+        agreement decisions (the same as :meth:`status_of` on its ledger)."""
+        return self.status_of(self.ledger)
+
+    @classmethod
+    def status_of(cls, ledger: str | os.PathLike | Ledger) -> dict:
+        """:meth:`status` from a ledger alone (a path or an open :class:`Ledger`), without
+        the sources: what ``alcore workflow status`` and ``alcore serve`` report."""
+        if not isinstance(ledger, Ledger):
+            with Ledger.open(ledger) as db:
+                return cls.status_of(db)
+        db = ledger
+        config = db.state("config")
+        if config is None:
+            raise LedgerError(f"{db.path} holds no workflow (no config); create one with "
+                              f"Workflow({str(db.path)!r}, budget=..., sources=...)")
         items = db.items()
-        labels = self.labels()
+        labels = _consensus(db.labels())
         queued = [x for x in items if x["status"] == "queued"]
-        control = self._accuracy(items, labels, control=True)
-        selected = self._accuracy(items, labels, control=False)
+        control = cls._accuracy(items, labels, control=True)
+        selected = cls._accuracy(items, labels, control=False)
         by_round = list(control["by_round"].values())
         per_source: dict[str, int] = {}
         for x in items:
@@ -615,10 +655,11 @@ class Workflow:
                 per_source[x["source"]] = per_source.get(x["source"], 0) + 1
         last = {kind: (None if e is None else e["payload"]) for kind, e in (
             (kind, db.last_event(kind)) for kind in ("audit", "batch_size", "agreement"))}
+        spent = int(db.state("spent", 0))
         return {
-            "ledger": str(db.path), "round": self.round,
-            "budget": {"total": self.config["budget"], "spent": self.spent,
-                       "left": self.config["budget"] - self.spent},
+            "ledger": str(db.path), "round": int(db.state("round", 0)),
+            "budget": {"total": config["budget"], "spent": spent,
+                       "left": config["budget"] - spent},
             "queue": {"size": len(queued), "by_tier": dict(Counter(x["tier"] for x in queued))},
             "labels": len(labels), "labels_per_source": per_source,
             "auto_labels": sum(x["tier"] == "auto" for x in items),
