@@ -62,13 +62,21 @@ def _result(choice):
                                        "type": "choices", "value": {"choices": [choice]}}]
 
 
+def _user(ls, email):
+    """The id of the organisation's user with this e-mail, created when missing."""
+    for user in ls.get("/api/users/"):
+        if user["email"] == email:
+            return user["id"]
+    return ls.post("/api/users/", {"email": email, "username": email.split("@")[0],
+                                   "first_name": "Second"})["id"]
+
+
 @pytest.fixture(scope="module")
 def project(label_studio):
     """A project holding alcore's tasks and both annotators' annotations; its exports."""
     ls = label_studio
     admin = ls.get("/api/current-user/whoami")["id"]
-    second = ls.post("/api/users/", {"email": "second-annotator@example.com",
-                                     "username": "second", "first_name": "Second"})["id"]
+    second = _user(ls, "second-annotator@example.com")
     created = ls.post("/api/projects", {"title": "alcore integration",
                                         "label_config": LABEL_CONFIG})
     pid = created["id"]
@@ -176,3 +184,62 @@ def test_expanded_annotators_read_the_same(project):
                   for r in expanded.labels) == key
     assert expanded.annotators[project["second"]] == "second-annotator@example.com"
     print(f"Label Studio started in {project['startup']:.1f} s")
+
+
+def test_export_into_ledger(project, tmp_path):
+    """The export read back lands in a ledger: labels stored, the disagreement and the
+    flagged items re-queued for the expert, the import recorded."""
+    with wf.Ledger.open(tmp_path / "ledger.db", create=True) as ledger:
+        ledger.queue(RECORDS, round=1)
+        read = wf.read_label_studio_export(project["export"])
+        summary = read.to_ledger(ledger)
+        assert summary == {"labels": 10, "disagreements": ["11"], "ambiguous": ["12", "13"]}
+        stored = {(r["item_id"], r["annotator"]): r["value"] for r in ledger.labels()}
+        assert stored[("11", project["admin"])] == "cat"
+        assert stored[("11", project["second"])] == "dog"
+        assert len(stored) == 10
+        assert {r["item_id"]: r["tier"] for r in ledger.queued()} == {
+            "11": "expert", "12": "expert", "13": "expert"}
+        assert [e["payload"]["items"] for e in ledger.events("route")] == [["11"],
+                                                                           ["12", "13"]]
+
+
+def test_workflow_batch_round_trip(label_studio, tmp_path):
+    """A Workflow's batch goes to Label Studio as tasks (the config shows the selection
+    reason), two annotators label it, and the export comes back into the workflow."""
+    ls = label_studio
+    classes = ["cat", "dog", "bird"]
+    probs = np.random.default_rng(3).dirichlet(np.ones(3), size=40)
+    config = ('<View><Text name="text" value="$alcore_reason"/>'
+              '<Choices name="label" toName="text" choice="single">'
+              + "".join(f'<Choice value="{c}"/>' for c in [*classes, "unsure"])
+              + "</Choices></View>")
+    admin = ls.get("/api/current-user/whoami")["id"]
+    second = _user(ls, "second-annotator@example.com")
+    pid = ls.post("/api/projects", {"title": "alcore workflow", "label_config": config})["id"]
+    pool = wf.PoolSource(probs, classes=classes)
+    with wf.Workflow(tmp_path / "loop.db", budget=20, sources=[pool]) as loop:
+        batch = loop.next_batch(6)
+        tasks = wf.to_label_studio_tasks(batch, data_key="alcore_reason")
+        assert ls.post(f"/api/projects/{pid}/import", tasks)["task_count"] == len(batch)
+        listed = ls.get("/api/tasks", params={"project": pid, "page_size": 100})["tasks"]
+        ids = {t["data"]["alcore_id"]: t["id"] for t in listed}
+        items = [x["item_id"] for x in batch]
+        other = {c: classes[(classes.index(c) + 1) % 3] for c in classes}
+        for pos, x in enumerate(batch):
+            first = x["prediction"]
+            votes = {admin: first,
+                     second: other[first] if pos == 1 else "unsure" if pos == 2 else first}
+            for who, choice in votes.items():
+                ls.post(f"/api/tasks/{ids[x['item_id']]}/annotations",
+                        {"result": _result(choice), "completed_by": who})
+        export = ls.get(f"/api/projects/{pid}/export", params={"exportType": "JSON"})
+        read = wf.read_label_studio_export(export)
+        assert read.to_expert() == [items[1], items[2]]
+        assert loop.submit_labels(list(read.labels)) == 12
+        loop.ledger.route(read.to_expert(), "expert", "label studio review")
+        assert {r["item_id"]: r["tier"] for r in loop.ledger.queued()} == {
+            items[1]: "expert", items[2]: "expert"}
+        assert len(loop.ledger.labels()) == 12
+        assert loop.labels()[items[0]] == batch[0]["prediction"]
+        loop.status()

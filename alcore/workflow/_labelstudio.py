@@ -43,6 +43,8 @@ _RESULT_TYPES = frozenset({
     "relations", "taxonomy", "textarea", "timeserieslabels", "timelinelabels",
     "chatmessage", "reactcode",
 })
+# The data keys every task gets; a label config may show one (value="$alcore_reason").
+_FILLED = ("alcore_id", "alcore_reason", "alcore_source", "alcore_score", "alcore_tier")
 _EXPORT_HINT = ("export the project as JSON (Export > JSON, or GET /api/projects/<id>/export"
                 "?exportType=JSON)")
 _ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2})?)(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$")
@@ -84,8 +86,9 @@ def to_label_studio_tasks(records: Sequence[Mapping[str, Any]], *, from_name: st
         (``toName``), as the prediction's ``from_name``/``to_name``.
     data_key : str or None, keyword-only, default "text"
         The key the label config's object tag reads (``value="$text"``): every record's
-        ``data`` must hold it, since Label Studio refuses tasks without it. None skips the
-        check (e.g. a config reading ``$image``, with data_key="image" being stricter).
+        ``data`` must hold it, since Label Studio refuses tasks without it. One of the keys
+        every task gets (``"alcore_reason"``, ``"alcore_id"``...) always passes; None skips
+        the check.
     model_version : str, keyword-only
         The predictions' ``model_version``, shown in Label Studio's prediction list.
 
@@ -140,7 +143,7 @@ def to_label_studio_tasks(records: Sequence[Mapping[str, Any]], *, from_name: st
             raise InvalidInputError(
                 f"{where} data must be a dict (what annotators see, e.g. {{'text': ...}}), "
                 f"got {type(data).__name__}")
-        if data_key is not None and data_key not in data:
+        if data_key is not None and data_key not in data and data_key not in _FILLED:
             raise InvalidInputError(
                 f"{where} data has no {data_key!r} key, which the label config's "
                 f"value=\"${data_key}\" shows and Label Studio requires; put the item's "
@@ -261,6 +264,23 @@ class LabelStudioExport:
 
         return agreement(self.triples(), categories=categories)
 
+    def _disagreements(self, threshold: float) -> set[str]:
+        """Items whose per-item agreement is below ``threshold`` (ambiguous votes left out).
+
+        :func:`alcore.monitor.agreement` refuses the two cases where nobody can disagree (no
+        item labeled twice; one class only among those items): nothing to route then."""
+        triples = [x for x in self.triples() if x[2] is not None]
+        votes: dict[str, list[str]] = {}
+        for item, _, label in triples:
+            votes.setdefault(item, []).append(label)
+        paired = [labels for labels in votes.values() if len(labels) >= 2]
+        if not paired or len({c for labels in paired for c in labels}) < 2:
+            return set()
+        from alcore.monitor import agreement
+
+        report = agreement(triples)
+        return {str(report.items[j]) for j in report.disagreements(threshold)}
+
     def to_expert(self, threshold: float = 1.0) -> list[str]:
         """Item ids to route to the expert tier, in export order: those whose per-item
         agreement (the share of agreeing annotator pairs, as
@@ -276,26 +296,67 @@ class LabelStudioExport:
         -------
         list of str
         """
-        t = number(threshold, "threshold", low=0.0, high=1.0, low_open=True,
-                   hint="pass the per-item agreement below which an item goes to the expert, "
-                        "e.g. 1.0 (any disagreement) or 0.5")
-        routed = set(self.ambiguous_items)
-        triples = [x for x in self.triples() if x[2] is not None]
-        votes: dict[str, set[str]] = {}
-        count: dict[str, int] = {}
-        for item, _, label in triples:
-            votes.setdefault(item, set()).add(label)
-            count[item] = count.get(item, 0) + 1
-        pairable = [item for item, n in count.items() if n >= 2]
-        # agreement() refuses the two cases where nobody can disagree (no item labeled twice;
-        # one class only among those items): there is nothing to route then.
-        if pairable and len(set().union(*(votes[i] for i in pairable))) >= 2:
-            from alcore.monitor import agreement
-
-            report = agreement(triples)
-            routed.update(str(report.items[j]) for j in report.disagreements(t))
+        t = _threshold(threshold)
+        routed = self._disagreements(t) | set(self.ambiguous_items)
         return [item for item in dict.fromkeys(r["item_id"] for r in self.labels)
                 if item in routed]
+
+    def to_ledger(self, ledger: Any, *, threshold: float = 1.0) -> dict:
+        """Store the labels in a workflow ledger and route the items :meth:`to_expert`
+        names to its expert tier, in one transaction (all or nothing).
+
+        Parameters
+        ----------
+        ledger : alcore.workflow.Ledger, or the path of an existing ledger file
+            A :class:`~alcore.workflow.Workflow` stores them with
+            ``loop.submit_labels(export.labels)`` instead (which also retrains), then
+            ``loop.ledger.route(export.to_expert(), "expert", reason)``.
+        threshold : float in (0, 1], keyword-only, default 1.0
+            As :meth:`to_expert`.
+
+        Returns
+        -------
+        dict
+            ``{"labels": stored, "disagreements": [item ids], "ambiguous": [item ids]}``,
+            also recorded as a ``label_studio_import`` event.
+
+        Raises
+        ------
+        LedgerError
+            A label for an item the ledger never queued (e.g. an export of another
+            project), a busy ledger: nothing is written.
+        """
+        t = _threshold(threshold)
+        order = list(dict.fromkeys(r["item_id"] for r in self.labels))
+        disagree = self._disagreements(t)
+        ambiguous = set(self.ambiguous_items)
+        summary = {"labels": len(self.labels),
+                   "disagreements": [i for i in order if i in disagree],
+                   "ambiguous": [i for i in order if i in ambiguous]}
+        if isinstance(ledger, str | os.PathLike):
+            from alcore.workflow._ledger import Ledger
+
+            with Ledger.open(ledger) as opened:
+                return self.to_ledger(opened, threshold=t)
+        with ledger.transaction():
+            ledger.add_labels([dict(r) for r in self.labels])
+            if summary["disagreements"]:
+                ledger.route(summary["disagreements"], "expert",
+                             "label studio: the annotators disagree")
+            only_ambiguous = [i for i in summary["ambiguous"] if i not in disagree]
+            if only_ambiguous:
+                ledger.route(only_ambiguous, "expert",
+                             "label studio: an annotator skipped it or marked it ambiguous")
+            ledger.event("label_studio_import", {
+                **summary, "threshold": t, "tasks": self.n_tasks,
+                "annotators": sorted(self.annotators)})
+        return summary
+
+
+def _threshold(threshold: Any) -> float:
+    return number(threshold, "threshold", low=0.0, high=1.0, low_open=True,
+                  hint="pass the per-item agreement below which an item goes to the expert, "
+                       "e.g. 1.0 (any disagreement) or 0.5")
 
 
 def _load(source: Any) -> list:
@@ -306,7 +367,8 @@ def _load(source: Any) -> list:
             raise InvalidInputError(
                 f"the export bytes are not UTF-8 text ({exc}); {_EXPORT_HINT}") from None
         return _parse(text, "the export text")
-    if isinstance(source, str) and source.lstrip()[:1] in ("[", "{"):
+    # A string is the export's text when it looks like JSON or spans lines (no path does).
+    if isinstance(source, str) and (source.lstrip()[:1] in ("[", "{") or "\n" in source):
         return _parse(source, "the export text")
     if isinstance(source, str | os.PathLike):
         path = os.fspath(source)
@@ -316,7 +378,8 @@ def _load(source: Any) -> list:
         except FileNotFoundError:
             raise InvalidInputError(
                 f"source {path!r} does not exist; pass the path of a Label Studio JSON "
-                f"export, its text, or the parsed list") from None
+                f"export, its text (a string starting with '['), or the parsed list"
+                ) from None
         except OSError as exc:
             raise InvalidInputError(f"source {path!r} could not be read ({exc})") from None
         try:
