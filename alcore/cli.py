@@ -39,7 +39,8 @@ _FLAGS = {
     "window": "--window", "hard_cap": "--hard-cap", "label_column": "--label-column",
     "strategies": "--strategies", "dataset": "--dataset", "rounds": "--rounds",
     "batch": "--batch", "classes": "--classes", "minority_class": "--minority-class",
-    "minority_share": "--minority-share", "variant": "--variant",
+    "minority_share": "--minority-share", "variant": "--variant", "port": "--port",
+    "host": "--host",
 }
 # Whole phrases whose advice is Python code, reworded for a file on the command line.
 _PHRASES = [

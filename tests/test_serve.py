@@ -742,3 +742,16 @@ def test_cli_serves_until_interrupted(ledger_path):
     assert '"POST /webhook HTTP/1.1" 201' in err  # one log line per request
     with Ledger.open(ledger_path) as ledger:
         assert ledger.labels("a")[0]["value"] == "dog"
+
+
+def test_cli_port_in_use_and_bad_auth(ledger_path, capsys, monkeypatch):
+    with serve(ledger_path, port=0) as server:
+        port = server.server_address[1]
+        assert main(["serve", str(ledger_path), "--port", str(port)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"alcore: error: cannot listen on 127.0.0.1:{port}: ")
+        assert err.endswith("choose another --port (0: any free port) or --host\n")
+        assert err.count("\n") == 1
+    monkeypatch.setenv("ALCORE_SERVE_AUTH", "no-colon")
+    assert main(["serve", str(ledger_path), "--port", "0"]) == 2
+    assert capsys.readouterr().err == "alcore: error: ALCORE_SERVE_AUTH must be user:password\n"
