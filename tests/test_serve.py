@@ -20,6 +20,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alcore import InvalidInputError
 from alcore.cli import main
@@ -755,3 +757,49 @@ def test_cli_port_in_use_and_bad_auth(ledger_path, capsys, monkeypatch):
     monkeypatch.setenv("ALCORE_SERVE_AUTH", "no-colon")
     assert main(["serve", str(ledger_path), "--port", "0"]) == 2
     assert capsys.readouterr().err == "alcore: error: ALCORE_SERVE_AUTH must be user:password\n"
+
+
+# --------------------------------------------------------------------------- fuzzing
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False)
+    | st.text(max_size=8) | st.sampled_from(["a", "b", "zz", "ANNOTATION_CREATED", CONFIG]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["tasks", "data", "alcore_id", "id", "action", "annotation", "task",
+                         "result", "completed_by", "created_at", "was_cancelled", "value",
+                         "choices", "type", "schema", "project", "label_config", "x"]),
+        inner, max_size=5),
+    max_leaves=20)
+_PATHS = [("annotation", "result"), ("annotation", "completed_by"),
+          ("annotation", "created_at"), ("annotation", "was_cancelled"), ("annotation",),
+          ("task",), ("task", "data"), ("task", "data", "alcore_id"), ("action",),
+          ("annotation", "task"), ("task", "id")]
+
+
+def _replace(event, path, value):
+    target = event
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return event
+
+
+def test_fuzzed_bodies_get_an_answer_never_a_server_error(ledger_path):
+    with serve(ledger_path, port=0) as server:
+
+        @settings(max_examples=150, deadline=None)
+        @given(route=st.sampled_from(["/predict", "/webhook", "/setup"]), body=_JSON)
+        def arbitrary(route, body):
+            status, _, _ = call(server, "POST", route, raw=json.dumps(body).encode())
+            assert status in (200, 201, 404, 422), (route, body, status)
+
+        @settings(max_examples=150, deadline=None)
+        @given(action=st.sampled_from(["ANNOTATION_CREATED", "ANNOTATION_UPDATED"]),
+               path=st.sampled_from(_PATHS), value=_JSON)
+        def mutated_event(action, path, value):
+            event = _replace(annotation_event(action, alcore_id="c"), path, value)
+            status, _, payload = call(server, "POST", "/webhook", event)
+            assert status in (200, 201, 404, 422), (path, value, payload)
+
+        arbitrary()
+        mutated_event()
+        assert server.ledger.integrity() == "ok"
