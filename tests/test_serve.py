@@ -761,7 +761,8 @@ def test_cli_port_in_use_and_bad_auth(ledger_path, capsys, monkeypatch):
 
 # --------------------------------------------------------------------------- fuzzing
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False)
+    st.none() | st.booleans() | st.integers(-2**70, 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8) | st.sampled_from(["a", "b", "zz", "ANNOTATION_CREATED", CONFIG]),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
         st.sampled_from(["tasks", "data", "alcore_id", "id", "action", "annotation", "task",
