@@ -39,8 +39,9 @@ _FLAGS = {
     "window": "--window", "hard_cap": "--hard-cap", "label_column": "--label-column",
     "strategies": "--strategies", "dataset": "--dataset", "rounds": "--rounds",
     "batch": "--batch", "classes": "--classes", "minority_class": "--minority-class",
-    "minority_share": "--minority-share", "variant": "--variant", "port": "--port",
-    "host": "--host",
+    "minority_share": "--minority-share", "variant": "--variant",
+    "noise": "--noise", "annotators": "--annotators", "control_share": "--control-share",
+    "from_name": "--from-name", "port": "--port", "host": "--host",
 }
 # Whole phrases whose advice is Python code, reworded for a file on the command line.
 _PHRASES = [
@@ -59,7 +60,8 @@ _KEYWORD = re.compile(
 # Options (not data arrays) that open a message as its subject: "atol must be in [0, 1)".
 _SUBJECT = re.compile(
     r"(?<![\w.-])(atol|beta|radius|min_distance|candidates|seed|score|density|diversity|k|"
-    r"budget|strategy|utility|window|minority_share|variant)(?= must\b)")
+    r"budget|strategy|utility|window|minority_share|variant|noise|annotators|control_share)"
+    r"(?= must\b)")
 SCORES = ("least_confidence", "margin", "ratio", "entropy")
 DIVERSITIES = ("auto", "none", "kcenter", "badge", "typiclust", "cluster_margin",
                "probcover", "spread")
@@ -308,7 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "need scikit-activeml)")
     simulate.add_argument("--rounds", type=_count, default=10)
     simulate.add_argument("--batch", type=_count, default=10)
-    simulate.add_argument("--seeds", type=_count, default=10)
+    simulate.add_argument("--seeds", type=_count,
+                          help="seeds of the learning-curves and minority experiments "
+                               "(default 10); --hybrid runs one loop, seeded by --seed")
     simulate.add_argument("--out", default="alcore-simulation", help="output folder")
     simulate.add_argument("--overwrite", action="store_true",
                           help="replace the files of an existing --out folder")
@@ -326,6 +330,25 @@ def build_parser() -> argparse.ArgumentParser:
                           help="minority experiment: its share of the pool (default 0.02)")
     simulate.add_argument("--variant",
                           help="minority experiment: smote (default) or borderline")
+    simulate.add_argument("--hybrid", action="store_true",
+                          help="the hybrid workflow loop instead: pool, stream and synthesis "
+                               "sources under one budget, simulated annotators "
+                               "(--annotators, --noise), an expert for disagreements, a "
+                               "control arm; labels per source, agreement, control-arm and "
+                               "test accuracy per round (hybrid.json, hybrid.png)")
+    simulate.add_argument("--annotators", type=_count,
+                          help="hybrid: simulated annotators per item (default 3)")
+    simulate.add_argument("--noise", type=float,
+                          help="hybrid: each annotator's chance of giving a wrong label, in "
+                               "[0, 1) (default 0.1)")
+    simulate.add_argument("--budget", type=_count,
+                          help="hybrid: labels to spend over all rounds (default rounds x "
+                               "batch)")
+    simulate.add_argument("--control-share", type=float,
+                          help="hybrid: share of each round's labels drawn at random (the "
+                               "control arm; default 0.1)")
+    simulate.add_argument("--seed", type=int, help="hybrid: random seed (default 0)")
+    _workflow_parsers(commands, common)
 
     serve = commands.add_parser(
         "serve", parents=[common], help="serve a ledger to Label Studio as its ML backend",
@@ -352,6 +375,95 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _workflow_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
+    """``alcore workflow init|next|import|status``: a labelling loop kept in a ledger file
+    (the work is done in :mod:`alcore.workflow._cli`)."""
+    workflow = commands.add_parser(
+        "workflow", parents=[common], help="a labelling loop over a pool, kept in a ledger",
+        description="A labelling loop kept in a ledger file (SQLite): init binds it to a pool "
+                    "file, next selects and queues a batch as Label Studio tasks, import "
+                    "reads Label Studio's JSON export back, status reports budget, queue, "
+                    "labels and the control arm.")
+    steps = workflow.add_subparsers(dest="step", metavar="STEP")
+    init = steps.add_parser("init", parents=[common],
+                            help="create a ledger bound to a pool file")
+    init.add_argument("ledger", help="ledger file to create (e.g. alcore.db)")
+    init.add_argument("--pool", required=True,
+                      help="Parquet, CSV, NDJSON or Arrow pool file; its rows and ids are "
+                           "fingerprinted (later steps refuse a pool with other rows or "
+                           "ids; refreshed probabilities are expected)")
+    _outputs(init)
+    init.add_argument("--id", help="id column (default: 'id' if present, else row numbers "
+                                   "with a note); ids are kept as written")
+    init.add_argument("--embeddings",
+                      help="embeddings: a list column, or numbered columns by a pattern such "
+                           "as 'e*' (default: column 'embedding', else 'emb')")
+    init.add_argument("--labeled", help="boolean column (true/false or 0/1) marking items "
+                                        "labeled before the loop")
+    init.add_argument("--classes", metavar="NAME,NAME,...",
+                      help="the label of each probability column, as annotators choose it "
+                           "(default 0, 1, ..., C-1)")
+    init.add_argument("--data", metavar="COLUMN",
+                      help="column shown to annotators (text, or an image URL) in the tasks")
+    init.add_argument("--data-key", default="text",
+                      help="the task's data key for --data, the Label Studio config's "
+                           "value=$KEY (default text)")
+    init.add_argument("--budget", type=_count, help="labels to spend in total (default: no "
+                                                    "limit)")
+    init.add_argument("--control-share", type=float, default=0.1,
+                      help="share of each batch drawn uniformly at random and recorded as "
+                           "the control arm, in [0, 1) (default 0.1)")
+    init.add_argument("--score", default="margin", choices=SCORES, help="default margin")
+    init.add_argument("--diversity", default="auto", choices=("auto", "none", "kcenter"),
+                      help="auto (default): kcenter over the best candidates when the pool "
+                           "has embeddings, else the top k")
+    init.add_argument("--audit", action="store_true",
+                      help="sketch the pool's embeddings once (alcore.monitor.PoolSketch, "
+                           "saved beside the ledger as LEDGER.sketch.npz) and audit every "
+                           "batch against it; status shows the last audit")
+    init.add_argument("--seed", type=int, default=0, help="random seed")
+    init.add_argument("--overwrite", action="store_true", help="replace an existing ledger")
+
+    step_next = steps.add_parser("next", parents=[common],
+                                 help="select and queue a batch, written as Label Studio "
+                                      "tasks")
+    step_next.add_argument("ledger", help="ledger file made by alcore workflow init")
+    step_next.add_argument("-k", type=_count, metavar="N",
+                           help="batch size: how many items to select and queue (an "
+                                "integer; capped by the budget left)")
+    step_next.add_argument("--queued", action="store_true",
+                           help="write the items already queued (e.g. routed to the "
+                                "expert, or a batch whose tasks file was lost) instead of "
+                                "selecting")
+    step_next.add_argument("--out", default="tasks.json",
+                           help="Label Studio tasks file, .json (default tasks.json)")
+    step_next.add_argument("--overwrite", action="store_true",
+                           help="replace an existing --out")
+    step_next.add_argument("--from-name", default="label",
+                           help="the Label Studio config's Choices name (default label)")
+    step_next.add_argument("--to-name", default=None,
+                           help="the Label Studio config's object name (default: the "
+                                "ledger's --data-key)")
+
+    step_import = steps.add_parser("import", parents=[common],
+                                   help="read a Label Studio JSON export into the ledger")
+    step_import.add_argument("ledger", help="ledger file made by alcore workflow init")
+    step_import.add_argument("export", help="Label Studio JSON export (Export -> JSON)")
+    step_import.add_argument("--from-name",
+                             help="the Label Studio config's Choices name holding the class "
+                                  "(default: the one Choices tag the annotations use)")
+    step_import.add_argument("--expert-below", type=float, default=1.0,
+                             help="route to the expert items whose annotators agree on "
+                                  "less than this share of pairs, in (0, 1] (default 1: "
+                                  "any disagreement), and items flagged ambiguous")
+
+    status = steps.add_parser("status", parents=[common],
+                              help="budget, queue, labels per source, control-arm accuracy, "
+                                   "last audit")
+    status.add_argument("ledger", help="ledger file made by alcore workflow init")
+    status.add_argument("--json", action="store_true", help="one JSON object on stdout")
+
+
 def _note(text: str) -> None:
     print(f"alcore: note: {text}", file=sys.stderr)
 
@@ -368,6 +480,30 @@ def _id_column(requested: str | None, columns: list[str]) -> str | None:
 def _simulate(args: argparse.Namespace) -> None:
     from alcore import simulate
 
+    hybrid_flags = ["--annotators", "--noise", "--budget", "--control-share", "--seed"]
+    if args.hybrid:
+        given = [flag for flag in ("--strategies", "--minority-class", "--minority-share",
+                                   "--variant", "--seeds")
+                 if getattr(args, flag[2:].replace("-", "_")) is not None]
+        if args.experiment != "learning-curves":
+            given.insert(0, "--experiment")
+        if given:
+            import alcore
+
+            raise alcore.InvalidInputError(
+                f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to "
+                f"--hybrid; leave {'it' if len(given) == 1 else 'them'} out")
+        _simulate_hybrid(args)
+        return
+    given = [flag for flag in hybrid_flags if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if given:
+        import alcore
+
+        raise alcore.InvalidInputError(
+            f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --hybrid "
+            f"only; add --hybrid or leave {'it' if len(given) == 1 else 'them'} out")
+    if args.seeds is None:
+        args.seeds = 10
     # Each experiment's own flags are refused by the other, not silently ignored.
     foreign = (["--minority-class", "--minority-share", "--variant"]
                if args.experiment == "learning-curves" else ["--strategies"])
@@ -391,6 +527,21 @@ def _simulate(args: argparse.Namespace) -> None:
                            seeds=args.seeds)
     files = simulate.write(results, out, f"{Path(args.dataset).name}: {args.seeds} seeds")
     print(simulate.table(results))
+    print("wrote " + ", ".join(str(f) for f in files))
+
+
+def _simulate_hybrid(args: argparse.Namespace) -> None:
+    from alcore import simulate, simulate_hybrid
+
+    options = {name: getattr(args, name) for name in
+               ("annotators", "noise", "budget", "control_share", "seed")
+               if getattr(args, name) is not None}
+    config = simulate_hybrid.check(rounds=args.rounds, batch=args.batch, **options)
+    out = simulate.check_out(args.out, overwrite=args.overwrite, files=simulate_hybrid.FILES)
+    x, y = simulate.load_dataset(args.dataset, args.label_column)
+    results = simulate_hybrid.run(x, y, **config)
+    files = simulate_hybrid.write(results, out, f"{Path(args.dataset).name}: hybrid loop")
+    print(simulate_hybrid.table(results))
     print("wrote " + ", ".join(str(f) for f in files))
 
 
@@ -740,6 +891,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             _simulate(args)
         elif args.command == "serve":
             _serve(args)
+        elif args.command == "workflow":
+            from alcore.workflow import _cli
+
+            if args.step is None:
+                parser.parse_args(["workflow", "--help"])
+            _cli.run(args)
     except alcore.InvalidInputError as err:
         print(f"alcore: error: {in_flags(str(err))}", file=sys.stderr)
         return 2

@@ -528,3 +528,19 @@ def test_disagreements_and_ambiguous_items_go_to_experts(tmp_path):
         wf.submit_labels([{"item_id": ids[0], "annotator": a, "value": v}
                           for a, v in (("a", "1"), ("b", "2"))])
         assert [x["item_id"] for x in wf.ledger.queued()] == [ids[1]]
+
+
+def test_skipped_or_ambiguous_labels_are_not_votes():
+    from alcore.workflow._workflow import _consensus
+
+    def label(item, annotator, value, *, origin="annotator", ambiguous=False):
+        return {"item_id": item, "annotator": annotator, "value": value, "at": 0.0,
+                "origin": origin, "ambiguous": ambiguous}
+
+    labels = [label("a", "1", "", ambiguous=True), label("a", "2", "unsure", ambiguous=True),
+              label("b", "1", "cat"), label("b", "2", "unsure", ambiguous=True),
+              label("b", "3", "unsure", ambiguous=True),
+              label("c", "1", "dog"), label("c", "9", "", origin="expert", ambiguous=True)]
+    # a: nothing to train on; b: the one real vote, not the two "unsure"; c: a skipping
+    # expert does not override the annotator.
+    assert _consensus(labels) == {"b": "cat", "c": "dog"}

@@ -54,11 +54,11 @@ _ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2})?)(\.\d+)?(Z|[
 # Export: queued item records -> Label Studio tasks
 # --------------------------------------------------------------------------------------
 
-def _name(value: Any, name: str) -> str:
+def _name(value: Any, name: str,
+          what: str = "the name= of a tag in your Label Studio label config") -> str:
     if not isinstance(value, str) or not value.strip():
-        raise InvalidInputError(
-            f"{name} must be a non-empty string (the name= of a tag in your Label Studio "
-            f"label config), got {shown(value)}")
+        raise InvalidInputError(f"{name} must be a non-empty string ({what}), got "
+                                f"{shown(value)}")
     return value
 
 
@@ -110,9 +110,11 @@ def to_label_studio_tasks(records: Sequence[Mapping[str, Any]], *, from_name: st
     """
     from_name = _name(from_name, "from_name")
     to_name = _name(to_name, "to_name")
-    model_version = _name(model_version, "model_version")
+    model_version = _name(model_version, "model_version",
+                          "the label Label Studio lists the predictions under")
     if data_key is not None:
-        data_key = _name(data_key, "data_key")
+        data_key = _name(data_key, "data_key", "the $key your label config's object tag "
+                                               "reads, or None")
     if isinstance(records, Mapping) or isinstance(records, str | bytes) or not isinstance(
             records, Iterable):
         raise InvalidInputError(
@@ -308,9 +310,9 @@ class LabelStudioExport:
         Parameters
         ----------
         ledger : alcore.workflow.Ledger, or the path of an existing ledger file
-            A :class:`~alcore.workflow.Workflow` stores them with
-            ``loop.submit_labels(export.labels)`` instead (which also retrains), then
-            ``loop.ledger.route(export.to_expert(), "expert", reason)``.
+            A :class:`~alcore.workflow.Workflow` takes them with
+            ``loop.submit_labels(list(export.labels))`` instead, which also retrains and
+            (``expert_review=True``) routes the disputed items itself.
         threshold : float in (0, 1], keyword-only, default 1.0
             As :meth:`to_expert`.
 

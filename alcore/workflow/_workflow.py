@@ -108,12 +108,18 @@ def _seed(seed: Any) -> int:
 
 def _consensus(labels: list[dict]) -> dict[str, str]:
     """The current label per item: an expert's (latest) wins, else the majority of the
-    annotators' current labels, ties to the latest."""
+    annotators' current labels, ties to the latest; ambiguous or skipped labels are not
+    votes."""
     by_item: dict[str, list[dict]] = {}
     for x in labels:
         by_item.setdefault(x["item_id"], []).append(x)
     out = {}
     for item_id, xs in by_item.items():
+        # An annotator who skipped the item or flagged it ambiguous gave no class: not a
+        # vote, and an item with no other label has none to train on.
+        xs = [x for x in xs if not x.get("ambiguous")]
+        if not xs:
+            continue
         experts = [x for x in xs if x["origin"] == "expert"]
         if experts:
             out[item_id] = experts[-1]["value"]
@@ -399,14 +405,20 @@ class Workflow:
             return None
         recent = {x["item_id"] for x in items if x["round"] > round_ - 1 - RECENT_ROUNDS}
         triples = [(x["item_id"], x["annotator"], x["value"]) for x in self.ledger.labels()
-                   if x["item_id"] in recent and x["origin"] != "auto"]
+                   if x["item_id"] in recent and x["origin"] != "auto"
+                   and not x.get("ambiguous")]
         per_item = Counter(t[0] for t in triples)
         triples = [t for t in triples if per_item[t[0]] >= 2]
         if len({t[0] for t in triples}) < 2:
             return None
-        from alcore.monitor import agreement
+        if len({t[2] for t in triples}) == 1:
+            # Every annotator gave the one same class: alpha is undefined (no expected
+            # disagreement), but the annotators agree: nothing to raise diversity for.
+            alpha = 1.0
+        else:
+            from alcore.monitor import agreement
 
-        alpha = float(agreement(triples).krippendorff_alpha)
+            alpha = float(agreement(triples).krippendorff_alpha)
         if not math.isfinite(alpha):
             return None
         return {"krippendorff_alpha": alpha, "threshold": threshold,
