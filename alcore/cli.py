@@ -1,4 +1,4 @@
-"""The ``alcore`` command line: ``select``, ``gate``, ``simulate`` and ``demo``.
+"""The ``alcore`` command line: ``select``, ``gate``, ``simulate``, ``demo`` and ``serve``.
 
 Conventions every subcommand follows:
 
@@ -41,7 +41,7 @@ _FLAGS = {
     "batch": "--batch", "classes": "--classes", "minority_class": "--minority-class",
     "minority_share": "--minority-share", "variant": "--variant",
     "noise": "--noise", "annotators": "--annotators", "control_share": "--control-share",
-    "from_name": "--from-name",
+    "from_name": "--from-name", "port": "--port", "host": "--host",
 }
 # Whole phrases whose advice is Python code, reworded for a file on the command line.
 _PHRASES = [
@@ -349,7 +349,30 @@ def build_parser() -> argparse.ArgumentParser:
                                "control arm; default 0.1)")
     simulate.add_argument("--seed", type=int, help="hybrid: random seed (default 0)")
     _workflow_parsers(commands, common)
+
+    serve = commands.add_parser(
+        "serve", parents=[common], help="serve a ledger to Label Studio as its ML backend",
+        description="Serve a workflow ledger over the Label Studio ML backend protocol: "
+                    "/predict answers with the ledger's predictions for tasks exported by "
+                    "alcore, /webhook records Label Studio's annotations as labels. In "
+                    "Label Studio add the printed URL as the project's model (Settings > "
+                    "Model). Ctrl-C stops it.")
+    serve.add_argument("ledger", help="ledger file (from alcore workflow init)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only). "
+                            "Note: /webhook writes labels into the ledger and there is no "
+                            "authentication unless ALCORE_SERVE_AUTH=user:password is set, "
+                            "so bind 0.0.0.0 only on a trusted network")
+    serve.add_argument("--port", type=_port, default=9090,
+                       help="port (default 9090; 0: any free port, printed)")
     return parser
+
+
+def _port(text: str) -> int:
+    """--port: a whole number in [0, 65535]."""
+    if not re.fullmatch(r"\s*\d+\s*", text) or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number in [0, 65535], got {text!r}")
+    return int(text)
 
 
 def _workflow_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -814,6 +837,37 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
               repeats=args.repeats, out_dir=args.out, seeds=args.seeds)
 
 
+def _serve(args: argparse.Namespace) -> None:
+    import os
+
+    from alcore import InvalidInputError
+    from alcore.workflow import LedgerError, serve
+
+    auth = os.environ.get("ALCORE_SERVE_AUTH")
+    basic_auth = None
+    if auth is not None:
+        user, sep, password = auth.partition(":")
+        if not sep or not user or not password:
+            raise InvalidInputError("ALCORE_SERVE_AUTH must be user:password")
+        basic_auth = (user, password)
+    try:
+        server = serve(args.ledger, host=args.host, port=args.port, basic_auth=basic_auth,
+                       log=lambda line: print(line, file=sys.stderr, flush=True))
+    except LedgerError as err:
+        raise InvalidInputError(str(err)) from None
+    if args.host not in ("127.0.0.1", "localhost", "::1") and basic_auth is None:
+        _note(f"--host {args.host}: anyone who reaches this address can write labels into "
+              f"{args.ledger} (set ALCORE_SERVE_AUTH=user:password to require them)")
+    print(f"alcore serve: {args.ledger} at {server.url} (Label Studio: add it as the "
+          f"project's model); Ctrl-C stops", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (2 for bad input)."""
     parser = build_parser()
@@ -835,6 +889,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _select(args)
         elif args.command == "simulate":
             _simulate(args)
+        elif args.command == "serve":
+            _serve(args)
         elif args.command == "workflow":
             from alcore.workflow import _cli
 

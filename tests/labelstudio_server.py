@@ -154,6 +154,11 @@ def _environment(data_dir: Path) -> dict[str, str]:
         "COLLECT_ANALYTICS": "false",
         "LATEST_VERSION_CHECK": "false",
         "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+        # The ML backend under test (alcore serve) listens on 127.0.0.1: Label Studio refuses
+        # loopback ML backend URLs (ML_BLOCK_LOCAL_IP) and webhook targets
+        # (SSRF_PROTECTION_ENABLED) by default, so both are off for this local server.
+        "ML_BLOCK_LOCAL_IP": "false",
+        "SSRF_PROTECTION_ENABLED": "false",
         "PYTHONUNBUFFERED": "1",  # the "Starting development server" line, at once
     })
     return env

@@ -10,6 +10,8 @@ never imports it).
 * :class:`PoolSource`, :class:`StreamSource`, :class:`SynthesisSource` propose items.
 * :class:`Ledger` is the SQLite file every event is written to (:class:`LedgerError` when
   it cannot be used).
+* :func:`serve` puts a ledger behind the Label Studio ML backend protocol (``alcore serve
+  LEDGER``): predictions from the ledger, labels back through Label Studio's webhook.
 * :func:`to_label_studio_tasks` turns queued items into Label Studio tasks with the model's
   label as a prediction; :func:`read_label_studio_export` reads Label Studio's JSON export
   into label records (:class:`LabelStudioExport`: agreement, items to route to the expert).
@@ -21,8 +23,10 @@ from alcore.workflow._labelstudio import (
     to_label_studio_tasks,
 )
 from alcore.workflow._ledger import Ledger, LedgerError
+from alcore.workflow._serve import LedgerServer, serve
 from alcore.workflow._sources import PoolSource, StreamSource, SynthesisSource
 from alcore.workflow._workflow import Workflow
 
-__all__ = ["LabelStudioExport", "Ledger", "LedgerError", "PoolSource", "StreamSource",
-           "SynthesisSource", "Workflow", "read_label_studio_export", "to_label_studio_tasks"]
+__all__ = ["LabelStudioExport", "Ledger", "LedgerError", "LedgerServer", "PoolSource",
+           "StreamSource", "SynthesisSource", "Workflow", "read_label_studio_export", "serve",
+           "to_label_studio_tasks"]
