@@ -31,7 +31,7 @@ import alcore
 
 MODULES = ("alcore", "alcore.scores", "alcore.diversity", "alcore.density", "alcore.stream",
            "alcore.stream_density", "alcore.model_change", "alcore.io", "alcore.stopping",
-           "alcore.synthesis", "alcore.monitor")
+           "alcore.synthesis", "alcore.monitor", "alcore.workflow")
 P = inspect.Parameter
 POSITIONAL = (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)
 
@@ -114,6 +114,14 @@ POSITIONAL_PARAMETERS: dict[str, tuple[str, ...]] = {
     "alcore.monitor.HoldoutCurve.from_dict": ("data",),
     "alcore.monitor.HoldoutCurve.plot": ("path",),
     "alcore.monitor.holdout_curve": ("holdout_accuracy",),
+    "alcore.workflow.Workflow": ("ledger",),
+    "alcore.workflow.Ledger": ("connection", "path"),  # what Ledger.open makes
+    "alcore.workflow.PoolSource": ("pool",),
+    "alcore.workflow.StreamSource": ("router", "stream"),
+    "alcore.workflow.SynthesisSource": ("pool",),
+    "alcore.workflow.to_label_studio_tasks": ("records",),
+    "alcore.workflow.read_label_studio_export": ("source",),
+    "alcore.workflow.serve": ("ledger",),
 }
 # Functions that pick items: labeled= and exclude= (keyword-only, default None).
 PICKING = ("alcore.top_k", "alcore.select_top", "alcore.select", "alcore.diversity.kcenter",
@@ -127,7 +135,8 @@ RANDOMISED = ("alcore.select", "alcore.diversity.kcenter", "alcore.diversity.bad
               "alcore.density.similarity_density", "alcore.density.information_density",
               "alcore.stream.StreamGate", "alcore.synthesis.boundary",
               "alcore.synthesis.minority", "alcore.synthesis.validate",
-              "alcore.monitor.PoolSketch.build", "alcore.monitor.PoolSketch.audit")
+              "alcore.monitor.PoolSketch.build", "alcore.monitor.PoolSketch.audit",
+              "alcore.workflow.Workflow")
 # Functions taking model outputs: logits= (keyword-only, default False).
 OUTPUTS = ("alcore.select_top", "alcore.select", "alcore.diversity.badge",
            "alcore.diversity.cluster_margin",
@@ -143,7 +152,7 @@ def _is_record(obj: Any) -> bool:
         or obj.__name__ in ("Route", "GateStats", "GateUtility", "Pool", "KnnDensity",
                             "Selection", "ItemMasks", "SyntheticPoints", "NearestReal",
                             "ValidationReport", "AuditReport", "AgreementReport",
-                            "HoldoutPoint"))
+                            "HoldoutPoint", "LabelStudioExport", "LedgerServer"))
 
 
 def public_callables() -> dict[str, Any]:
