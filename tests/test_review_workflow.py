@@ -45,3 +45,11 @@ def test_ambiguous_must_be_a_bool(tmp_path):
         with pytest.raises(alcore.InvalidInputError, match="ambiguous must be"):
             loop.submit_labels([{"item_id": item, "value": "a", "ambiguous": "no"}])
         assert loop.ledger.labels() == []
+
+
+def test_ledger_refuses_a_non_bool_ambiguous(tmp_path):
+    with _loop(tmp_path) as loop:
+        item = loop.next_batch(5)[0]["item_id"]
+        with pytest.raises(W.LedgerError, match=r"ambiguous must be True or False, got 'no'"):
+            loop.ledger.add_labels([{"item_id": item, "value": "a", "ambiguous": "no"}])
+        assert loop.ledger.labels() == []
