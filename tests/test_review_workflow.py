@@ -53,3 +53,14 @@ def test_ledger_refuses_a_non_bool_ambiguous(tmp_path):
         with pytest.raises(W.LedgerError, match=r"ambiguous must be True or False, got 'no'"):
             loop.ledger.add_labels([{"item_id": item, "value": "a", "ambiguous": "no"}])
         assert loop.ledger.labels() == []
+
+
+def test_numeric_class_names_accept_their_values(tmp_path):
+    rng = np.random.default_rng(1)
+    pool = W.PoolSource(rng.dirichlet([1, 1], 30), embeddings=rng.normal(size=(30, 3)),
+                        classes=[0.0, 1.0])
+    with W.Workflow(tmp_path / "f.db", budget=5, sources=[pool]) as loop:
+        ids = [x["item_id"] for x in loop.next_batch(3)]
+        assert loop.submit_labels({ids[0]: 1.0, ids[1]: np.float64(0.0)}) == 2
+        with pytest.raises(alcore.InvalidInputError, match="is 1, which is not one"):
+            loop.submit_labels({ids[2]: 1})

@@ -625,7 +625,7 @@ class Workflow:
             if classes is None or x.get("ambiguous") or x.get("value") is None:
                 continue
             value = x["value"]
-            if isinstance(value, bool | float) or str(value) not in classes:
+            if str(value) not in classes:
                 raise InvalidInputError(
                     f"label of item {str(x.get('item_id'))!r} is {value!r}, which is not "
                     f"one of the classes ({', '.join(sorted(classes)[:20])}); pass one "
