@@ -52,6 +52,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from alcore._errors import AlcoreError
 
 SCHEMA_VERSION = 1
@@ -486,8 +488,13 @@ class Ledger:
         if value is None:
             raise LedgerError(f"label of item {item_id!r}: value is None; pass the label "
                               f"as text")
+        ambiguous = label.get("ambiguous", False)
+        if not isinstance(ambiguous, bool | np.bool_):
+            # A truthy "no" or "false" would drop the vote from training unnoticed.
+            raise LedgerError(f"label of item {item_id!r}: ambiguous must be True or False, "
+                              f"got {ambiguous!r}")
         return (item_id, str(label.get("annotator", "annotator")), str(value), at, origin,
-                int(bool(label.get("ambiguous", False))))
+                int(bool(ambiguous)))
 
     def add_labels(self, labels: Iterable[dict]) -> int:
         """Store label records (one transaction, one ``label`` event per label). A label

@@ -591,12 +591,46 @@ class Workflow:
         else:
             raise InvalidInputError(f"labels must be a dict item_id -> label or a list of "
                                     f"label records, got {type(labels).__name__}")
+        self._check_values(records)
         n = self.ledger.add_labels(records)
         if n and self.config.get("expert_review", True):
             self._expert_review({str(x["item_id"]) for x in records})
         if n:
             self._update()
         return n
+
+    def _classes(self) -> set[str] | None:
+        """Every class the sources know as text; None when a source names none (a
+        StreamSource without classes=), i.e. nothing to check against."""
+        out: set[str] = set()
+        for source in self.sources.values():
+            classes = getattr(source, "classes", None)
+            if classes is None and isinstance(source, SynthesisSource):
+                classes = source.pool.classes
+            if classes is None:
+                return None
+            out.update(classes)
+        return out
+
+    def _check_values(self, records: list[Any]) -> None:
+        """Refuse, before anything is stored, a label that is none of the classes (it
+        would reach on_update as a training label) and a non-bool ``ambiguous``; an
+        ambiguous label (a skip, an "unsure") may name no class."""
+        classes = self._classes()
+        for x in records:
+            if not isinstance(x, dict):
+                continue  # the ledger refuses it with its own message
+            if "ambiguous" in x:
+                x["ambiguous"] = v.flag(x["ambiguous"], "ambiguous")
+            if classes is None or x.get("ambiguous") or x.get("value") is None:
+                continue
+            value = x["value"]
+            if str(value) not in classes:
+                raise InvalidInputError(
+                    f"label of item {str(x.get('item_id'))!r} is {value!r}, which is not "
+                    f"one of the classes ({', '.join(sorted(classes)[:20])}); pass one "
+                    f"of them (as text), or ambiguous=True for no class. Nothing was "
+                    f"stored")
 
     def _expert_review(self, item_ids: set[str]) -> None:
         """Send to the expert tier the items whose people disagree (two or more distinct
