@@ -269,7 +269,7 @@ def test_existing_out_is_not_overwritten(tmp_path, pool, capsys):
     out = tmp_path / "tasks.json"
     out.write_text("keep")
     code, _, err = run(["workflow", "next", ledger, "-k", "3", "--out", out], capsys)
-    one_line_error(code, err, f"--out {out} exists; pass --overwrite to replace it")
+    one_line_error(code, err, f"{out} exists; pass --overwrite to replace it")
     assert out.read_text() == "keep"
     assert status(ledger, capsys)["queue"]["size"] == 0  # nothing was queued either
     code, _, err = run(["workflow", "next", ledger, "-k", "3", "--out", out, "--overwrite"],

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from alcore import io
 from alcore._errors import InvalidInputError
 
 _STATE = "cli.pool"
@@ -59,7 +60,6 @@ def id_hash(ids: Any) -> str:
 def read_pool(spec: dict[str, Any], path: str | os.PathLike | None = None) -> PoolFile:
     """The pool file ``path`` (default: the one in ``spec``) read with the column options of
     ``spec`` (what ``init`` stored)."""
-    from alcore import io
     from alcore.cli import _id_column, _refuse_duplicate_ids
 
     path = Path(spec["path"] if path is None else path)
@@ -145,20 +145,14 @@ def parse_classes(text: str | None, columns: int) -> list[str]:
 
 
 def check_tasks_out(out: str | os.PathLike, *, overwrite: bool) -> Path:
-    """Before any work: ``--out`` is a .json file in an existing folder, replaced only with
-    ``--overwrite``."""
+    """Before any work: ``--out`` is a .json file in an existing, writable folder, replaced
+    only with ``--overwrite`` (the rules of every file alcore writes:
+    :func:`alcore.io.check_writable`)."""
     path = Path(out)
     if path.suffix.lower() != ".json":
         raise InvalidInputError(
             f"--out {path.name}: Label Studio tasks are written as JSON; name a .json file")
-    if not path.parent.is_dir():
-        raise InvalidInputError(
-            f"--out {path}: the folder {str(path.parent)!r} does not exist; create it first")
-    if path.is_dir():
-        raise InvalidInputError(f"--out {path} is a folder; name a file")
-    if path.exists() and not overwrite:
-        raise InvalidInputError(f"--out {path} exists; pass --overwrite to replace it")
-    return path
+    return io.check_writable(path, overwrite=overwrite)
 
 
 def write_json(value: Any, path: Path) -> None:
