@@ -441,7 +441,7 @@ def _run_integration(env_extra):
     return subprocess.run(
         [sys.executable, "-m", "pytest", str(tests / "test_labelstudio_integration.py"),
          "-q", "-p", "no:cacheprovider", "-k", "tasks_and_predictions"],
-        capture_output=True, text=True, env=env, cwd=tests.parent, timeout=120)
+        capture_output=True, text=True, env=env, cwd=os.sep, timeout=120)
 
 
 def test_fixture_skips_without_label_studio_unless_ci():

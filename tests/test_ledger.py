@@ -17,8 +17,6 @@ import pytest
 from alcore.workflow import Ledger, LedgerError
 from alcore.workflow._ledger import SCHEMA_VERSION
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def record(item_id: str, **extra) -> dict:
     base = {"item_id": item_id, "source": "pool", "round": 1, "tier": "annotator",
@@ -176,9 +174,10 @@ _HOLD = textwrap.dedent("""
 
 
 def _holder(path: Path, seconds: float) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # The installed alcore, from outside the checkout (in CI's non-editable install the
+    # source folder, without the compiled core, would shadow it).
     proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(path), str(seconds)],
-                            stdout=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, text=True, cwd=os.sep)
     assert proc.stdout.readline().strip() == "locked"
     return proc
 
@@ -226,8 +225,7 @@ _WRITER = textwrap.dedent("""
 def test_two_processes_writing_never_corrupt(tmp_path):
     path = tmp_path / "l.db"
     Ledger.open(path, create=True).close()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), name], env=env)
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), name], cwd=os.sep)
              for name in ("a", "b")]
     assert [p.wait(timeout=60) for p in procs] == [0, 0]
     with Ledger.open(path) as db:
