@@ -669,6 +669,12 @@ def check_writable(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         raise InvalidInputError(
             f"{path.name}: cannot write {suffix or 'a file without extension'!r}; use "
             f".parquet, .csv, .ndjson or .json")
+    return check_target(path, overwrite=overwrite)
+
+
+def check_target(path: Path, *, overwrite: bool) -> Path:
+    """The rules of every file alcore writes, whatever its format: an existing folder that
+    can be written, ``path`` not a folder, and no existing file unless ``overwrite``."""
     folder = path.parent
     if not folder.is_dir():
         raise InvalidInputError(

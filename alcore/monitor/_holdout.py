@@ -18,7 +18,7 @@ import numpy as np
 
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
-from alcore.monitor._report import file_path
+from alcore.monitor._report import output_path
 
 _KIND = "alcore.monitor.HoldoutCurve"
 _VERSION = 1
@@ -394,12 +394,7 @@ class HoldoutCurve:
         pathlib.Path
             The file written.
         """
-        out = file_path(path)
-        if not out.parent.is_dir():
-            raise InvalidInputError(
-                f"{out}: the folder {str(out.parent)!r} does not exist; create it first")
-        if out.is_dir():
-            raise InvalidInputError(f"{out} is a folder; name a file")
+        out = output_path(path)
         if not self._points:
             raise InvalidInputError("the curve has no rounds to plot; record() one first")
         try:

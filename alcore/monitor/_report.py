@@ -67,6 +67,14 @@ def file_path(path: Any) -> Path:
     return Path(path)
 
 
+def output_path(path: Any) -> Path:
+    """``path`` as a Path to write (replacing a file there) under alcore's rules for every
+    file it writes (:func:`alcore.io.check_target`)."""
+    from alcore.io import check_target
+
+    return check_target(file_path(path), overwrite=True)
+
+
 def _features(values: np.ndarray, limit: float) -> tuple[int, list[int]]:
     above = np.flatnonzero(values > limit)
     worst = above[np.argsort(-values[above], kind="stable")]
@@ -236,10 +244,7 @@ class AuditReport:
         (and of every predicted class, when known), and the PSI of every feature against
         its threshold. matplotlib (imported here, on its Agg canvas; pyplot's state is not
         touched)."""
-        path = file_path(path)
-        if not path.parent.is_dir():
-            raise InvalidInputError(
-                f"{path}: the folder {str(path.parent)!r} does not exist; create it first")
+        path = output_path(path)
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 

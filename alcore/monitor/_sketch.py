@@ -51,7 +51,7 @@ from alcore import _faiss, _progress
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
 from alcore._version import __version__
-from alcore.monitor._report import AuditReport, file_path, resolve_thresholds
+from alcore.monitor._report import AuditReport, file_path, output_path, resolve_thresholds
 
 # Rows per block: every computation sees the pool in blocks of this many rows, at fixed
 # positions, so the result does not depend on how the pool is chunked. Float64 temporaries
@@ -339,12 +339,7 @@ class PoolSketch:
         allow_pickle=False)``, whose ``header`` entry holds a JSON header (format name,
         format version, alcore version, scalars). No pickle. Written to a temporary file
         beside ``path`` and renamed over it, so a crash leaves no half-written sketch."""
-        path = file_path(path)
-        if not path.parent.is_dir():
-            raise InvalidInputError(
-                f"{path}: the folder {str(path.parent)!r} does not exist; create it first")
-        if path.is_dir():
-            raise InvalidInputError(f"{path} is a folder; name a file")
+        path = output_path(path)
         header = {"format": FORMAT, "version": FORMAT_VERSION, "alcore": __version__,
                   **self._meta}
         payload = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
