@@ -1000,9 +1000,9 @@ def assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     float32 expanded form (:func:`_nearest_centroids`). Where the two nearest lie within
     twice the expanded form's error bound (:func:`alcore._distances.bound`, from float32
     row norms raised by 1e-5, beyond their rounding) of each other, the row is decided
-    again from float64 differences over all centroids. A row's answer is therefore a
-    function of the row alone, not of the block it was passed in, so a pool assigned
-    chunk by chunk gets the same clusters as in one call.
+    again from float64 differences of the row and every centroid as given. A row's answer
+    is therefore a function of the row alone, not of the block it was passed in, so a pool
+    assigned chunk by chunk gets the same clusters as in one call.
 
     Parameters
     ----------
@@ -1033,7 +1033,9 @@ def assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
         unclear = np.flatnonzero(~(gap > limit))
         for first in range(0, len(unclear), exact_step):
             which = unclear[first:first + exact_step]
-            diff = rows[which, None, :].astype(np.float64) - c64[None, :, :]
+            # The definition: float64 differences of the inputs themselves (the shifted
+            # float32 rows and centroids can turn an exact tie into a near one).
+            diff = x[start + which, None, :].astype(np.float64) - centroids[None, :, :]
             np.square(diff, out=diff)
             out[start + which] = np.argmin(diff.sum(axis=2), axis=1)  # first: lower id
     return out

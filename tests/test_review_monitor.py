@@ -408,3 +408,14 @@ def test_sample_larger_than_the_pool_allocates_for_the_pool_only(pool):
     chunks = [x[:50], x[50:51], x[51:]]
     assert PoolSketch.build(chunks, sample=10**12, clusters=8) == PoolSketch.build(
         x, sample=len(x), clusters=8)
+
+
+def test_assign_keeps_an_exact_tie_exact_and_takes_the_lower_centroid():
+    # 0 lies exactly between the centroids -1 (id 1) and 1 (id 2). Shifted by the
+    # centroids' float32 mean (2/3) the two distances no longer tie, and the row went to
+    # id 2; the float64 re-decision works on the inputs themselves.
+    from alcore import _faiss
+
+    x = np.array([[0.0], [0.5], [-0.5]], dtype=np.float32)
+    centroids = np.array([[2.0], [-1.0], [1.0]])
+    np.testing.assert_array_equal(_faiss.assign(x, centroids), [1, 2, 1])
