@@ -556,10 +556,17 @@ def status(args: argparse.Namespace) -> None:
     if control["accuracy"] is None:
         print("control arm: no labeled control items yet")
     else:
-        lift = "" if report["lift"] is None else f", lift since its first round " \
-                                                  f"{report['lift']:+.3f}"
         print(f"control arm: model accuracy {control['accuracy']:.3f} on "
-              f"{control['labeled']} random items (unbiased){lift}")
+              f"{control['labeled']} random items (unbiased)")
+    counterfactual = report["counterfactual"]
+    if report["lift"] is not None:
+        print(f"lift over random selection at equal labels: {report['lift']:+.3f} "
+              f"({report['lift_rounds']} rounds; the random-sampling model's accuracy "
+              f"{counterfactual['accuracy']:.3f} on {counterfactual['labeled']} control "
+              f"items)")
+    elif not counterfactual["labeled"]:
+        print("lift: not measured (it needs the random-sampling model, "
+              "Workflow(counterfactual=...))")
     agreement = report["last_agreement"]
     if agreement is not None:
         print(f"agreement: Krippendorff's alpha {agreement['krippendorff_alpha']:.3f} over "

@@ -61,6 +61,23 @@ def _item_data(data: Any, row: int, item_id: str) -> dict:
     return dict(value)
 
 
+def checked_outputs(values: Any, logits: bool, shape: tuple[int, int], who: str) -> np.ndarray:
+    """A model's new (N, C) outputs for a pool, refused unless they have the pool's shape
+    and pass the engine's value checks (finite; probabilities in [0, 1] summing to 1): a
+    NaN row would otherwise become a silent argmax-0 prediction."""
+    from alcore.scores import least_confidence
+
+    out = v.float_array(values, "probs")
+    if out.shape != shape:
+        raise InvalidInputError(f"{who} must return outputs of the pool's shape {shape} (one "
+                                f"row per pool item), got {out.shape}")
+    try:
+        least_confidence(out, logits=logits)  # the native value checks, nothing kept
+    except InvalidInputError as err:
+        raise InvalidInputError(f"{who} returned invalid outputs: {err}") from None
+    return out
+
+
 class PoolSource:
     """Items of a pool chosen by :func:`alcore.select`.
 
@@ -141,15 +158,15 @@ class PoolSource:
 
     def update(self, *, probs: Any = None, embeddings: Any = None) -> None:
         """New model outputs for the same N items (either or both)."""
-        if probs is not None:
-            p = v.float_array(probs, "probs")
-            if p.shape != self.probs.shape:
-                raise InvalidInputError(f"probs must keep the pool's shape {self.probs.shape},"
-                                        f" got {p.shape}; on_update must return outputs for "
-                                        f"every pool item")
-            self.probs = p
-        if embeddings is not None:
-            self.embeddings = self._embeddings(embeddings, len(self.ids))
+        new_probs = None if probs is None else checked_outputs(
+            probs, self.logits, self.probs.shape, "on_update")
+        new_embeddings = None if embeddings is None else self._embeddings(embeddings,
+                                                                           len(self.ids))
+        # Both checked before either is kept: a rejected update changes nothing.
+        if new_probs is not None:
+            self.probs = new_probs
+        if new_embeddings is not None:
+            self.embeddings = new_embeddings
 
     def covered_mask(self, covered: set[str]) -> np.ndarray:
         mask = np.zeros(len(self.ids), dtype=bool)

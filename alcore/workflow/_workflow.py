@@ -44,9 +44,26 @@ Rules (each decision is recorded in the ledger with its reason)
   before the model trained on its label. ``control_accuracy`` is the share of labeled
   control items whose label equals that prediction: an unbiased estimate of the model's
   accuracy on the pool. ``selected_accuracy`` is the same on the actively selected items
-  (low by design: active learning picks what the model gets wrong). ``lift`` is the
-  control accuracy of the latest round with control labels minus that of the first: what
-  the labels bought, measured on random items.
+  (low by design: active learning picks what the model gets wrong).
+* **Counterfactual and lift.** With ``counterfactual=`` (a callable like ``on_update``
+  that trains a second model and returns its probabilities for the first pool, (N, C)),
+  each round's control items also store that second model's prediction, the model a
+  random-sampling loop would have: trained on the labels of the control items and of the
+  items queued outside any round (round 0, e.g. a seed set), nothing actively selected.
+  The selection event records how many labels each model had (``model_labels``,
+  ``counterfactual_labels``). ``status()["counterfactual"]`` is its accuracy on the
+  labeled control items, per round. ``lift`` compares the two at **equal labels**, since
+  the counterfactual has only the control share of them: for every round R whose control
+  items have counterfactual predictions, made with m_R labels, the actual model's
+  control accuracy at m_R labels is interpolated linearly between the rounds whose label
+  counts bracket m_R (rounds with equal counts averaged), and ``lift`` is the mean of
+  (actual at m_R) - (counterfactual of round R), weighted by round R's labeled control
+  items; rounds whose m_R falls outside the actual model's label counts are left out
+  (``lift_rounds`` counts those used). Both accuracies are unbiased (random items the
+  model had not seen), so ``lift`` estimates what active selection bought over random
+  selection for the same number of labels; it is noisy with few control items per round
+  (its spread is that of a difference of two proportions over the items counted). None
+  without ``counterfactual=`` or before a round can be paired.
 """
 
 from __future__ import annotations
@@ -65,12 +82,33 @@ import numpy as np
 from alcore import _validation as v
 from alcore._errors import InvalidInputError
 from alcore.workflow._ledger import Ledger, LedgerError
-from alcore.workflow._sources import PoolSource, Round, StreamSource, SynthesisSource
+from alcore.workflow._sources import (
+    PoolSource,
+    Round,
+    StreamSource,
+    SynthesisSource,
+    checked_outputs,
+)
 
 ALLOCATIONS = ("fixed", "adaptive")
 RECENT_ROUNDS = 3
 MIN_WEIGHT = 0.05
 _SOURCE_TYPES = (PoolSource, StreamSource, SynthesisSource)
+
+
+def _check_callbacks(on_update: Any, counterfactual: Any) -> None:
+    for name, f in (("on_update", on_update), ("counterfactual", counterfactual)):
+        if f is not None and not callable(f):
+            raise InvalidInputError(f"{name} must be a callable labels -> outputs (or "
+                                    f"None), got {type(f).__name__}")
+
+
+def _random_arm_labels(items: list[dict], labels: dict[str, str]) -> dict[str, str]:
+    """The labels a random-sampling loop would also have: those of the control items and
+    of the items queued outside any round (round 0, a seed set); auto-labels excluded."""
+    return {x["item_id"]: labels[x["item_id"]] for x in items
+            if x["item_id"] in labels and x["tier"] != "auto"
+            and (x["control"] or x["round"] < 1)}
 
 
 def _named_sources(sources: Any) -> dict[str, Any]:
@@ -161,6 +199,12 @@ class Workflow:
         Re-queue disagreements and ambiguous items in the expert tier.
     sketch : alcore.monitor.PoolSketch, optional
         When given, every batch from a pool is audited against it (an ``audit`` event).
+    counterfactual : callable, optional
+        ``counterfactual(labels: dict[str, str]) -> None | array (N, C)``: trains the
+        random-sampling model on the labels given (the control arm's and the seed set's)
+        and returns its probabilities (logits if the first pool has ``logits=True``) for
+        every item of the first pool, or None while it cannot train yet. Called before a
+        round's selection whenever those labels changed. Needed for ``lift``.
     seed : None, int or numpy.random.Generator
     """
 
@@ -169,8 +213,8 @@ class Workflow:
                  allocation: str = "fixed", shares: Any = None, control_share: float = 0.1,
                  review_capacity: int = 100, batch_sizer: Any = None,
                  agreement_threshold: float | None = 0.6, expert_review: bool = True,
-                 sketch: Any = None,
-                 seed: int | np.random.Generator | None = 0):
+                 sketch: Any = None, counterfactual: Callable[[dict[str, str]], Any] | None
+                 = None, seed: int | np.random.Generator | None = 0):
         from alcore.batching import BatchSizer
 
         named = _named_sources(sources)
@@ -181,9 +225,7 @@ class Workflow:
         review_capacity = v.count(review_capacity, "review_capacity")
         threshold = (None if agreement_threshold is None else v.number(
             agreement_threshold, "agreement_threshold", low=-1.0, high=1.0))
-        if on_update is not None and not callable(on_update):
-            raise InvalidInputError(f"on_update must be a callable labels -> outputs (or "
-                                    f"None), got {type(on_update).__name__}")
+        _check_callbacks(on_update, counterfactual)
         pools = [s for s in named.values() if isinstance(s, PoolSource)] + [
             s.pool for s in named.values() if isinstance(s, SynthesisSource)]
         if control_share > 0 and not pools:
@@ -226,18 +268,20 @@ class Workflow:
         except BaseException:
             db.close()
             raise
-        self._setup(db, named, on_update, config, sketch)
+        self._setup(db, named, on_update, config, sketch, counterfactual)
 
     # ----------------------------------------------------------------- construction
     @classmethod
     def resume(cls, path: str | os.PathLike, *, sources: Any,
                on_update: Callable[[dict[str, str]], Any] | None = None,
-               sketch: Any = None) -> Workflow:
+               sketch: Any = None,
+               counterfactual: Callable[[dict[str, str]], Any] | None = None) -> Workflow:
         """Continue the workflow stored in ``path`` exactly where it stopped (a crash
         included), with its stored config; ``sources`` must match the stored ones (names,
         kinds, pool sizes). Calls ``on_update`` once with the stored labels so the model
         reflects every label already submitted."""
         named = _named_sources(sources)
+        _check_callbacks(on_update, counterfactual)
         db = Ledger.open(path)
         try:
             config = db.state("config")
@@ -253,16 +297,20 @@ class Workflow:
             db.close()
             raise
         self = cls.__new__(cls)
-        self._setup(db, named, on_update, config, sketch)
+        self._setup(db, named, on_update, config, sketch, counterfactual)
         return self
 
     def _setup(self, db: Ledger, named: dict[str, Any], on_update: Any, config: dict,
-               sketch: Any) -> None:
+               sketch: Any, counterfactual: Any) -> None:
         from alcore.batching import BatchSizer
 
         self.ledger = db
         self.sources = named
         self.on_update = on_update
+        self.counterfactual = counterfactual
+        # (labels it was trained on, its predictions per first-pool item id): retrained
+        # only when the control arm's labels change.
+        self._counterfactual_cache: tuple[dict[str, str], list[str] | None] | None = None
         self.config = config
         self.sketch = sketch
         sc = config["batch_sizer"]
@@ -475,6 +523,7 @@ class Workflow:
         pools = self._pools()
         control = pools[0].random(n_control, ctx) if n_control else []
         ctx.covered.update(x["item_id"] for x in control)
+        counterfactual = self._counterfactual_payload(items, labels, control)
         weights = dict(self.config["shares"])
         if self.config["allocation"] == "adaptive":
             surprise = self._surprise(labels, round_)
@@ -509,6 +558,7 @@ class Workflow:
             "notes": ctx.notes, "diversity_boost": ctx.diversity_boost,
             "reasons": {x["item_id"]: x["reason"] for x in human},
             "auto_labeled": [x["item_id"] for x in auto],
+            "model_labels": len(labels), **counterfactual,
         }
         with db.transaction():
             if db.state("round", 0) != round_ - 1:
@@ -535,6 +585,31 @@ class Workflow:
         if auto:
             self._update()
         return [{k_: x[k_] for k_ in x if k_ != "status"} for x in human]
+
+    def _counterfactual_payload(self, items: list[dict], labels: dict[str, str],
+                                control: list[dict]) -> dict:
+        """The selection event's counterfactual fields: the random-sampling model's
+        prediction for each control item and the labels it was trained on (nothing
+        without ``counterfactual=``, or while it returns None)."""
+        if self.counterfactual is None:
+            return {}
+        train = _random_arm_labels(items, labels)
+        if self._counterfactual_cache is None or self._counterfactual_cache[0] != train:
+            out = self.counterfactual(dict(train))
+            predictions = None
+            if out is not None:
+                pool = self._pools()[0]
+                probs = checked_outputs(out, pool.logits, pool.probs.shape, "counterfactual")
+                # argmax of logits is that of their softmax: no normalisation needed.
+                predictions = [pool.classes[j] for j in np.argmax(probs, axis=1).tolist()]
+            self._counterfactual_cache = (train, predictions)
+        predictions = self._counterfactual_cache[1]
+        if predictions is None:
+            return {}
+        row = self._pools()[0].row
+        return {"counterfactual_labels": len(train),
+                "counterfactual": {x["item_id"]: predictions[row[x["item_id"]]]
+                                   for x in control}}
 
     def _size(self, sizer: Any, items: list[dict], labels: dict[str, str]) -> dict:
         acc = self._accuracy(items, labels, control=True)
@@ -671,6 +746,51 @@ class Workflow:
         return {"labeled": len(done), "accuracy": right / len(done) if done else None,
                 "by_round": {str(r): a / b for r, (a, b) in sorted(by_round.items())}}
 
+    @staticmethod
+    def _lift(selections: list[dict], items: list[dict], labels: dict[str, str],
+              control: dict) -> tuple[dict, dict]:
+        """The counterfactual's accuracy and the equal-labels ``lift`` (the module
+        docstring's rule); adds the actual model's label count per round to ``control``."""
+        model_labels: dict[str, int] = {}
+        cf_labels: dict[str, int] = {}
+        cf_prediction: dict[str, str] = {}
+        for e in selections:
+            r, payload = str(e["round"]), e["payload"]
+            if "model_labels" in payload:
+                model_labels[r] = int(payload["model_labels"])
+            if "counterfactual" in payload:
+                cf_labels[r] = int(payload["counterfactual_labels"])
+                cf_prediction.update(payload["counterfactual"])
+        control["labels_by_round"] = {r: model_labels.get(r) for r in control["by_round"]}
+        done = [x for x in items if x["control"] and x["item_id"] in labels
+                and x["item_id"] in cf_prediction]
+        per_round: dict[str, list[int]] = {}
+        for x in done:
+            tally = per_round.setdefault(str(x["round"]), [0, 0])
+            tally[0] += labels[x["item_id"]] == cf_prediction[x["item_id"]]
+            tally[1] += 1
+        counterfactual = {
+            "labeled": len(done),
+            "accuracy": (sum(a for a, _ in per_round.values()) / len(done)) if done else None,
+            "by_round": {r: a / b for r, (a, b) in per_round.items()},
+            "labels_by_round": {r: cf_labels[r] for r in per_round}}
+        # The actual model's curve: control accuracy against its label count, rounds with
+        # the same count averaged (np.interp needs increasing abscissae).
+        curve: dict[int, list[float]] = {}
+        for r, acc in control["by_round"].items():
+            if model_labels.get(r) is not None:
+                curve.setdefault(model_labels[r], []).append(acc)
+        xs = sorted(curve)
+        ys = [float(np.mean(curve[n])) for n in xs]
+        diffs, weights = [], []
+        for r, (_, n_items) in per_round.items():
+            m = cf_labels[r]
+            if xs and xs[0] <= m <= xs[-1]:
+                diffs.append(float(np.interp(m, xs, ys)) - counterfactual["by_round"][r])
+                weights.append(n_items)
+        lift = float(np.average(diffs, weights=weights)) if diffs else None
+        return counterfactual, {"lift": lift, "lift_rounds": len(diffs)}
+
     def status(self) -> dict:
         """A JSON-ready summary: budget, queue, labels per source, control-arm accuracy
         (with its per-round values and the lift), the last audit, batch-size and
@@ -694,7 +814,7 @@ class Workflow:
         queued = [x for x in items if x["status"] == "queued"]
         control = cls._accuracy(items, labels, control=True)
         selected = cls._accuracy(items, labels, control=False)
-        by_round = list(control["by_round"].values())
+        counterfactual, lift = cls._lift(db.events("selection"), items, labels, control)
         per_source: dict[str, int] = {}
         for x in items:
             if x["item_id"] in labels:
@@ -711,7 +831,7 @@ class Workflow:
             "auto_labels": sum(x["tier"] == "auto" for x in items),
             "control_accuracy": control["accuracy"], "control": control,
             "selected_accuracy": selected["accuracy"],
-            "lift": by_round[-1] - by_round[0] if len(by_round) >= 2 else None,
+            "counterfactual": counterfactual, **lift,
             "last_audit": last["audit"], "last_batch_size": last["batch_size"],
             "last_agreement": last["agreement"],
         }
