@@ -16,7 +16,10 @@ The run (one seed):
    depth throttles it) and a :class:`~alcore.workflow.SynthesisSource` (the real pool items
    nearest to validated points on the model's decision boundary). ``on_update`` retrains a
    logistic regression on the workflow's current labels and gives the pool its new
-   probabilities.
+   probabilities; ``counterfactual`` trains a second one on the random labels only (the
+   seed set and the control arm), the model a random-sampling loop would have, so the
+   workflow measures the lift of active over random selection live (``status()["lift"]``,
+   at equal labels, on the control items).
 3. Every round queues ``batch`` items. Each item of the annotator tier is labeled by
    ``annotators`` simulated annotators: each keeps the true label with probability
    ``1 - noise`` and otherwise names one of the other classes uniformly at random. Items
@@ -27,7 +30,12 @@ The run (one seed):
    round's items (mean share of agreeing pairs, Fleiss' kappa), the items sent to the
    expert, the control arm's accuracy (the model's prediction at queue time against the
    label of the random control items: an unbiased estimate of accuracy without a test set,
-   as :meth:`Workflow.status` reports it) and the test accuracy after retraining.
+   as :meth:`Workflow.status` reports it) and the test accuracy after retraining. To check
+   the live lift against the truth, it also trains, on the same number of labels, a
+   model on items drawn uniformly at random from the pool and stream (nested draws, the
+   seed set first) with their **true** labels (random selection at its best: no annotator
+   noise), and reports its test accuracy: ``test_lift`` is the actual model's test
+   accuracy minus it.
 
 Needs scikit-learn and matplotlib (``alcore[full]``).
 """
@@ -97,10 +105,14 @@ def run(x: np.ndarray, y: np.ndarray, *, rounds: int = 10, batch: int = 10,
         ``rounds``: one dict per round (``round``, ``labels`` spent per source, ``spent``
         in total so far, ``auto_labels``, ``agreement`` (mean per-item agreement, None
         with one annotator), ``fleiss_kappa``, ``expert`` (items the expert labeled),
-        ``control_accuracy`` (cumulative, None before control labels), ``test_accuracy``);
+        ``control_accuracy`` (cumulative, None before control labels), ``lift`` (the
+        workflow's live equal-labels lift, None before it can be paired),
+        ``test_accuracy``, ``random_test_accuracy`` and ``test_lift``);
         ``labels_per_source`` (totals; they sum to ``spent``), ``spent``, ``budget``,
         ``auto_labels`` and ``auto_label_accuracy``, ``expert``, ``control_accuracy``
-        and ``control_items``, ``initial_accuracy`` (test accuracy on the seed set),
+        and ``control_items``, ``counterfactual_accuracy`` (the random-sampling model on
+        the control items), ``lift``, ``lift_rounds`` and ``test_lift`` (last round),
+        ``initial_accuracy`` (test accuracy on the seed set),
         ``final_labels`` and ``wrong_labels`` (the workflow's labels against the truth),
         the run's options and the split's sizes.
     """
@@ -168,8 +180,22 @@ def _loop(x: np.ndarray, y: np.ndarray, config: dict[str, Any], ledger: Path) ->
         fit(labels)
         return {"probs": probs_of(x_pool)}
 
+    def train(ids: list[str], values: list[Any]) -> Any:
+        return LogisticRegression(max_iter=2000).fit(np.stack([features[i] for i in ids]),
+                                                     np.asarray(values))
+
+    def counterfactual(labels: dict[str, str]) -> np.ndarray | None:
+        if len(set(labels.values())) < 2:
+            return None  # one class: nothing to train yet
+        random_model = train(list(labels), [text_class[x] for x in labels.values()])
+        return simulate._full_probs(random_model, x_pool, classes)
+
     seed_set = rng.choice(len(pool_ids), size=config["initial"], replace=False)
     seed_labels = {pool_ids[i]: str(truth[pool_ids[i]]) for i in seed_set.tolist()}
+    # Random selection's order for the test-set check: the seed set, then every other pool
+    # and stream item in a random order (the first n are what n random labels buy).
+    others = [i for i in pool_ids + stream_ids if i not in seed_labels]
+    random_order = list(seed_labels) + [others[j] for j in rng.permutation(len(others))]
     fit(seed_labels)
     initial_accuracy = float(model["m"].score(x_test, y_test))
     pool = PoolSource(probs_of(x_pool), embeddings=x_pool, ids=pool_ids, classes=names)
@@ -192,8 +218,8 @@ def _loop(x: np.ndarray, y: np.ndarray, config: dict[str, Any], ledger: Path) ->
                    pool, method="boundary",
                    predict_proba=lambda points: probs_of(np.asarray(points, np.float32)))}
     workflow = Workflow(ledger, budget=config["budget"], sources=sources,
-                        on_update=on_update, control_share=config["control_share"],
-                        seed=seed)
+                        on_update=on_update, counterfactual=counterfactual,
+                        control_share=config["control_share"], seed=seed)
     try:
         workflow.ledger.queue(
             [{"item_id": i, "source": "pool", "tier": "expert", "prediction": None,
@@ -201,8 +227,14 @@ def _loop(x: np.ndarray, y: np.ndarray, config: dict[str, Any], ledger: Path) ->
              for i in seed_labels], round=0)
         workflow.submit_labels([{"item_id": i, "value": v_, "annotator": "expert",
                                  "origin": "expert"} for i, v_ in seed_labels.items()])
+
+        def random_accuracy(n: int) -> float:
+            ids = random_order[:n]
+            return float(train(ids, [truth[i] for i in ids]).score(x_test, y_test))
+
         per_round = [_round(workflow, r, rng, truth, classes, names, config, cursor,
-                            arrivals, n_stream, agreement, x_test, y_test, model)
+                            arrivals, n_stream, agreement, x_test, y_test, model,
+                            random_accuracy)
                      for r in range(1, rounds + 1)]
         final = workflow.status()
         labels = workflow.labels()
@@ -226,6 +258,9 @@ def _loop(x: np.ndarray, y: np.ndarray, config: dict[str, Any], ledger: Path) ->
         "expert": sum(r["expert"] for r in per_round),
         "control_accuracy": final["control_accuracy"],
         "control_items": final["control"]["labeled"],
+        "counterfactual_accuracy": final["counterfactual"]["accuracy"],
+        "lift": final["lift"], "lift_rounds": final["lift_rounds"],
+        "test_lift": per_round[-1]["test_lift"],
         "final_labels": len(labels), "wrong_labels": int(wrong),
     }
 
@@ -233,7 +268,8 @@ def _loop(x: np.ndarray, y: np.ndarray, config: dict[str, Any], ledger: Path) ->
 def _round(workflow: Any, r: int, rng: np.random.Generator, truth: dict[str, Any],
            classes: np.ndarray, names: list[str], config: dict[str, Any],
            cursor: dict[str, int], arrivals: int, n_stream: int, agreement: Any,
-           x_test: np.ndarray, y_test: np.ndarray, model: dict[str, Any]) -> dict[str, Any]:
+           x_test: np.ndarray, y_test: np.ndarray, model: dict[str, Any],
+           random_accuracy: Any) -> dict[str, Any]:
     """One round: open the round's stream arrivals, queue a batch, annotate it, route the
     disagreements to the expert, record the metrics."""
     cursor["open"] = min(n_stream, r * arrivals)
@@ -272,12 +308,15 @@ def _round(workflow: Any, r: int, rng: np.random.Generator, truth: dict[str, Any
                                  "value": str(truth[i]), "origin": "expert"}
                                 for i in expert])
     status = workflow.status()
+    test_accuracy = float(model["m"].score(x_test, y_test))
+    random_test_accuracy = random_accuracy(len(workflow.labels()))
     return {"round": r, "labels": spent, "spent": status["budget"]["spent"],
             "auto_labels": sum(x["tier"] == "auto" for x in workflow.ledger.items())
             - auto_before,
             "agreement": agree, "fleiss_kappa": kappa, "expert": len(expert),
-            "control_accuracy": status["control_accuracy"],
-            "test_accuracy": float(model["m"].score(x_test, y_test))}
+            "control_accuracy": status["control_accuracy"], "lift": status["lift"],
+            "test_accuracy": test_accuracy, "random_test_accuracy": random_test_accuracy,
+            "test_lift": test_accuracy - random_test_accuracy}
 
 
 def table(results: dict[str, Any]) -> str:
@@ -290,16 +329,19 @@ def table(results: dict[str, Any]) -> str:
              f"{results['annotators']} annotators, noise {results['noise']:g}; budget "
              f"{results['budget']} labels, control share {results['control_share']:g}",
              f"{'round':>5}{'pool':>6}{'stream':>8}{'synth':>7}{'control':>9}{'auto':>6}"
-             f"{'agree':>8}{'kappa':>8}{'expert':>8}{'control acc':>13}{'test acc':>10}"]
+             f"{'agree':>8}{'kappa':>8}{'expert':>8}{'control acc':>13}{'live lift':>11}"
+             f"{'test acc':>10}{'random acc':>12}{'test lift':>11}"]
     for r in rounds:
         spent = r["labels"]
         agree = "-" if r["agreement"] is None else f"{r['agreement']:.3f}"
         kappa = "-" if r["fleiss_kappa"] is None else f"{r['fleiss_kappa']:.3f}"
         control = "-" if r["control_accuracy"] is None else f"{r['control_accuracy']:.3f}"
+        lift = "-" if r["lift"] is None else f"{r['lift']:+.3f}"
         lines.append(f"{r['round']:>5}{spent['pool']:>6}{spent['stream']:>8}"
                      f"{spent['synthesis']:>7}{spent['control']:>9}{r['auto_labels']:>6}"
-                     f"{agree:>8}{kappa:>8}{r['expert']:>8}{control:>13}"
-                     f"{r['test_accuracy']:>10.3f}")
+                     f"{agree:>8}{kappa:>8}{r['expert']:>8}{control:>13}{lift:>11}"
+                     f"{r['test_accuracy']:>10.3f}{r['random_test_accuracy']:>12.3f}"
+                     f"{r['test_lift']:>+11.3f}")
     total = results["labels_per_source"]
     lines.append(f"labels spent: {results['spent']} of {results['budget']} ("
                  + ", ".join(f"{s} {total[s]}" for s in SOURCES)
@@ -312,6 +354,12 @@ def table(results: dict[str, Any]) -> str:
                      f"rounds, no test set needed); test accuracy "
                      f"{results['initial_accuracy']:.3f} on the seed set, "
                      f"{rounds[-1]['test_accuracy']:.3f} after the last round")
+    live = ("not measured yet (no round pairs at equal labels)" if results["lift"] is None
+            else f"{results['lift']:+.3f} over {results['lift_rounds']} rounds (control items "
+                 f"only, no test set)")
+    lines.append(f"lift of active over random selection at equal labels: live {live}; on "
+                 f"the test set {results['test_lift']:+.3f} after the last round (random "
+                 f"selection with true labels)")
     if results["auto_label_accuracy"] is not None:
         lines.append(f"auto-labels: {results['auto_labels']} stream items took the model's "
                      f"label, {results['auto_label_accuracy']:.1%} of them right")
@@ -340,6 +388,9 @@ def write(results: dict[str, Any], out: str | Path, title: str) -> list[Path]:
     fig, (ax_acc, ax_src, ax_agree) = plt.subplots(1, 3, figsize=(13, 4))
     ax_acc.plot(spent, [r["test_accuracy"] for r in rounds], marker="o", markersize=3,
                 label="test accuracy")
+    ax_acc.plot(spent, [r["random_test_accuracy"] for r in rounds], marker="^",
+                markersize=3, linestyle=":",
+                label="test accuracy, random selection (same labels)")
     control = [(s, r["control_accuracy"]) for s, r in zip(spent, rounds, strict=True)
                if r["control_accuracy"] is not None]
     if control:

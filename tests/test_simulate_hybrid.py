@@ -72,6 +72,25 @@ def test_labels_per_source_sum_to_the_spent_budget(result):
     assert result["final_labels"] == 10 + 30 + result["auto_labels"]
 
 
+def test_lift_is_measured_live_and_against_random_selection_on_the_test_set(digits):
+    x, y = digits
+    run = simulate_hybrid.run(x, y, rounds=6, batch=10, annotators=1, noise=0.0, seed=4,
+                              control_share=0.3)
+    for entry in run["rounds"]:
+        assert 0 <= entry["random_test_accuracy"] <= 1
+        assert entry["test_lift"] == pytest.approx(entry["test_accuracy"]
+                                                   - entry["random_test_accuracy"])
+    assert run["test_lift"] == run["rounds"][-1]["test_lift"]
+    # Round 1: both models know the seed set only, so the live lift pairs them at equal
+    # labels from the first round on; 3 control items a round are all labeled.
+    assert run["lift_rounds"] >= 1 and isinstance(run["lift"], float)
+    assert -1 <= run["lift"] <= 1 and run["lift"] == run["rounds"][-1]["lift"]
+    assert run["control_items"] == 18 and 0 <= run["counterfactual_accuracy"] <= 1
+    summary = simulate_hybrid.table(run)
+    assert "lift of active over random selection at equal labels: live " in summary
+    assert f"on the test set {run['test_lift']:+.3f}" in summary
+
+
 def test_expert_resolves_what_annotators_dispute(digits):
     x, y = digits
     # One annotator: nothing to compare, nothing routed; half its labels are wrong.
