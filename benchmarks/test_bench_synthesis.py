@@ -1,7 +1,8 @@
 """Query synthesis (alcore.synthesis).
 
 * boundary: 1000 points on the decision boundary of a fixed linear softmax model (10
-  classes) over 20k x 64 embeddings, on the clustered ("separated") and isotropic shapes.
+  classes) over 20k x 64 embeddings, on the clustered ("separated"), overlapping and
+  isotropic shapes (benchmarks/conftest.py).
   The user's model is the cost that matters in practice, so the calls are counted and
   recorded (``model_calls``, ``rows_per_call``: every call but the first, the items'
   classification, is one bisection step on the whole batch of open pairs), beside what a
@@ -23,7 +24,7 @@ from alcore.synthesis import boundary, minority
 
 D = 64
 CLASSES = 10
-SHAPES = ("separated", "isotropic")
+SHAPES = ("separated", "overlapping", "isotropic")
 
 
 class LinearSoftmax:
