@@ -11,7 +11,7 @@ import pytest
 
 import alcore
 from alcore.workflow import Ledger, PoolSource, Workflow
-from tests.test_workflow import C, D, N, centroid_probs
+from test_workflow import C, D, N, centroid_probs
 
 
 def overlapping_pool(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
