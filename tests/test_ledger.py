@@ -73,6 +73,74 @@ def test_same_annotator_twice_keeps_latest_and_logs_both(tmp_path):
         assert [e["payload"]["value"] for e in db.events("label")] == ["x", "y", "x"]
 
 
+def test_two_values_from_one_annotator_in_one_submission_are_refused(tmp_path):
+    with Ledger.open(tmp_path / "l.db", create=True) as db:
+        db.queue([record("1"), record("2")])
+        before = len(db.events())
+        with pytest.raises(LedgerError, match=r"item '1' has two labels by annotator 'a' in "
+                                              r"one submission \('x' and 'y'\); send one "
+                                              r"label per item and annotator\. Nothing was "
+                                              r"stored"):
+            db.add_labels([{"item_id": "2", "annotator": "a", "value": "x"},
+                           {"item_id": "1", "annotator": "a", "value": "x", "at": 5.0},
+                           {"item_id": "1", "annotator": "a", "value": "y", "at": 6.0}])
+        assert db.labels() == [] and len(db.events()) == before
+        assert [x["item_id"] for x in db.queued()] == ["1", "2"]
+        # The same value twice is one label, at the later of its times.
+        assert db.add_labels([{"item_id": "1", "annotator": "a", "value": "x", "at": 6.0},
+                              {"item_id": "1", "annotator": "a", "value": "x", "at": 5.0}]) == 1
+        assert [(x["value"], x["at"]) for x in db.labels("1")] == [("x", 6.0)]
+        assert len(db.events("label")) == 1
+
+
+def test_the_same_label_again_changes_nothing(tmp_path):
+    with Ledger.open(tmp_path / "l.db", create=True) as db:
+        db.queue([record("1")])
+        label = {"item_id": "1", "annotator": "a", "value": "x", "at": 10.0}
+        assert db.add_labels([label]) == 1
+        events = db.events()
+        assert db.add_labels([dict(label)]) == 0
+        assert db.events() == events
+
+
+def test_same_time_other_value_is_a_conflict(tmp_path):
+    with Ledger.open(tmp_path / "l.db", create=True) as db:
+        db.queue([record("1"), record("2")])
+        db.add_labels([{"item_id": "1", "annotator": "a", "value": "x", "at": 10.0}])
+        events = db.events()
+        with pytest.raises(LedgerError, match=r"label of item '1' by annotator 'a' at 10\.0 "
+                                              r"conflicts with the stored label 'x' at the "
+                                              r"same time \(now 'y'\); a changed label needs "
+                                              r"a later time\. Nothing was stored"):
+            db.add_labels([{"item_id": "2", "annotator": "a", "value": "x", "at": 10.0},
+                           {"item_id": "1", "annotator": "a", "value": "y", "at": 10.0}])
+        assert db.events() == events
+        assert [(x["item_id"], x["value"]) for x in db.labels()] == [("1", "x")]
+        assert [x["item_id"] for x in db.queued()] == ["2"]
+
+
+def test_a_late_older_label_does_not_replace_the_newer(tmp_path):
+    with Ledger.open(tmp_path / "l.db", create=True) as db:
+        db.queue([record("1"), record("2")])
+        db.add_labels([{"item_id": "1", "annotator": "a", "value": "new", "at": 20.0}])
+        db.route(["1"], "expert", "disagreement")
+        generation = db.label_generation()
+        # Delivered late: an earlier label of the same annotator. The newer one stays, the
+        # old one is logged as stale, and the item stays in the expert's queue.
+        assert db.add_labels([{"item_id": "1", "annotator": "a", "value": "old",
+                               "at": 10.0}]) == 0
+        assert [(x["value"], x["at"]) for x in db.labels("1")] == [("new", 20.0)]
+        assert [e["payload"]["value"] for e in db.events("label")] == ["new"]
+        assert [e["payload"]["value"] for e in db.events("stale_label")] == ["old"]
+        assert [x["item_id"] for x in db.queued()] == ["1", "2"]
+        assert db.label_generation() == generation
+        # A later label does replace it.
+        assert db.add_labels([{"item_id": "1", "annotator": "a", "value": "newer",
+                               "at": 30.0}]) == 1
+        assert [x["value"] for x in db.labels("1")] == ["newer"]
+        assert db.label_generation() > generation
+
+
 def test_refusals_write_nothing(tmp_path):
     path = tmp_path / "l.db"
     with Ledger.open(path, create=True) as db:

@@ -161,11 +161,11 @@ def test_health(server, path):
     assert status == 200
     assert headers["Content-Type"] == "application/json"
     assert payload == {"status": "UP", "model_class": "alcore.workflow.serve",
-                       "model_version": "alcore"}
+                       "model_version": "alcore-0"}
 
 
 def test_versions_and_metrics(server):
-    assert call(server, "GET", "/versions")[::2] == (200, {"versions": ["alcore"]})
+    assert call(server, "GET", "/versions")[::2] == (200, {"versions": ["alcore-0"]})
     assert call(server, "GET", "/metrics")[::2] == (200, {})
 
 
@@ -173,8 +173,9 @@ def test_setup_answers_the_model_version(ledger_path):
     body = {"project": "1.1796220000", "schema": CONFIG, "hostname": "http://localhost:8080",
             "access_token": "abc", "extra_params": None}
     with serve(ledger_path, port=0, model_version="alcore-r3") as server:
-        assert call(server, "POST", "/setup", body)[::2] == (200, {"model_version": "alcore-r3"})
-        assert call(server, "GET", "/versions")[2] == {"versions": ["alcore-r3"]}
+        assert call(server, "POST", "/setup", body)[::2] == (200,
+                                                             {"model_version": "alcore-r3-0"})
+        assert call(server, "GET", "/versions")[2] == {"versions": ["alcore-r3-0"]}
         # No schema: nothing to check against.
         assert call(server, "POST", "/setup", {"project": "2.5"})[0] == 200
 
@@ -200,7 +201,7 @@ def test_predict_answers_from_the_ledger(server):
     assert status == 200
     choice = [{"from_name": "sentiment", "to_name": "review", "type": "choices",
                "value": {"choices": ["dog"]}}]
-    assert payload["results"][0] == {"model_version": "alcore", "score": None,
+    assert payload["results"][0] == {"model_version": "alcore-0", "score": None,
                                      "result": choice}
     assert payload["results"][1]["score"] == 0.8
     assert payload["results"][1]["result"][0]["value"] == {"choices": ["cat"]}
@@ -272,7 +273,7 @@ def test_predict_callback_for_tasks_the_ledger_cannot_answer(ledger_path):
                       {"text": "x", "alcore_id": "zz"}, {"text": "skip"}]]
     results = payload["results"]
     assert results[0]["result"][0]["value"] == {"choices": ["cat"]}
-    assert results[0]["model_version"] == "m2"
+    assert results[0]["model_version"] == "m2-0"
     assert [r["result"][0]["value"]["choices"][0] for r in results[1:4]] == \
         ["guess-new", "guess-second", "guess-x"]
     assert results[1]["score"] == 0.25
@@ -314,6 +315,53 @@ def test_webhook_update_keeps_the_latest(server):
     (label,) = server.ledger.labels("a")
     assert (label["value"], label["at"]) == ("cat", unix("2026-12-02T16:55:00Z"))
     assert len(server.ledger.events("label")) == 2
+
+
+def test_model_version_changes_with_every_stored_label(server):
+    def version():
+        return call(server, "GET", "/health")[2]["model_version"]
+
+    def predicted_version():
+        body = predict_body([ls_task(8, text="first", alcore_id="a")])
+        return call(server, "POST", "/predict", body)[2]["results"][0]["model_version"]
+
+    seen = [version()]
+    assert seen == ["alcore-0"] and predicted_version() == "alcore-0"
+    call(server, "POST", "/webhook", annotation_event("ANNOTATION_CREATED", choice="dog"))
+    seen.append(version())
+    # The same annotation delivered again stores nothing: the model did not change.
+    again = call(server, "POST", "/webhook", annotation_event("ANNOTATION_CREATED",
+                                                              choice="dog"))
+    assert again[::2] == (201, {"status": "ok", "action": "ANNOTATION_CREATED", "labels": 0,
+                                "item_ids": ["a"]})
+    assert version() == seen[-1]
+    call(server, "POST", "/webhook", annotation_event("ANNOTATION_UPDATED", choice="cat"))
+    seen.append(version())
+    server.ledger.add_labels([{"item_id": "b", "annotator": "2", "value": "dog"}])
+    seen.append(version())
+    assert len(set(seen)) == 4 and all(v.startswith("alcore-") for v in seen)
+    assert call(server, "POST", "/setup", {"project": "1.2"})[2] == {"model_version": seen[-1]}
+    assert call(server, "GET", "/versions")[2] == {"versions": [seen[-1]]}
+    assert predicted_version() == seen[-1]
+
+
+def test_webhook_conflicting_or_late_annotation(server):
+    call(server, "POST", "/webhook", annotation_event("ANNOTATION_UPDATED", choice="cat"))
+    events = server.ledger.events()
+    # Another value at the very same time: refused, nothing stored.
+    status, _, payload = call(server, "POST", "/webhook",
+                              annotation_event("ANNOTATION_UPDATED", choice="dog"))
+    assert status == 422
+    assert payload["error"].startswith("/webhook: label of item 'a' by annotator '1' at ")
+    assert "conflicts with the stored label 'cat' at the same time (now 'dog')" in \
+        payload["error"]
+    assert server.ledger.events() == events
+    # The creation event delivered after the update (older time): logged, not applied.
+    status, _, payload = call(server, "POST", "/webhook",
+                              annotation_event("ANNOTATION_CREATED", choice="dog"))
+    assert (status, payload["labels"]) == (201, 0)
+    assert [x["value"] for x in server.ledger.labels("a")] == ["cat"]
+    assert [e["payload"]["value"] for e in server.ledger.events("stale_label")] == ["dog"]
 
 
 @pytest.mark.parametrize(("kwargs", "value"), [

@@ -100,8 +100,9 @@ def test_label_studio_connects(setup):
     assert _hits(setup["requests"], "GET /health") and _hits(setup["requests"], "POST /setup")
     (listed,) = ls.get("/api/ml", params={"project": setup["pid"]})
     assert (listed["state"], listed["readable_state"]) == ("CO", "Connected")
-    assert listed["model_version"] == "alcore"
-    assert ls.get(f"/api/ml/{backend['id']}/versions") == {"versions": ["alcore"]}
+    # No label stored yet: generation 0 of the model.
+    assert listed["model_version"] == "alcore-0"
+    assert ls.get(f"/api/ml/{backend['id']}/versions") == {"versions": ["alcore-0"]}
     hooks = ls.get("/api/webhooks", params={"project": setup["pid"]})
     assert [h["url"] for h in hooks] == [setup["server"].url + "/webhook"]
     assert all(h["send_payload"] and h["send_for_all_actions"] for h in hooks)
@@ -117,7 +118,7 @@ def test_predictions_come_from_the_ledger(setup):
             assert predictions == []  # the ledger holds none for a control-arm item
             continue
         (prediction,) = predictions
-        assert prediction["model_version"] == "alcore"
+        assert prediction["model_version"] == "alcore-0"
         assert prediction["score"] == pytest.approx(record["confidence"])
         # from_name/to_name read from the project's label config (<Choices name="animal">)
         assert prediction["result"] == [{"from_name": "animal", "to_name": "text",
@@ -177,8 +178,15 @@ def test_the_next_batch_arrives(setup):
     (prediction,) = ls.get("/api/predictions", params={"task": tasks["p4"]["id"]})
     assert prediction["result"][0]["value"]["choices"] == ["bird"]
     assert prediction["score"] == pytest.approx(0.47)
-    # Tasks predicted before are not predicted twice (same model version).
-    assert len(ls.get("/api/predictions", params={"task": tasks["p1"]["id"]})) == 1
+    # Labels were stored since the first run, so the model version moved on and Label
+    # Studio asked again for the task predicted then: it holds the old and the new one.
+    current = ls.get(f"/api/ml/{setup['backend']['id']}/versions")["versions"]
+    assert current == [f"alcore-{server.ledger.label_generation()}"] != ["alcore-0"]
+    old = ls.get("/api/predictions", params={"task": setup["tasks"]["p1"]["id"]})
+    assert sorted(x["model_version"] for x in old) == ["alcore-0", current[0]]
+    # With no label since, the same version: a task is not predicted twice.
+    _retrieve_predictions(ls, pid)
+    assert len(ls.get("/api/predictions", params={"task": tasks["p1"]["id"]})) == 2
 
 
 def test_predictions_accepted_as_annotations_arrive_in_bulk(setup):

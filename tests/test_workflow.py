@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import alcore
+from alcore import InvalidInputError
 from alcore.workflow import (
     Ledger,
     LedgerError,
@@ -19,6 +20,7 @@ from alcore.workflow import (
     SynthesisSource,
     Workflow,
 )
+from alcore.workflow._sources import Round
 
 N, C, D = 300, 3, 6
 
@@ -372,6 +374,57 @@ def test_stream_source_routes_and_queue_depth_reacts(tmp_path):
         assert router.queue_threshold == 0.0
         wf.next_batch(20)
         assert router.queue_threshold == 1.0
+
+
+def test_stream_source_never_routes_more_than_it_asked_for():
+    """A stream that answers stream(m) with whole polled batches (7 arrivals whatever m):
+    the source routes at most the m it asked for and holds the rest back, in order, for
+    the next call and the next round, through the ledger's saved state too."""
+    counter = iter(range(10**6))
+    asked = []
+
+    def stream(m):
+        asked.append(m)
+        ids = [f"s{next(counter)}" for _ in range(7)]
+        return ids, np.full((7, C), 1.0 / C), [{"n": i} for i in ids]
+
+    def source():  # every arrival goes to the annotators
+        gate = alcore.stream.StreamGate("fixed", 1.0)
+        return StreamSource(alcore.stream.Router(gate, auto_label_at=None), stream)
+
+    def ctx(round_):
+        return Round(round=round_, covered=set(), labels={}, rng=np.random.default_rng(0))
+
+    src = source()
+    human, auto = src.propose(3, ctx(1))
+    assert [x["item_id"] for x in human] == ["s0", "s1", "s2"] and auto == []
+    assert asked == [3]
+    state = json.loads(json.dumps(src.state()))  # as the ledger stores it
+    assert state["pending"]["ids"] == ["s3", "s4", "s5", "s6"]
+    resumed = source()
+    resumed.restore(state)
+    human, _ = resumed.propose(5, ctx(2))
+    # The four held back first, then one of a new poll: nothing lost, nothing twice.
+    assert [x["item_id"] for x in human] == ["s3", "s4", "s5", "s6", "s7"]
+    assert [x["data"] for x in human] == [{"n": f"s{i}"} for i in range(3, 8)]
+    assert asked == [3, 1]
+    assert resumed.state()["pending"]["ids"] == [f"s{i}" for i in range(8, 14)]
+
+
+def test_stream_source_refuses_non_finite_arrivals():
+    def stream(m):
+        p = np.full((4, C), 1.0 / C)
+        p[2, 1] = np.nan
+        return ["a", "b", "c", "d"], p
+
+    gate = alcore.stream.StreamGate("fixed", 1.0)
+    src = StreamSource(alcore.stream.Router(gate, auto_label_at=None), stream)
+    with pytest.raises(InvalidInputError, match=r"^stream\(m\) returned probs row 2, "
+                                                r"column 1 = nan; the stream's outputs must "
+                                                r"be finite$"):
+        src.propose(2, Round(round=1, covered=set(), labels={},
+                             rng=np.random.default_rng(0)))
+    assert src.state()["pending"] is None
 
 
 def test_synthesis_source_maps_to_unlabeled_unqueued_items(tmp_path):

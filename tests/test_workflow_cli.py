@@ -4,6 +4,9 @@ small Parquet pool, and its refusals (exit 2, one line on stderr, nothing writte
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import polars as pl
@@ -222,10 +225,11 @@ def test_changed_pool_is_refused(tmp_path, pool, capsys, change, message):
     ledger, _ = init(tmp_path, pool, capsys)
     change().write_parquet(pool)
     out = tmp_path / "t.json"
-    for args in (["next", ledger, "-k", "3", "--out", out], ["status", ledger]):
-        code, _, err = run(["workflow", *args], capsys)
-        one_line_error(code, err, message)
+    code, _, err = run(["workflow", "next", ledger, "-k", "3", "--out", out], capsys)
+    one_line_error(code, err, message)
     assert not out.exists()
+    # status reads the ledger only: it still answers.
+    assert status(ledger, capsys)["queue"]["size"] == 0
 
 
 def test_refreshed_probabilities_are_accepted(tmp_path, pool, capsys):
@@ -383,7 +387,8 @@ def test_budget_runs_out(tmp_path, pool, capsys):
 def test_missing_pool_file_is_one_line(tmp_path, pool, capsys):
     ledger, _ = init(tmp_path, pool, capsys)
     pool.unlink()
-    code, _, err = run(["workflow", "status", ledger], capsys)
+    code, _, err = run(["workflow", "next", ledger, "-k", "3", "--out", tmp_path / "t.json"],
+                       capsys)
     one_line_error(code, err, f"the ledger's pool file {pool} is missing; restore it")
 
 
@@ -465,7 +470,8 @@ def test_audit_sketches_the_pool_and_audits_each_batch(tmp_path, pool, capsys):
     code, out, _ = run(["workflow", "status", ledger], capsys)
     assert code == 0 and "last audit: 12 items" in out
     sketch.unlink()
-    code, _, err = run(["workflow", "status", ledger], capsys)
+    code, _, err = run(["workflow", "next", ledger, "-k", "3", "--out",
+                        tmp_path / "after.json"], capsys)
     one_line_error(code, err, f"the ledger's pool sketch {sketch} is missing")
     table = pool_table().drop("embedding")
     bare = tmp_path / "bare.parquet"
@@ -489,3 +495,27 @@ def test_ledger_not_made_by_init_and_missing_export(tmp_path, pool, capsys):
     ledger, _ = init(tmp_path, pool, capsys)
     code, _, err = run(["workflow", "import", ledger, tmp_path / "nope.json"], capsys)
     one_line_error(code, err, "nope.json: no such file (Label Studio: Export -> JSON)")
+
+
+def test_status_reads_the_ledger_only(tmp_path, pool, capsys):
+    """status never opens the pool file: it answers after the file was moved, while the
+    steps that select (next) refuse and say what is missing."""
+    ledger, _ = init(tmp_path, pool, capsys)
+    assert run(["workflow", "next", ledger, "-k", "5", "--out", tmp_path / "t.json"],
+               capsys)[0] == 0
+    before = status(ledger, capsys)
+    pool.rename(tmp_path / "moved.parquet")
+    assert status(ledger, capsys) == before
+    code, out, err = run(["workflow", "status", ledger], capsys)
+    assert code == 0, err
+    assert out.startswith(f"{ledger}: round 1, pool pool.parquet ({N} items)\n")
+
+
+def test_python_dash_m_alcore_is_the_command_line(tmp_path):
+    env = {k: x for k, x in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-m", "alcore", "workflow", "status",
+                           str(tmp_path / "none.db")], capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=120)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (f"alcore: error: no ledger at {tmp_path / 'none.db'}; create one "
+                           f"with alcore workflow init {tmp_path / 'none.db'} --pool POOL\n")

@@ -8,10 +8,10 @@ import json
 
 import numpy as np
 import pytest
+from test_workflow import C, D, N, centroid_probs
 
 import alcore
 from alcore.workflow import Ledger, PoolSource, Workflow
-from test_workflow import C, D, N, centroid_probs
 
 
 def overlapping_pool(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

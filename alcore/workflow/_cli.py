@@ -528,14 +528,18 @@ def _agreement_summary(export: Any) -> dict[str, Any]:
 
 def status(args: argparse.Namespace) -> None:
     """``alcore workflow status``: budget, queue, labels per source, control-arm accuracy,
-    the last audit, agreement and batch-size decisions, and the last import."""
+    the last audit, agreement and batch-size decisions, and the last import. It reads the
+    ledger only (never the pool file), so it answers quickly on a large pool and still
+    answers when the pool file was moved or is being rewritten."""
+    from alcore.workflow._ledger import Ledger
+    from alcore.workflow._workflow import Workflow
+
     path = Path(args.ledger)
-    spec, workflow = _open(path)
-    try:
-        report = workflow.status()
-        last_import = workflow.ledger.last_event("import")
-    finally:
-        workflow.ledger.close()
+    _check_ledger_exists(path)
+    spec = _spec(path)
+    with Ledger.open(path) as db:
+        report = Workflow.status_of(db)
+        last_import = db.last_event("import")
     report["pool"] = {"path": spec["path"], "rows": spec["rows"],
                       "classes": spec["classes"]}
     report["last_import"] = None if last_import is None else last_import["payload"]

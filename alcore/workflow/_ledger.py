@@ -19,8 +19,9 @@ reason, score, prediction, confidence, control, data, status, event)``
     event that queued it.
 ``labels(id INTEGER PRIMARY KEY AUTOINCREMENT, item_id, annotator, value, at, origin,
 ambiguous, event, UNIQUE(item_id, annotator))``
-    The current label of each (item, annotator): a second label from the same annotator
-    replaces the first here, and both stay in ``events``.
+    The current label of each (item, annotator): a later label from the same annotator
+    replaces the first here, and both stay in ``events``; an earlier one arriving late
+    does not (``events`` keeps it as ``stale_label``); see :meth:`Ledger.add_labels`.
 ``state(key TEXT PRIMARY KEY, value TEXT)``
     JSON values: the workflow's config, round, batch sizer, gate state.
 
@@ -497,10 +498,23 @@ class Ledger:
                 int(bool(ambiguous)))
 
     def add_labels(self, labels: Iterable[dict]) -> int:
-        """Store label records (one transaction, one ``label`` event per label). A label
-        for an item never queued is refused (nothing stored). The same (item, annotator)
-        twice keeps the latest; both stay in the event log. Returns the labels stored."""
-        rows = [self._label_row(x) for x in labels]
+        """Store label records (one transaction, one ``label`` event per label kept).
+
+        Rules, so that a webhook, an export imported twice and a late retry agree:
+
+        * a label for an item never queued is refused;
+        * the same (item, annotator) twice in one submission with different values is
+          refused (which one the annotator meant is unknowable); with the same value it is
+          one label, at the later time;
+        * against the stored label of that (item, annotator): a later ``at`` replaces it;
+          the same ``at`` and value is the same label again and changes nothing (no
+          event); the same ``at`` with another value is a conflict and is refused; an
+          earlier ``at`` (a late delivery) does not replace the newer label, and is kept in
+          the event log only, as a ``stale_label`` event.
+
+        A refusal stores nothing. Returns the labels stored (new or replacing one).
+        """
+        rows = self._unique_label_rows([self._label_row(x) for x in labels])
         if not rows:
             return 0
         with self._tx() as db:
@@ -511,19 +525,71 @@ class Ledger:
                 raise LedgerError(f"label for unknown item {unknown[0]!r}: it was never "
                                   f"queued in {self.path}; queue it first (next_batch) or "
                                   f"check the item id")
-            for item_id, annotator, value, at, origin, ambiguous in rows:
-                event = self._event(db, "label", {
-                    "item_id": item_id, "annotator": annotator, "value": value, "at": at,
-                    "origin": origin, "ambiguous": bool(ambiguous)}, None)
+            stored_now = self._stored_labels(db, ids)
+            kept: list[tuple[tuple, bool]] = []  # (row, stale)
+            for row in rows:
+                item_id, annotator, value, at = row[:4]
+                before = stored_now.get((item_id, annotator))
+                if before is None or at > before[1]:
+                    kept.append((row, False))
+                elif at < before[1]:
+                    kept.append((row, True))
+                elif value != before[0]:
+                    raise LedgerError(
+                        f"label of item {item_id!r} by annotator {annotator!r} at {at!r} "
+                        f"conflicts with the stored label {before[0]!r} at the same time "
+                        f"(now {value!r}); a changed label needs a later time. Nothing was "
+                        f"stored")
+            for row, stale in kept:
+                item_id, annotator, value, at, origin, ambiguous = row
+                payload = {"item_id": item_id, "annotator": annotator, "value": value,
+                           "at": at, "origin": origin, "ambiguous": bool(ambiguous)}
+                event = self._event(db, "stale_label" if stale else "label", payload,
+                                    None)
+                if stale:
+                    continue
                 db.execute(
                     "INSERT INTO labels (item_id, annotator, value, at, origin, ambiguous, "
                     "event) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(item_id, annotator) DO "
                     "UPDATE SET value=excluded.value, at=excluded.at, origin=excluded.origin,"
                     " ambiguous=excluded.ambiguous, event=excluded.event",
                     (item_id, annotator, value, at, origin, ambiguous, event))
+            fresh = list(dict.fromkeys(row[0] for row, stale in kept if not stale))
             db.executemany("UPDATE items SET status='labeled' WHERE item_id=?",
-                           [(i,) for i in ids])
-        return len(rows)
+                           [(i,) for i in fresh])
+        return sum(not stale for _, stale in kept)
+
+    @staticmethod
+    def _unique_label_rows(rows: list[tuple]) -> list[tuple]:
+        """One row per (item, annotator) of a submission: the same value twice is one label
+        (at its later time); two values are refused before anything is written."""
+        by_key: dict[tuple[str, str], tuple] = {}
+        for row in rows:
+            key = (row[0], row[1])
+            seen = by_key.get(key)
+            if seen is None:
+                by_key[key] = row
+            elif seen[2] != row[2]:
+                raise LedgerError(
+                    f"item {row[0]!r} has two labels by annotator {row[1]!r} in one "
+                    f"submission ({seen[2]!r} and {row[2]!r}); send one label per item and "
+                    f"annotator. Nothing was stored")
+            elif row[3] > seen[3]:
+                by_key[key] = row
+        return list(by_key.values())
+
+    @staticmethod
+    def _stored_labels(db: sqlite3.Connection,
+                       ids: list[str]) -> dict[tuple[str, str], tuple[str, float]]:
+        out: dict[tuple[str, str], tuple[str, float]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for item_id, annotator, value, at in db.execute(
+                    f"SELECT item_id, annotator, value, at FROM labels WHERE item_id IN "
+                    f"({marks})", chunk):
+                out[(item_id, annotator)] = (value, at)
+        return out
 
     def labels(self, item_id: str | None = None) -> list[dict]:
         """Current label records (of one item, or all), in the order they were stored."""
@@ -532,6 +598,12 @@ class Ledger:
                 if item_id is not None else self._rows(sql + " ORDER BY event"))
         return [{"item_id": i, "annotator": a, "value": v, "at": t, "origin": o,
                  "ambiguous": bool(b)} for i, a, v, t, o, b in rows]
+
+    def label_generation(self) -> int:
+        """A number that grows whenever a label is stored or replaced, and only then: the
+        event id of the newest stored label (0 before any). ``alcore serve`` derives its
+        model version from it, since the model is retrained after every stored label."""
+        return int(self._rows("SELECT COALESCE(MAX(event), 0) FROM labels")[0][0])
 
     def integrity(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` ("ok" for a sound file)."""

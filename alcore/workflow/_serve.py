@@ -24,6 +24,11 @@ and the reference server ``label_studio_ml/api.py``):
 ``GET /versions``
     ``{"versions": [model_version]}`` (Label Studio's model-version menu).
 
+The model version answered everywhere is ``"<model_version>-<generation>"``, the
+generation being the ledger's :meth:`Ledger.label_generation`: it changes after every label
+stored (through ``/webhook``, an import or the workflow), i.e. after every retraining, so
+Label Studio does not keep the older model's predictions as current.
+
 Malformed requests get a 4xx answer whose JSON body is ``{"error": message}``; only a
 failure of the server itself (a predict callback raising, a broken ledger) is a 5xx, and no
 answer carries a traceback. The server binds to 127.0.0.1 unless told otherwise: ``/webhook``
@@ -141,12 +146,19 @@ class _Backend:
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ routes
+    def version(self) -> str:
+        """The model version now: the base name and the ledger's label generation, so it
+        changes after every stored label (each retrains the model) and Label Studio asks
+        for predictions again instead of keeping those of the older model."""
+        with self._lock:
+            return f"{self.model_version}-{self.ledger.label_generation()}"
+
     def health(self, body: Any) -> tuple[int, dict]:
         return 200, {"status": "UP", "model_class": MODEL_CLASS,
-                     "model_version": self.model_version}
+                     "model_version": self.version()}
 
     def versions(self, body: Any) -> tuple[int, dict]:
-        return 200, {"versions": [self.model_version]}
+        return 200, {"versions": [self.version()]}
 
     def metrics(self, body: Any) -> tuple[int, dict]:
         return 200, {}
@@ -163,7 +175,7 @@ class _Backend:
                                     "name=... toName=...> tag; alcore serves classification "
                                     "predictions, so add a Choices control to the labeling "
                                     "interface")
-        return 200, {"model_version": self.model_version}
+        return 200, {"model_version": self.version()}
 
     def predict_tasks(self, body: Any) -> tuple[int, dict]:
         body = self._object(body, "/predict")
@@ -184,6 +196,7 @@ class _Backend:
                                         f"{{...}}}}")
             datas.append(data)
         ids = [_alcore_id(d) for d in datas]
+        version = self.version()
         with self._lock:
             records = [None if i is None else self.ledger.item(i) for i in ids]
         # Tasks the ledger cannot answer go to the callback, or are refused without one.
@@ -210,7 +223,7 @@ class _Backend:
                 pair = (record["prediction"], record.get("confidence"))
             else:
                 pair = None
-            results.append([] if pair is None else self._prediction(*pair, names))
+            results.append([] if pair is None else self._prediction(*pair, names, version))
         return 200, {"results": results}
 
     def webhook(self, body: Any) -> tuple[int, dict]:
@@ -249,8 +262,9 @@ class _Backend:
         found = _choices_names(label_config) or ("label", "text")
         return (self.from_name or found[0], self.to_name or found[1])
 
-    def _prediction(self, label: Any, score: Any, names: tuple[str, str]) -> dict:
-        return {"model_version": self.model_version, "score": _finite(score),
+    @staticmethod
+    def _prediction(label: Any, score: Any, names: tuple[str, str], version: str) -> dict:
+        return {"model_version": version, "score": _finite(score),
                 "result": [{"from_name": names[0], "to_name": names[1], "type": "choices",
                             "value": {"choices": [str(label)]}}]}
 
@@ -580,8 +594,9 @@ def serve(ledger: str | os.PathLike | Ledger, *, host: str = DEFAULT_HOST,
         such tasks are refused (422 without an id, 404 for an unknown id) and known items
         without a stored prediction get none.
     model_version : str
-        The version reported to Label Studio and stamped on each prediction (the default
-        matches ``to_label_studio_tasks``).
+        The base of the version reported to Label Studio and stamped on each prediction:
+        ``"<model_version>-<n>"``, n growing with every label the ledger stores (see
+        :meth:`Ledger.label_generation`).
     from_name, to_name : str, optional
         The Choices control and the object it labels; default: read from the first
         ``<Choices name=... toName=...>`` of the project's label config, else "label" and

@@ -287,16 +287,63 @@ class StreamSource:
         self.max_items = v.count(max_items, "max_items")
         self.counts: dict[str, int] = {}
         self.utility = utility
+        self._pending: tuple[list[str], np.ndarray, list | None] | None = None
 
     def state(self) -> dict:
-        """The gate's state (JSON) for the ledger."""
-        return {"gate": self.router.gate.to_json(), "counts": self.router.counts}
+        """The gate's state and the arrivals held back for the next round (JSON) for the
+        ledger."""
+        pending = None
+        if self._pending is not None:
+            ids, probs, data = self._pending
+            pending = {"ids": ids, "probs": probs.tolist(), "data": data}
+        return {"gate": self.router.gate.to_json(), "counts": self.router.counts,
+                "pending": pending}
 
     def restore(self, state: dict) -> None:
-        """Put the gate back in the state the ledger stored (on resume)."""
+        """Put the gate and the held-back arrivals back as the ledger stored them (on
+        resume)."""
         from alcore.stream import StreamGate
 
         self.router.gate = StreamGate.from_json(state["gate"], utility=self.utility)
+        pending = state.get("pending")
+        self._pending = None if pending is None else (
+            list(pending["ids"]), np.asarray(pending["probs"], dtype=np.float64),
+            pending["data"])
+
+    def _arrivals(self, m: int) -> tuple[list[str], np.ndarray, list | None]:
+        """At most m arrivals, those held back from an earlier call first. A stream that
+        answers stream(m) with more than m (a consumer that polls whole batches) has the
+        rest held back for the next call, or the next round, never routed beyond the
+        round's allotment and never dropped (they go into the ledger with the source's
+        state)."""
+        if self._pending is not None:
+            ids, probs, data = self._pending
+        else:
+            got = self.stream(m)
+            if not isinstance(got, tuple | list) or len(got) not in (2, 3):
+                raise InvalidInputError(f"stream(m) must return (ids, probs) or (ids, probs, "
+                                        f"data), got {type(got).__name__}")
+            probs = v.float_array(got[1], "stream probs")
+            ids = [str(i) for i in np.asarray(got[0]).reshape(-1).tolist()]
+            data = None if len(got) < 3 or got[2] is None else list(got[2])
+            if len(ids) and (probs.ndim != 2 or probs.shape[0] != len(ids)):
+                raise InvalidInputError(f"stream(m) must return ids of shape (m',) and probs "
+                                        f"of shape (m', C), got {len(ids)} ids and probs of "
+                                        f"shape {probs.shape}")
+            if data is not None and len(data) != len(ids):
+                raise InvalidInputError(f"stream(m) returned {len(data)} data dicts for "
+                                        f"{len(ids)} ids; return one per arrival")
+            bad = np.argwhere(~np.isfinite(probs))
+            if len(bad):
+                row, col = (int(x) for x in bad[0])
+                raise InvalidInputError(f"stream(m) returned probs row {row}, column {col} "
+                                        f"= {probs[row, col]}; the stream's outputs must be "
+                                        f"finite")
+        self._pending = None
+        if len(ids) > m:
+            self._pending = (ids[m:], probs[m:], None if data is None else data[m:])
+            ids, probs, data = ids[:m], probs[:m], None if data is None else data[:m]
+        return ids, probs, data
 
     def propose(self, n: int, ctx: Round) -> tuple[list[dict], list[dict]]:
         """(human records, auto-labelled records) from the stream's next arrivals."""
@@ -308,17 +355,9 @@ class StreamSource:
         auto: list[dict] = []
         seen = 0
         while len(human) < n and seen < self.max_items:
-            got = self.stream(min(n - len(human), self.max_items - seen))
-            ids, probs = got[0], got[1]
-            data = got[2] if len(got) > 2 else None
-            probs = v.float_array(probs, "stream probs")
-            ids = [str(i) for i in np.asarray(ids).tolist()]
+            ids, probs, data = self._arrivals(min(n - len(human), self.max_items - seen))
             if len(ids) == 0:
                 break
-            if probs.ndim != 2 or probs.shape[0] != len(ids):
-                raise InvalidInputError(f"stream(m) must return ids of shape (m',) and probs "
-                                        f"of shape (m', C), got {len(ids)} ids and probs of "
-                                        f"shape {probs.shape}")
             seen += len(ids)
             known = np.array([i in ctx.covered for i in ids], dtype=bool)
             routes = router.route_many(probs, exclude=known)
