@@ -101,6 +101,9 @@ def test_the_same_label_again_changes_nothing(tmp_path):
         events = db.events()
         assert db.add_labels([dict(label)]) == 0
         assert db.events() == events
+        # The same vote, known better (an import finds it was cast for the expert): replaced.
+        assert db.add_labels([{**label, "origin": "expert"}]) == 1
+        assert [x["origin"] for x in db.labels("1")] == ["expert"]
 
 
 def test_same_time_other_value_is_a_conflict(tmp_path):

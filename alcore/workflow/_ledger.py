@@ -508,9 +508,10 @@ class Ledger:
           one label, at the later time;
         * against the stored label of that (item, annotator): a later ``at`` replaces it;
           the same ``at`` and value is the same label again and changes nothing (no
-          event); the same ``at`` with another value is a conflict and is refused; an
-          earlier ``at`` (a late delivery) does not replace the newer label, and is kept in
-          the event log only, as a ``stale_label`` event.
+          event), unless its origin or ambiguity changed, which replaces it; the same
+          ``at`` with another value is a conflict and is refused; an earlier ``at`` (a late
+          delivery) does not replace the newer label, and is kept in the event log only,
+          as a ``stale_label`` event.
 
         A refusal stores nothing. Returns the labels stored (new or replacing one).
         """
@@ -540,6 +541,11 @@ class Ledger:
                         f"conflicts with the stored label {before[0]!r} at the same time "
                         f"(now {value!r}); a changed label needs a later time. Nothing was "
                         f"stored")
+                elif row[4:] != before[2:]:
+                    # The same vote, now known better (the CLI import marks a vote cast
+                    # after the item went to the expert as the expert's; a webhook could
+                    # not): replace it.
+                    kept.append((row, False))
             for row, stale in kept:
                 item_id, annotator, value, at, origin, ambiguous = row
                 payload = {"item_id": item_id, "annotator": annotator, "value": value,
@@ -580,15 +586,16 @@ class Ledger:
 
     @staticmethod
     def _stored_labels(db: sqlite3.Connection,
-                       ids: list[str]) -> dict[tuple[str, str], tuple[str, float]]:
-        out: dict[tuple[str, str], tuple[str, float]] = {}
+                       ids: list[str]) -> dict[tuple[str, str], tuple]:
+        """{(item, annotator): (value, at, origin, ambiguous)} of the stored labels."""
+        out: dict[tuple[str, str], tuple] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            for item_id, annotator, value, at in db.execute(
-                    f"SELECT item_id, annotator, value, at FROM labels WHERE item_id IN "
-                    f"({marks})", chunk):
-                out[(item_id, annotator)] = (value, at)
+            for item_id, annotator, *stored in db.execute(
+                    f"SELECT item_id, annotator, value, at, origin, ambiguous FROM labels "
+                    f"WHERE item_id IN ({marks})", chunk):
+                out[(item_id, annotator)] = tuple(stored)
         return out
 
     def labels(self, item_id: str | None = None) -> list[dict]:
