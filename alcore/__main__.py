@@ -5,4 +5,5 @@ import sys
 
 from alcore.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importing the module (pydoc, autodoc) must not run the CLI
+    sys.exit(main())

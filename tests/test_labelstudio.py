@@ -118,7 +118,8 @@ def test_recorded_export_labels():
     for task in raw:
         for ann in task["annotations"]:
             choice = ann["result"][0]["value"]["choices"][0] if ann["result"] else ""
-            when = dt.datetime.strptime(ann["created_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            # The time of the current answer: updated_at (an edit keeps created_at).
+            when = dt.datetime.strptime(ann["updated_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
                 tzinfo=dt.timezone.utc).timestamp()
             want.append({"item_id": task["data"]["alcore_id"],
                          "annotator": str(ann["completed_by"]), "value": choice, "at": when,
@@ -292,11 +293,16 @@ MALFORMED = [
      r"annotation 0 \(id 2\) completed_by must name the annotator .* got None"),
     ("bool annotator", _set((*ANN, "completed_by"), True),
      r"completed_by must name the annotator .* got True"),
-    ("bad time", _set((*ANN, "created_at"), "yesterday"),
-     r"annotation 0 \(id 2\) created_at must be an ISO 8601 time .* got 'yesterday'"),
-    ("no time", _set((*ANN, "created_at"), KeyError), r"created_at must be an ISO 8601"),
-    ("bad date", _set((*ANN, "created_at"), "2024-13-45T00:00:00Z"),
+    ("bad time", _set((*ANN, "updated_at"), "yesterday"),
+     r"annotation 0 \(id 2\) updated_at must be an ISO 8601 time .* got 'yesterday'"),
+    ("no time", lambda raw: (_set((*ANN, "updated_at"), KeyError)(raw),
+                             _set((*ANN, "created_at"), KeyError)(raw)),
      r"created_at must be an ISO 8601"),
+    ("bad date", _set((*ANN, "updated_at"), "2024-13-45T00:00:00Z"),
+     r"updated_at must be an ISO 8601"),
+    ("bad creation time", lambda raw: (_set((*ANN, "updated_at"), KeyError)(raw),
+                                       _set((*ANN, "created_at"), "yesterday")(raw)),
+     r"annotation 0 \(id 2\) created_at must be an ISO 8601 time .* got 'yesterday'"),
 ]
 
 

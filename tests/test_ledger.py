@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from alcore.workflow import Ledger, LedgerError
@@ -348,3 +349,65 @@ def test_threads_share_one_ledger(tmp_path):
         assert errors == []
         assert len(db.items()) == 120 and len(db.labels()) == 120 and db.queued() == []
         assert db.integrity() == "ok"
+
+
+@pytest.mark.parametrize("at", [True, "5", b"5", np.bool_(False)])
+def test_label_time_must_be_a_number(tmp_path, at):
+    with Ledger.open(tmp_path / "l.db", create=True) as db:
+        db.queue([record("1")])
+        with pytest.raises(LedgerError, match=r"label of '1' at must be a number or None, "
+                                              r"got "):
+            db.add_labels([{"item_id": "1", "value": "a", "at": at}])
+        assert db.labels() == []
+
+
+@pytest.mark.parametrize("labels", [5, "1", {"item_id": "1", "value": "a"}])
+def test_labels_must_be_a_list_of_records(tmp_path, labels):
+    with Ledger.open(tmp_path / "l.db", create=True) as db:
+        db.queue([record("1")])
+        with pytest.raises(LedgerError, match=r"^labels must be a list of label records "
+                                              r"\(dicts\), got "):
+            db.add_labels(labels)
+
+
+def test_untimed_repeat_is_nothing_and_untimed_change_is_newest(tmp_path):
+    with Ledger.open(tmp_path / "l.db", create=True) as db:
+        db.queue([record("1")])
+        assert db.add_labels([{"item_id": "1", "annotator": "a", "value": "x"}]) == 1
+        events = db.events()
+        assert db.add_labels([{"item_id": "1", "annotator": "a", "value": "x"}]) == 0
+        assert db.events() == events
+        # A stored time ahead of this clock (another machine's): an untimed change is
+        # still the newest answer.
+        db.add_labels([{"item_id": "1", "annotator": "b", "value": "x", "at": 4e9}])
+        assert db.add_labels([{"item_id": "1", "annotator": "b", "value": "y"}]) == 1
+        (b,) = [x for x in db.labels("1") if x["annotator"] == "b"]
+        assert b["value"] == "y" and b["at"] > 4e9
+
+
+def test_a_replay_never_demotes_the_experts_vote(tmp_path):
+    with Ledger.open(tmp_path / "l.db", create=True) as db:
+        db.queue([record("1")])
+        vote = {"item_id": "1", "annotator": "7", "value": "x", "at": 10.0}
+        db.add_labels([{**vote, "origin": "expert"}])
+        events = db.events()
+        assert db.add_labels([{**vote, "origin": "label_studio"}]) == 0
+        assert [x["origin"] for x in db.labels("1")] == ["expert"] and db.events() == events
+
+
+def test_a_late_label_is_logged_once(tmp_path):
+    with Ledger.open(tmp_path / "l.db", create=True) as db:
+        db.queue([record("1")])
+        db.add_labels([{"item_id": "1", "annotator": "a", "value": "new", "at": 20.0}])
+        late = {"item_id": "1", "annotator": "a", "value": "old", "at": 10.0}
+        for _ in range(3):  # a webhook retried, an old export imported again
+            assert db.add_labels([dict(late)]) == 0
+        assert len(db.events("stale_label")) == 1
+
+
+def test_same_vote_twice_in_a_submission_keeps_the_later_record(tmp_path):
+    with Ledger.open(tmp_path / "l.db", create=True) as db:
+        db.queue([record("1")])
+        vote = {"item_id": "1", "annotator": "a", "value": "x", "at": 10.0}
+        assert db.add_labels([vote, {**vote, "ambiguous": True}]) == 1
+        assert [x["ambiguous"] for x in db.labels("1")] == [True]

@@ -127,9 +127,12 @@ def predict_body(tasks, label_config=CONFIG):
 
 def annotation_event(action, *, alcore_id="a", annotation_id=11, task_id=5, user=1,
                      choice="dog", cancelled=False, created="2026-12-02T16:50:01.5Z",
-                     updated="2026-12-02T16:55:00Z"):
+                     updated=...):
     """The body of Label Studio's webhook for one annotation (AnnotationWebhookSerializer
-    with all fields, the task nested, the project serialized)."""
+    with all fields, the task nested, the project serialized). A new annotation's
+    updated_at is its created_at; an updated one's is later, by default."""
+    if updated is ...:
+        updated = created if action == "ANNOTATION_CREATED" else "2026-12-02T16:55:00Z"
     result = [] if choice is None else [
         {"id": "r1", "type": "choices", "value": {"choices": [choice]}, "origin": "manual",
          "to_name": "review", "from_name": "sentiment"}]
@@ -437,8 +440,10 @@ def _without(event, *path):
      "has no choices result and was not skipped"),
     (annotation_event("ANNOTATION_CREATED", cancelled="yes"), 422,
      "was_cancelled must be true or false, got 'yes'"),
-    (annotation_event("ANNOTATION_CREATED", created="yesterday"), 422,
+    (annotation_event("ANNOTATION_CREATED", created="yesterday", updated=None), 422,
      "created_at must be an ISO 8601 time such as"),
+    (annotation_event("ANNOTATION_UPDATED", updated="yesterday"), 422,
+     "updated_at must be an ISO 8601 time such as"),
     (annotation_event("ANNOTATION_CREATED", user=None), 422,
      "completed_by must name the annotator"),
     ({"action": "ANNOTATIONS_CREATED", "annotation": {}, "task": []}, 422,

@@ -427,6 +427,81 @@ def test_stream_source_refuses_non_finite_arrivals():
     assert src.state()["pending"] is None
 
 
+def test_a_round_not_committed_gives_its_stream_arrivals_back(tmp_path, monkeypatch):
+    """next_batch refused after the stream was polled (here: the ledger refuses the
+    round's write, as when another process queued one of its items meanwhile): the gate
+    and every polled arrival are put back, so the retry routes the same items and none is
+    lost."""
+    counter = iter(range(10**6))
+
+    def stream(m):
+        ids = [f"s{next(counter)}" for _ in range(7)]
+        return ids, np.full((7, C), 1.0 / C)
+
+    gate = alcore.stream.StreamGate("fixed", 1.0)
+    src = StreamSource(alcore.stream.Router(gate, auto_label_at=None), stream)
+    emb, _ = make_pool()
+    pool = PoolSource(centroid_probs(emb, {}), embeddings=emb)
+    path = tmp_path / "w.db"
+    with Workflow(path, budget=100, sources={"stream": src, "pool": pool},
+                  shares=[0.5, 0.5], control_share=0.0) as wf:
+        gate_before, counts_before = src.router.gate.to_json(), src.router.counts
+        events = wf.ledger.events()
+
+        def refused(*args, **kwargs):
+            raise LedgerError("item 's1' is already in the ledger")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(wf.ledger, "queue", refused)
+            with pytest.raises(LedgerError, match="already in the ledger"):
+                wf.next_batch(6)
+        assert wf.ledger.events() == events
+        assert src.router.gate.to_json() == gate_before and src.router.counts == counts_before
+        batch = wf.next_batch(6)
+        assert [x["item_id"] for x in batch if x["source"] == "stream"] == ["s0", "s1", "s2"]
+        assert wf.ledger.state("source:stream")["pending"]["ids"] == ["s3", "s4", "s5", "s6"]
+
+
+def _poll_of(got):
+    gate = alcore.stream.StreamGate("fixed", 1.0)
+    src = StreamSource(alcore.stream.Router(gate, auto_label_at=None), lambda m: got)
+    return src.propose(2, Round(round=1, covered=set(), labels={},
+                                rng=np.random.default_rng(0)))
+
+
+P2 = np.full((2, C), 1.0 / C)
+
+
+@pytest.mark.parametrize(("got", "message"), [
+    (["a", "b"], r"stream\(m\) ids must be a 1-D sequence of str or int ids, got str"),
+    ((["a", "b"],), r"got tuple of length 1"),
+    (5, r"must return \(ids, probs\) or \(ids, probs, data\), got int$"),
+    (("ab", P2), r"stream\(m\) ids must be a 1-D sequence of str or int ids, got str"),
+    ((np.array([["a", "b"], ["c", "d"]]), np.full((4, C), 0.3)), r"got ndarray with 2 "
+                                                                 r"dimensions"),
+    (([None, "b"], P2), r"stream\(m\) ids\[0\] is None; ids must be non-empty str or int"),
+    (([1.0, 2.0], P2), r"ids\[0\] is 1\.0"),
+    ((["a", ""], P2), r"ids\[1\] is ''"),
+    ((["a", "a"], P2), r"stream\(m\) returned id 'a' twice in one poll"),
+    (([], np.full((3, C), 0.3)), r"got 0 ids and probs of shape \(3, 3\)"),
+    ((["a", "b"], P2, {"x": 1}), r"stream\(m\) data must be a list with one dict \(or None\) "
+                                 r"per arrival, got dict for 2 ids"),
+    ((["a", "b"], P2, [{}]), r"got 1 entries for 2 ids"),
+    ((["a", "b"], P2, ["hello", {}]), r"stream\(m\) data\[0\] must be a dict or None, got str"),
+    ((["a", "b"], P2, [{}, {"x": np.int64(1)}]), r"stream\(m\) data\[1\] must hold JSON "
+                                                 r"values only .*\.item\(\)"),
+    ((["a", "b"], P2, [{"x": float("nan")}, {}]), r"data\[0\] must hold JSON values only"),
+])
+def test_stream_poll_is_checked_whole(got, message):
+    with pytest.raises(InvalidInputError, match=message):
+        _poll_of(got)
+
+
+def test_stream_poll_of_int_ids_and_no_data():
+    human, _ = _poll_of(([3, 4], P2, None))
+    assert [(x["item_id"], x["data"]) for x in human] == [("3", {}), ("4", {})]
+
+
 def test_synthesis_source_maps_to_unlabeled_unqueued_items(tmp_path):
     emb, _y = make_pool()
     pool = PoolSource(centroid_probs(emb, {}), embeddings=emb)

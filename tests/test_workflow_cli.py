@@ -519,3 +519,29 @@ def test_python_dash_m_alcore_is_the_command_line(tmp_path):
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == (f"alcore: error: no ledger at {tmp_path / 'none.db'}; create one "
                            f"with alcore workflow init {tmp_path / 'none.db'} --pool POOL\n")
+
+
+def test_import_of_an_edited_annotation_replaces_the_label(tmp_path, pool, capsys):
+    """An edit in Label Studio keeps the annotation's created_at and moves updated_at: the
+    next export's label replaces the first; importing it again changes nothing."""
+    ledger, _ = init(tmp_path, pool, capsys)
+    tasks_path = tmp_path / "tasks.json"
+    assert run(["workflow", "next", ledger, "-k", "3", "--out", tasks_path], capsys)[0] == 0
+    tasks = json.loads(tasks_path.read_text())
+    first = export_of(tasks[:1], lambda pos, task: [(1, "cat")])
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(first))
+    assert run(["workflow", "import", ledger, path], capsys)[0] == 0
+    edited = json.loads(json.dumps(first))
+    edited[0]["annotations"][0]["result"][0]["value"]["choices"] = ["dog"]
+    edited[0]["annotations"][0]["updated_at"] = "2020-01-01T11:00:00.000000Z"
+    path.write_text(json.dumps(edited))
+    for expect in ("(1 new or changed)", "(0 new or changed)"):
+        code, out, err = run(["workflow", "import", ledger, path], capsys)
+        assert code == 0, err
+        assert expect in out
+    item = tasks[0]["data"]["alcore_id"]
+    from alcore.workflow import Ledger
+
+    with Ledger.open(ledger) as db:
+        assert [(x["annotator"], x["value"]) for x in db.labels(item)] == [("1", "dog")]

@@ -11,7 +11,8 @@ exportType=JSON``, or the Export button's JSON format): a list of tasks, each wi
 ``data`` and ``annotations``; an annotation has ``completed_by`` (a user id, or with the
 ``annotations__completed_by`` serialization option an object with ``id`` and ``email``),
 ``result`` (a list of regions, ``{"from_name", "to_name", "type", "value"}``),
-``was_cancelled`` (the annotator pressed *Skip*) and ``created_at`` (ISO 8601, UTC). The
+``was_cancelled`` (the annotator pressed *Skip*), ``created_at`` and, once edited,
+``updated_at`` (ISO 8601, UTC; the label's time is the later answer's). The
 export is checked whole before anything is returned, so a malformed one leaves nothing
 half-imported.
 """
@@ -213,8 +214,8 @@ class LabelStudioExport:
         "value", "at", "origin": "label_studio", "ambiguous"}``. ``annotator`` is the
         Label Studio user id as text (an e-mail where the export gives only that),
         ``value`` the chosen choice ("" when a skipped annotation chose none), ``at`` the
-        annotation's ``created_at`` in unix seconds, ``ambiguous`` True for a skipped
-        annotation or one choosing an ``ambiguous_choices`` entry.
+        annotation's ``updated_at`` (else ``created_at``) in unix seconds, ``ambiguous``
+        True for a skipped annotation or one choosing an ``ambiguous_choices`` entry.
     items : tuple of str
         The ``alcore_id`` of every task, in export order (tasks without annotations too).
     annotators : dict of str to str or None
@@ -421,7 +422,15 @@ def _not_a_list(parsed: Any, what: str) -> InvalidInputError:
         f"{what} must be a JSON list of tasks, got {type(parsed).__name__}; {_EXPORT_HINT}")
 
 
-def _unix_seconds(value: Any, where: str) -> float:
+def answer_time(annotation: Mapping) -> tuple[str, Any]:
+    """(field, value) of the time an annotation's current answer was given: ``updated_at``
+    (an edit keeps ``created_at``), else ``created_at``. The export reader and serve's
+    webhook both use it, so one annotation is one label record whichever way it came."""
+    field = "updated_at" if annotation.get("updated_at") is not None else "created_at"
+    return field, annotation.get(field)
+
+
+def _unix_seconds(value: Any, where: str, field: str = "created_at") -> float:
     if isinstance(value, str):
         m = _ISO.match(value.strip())
         if m:
@@ -439,7 +448,7 @@ def _unix_seconds(value: Any, where: str) -> float:
             else:
                 return stamp.timestamp()
     raise InvalidInputError(
-        f"{where} created_at must be an ISO 8601 time such as '2024-05-01T12:00:00.000000Z' "
+        f"{where} {field} must be an ISO 8601 time such as '2024-05-01T12:00:00.000000Z' "
         f"(what Label Studio writes), got {shown(value)}; {_EXPORT_HINT}")
 
 
@@ -613,7 +622,8 @@ def read_label_studio_export(source: Any, *, from_name: str | None = None,
                     + (f" named {from_name!r}" if from_name else "")
                     + ": label the task in Label Studio, skip it, or remove the annotation")
             annotator, email = _annotator(ann.get("completed_by"), where)
-            at = _unix_seconds(ann.get("created_at"), where)
+            field, stamp = answer_time(ann)
+            at = _unix_seconds(stamp, where, field)
             if annotators.get(annotator) is None:
                 annotators[annotator] = email
             labels.append({

@@ -48,7 +48,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,9 @@ def _dumps(value: Any, what: str) -> str:
 def _finite_or_none(value: Any, what: str) -> float | None:
     if value is None:
         return None
+    if isinstance(value, bool | np.bool_ | str | bytes):
+        # float("5") and float(True) would store a number nobody gave.
+        raise LedgerError(f"{what} must be a number or None, got {value!r}")
     try:
         out = float(value)
     except (TypeError, ValueError):
@@ -483,8 +486,8 @@ class Ledger:
         if origin not in ORIGINS:
             raise LedgerError(f"label of item {item_id!r}: origin must be one of {ORIGINS}, "
                               f"got {origin!r}")
-        at = label.get("at")
-        at = time.time() if at is None else _finite_or_none(at, f"label of {item_id!r} at")
+        # None (no time given) is resolved against the stored label in add_labels.
+        at = _finite_or_none(label.get("at"), f"label of {item_id!r} at")
         value = label["value"]
         if value is None:
             raise LedgerError(f"label of item {item_id!r}: value is None; pass the label "
@@ -515,6 +518,9 @@ class Ledger:
 
         A refusal stores nothing. Returns the labels stored (new or replacing one).
         """
+        if isinstance(labels, str | bytes | Mapping) or not isinstance(labels, Iterable):
+            raise LedgerError(f"labels must be a list of label records (dicts), got "
+                              f"{type(labels).__name__}")
         rows = self._unique_label_rows([self._label_row(x) for x in labels])
         if not rows:
             return 0
@@ -528,23 +534,34 @@ class Ledger:
                                   f"check the item id")
             stored_now = self._stored_labels(db, ids)
             kept: list[tuple[tuple, bool]] = []  # (row, stale)
+            now = time.time()
             for row in rows:
                 item_id, annotator, value, at = row[:4]
                 before = stored_now.get((item_id, annotator))
+                if at is None:
+                    # No time given: the same vote as stored is a repeat; another is the
+                    # newest answer, after the stored one even if its clock ran ahead.
+                    if before is not None and row[4:] == before[2:] and value == before[0]:
+                        continue
+                    at = now if before is None else max(now, math.nextafter(before[1],
+                                                                             math.inf))
+                    row = (*row[:3], at, *row[4:])
                 if before is None or at > before[1]:
                     kept.append((row, False))
                 elif at < before[1]:
-                    kept.append((row, True))
+                    if not self._logged_stale(db, row):
+                        kept.append((row, True))
                 elif value != before[0]:
                     raise LedgerError(
                         f"label of item {item_id!r} by annotator {annotator!r} at {at!r} "
                         f"conflicts with the stored label {before[0]!r} at the same time "
                         f"(now {value!r}); a changed label needs a later time. Nothing was "
                         f"stored")
-                elif row[4:] != before[2:]:
+                elif row[4:] != before[2:] and not (before[2] == "expert"
+                                                     and row[4] != "expert"):
                     # The same vote, now known better (the CLI import marks a vote cast
                     # after the item went to the expert as the expert's; a webhook could
-                    # not): replace it.
+                    # not): replace it. An expert's vote is never demoted by a replay.
                     kept.append((row, False))
             for row, stale in kept:
                 item_id, annotator, value, at, origin, ambiguous = row
@@ -569,6 +586,9 @@ class Ledger:
     def _unique_label_rows(rows: list[tuple]) -> list[tuple]:
         """One row per (item, annotator) of a submission: the same value twice is one label
         (at its later time); two values are refused before anything is written."""
+        def when(row: tuple) -> float:
+            return math.inf if row[3] is None else row[3]  # no time given: the newest
+
         by_key: dict[tuple[str, str], tuple] = {}
         for row in rows:
             key = (row[0], row[1])
@@ -580,9 +600,20 @@ class Ledger:
                     f"item {row[0]!r} has two labels by annotator {row[1]!r} in one "
                     f"submission ({seen[2]!r} and {row[2]!r}); send one label per item and "
                     f"annotator. Nothing was stored")
-            elif row[3] > seen[3]:
+            elif when(row) >= when(seen):  # a tie: the later record, as the export reader
                 by_key[key] = row
         return list(by_key.values())
+
+    @staticmethod
+    def _logged_stale(db: sqlite3.Connection, row: tuple) -> bool:
+        """Whether this late label was logged already (a replayed webhook, an old export
+        imported again): it is logged once."""
+        item_id, annotator, value, at = row[:4]
+        return db.execute(
+            "SELECT 1 FROM events WHERE kind='stale_label' AND json_extract(payload, "
+            "'$.item_id')=? AND json_extract(payload, '$.annotator')=? AND "
+            "json_extract(payload, '$.value')=? AND json_extract(payload, '$.at')=? LIMIT 1",
+            (item_id, annotator, value, at)).fetchone() is not None
 
     @staticmethod
     def _stored_labels(db: sqlite3.Connection,

@@ -51,7 +51,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from alcore._errors import InvalidInputError
-from alcore.workflow._labelstudio import _EXPORT_HINT, _annotator, _choice, _unix_seconds
+from alcore.workflow._labelstudio import (
+    _EXPORT_HINT,
+    _annotator,
+    _choice,
+    _unix_seconds,
+    answer_time,
+)
 from alcore.workflow._ledger import Ledger, LedgerError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -332,14 +338,12 @@ class _Backend:
                                     f"alcore records classification labels (a Choices "
                                     f"control)")
         annotator, _ = _same_as_export(_annotator, annotation.get("completed_by"), where)
-        # An update carries the time of the new answer.
-        stamp = (annotation.get("updated_at") if action == "ANNOTATION_UPDATED" else None) \
-            or annotation.get("created_at")
+        field, stamp = answer_time(annotation)
         record = {"item_id": item_id, "annotator": annotator,
                   "value": "" if value is None else value, "origin": "label_studio",
                   "ambiguous": skipped or (value or "").casefold() in AMBIGUOUS_CHOICES}
         if stamp is not None:
-            record["at"] = _same_as_export(_unix_seconds, stamp, where)
+            record["at"] = _same_as_export(_unix_seconds, stamp, where, field)
         return record
 
 

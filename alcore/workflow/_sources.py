@@ -10,7 +10,8 @@ a stream's outputs arrive with its items.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -287,7 +288,10 @@ class StreamSource:
         self.max_items = v.count(max_items, "max_items")
         self.counts: dict[str, int] = {}
         self.utility = utility
-        self._pending: tuple[list[str], np.ndarray, list | None] | None = None
+        self._pending: tuple[list[str], np.ndarray, list] | None = None
+        self._snapshot: tuple[dict, dict, dict] | None = None
+        self._given: list[tuple[list[str], np.ndarray, list]] | None = None
+        self._width: int | None = None
 
     def state(self) -> dict:
         """The gate's state and the arrivals held back for the next round (JSON) for the
@@ -308,42 +312,116 @@ class StreamSource:
         pending = state.get("pending")
         self._pending = None if pending is None else (
             list(pending["ids"]), np.asarray(pending["probs"], dtype=np.float64),
-            pending["data"])
+            list(pending["data"]) if pending["data"] is not None
+            else [None] * len(pending["ids"]))
 
-    def _arrivals(self, m: int) -> tuple[list[str], np.ndarray, list | None]:
-        """At most m arrivals, those held back from an earlier call first. A stream that
-        answers stream(m) with more than m (a consumer that polls whole batches) has the
-        rest held back for the next call, or the next round, never routed beyond the
-        round's allotment and never dropped (they go into the ledger with the source's
-        state)."""
+    def _arrivals(self, m: int) -> tuple[list[str], np.ndarray, list]:
+        """At most m arrivals ``(ids, probs, data)``, those held back from an earlier call
+        first. A stream that answers stream(m) with more than m (a consumer that polls
+        whole batches) has the rest held back for the next call, or the next round, never
+        routed beyond the round's allotment and never dropped (they go into the ledger
+        with the source's state)."""
         if self._pending is not None:
             ids, probs, data = self._pending
         else:
-            got = self.stream(m)
-            if not isinstance(got, tuple | list) or len(got) not in (2, 3):
-                raise InvalidInputError(f"stream(m) must return (ids, probs) or (ids, probs, "
-                                        f"data), got {type(got).__name__}")
-            probs = v.float_array(got[1], "stream probs")
-            ids = [str(i) for i in np.asarray(got[0]).reshape(-1).tolist()]
-            data = None if len(got) < 3 or got[2] is None else list(got[2])
-            if len(ids) and (probs.ndim != 2 or probs.shape[0] != len(ids)):
+            ids, probs, data = self._checked_poll(self.stream(m))
+            if len(ids):
+                if self._width is not None and probs.shape[1] != self._width:
+                    raise InvalidInputError(f"stream(m) returned probs of {probs.shape[1]} "
+                                            f"classes after {self._width}; every poll must "
+                                            f"give the same C")
+                self._width = probs.shape[1]
+        self._pending = None
+        if len(ids) > m:
+            self._pending = (ids[m:], probs[m:], data[m:])
+            ids, probs, data = ids[:m], probs[:m], data[:m]
+        if self._given is not None:
+            self._given.append((ids, probs, data))
+        return ids, probs, data
+
+    @staticmethod
+    def _checked_poll(got: Any) -> tuple[list[str], np.ndarray, list]:
+        """What stream(m) returned, checked whole before any of it is routed."""
+        if not isinstance(got, tuple | list) or len(got) not in (2, 3):
+            raise InvalidInputError(f"stream(m) must return (ids, probs) or (ids, probs, "
+                                    f"data), got {type(got).__name__}"
+                                    + (f" of length {len(got)}"
+                                       if isinstance(got, tuple | list) else ""))
+        raw_ids = got[0]
+        if isinstance(raw_ids, str | bytes) or np.ndim(raw_ids) != 1:
+            raise InvalidInputError(f"stream(m) ids must be a 1-D sequence of str or int ids, "
+                                    f"got {type(raw_ids).__name__}"
+                                    + ("" if isinstance(raw_ids, str | bytes)
+                                       else f" with {np.ndim(raw_ids)} dimensions"))
+        ids = []
+        for j, x in enumerate(np.asarray(raw_ids, dtype=object).tolist()):
+            if isinstance(x, bool) or not isinstance(x, str | int) or x == "":
+                raise InvalidInputError(f"stream(m) ids[{j}] is {x!r}; ids must be non-empty "
+                                        f"str or int")
+            ids.append(str(x))
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            twice = next(i for i in ids if i in seen or seen.add(i))
+            raise InvalidInputError(f"stream(m) returned id {twice!r} twice in one poll; "
+                                    f"each arrival needs its own id")
+        probs = v.float_array(got[1], "stream probs")
+        if probs.ndim != 2 or probs.shape[0] != len(ids):
+            if len(ids) == 0 and probs.size == 0:
+                probs = probs.reshape(0, 0)
+            else:
                 raise InvalidInputError(f"stream(m) must return ids of shape (m',) and probs "
                                         f"of shape (m', C), got {len(ids)} ids and probs of "
                                         f"shape {probs.shape}")
-            if data is not None and len(data) != len(ids):
-                raise InvalidInputError(f"stream(m) returned {len(data)} data dicts for "
-                                        f"{len(ids)} ids; return one per arrival")
-            bad = np.argwhere(~np.isfinite(probs))
-            if len(bad):
-                row, col = (int(x) for x in bad[0])
-                raise InvalidInputError(f"stream(m) returned probs row {row}, column {col} "
-                                        f"= {probs[row, col]}; the stream's outputs must be "
-                                        f"finite")
-        self._pending = None
-        if len(ids) > m:
-            self._pending = (ids[m:], probs[m:], None if data is None else data[m:])
-            ids, probs, data = ids[:m], probs[:m], None if data is None else data[:m]
-        return ids, probs, data
+        bad = np.argwhere(~np.isfinite(probs))
+        if len(bad):
+            row, col = (int(x) for x in bad[0])
+            raise InvalidInputError(f"stream(m) returned probs row {row}, column {col} = "
+                                    f"{probs[row, col]}; the stream's outputs must be finite")
+        raw_data = got[2] if len(got) == 3 else None
+        if raw_data is None:
+            return ids, probs, [None] * len(ids)
+        if not isinstance(raw_data, list | tuple) or len(raw_data) != len(ids):
+            shown = (f"{len(raw_data)} entries" if isinstance(raw_data, list | tuple)
+                     else type(raw_data).__name__)
+            raise InvalidInputError(f"stream(m) data must be a list with one dict (or None) "
+                                    f"per arrival, got {shown} for {len(ids)} ids")
+        for j, entry in enumerate(raw_data):
+            if entry is not None and not isinstance(entry, Mapping):
+                raise InvalidInputError(f"stream(m) data[{j}] must be a dict or None, got "
+                                        f"{type(entry).__name__}")
+            try:
+                json.dumps(entry, allow_nan=False)
+            except (TypeError, ValueError) as err:
+                raise InvalidInputError(
+                    f"stream(m) data[{j}] must hold JSON values only (str, int, finite "
+                    f"float, bool, None, lists and dicts; convert numpy scalars with "
+                    f".item()): {err}") from None
+        return ids, probs, list(raw_data)
+
+    def begin_round(self) -> None:
+        """Remember the gate and the arrivals handed out from here on, so that a round
+        the workflow does not commit can be undone (:meth:`rollback`)."""
+        self._snapshot = (self.router.gate.to_json(), self.router.counts, dict(self.counts))
+        self._given = []
+
+    def rollback(self) -> None:
+        """Undo the round since :meth:`begin_round`: the gate and counts as they were, and
+        every arrival handed out held back again, in order, ahead of those still held."""
+        from alcore.stream import StreamGate
+
+        if self._snapshot is None:
+            return
+        gate, router_counts, counts = self._snapshot
+        self.router.gate = StreamGate.from_json(gate, utility=self.utility)
+        with self.router._lock:  # Router has no setter: its counts are its own bookkeeping
+            self.router._counts = dict(router_counts)
+        self.counts = counts
+        chunks = (self._given or []) + ([self._pending] if self._pending is not None else [])
+        chunks = [c for c in chunks if len(c[0])]
+        self._pending = None if not chunks else (
+            [i for c in chunks for i in c[0]], np.concatenate([c[1] for c in chunks]),
+            [d for c in chunks for d in c[2]])
+        self._snapshot = self._given = None
 
     def propose(self, n: int, ctx: Round) -> tuple[list[dict], list[dict]]:
         """(human records, auto-labelled records) from the stream's next arrivals."""
@@ -376,7 +454,7 @@ class StreamSource:
                 rec = {"item_id": ids[j], "source": "stream", "round": ctx.round,
                        "tier": tier, "score": float(1.0 - p[c]), "prediction": classes[c],
                        "confidence": float(p[c]), "control": False,
-                       "data": {} if data is None else dict(data[j] or {}),
+                       "data": dict(data[j] or {}),
                        "reason": (f"stream: routed {route} by the gate (max probability "
                                   f"{p[c]:.3f}, queue threshold "
                                   f"{router.queue_threshold:.3f} at depth "

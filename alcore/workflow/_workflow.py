@@ -530,57 +530,67 @@ class Workflow:
             weights = {n: w * (MIN_WEIGHT + surprise[n]) for n, w in weights.items()}
             weights = {n: w / sum(weights.values()) for n, w in weights.items()}
         allotted = self._split(k - len(control), weights)
-        human, auto = list(control), []
-        got: dict[str, int] = {}
-        by_source: dict[str, list[str]] = {}
-        # Two passes: a source that falls short hands its labels to the next ones.
-        for pass_ in range(2):
-            for name, source in self.sources.items():
-                want = (allotted[name] if pass_ == 0
-                        else k - len(human))
-                if want <= 0:
-                    continue
-                out = source.propose(want, ctx)
-                records, autos = out if isinstance(out, tuple) else (out, [])
-                records = records[:want]
-                ctx.covered.update(x["item_id"] for x in records)
-                human += records
-                auto += autos
-                got[name] = got.get(name, 0) + len(records)
-                by_source.setdefault(name, []).extend(x["item_id"] for x in records)
-            if len(human) >= k:
-                break
-        audit = self._audit(human)
-        payload = {
-            "k": k, "control": len(control), "allocation": self.config["allocation"],
-            "weights": weights, "allotted": allotted, "filled": got,
-            "by_source": by_source,
-            "notes": ctx.notes, "diversity_boost": ctx.diversity_boost,
-            "reasons": {x["item_id"]: x["reason"] for x in human},
-            "auto_labeled": [x["item_id"] for x in auto],
-            "model_labels": len(labels), **counterfactual,
-        }
-        with db.transaction():
-            if db.state("round", 0) != round_ - 1:
-                raise LedgerError(f"another process ran round {db.state('round')} of "
-                                  f"{db.path} meanwhile; call next_batch again")
-            if size_event is not None:
-                db.event("batch_size", size_event, round=round_)
-                db.set_state("sizer", self._sizer_state(sizer), log=False)
-            if feedback is not None:
-                db.event("agreement", feedback, round=round_)
-            db.queue(human, round=round_, selection=payload)
-            if auto:
-                db.queue(auto, round=round_, status="labeled")
-                db.add_labels([{"item_id": x["item_id"], "annotator": "model",
-                                "value": x["prediction"], "origin": "auto"} for x in auto])
-            for name, source in self.sources.items():
-                if hasattr(source, "state"):
-                    db.set_state(f"source:{name}", source.state(), log=True)
-            if audit is not None:
-                db.event("audit", audit, round=round_)
-            db.set_state("round", round_, log=False)
-            db.set_state("spent", spent + len(human), log=False)
+        undoable = [x for x in self.sources.values() if hasattr(x, "rollback")]
+        for source in undoable:
+            source.begin_round()
+        try:
+            human, auto = list(control), []
+            got: dict[str, int] = {}
+            by_source: dict[str, list[str]] = {}
+            # Two passes: a source that falls short hands its labels to the next ones.
+            for pass_ in range(2):
+                for name, source in self.sources.items():
+                    want = (allotted[name] if pass_ == 0
+                            else k - len(human))
+                    if want <= 0:
+                        continue
+                    out = source.propose(want, ctx)
+                    records, autos = out if isinstance(out, tuple) else (out, [])
+                    records = records[:want]
+                    ctx.covered.update(x["item_id"] for x in records)
+                    human += records
+                    auto += autos
+                    got[name] = got.get(name, 0) + len(records)
+                    by_source.setdefault(name, []).extend(x["item_id"] for x in records)
+                if len(human) >= k:
+                    break
+            audit = self._audit(human)
+            payload = {
+                "k": k, "control": len(control), "allocation": self.config["allocation"],
+                "weights": weights, "allotted": allotted, "filled": got,
+                "by_source": by_source,
+                "notes": ctx.notes, "diversity_boost": ctx.diversity_boost,
+                "reasons": {x["item_id"]: x["reason"] for x in human},
+                "auto_labeled": [x["item_id"] for x in auto],
+                "model_labels": len(labels), **counterfactual,
+            }
+            with db.transaction():
+                if db.state("round", 0) != round_ - 1:
+                    raise LedgerError(f"another process ran round {db.state('round')} of "
+                                      f"{db.path} meanwhile; call next_batch again")
+                if size_event is not None:
+                    db.event("batch_size", size_event, round=round_)
+                    db.set_state("sizer", self._sizer_state(sizer), log=False)
+                if feedback is not None:
+                    db.event("agreement", feedback, round=round_)
+                db.queue(human, round=round_, selection=payload)
+                if auto:
+                    db.queue(auto, round=round_, status="labeled")
+                    db.add_labels([{"item_id": x["item_id"], "annotator": "model",
+                                    "value": x["prediction"], "origin": "auto"} for x in auto])
+                for name, source in self.sources.items():
+                    if hasattr(source, "state"):
+                        db.set_state(f"source:{name}", source.state(), log=True)
+                if audit is not None:
+                    db.event("audit", audit, round=round_)
+                db.set_state("round", round_, log=False)
+                db.set_state("spent", spent + len(human), log=False)
+        except BaseException:
+            # A round that is not committed leaves no trace: the stream's gate and the
+            # arrivals it polled are put back, so a retry routes the same items.
+            for source in undoable:
+                source.rollback()
+            raise
         self.batch_sizer = sizer
         if auto:
             self._update()
