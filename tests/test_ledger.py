@@ -351,7 +351,8 @@ def test_threads_share_one_ledger(tmp_path):
         assert db.integrity() == "ok"
 
 
-@pytest.mark.parametrize("at", [True, "5", b"5", np.bool_(False)])
+@pytest.mark.parametrize("at", [True, "5", b"5", np.bool_(False), 10**400, 1 + 2j,
+                                np.array([3.0])])
 def test_label_time_must_be_a_number(tmp_path, at):
     with Ledger.open(tmp_path / "l.db", create=True) as db:
         db.queue([record("1")])
@@ -392,6 +393,8 @@ def test_a_replay_never_demotes_the_experts_vote(tmp_path):
         db.add_labels([{**vote, "origin": "expert"}])
         events = db.events()
         assert db.add_labels([{**vote, "origin": "label_studio"}]) == 0
+        untimed = {k: x for k, x in vote.items() if k != "at"}
+        assert db.add_labels([{**untimed, "origin": "annotator"}]) == 0
         assert [x["origin"] for x in db.labels("1")] == ["expert"] and db.events() == events
 
 

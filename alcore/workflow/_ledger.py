@@ -100,12 +100,14 @@ def _dumps(value: Any, what: str) -> str:
 def _finite_or_none(value: Any, what: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool | np.bool_ | str | bytes):
-        # float("5") and float(True) would store a number nobody gave.
+    if (isinstance(value, bool | np.bool_ | str | bytes | complex | np.complexfloating)
+            or np.ndim(value) != 0):
+        # float("5"), float(True), float(1+2j) and float(np.array([3.0])) would store a
+        # number nobody gave.
         raise LedgerError(f"{what} must be a number or None, got {value!r}")
     try:
         out = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise LedgerError(f"{what} must be a number or None, got {value!r}") from None
     if not math.isfinite(out):
         raise LedgerError(f"{what} must be finite or None, got {value!r}")
@@ -535,21 +537,32 @@ class Ledger:
             stored_now = self._stored_labels(db, ids)
             kept: list[tuple[tuple, bool]] = []  # (row, stale)
             now = time.time()
+            logged_stale: set[tuple] | None = None  # read once, if a late label comes
             for row in rows:
                 item_id, annotator, value, at = row[:4]
                 before = stored_now.get((item_id, annotator))
                 if at is None:
-                    # No time given: the same vote as stored is a repeat; another is the
-                    # newest answer, after the stored one even if its clock ran ahead.
-                    if before is not None and row[4:] == before[2:] and value == before[0]:
+                    # No time given: the same vote as stored is a repeat (an expert's
+                    # vote repeated by another path included); another is the newest
+                    # answer, after the stored one even if its clock ran ahead.
+                    if before is not None and value == before[0] and (
+                            row[4:] == before[2:]
+                            or (before[2] == "expert" and row[4] != "expert")):
                         continue
                     at = now if before is None else max(now, math.nextafter(before[1],
                                                                              math.inf))
+                    if not math.isfinite(at):
+                        raise LedgerError(f"label of item {item_id!r} by annotator "
+                                          f"{annotator!r}: the stored label's time "
+                                          f"{before[1]!r} leaves no later time; give at=")
                     row = (*row[:3], at, *row[4:])
                 if before is None or at > before[1]:
                     kept.append((row, False))
                 elif at < before[1]:
-                    if not self._logged_stale(db, row):
+                    if logged_stale is None:
+                        logged_stale = self._logged_stale(db, set(ids))
+                    if tuple(row[:4]) not in logged_stale:
+                        logged_stale.add(tuple(row[:4]))
                         kept.append((row, True))
                 elif value != before[0]:
                     raise LedgerError(
@@ -605,15 +618,16 @@ class Ledger:
         return list(by_key.values())
 
     @staticmethod
-    def _logged_stale(db: sqlite3.Connection, row: tuple) -> bool:
-        """Whether this late label was logged already (a replayed webhook, an old export
-        imported again): it is logged once."""
-        item_id, annotator, value, at = row[:4]
-        return db.execute(
-            "SELECT 1 FROM events WHERE kind='stale_label' AND json_extract(payload, "
-            "'$.item_id')=? AND json_extract(payload, '$.annotator')=? AND "
-            "json_extract(payload, '$.value')=? AND json_extract(payload, '$.at')=? LIMIT 1",
-            (item_id, annotator, value, at)).fetchone() is not None
+    def _logged_stale(db: sqlite3.Connection, ids: set[str]) -> set[tuple]:
+        """(item, annotator, value, at) of the late labels already logged for these items:
+        a replayed webhook or an old export imported again is logged once. One scan of
+        the log per submission, and only when a late label arrives."""
+        out = set()
+        for (text,) in db.execute("SELECT payload FROM events WHERE kind='stale_label'"):
+            p = json.loads(text)
+            if p.get("item_id") in ids:
+                out.add((p["item_id"], p["annotator"], p["value"], p["at"]))
+        return out
 
     @staticmethod
     def _stored_labels(db: sqlite3.Connection,

@@ -314,23 +314,28 @@ class StreamSource:
             list(pending["ids"]), np.asarray(pending["probs"], dtype=np.float64),
             list(pending["data"]) if pending["data"] is not None
             else [None] * len(pending["ids"]))
+        if self._pending is not None:
+            self._width = int(self._pending[1].shape[1])
 
     def _arrivals(self, m: int) -> tuple[list[str], np.ndarray, list]:
         """At most m arrivals ``(ids, probs, data)``, those held back from an earlier call
         first. A stream that answers stream(m) with more than m (a consumer that polls
         whole batches) has the rest held back for the next call, or the next round, never
-        routed beyond the round's allotment and never dropped (they go into the ledger
-        with the source's state)."""
+        routed beyond the round's allotment and never dropped by a committed round (they go
+        into the ledger with the source's state). A round that fails puts its arrivals
+        back in memory for the retry; a process that dies after polling loses what it had
+        polled and not committed, as any consumer of a stream that was not acknowledged."""
         if self._pending is not None:
             ids, probs, data = self._pending
         else:
             ids, probs, data = self._checked_poll(self.stream(m))
-            if len(ids):
-                if self._width is not None and probs.shape[1] != self._width:
-                    raise InvalidInputError(f"stream(m) returned probs of {probs.shape[1]} "
-                                            f"classes after {self._width}; every poll must "
-                                            f"give the same C")
-                self._width = probs.shape[1]
+            width = self._width
+            if len(ids) and width is not None and probs.shape[1] != width:
+                raise InvalidInputError(f"stream(m) returned probs of {probs.shape[1]} "
+                                        f"classes after {width}; every poll must give the "
+                                        f"same C")
+        if len(ids):
+            self._width = probs.shape[1]
         self._pending = None
         if len(ids) > m:
             self._pending = (ids[m:], probs[m:], data[m:])
@@ -405,23 +410,32 @@ class StreamSource:
         self._given = []
 
     def rollback(self) -> None:
-        """Undo the round since :meth:`begin_round`: the gate and counts as they were, and
-        every arrival handed out held back again, in order, ahead of those still held."""
+        """Undo the round since :meth:`begin_round`: every arrival handed out held back
+        again, in order and once each, ahead of those still held; the counts and the gate
+        as they were (restored into the same gate object, so a caller holding it sees the
+        state the ledger has)."""
         from alcore.stream import StreamGate
 
         if self._snapshot is None:
             return
         gate, router_counts, counts = self._snapshot
-        self.router.gate = StreamGate.from_json(gate, utility=self.utility)
+        chunks = (self._given or []) + ([self._pending] if self._pending is not None else [])
+        ids, rows, data, seen = [], [], [], set()
+        for chunk_ids, chunk_probs, chunk_data in chunks:
+            for j, item in enumerate(chunk_ids):
+                if item not in seen:  # a repeat was skipped as covered in the failed round
+                    seen.add(item)
+                    ids.append(item)
+                    rows.append(chunk_probs[j])
+                    data.append(chunk_data[j])
+        self._pending = (ids, np.array(rows), data) if ids else None
+        self.counts = counts
         with self.router._lock:  # Router has no setter: its counts are its own bookkeeping
             self.router._counts = dict(router_counts)
-        self.counts = counts
-        chunks = (self._given or []) + ([self._pending] if self._pending is not None else [])
-        chunks = [c for c in chunks if len(c[0])]
-        self._pending = None if not chunks else (
-            [i for c in chunks for i in c[0]], np.concatenate([c[1] for c in chunks]),
-            [d for c in chunks for d in c[2]])
         self._snapshot = self._given = None
+        live = self.router.gate
+        utility = self.utility if self.utility is not None else live._custom
+        live.__dict__.update(StreamGate.from_json(gate, utility=utility).__dict__)
 
     def propose(self, n: int, ctx: Round) -> tuple[list[dict], list[dict]]:
         """(human records, auto-labelled records) from the stream's next arrivals."""

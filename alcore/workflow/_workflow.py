@@ -589,7 +589,10 @@ class Workflow:
             # A round that is not committed leaves no trace: the stream's gate and the
             # arrivals it polled are put back, so a retry routes the same items.
             for source in undoable:
-                source.rollback()
+                try:
+                    source.rollback()
+                except Exception:
+                    pass
             raise
         self.batch_sizer = sizer
         if auto:
