@@ -427,6 +427,18 @@ def test_stream_source_refuses_non_finite_arrivals():
     assert src.state()["pending"] is None
 
 
+def _refused_round(wf, monkeypatch, k):
+    """next_batch(k) with the ledger refusing the round's write (as when another process
+    queued one of its items meanwhile), after every source has proposed."""
+    def refused(*args, **kwargs):
+        raise LedgerError("item 's1' is already in the ledger")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(wf.ledger, "queue", refused)
+        with pytest.raises(LedgerError, match="already in the ledger"):
+            wf.next_batch(k)
+
+
 def test_a_round_not_committed_gives_its_stream_arrivals_back(tmp_path, monkeypatch):
     """next_batch refused after the stream was polled (here: the ledger refuses the
     round's write, as when another process queued one of its items meanwhile): the gate
@@ -447,14 +459,7 @@ def test_a_round_not_committed_gives_its_stream_arrivals_back(tmp_path, monkeypa
                   shares=[0.5, 0.5], control_share=0.0) as wf:
         gate_before, counts_before = src.router.gate.to_json(), src.router.counts
         events = wf.ledger.events()
-
-        def refused(*args, **kwargs):
-            raise LedgerError("item 's1' is already in the ledger")
-
-        with monkeypatch.context() as patch:
-            patch.setattr(wf.ledger, "queue", refused)
-            with pytest.raises(LedgerError, match="already in the ledger"):
-                wf.next_batch(6)
+        _refused_round(wf, monkeypatch, 6)
         assert wf.ledger.events() == events
         assert src.router.gate.to_json() == gate_before and src.router.counts == counts_before
         batch = wf.next_batch(6)
@@ -482,14 +487,7 @@ def test_rollback_keeps_a_repeated_arrival_once_and_the_gate_object(tmp_path, mo
     with Workflow(tmp_path / "w.db", budget=100, sources={"stream": src, "pool": pool},
                   shares=[0.5, 0.5], control_share=0.0) as wf:
         before = gate.to_json()
-
-        def refused(*args, **kwargs):
-            raise LedgerError("refused")
-
-        with monkeypatch.context() as patch:
-            patch.setattr(wf.ledger, "queue", refused)
-            with pytest.raises(LedgerError, match="refused"):
-                wf.next_batch(6)
+        _refused_round(wf, monkeypatch, 6)
         assert src.router.gate is gate and gate.to_json() == before
         assert src.state()["pending"]["ids"] == ["a", "b", "c"]
         batch = wf.next_batch(6)
