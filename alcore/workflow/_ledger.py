@@ -114,6 +114,11 @@ def _finite_or_none(value: Any, what: str) -> float | None:
     return out
 
 
+def _demotes(stored_origin: str, new_origin: str) -> bool:
+    """Whether storing the same vote with ``new_origin`` would take it from the expert."""
+    return stored_origin == "expert" and new_origin != "expert"
+
+
 class Ledger:
     """An open ledger file (see the module docstring for its schema and the concurrency
     rule). Make one with :meth:`Ledger.open`; use it as a context manager or call
@@ -516,7 +521,10 @@ class Ledger:
           event), unless its origin or ambiguity changed, which replaces it; the same
           ``at`` with another value is a conflict and is refused; an earlier ``at`` (a late
           delivery) does not replace the newer label, and is kept in the event log only,
-          as a ``stale_label`` event.
+          as a ``stale_label`` event, once;
+        * a label without ``at`` is the same label again when its value, origin and
+          ambiguity are the stored ones, else the newest answer (after the stored time);
+        * an expert's vote is never replaced by the same vote from another origin.
 
         A refusal stores nothing. Returns the labels stored (new or replacing one).
         """
@@ -546,8 +554,7 @@ class Ledger:
                     # vote repeated by another path included); another is the newest
                     # answer, after the stored one even if its clock ran ahead.
                     if before is not None and value == before[0] and (
-                            row[4:] == before[2:]
-                            or (before[2] == "expert" and row[4] != "expert")):
+                            row[4:] == before[2:] or _demotes(before[2], row[4])):
                         continue
                     at = now if before is None else max(now, math.nextafter(before[1],
                                                                              math.inf))
@@ -570,8 +577,7 @@ class Ledger:
                         f"conflicts with the stored label {before[0]!r} at the same time "
                         f"(now {value!r}); a changed label needs a later time. Nothing was "
                         f"stored")
-                elif row[4:] != before[2:] and not (before[2] == "expert"
-                                                     and row[4] != "expert"):
+                elif row[4:] != before[2:] and not _demotes(before[2], row[4]):
                     # The same vote, now known better (the CLI import marks a vote cast
                     # after the item went to the expert as the expert's; a webhook could
                     # not): replace it. An expert's vote is never demoted by a replay.
