@@ -193,15 +193,22 @@ def exact_sq_to_rows(x: np.ndarray, ids: np.ndarray) -> np.ndarray:
     inputs, summed as :func:`exact_sq` sums (numpy's pairwise sum over the last axis), so
     to the same bits: the pairs (i, ids[i, j]) of a row and its candidates, each row
     gathered once, blocks on alcore's threads."""
+    return exact_sq_to_base(x, x, ids)
+
+
+def exact_sq_to_base(queries: np.ndarray, base: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """|queries_i - base_ids[i, j]|^2 (float64, shape of ids), the arithmetic of
+    :func:`exact_sq_to_rows` for queries that are not rows of the base (a sample index's
+    neighbours)."""
     from concurrent.futures import ThreadPoolExecutor
 
     n, m = ids.shape
     out = np.empty((n, m))
-    step = max(1, 2**20 // max(1, m * x.shape[1]))  # (step, m, d) float64: 8 MB blocks
+    step = max(1, 2**20 // max(1, m * base.shape[1]))  # (step, m, d) float64: 8 MB blocks
 
     def block(start: int) -> None:
-        diff = x[ids[start:start + step]].astype(np.float64)
-        diff -= x[start:start + step, None, :]
+        diff = base[ids[start:start + step]].astype(np.float64)
+        diff -= queries[start:start + step, None, :]
         np.square(diff, out=diff)
         out[start:start + step] = diff.sum(axis=2)
 

@@ -1039,3 +1039,85 @@ def assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
             np.square(diff, out=diff)
             out[start + which] = np.argmin(diff.sum(axis=2), axis=1)  # first: lower id
     return out
+
+
+# A sample index up to this many rows is FAISS's brute force (exact); above it an IVF index
+# trained on the sample, probing SAMPLE_INDEX_PROBES cells per query.
+SAMPLE_FLAT_MAX_ROWS = 4096
+SAMPLE_INDEX_PROBES = 8
+
+
+class SampleIndex:
+    """A FAISS index over a sample of the pool's embeddings, made on the driver and queried
+    by the workers of :mod:`alcore.distributed`.
+
+    It travels as FAISS's own serialised bytes (``faiss.serialize_index``) beside the
+    sample rows, never as a pickled FAISS object; each process deserialises it once, on
+    first use. The search's candidates are re-ranked by float64 distances to the sample
+    rows, so the neighbours kept do not depend on FAISS's thread count.
+
+    Attributes
+    ----------
+    sample : numpy.ndarray of shape (S, d), float32
+    kind : str
+        ``"flat"`` (exact) or ``"ivf"`` (approximate).
+    probes : int
+        IVF cells searched per query (0 for flat).
+    """
+
+    def __init__(self, sample: np.ndarray, seed: int) -> None:
+        faiss = faiss_module()
+        self.sample = np.ascontiguousarray(sample, dtype=np.float32)
+        n, d = self.sample.shape
+        self._mean = self.sample.mean(axis=0, dtype=np.float64).astype(np.float32)
+        centred = self.sample - self._mean  # float32 expanded forms err with the spread
+        with faiss_threads():
+            if n <= SAMPLE_FLAT_MAX_ROWS:
+                index = faiss.IndexFlatL2(d)
+                self.kind, self.probes = "flat", 0
+            else:
+                cells = max(1, round(IVF_CLUSTERS_PER_SQRT_N * np.sqrt(n)))
+                index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, cells)
+                index.cp.seed = int(seed)
+                index.train(centred)
+                index.nprobe = self.probes = min(cells, SAMPLE_INDEX_PROBES)
+                self.kind = "ivf"
+            index.add(centred)
+            self._bytes = faiss.serialize_index(index)
+        self._index: Any = index
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_index"] = None  # the bytes travel; the FAISS object is made again
+        return state
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes shipped to each worker: the serialised index and the sample."""
+        return int(self._bytes.nbytes + self.sample.nbytes)
+
+    def neighbours(self, queries: np.ndarray, k: int,
+                   self_rows: np.ndarray | None = None) -> np.ndarray:
+        """Squared distances (float64, shape (Q, k), ascending) of each query to its k
+        nearest sample rows found by the index, ``self_rows[i]`` (a sample row, or -1) never
+        counting as query i's neighbour. Rows the search did not reach are inf."""
+        faiss = faiss_module()
+        if self._index is None:
+            self._index = faiss.deserialize_index(self._bytes)
+            if self.kind == "ivf":
+                self._index.nprobe = self.probes
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        wanted = min(len(self.sample), k + 1 + 4)  # spares: near-ties re-decided in float64
+        out = np.empty((len(queries), k))
+        for start in range(0, len(queries), QUERY_BATCH):
+            block = queries[start:start + QUERY_BATCH]
+            with faiss_threads():
+                _, ids = self._index.search(block - self._mean, wanted)
+            found = ids >= 0
+            exact = _distances.exact_sq_to_base(block, self.sample, np.where(found, ids, 0))
+            exact[~found] = np.inf
+            if self_rows is not None:
+                exact[ids == self_rows[start:start + QUERY_BATCH, None]] = np.inf
+            exact.sort(axis=1)
+            out[start:start + len(block)] = exact[:, :k]
+        return out

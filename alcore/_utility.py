@@ -291,6 +291,11 @@ class Utility:
     def __repr__(self) -> str:
         return f"alcore.utility({self.name}, extra={self.extra})"
 
+    def __reduce__(self) -> tuple:
+        # The compiled code and its lock stay behind: another process (a Dask worker)
+        # compiles the function again, or loads it from Numba's cache.
+        return (_rebuilt, (self.py_func, self.name, self._cache))
+
     def __call__(self, p: Any, *extra: Any) -> Any:
         return self.py_func(p, *extra)
 
@@ -423,6 +428,10 @@ def _first_lines(err: Exception, limit: int = 12) -> str:
     lines = [line for line in plain.splitlines() if line.strip()]
     text = " ".join(line.strip() for line in lines[:limit])
     return f"{type(err).__name__}: {text}"
+
+
+def _rebuilt(fn: Callable, name: str, cache: bool) -> Utility:
+    return Utility(fn, name=name, cache=cache)
 
 
 def utility(fn: Callable | None = None, *, name: str | None = None,

@@ -242,6 +242,39 @@ def _pattern_columns(columns: list[str], spec: str, what: str) -> list[str]:
     return sorted(chosen, key=_natural_key)
 
 
+def probability_columns(columns: list[str], spec: str | None) -> list[str]:
+    """The columns :func:`probability_matrix` reads for ``spec``: one list/Array column (or a
+    binary model's single column), or one column per class. Readers select these alone, so
+    a pool file's embeddings are not decoded when only the scores are needed."""
+    if spec is None and "probs" in columns:
+        return ["probs"]
+    if spec is not None and spec in columns:
+        return [spec]
+    if spec is not None:
+        return _pattern_columns(columns, spec, "probabilities")
+    chosen = sorted((c for c in columns if re.fullmatch(r"p\d+", c)), key=_natural_key)
+    if not chosen:
+        raise InvalidInputError(
+            f"no probability columns: expected a list column 'probs' or columns p0, p1, "
+            f"...; columns are {_columns_text(columns)}; name them with probs=")
+    return chosen
+
+
+def embedding_columns(columns: list[str], spec: str | None) -> list[str]:
+    """The columns :func:`embedding_matrix` reads for ``spec`` (empty: no default column)."""
+    if spec is None:
+        spec = next((c for c in ("embedding", "emb") if c in columns), None)
+        if spec is None:
+            return []
+    if spec in columns:
+        return [spec]
+    if any(ch in spec for ch in "*?["):
+        return _pattern_columns(columns, spec, "embeddings")
+    raise InvalidInputError(
+        f"no embedding column {spec!r}; columns are {_columns_text(columns)}; name a list "
+        f"column or a pattern such as 'e*' for numbered columns")
+
+
 def probability_matrix(table: Any, spec: str | None = None, *, logits: bool = False,
                        row_offset: int = 0) -> np.ndarray:
     """(N, C) probabilities (or logits) of a table, in the file's precision.
@@ -267,22 +300,12 @@ def probability_matrix(table: Any, spec: str | None = None, *, logits: bool = Fa
     import polars as pl
 
     columns = table.columns
-    if spec is None and "probs" in columns:
-        spec = "probs"
+    chosen = probability_columns(columns, spec)
+    if len(chosen) == 1 and isinstance(table[chosen[0]].dtype, pl.List | pl.Array):
+        return _matrix_column(table, chosen[0], "probabilities", row_offset)
     if spec is not None and spec in columns:
-        if isinstance(table[spec].dtype, pl.List | pl.Array):
-            return _matrix_column(table, spec, "probabilities", row_offset)
         _refuse_one_of_numbered(columns, spec, "probs",
                                 "a binary model's positive-class probability p ([1 - p, p])")
-        chosen = [spec]
-    elif spec is not None:
-        chosen = _pattern_columns(columns, spec, "probabilities")
-    else:
-        chosen = sorted((c for c in columns if re.fullmatch(r"p\d+", c)), key=_natural_key)
-        if not chosen:
-            raise InvalidInputError(
-                f"no probability columns: expected a list column 'probs' or columns p0, p1, "
-                f"...; columns are {_columns_text(columns)}; name them with probs=")
     matrix = _numeric_columns(table, chosen, "probabilities", row_offset)
     if matrix.shape[1] == 1:
         x = matrix[:, 0]
@@ -296,23 +319,17 @@ def embedding_matrix(table: Any, spec: str | None = None) -> np.ndarray | None:
     (default ``embedding``, else ``emb``), or the columns matching a glob ``spec`` (``e*``),
     ordered by the numbers in their names. None when ``spec`` is None and neither default
     column exists."""
-    columns = table.columns
-    if spec is None:
-        spec = next((c for c in ("embedding", "emb") if c in columns), None)
-        if spec is None:
-            return None
     import polars as pl
 
-    if spec in columns and isinstance(table[spec].dtype, pl.List | pl.Array):
-        return _matrix_column(table, spec, "embeddings")
-    if spec in columns or any(ch in spec for ch in "*?["):
-        if spec in columns:
-            _refuse_one_of_numbered(columns, spec, "embeddings", "a one-dimensional embedding")
-        chosen = [spec] if spec in columns else _pattern_columns(columns, spec, "embeddings")
-        return _numeric_columns(table, chosen, "embeddings", 0)
-    raise InvalidInputError(
-        f"no embedding column {spec!r}; columns are {_columns_text(columns)}; name a list "
-        f"column or a pattern such as 'e*' for numbered columns")
+    columns = table.columns
+    chosen = embedding_columns(columns, spec)
+    if not chosen:
+        return None
+    if len(chosen) == 1 and isinstance(table[chosen[0]].dtype, pl.List | pl.Array):
+        return _matrix_column(table, chosen[0], "embeddings")
+    if spec is not None and spec in columns:
+        _refuse_one_of_numbered(columns, spec, "embeddings", "a one-dimensional embedding")
+    return _numeric_columns(table, chosen, "embeddings", 0)
 
 
 def labeled_column(table: Any, name: str, row_offset: int = 0) -> np.ndarray:
@@ -527,7 +544,9 @@ def top_k_from_file(path: str | os.PathLike, k: int, *, score: Any = "margin",
     best_ids: np.ndarray | None = None
     n_never = 0
     offset = 0  # file row number of the batch's first row
-    for chunk in _chunks(lazy, path, chunk_rows):
+    used = [*([] if id is None else [id]), *probability_columns(columns, probs),
+            *([] if labeled is None else [labeled]), *(extra_columns or {}).values()]
+    for chunk in _chunks(lazy, path, chunk_rows, used):
         offset, chunk_offset = offset + chunk.height, offset
         matrix = probability_matrix(chunk, probs, logits=logits, row_offset=chunk_offset)
         ids = (np.arange(chunk_offset, offset, dtype=np.int64) if id is None
@@ -594,7 +613,7 @@ def _extra_columns(utility: Any, extra: Any, columns: list[str],
     return chosen
 
 
-def _chunks(lazy: Any, path: Path, chunk_rows: int) -> Any:
+def _chunks(lazy: Any, path: Path, chunk_rows: int, columns: list[str] | None = None) -> Any:
     """The rows of a scan in file order, as DataFrames of at most ``chunk_rows`` rows, each
     row parsed once.
 
@@ -602,9 +621,13 @@ def _chunks(lazy: Any, path: Path, chunk_rows: int) -> Any:
     lazy ``slice`` per chunk parses the text again from the start up to the chunk, which
     is quadratic in the file's length. Parquet and Arrow IPC are sliced: their slices read
     only the row groups or record batches they need, and the streaming pass would run
-    ahead of the scoring and buffer batches (160 MB for a 240 MB Parquet pool)."""
+    ahead of the scoring and buffer batches (160 MB for a 240 MB Parquet pool).
+    ``columns``: read only these (Parquet never decodes the others: the embeddings of a
+    pool scored for its probabilities alone)."""
     import polars as pl
 
+    if columns is not None:
+        lazy = lazy.select(list(dict.fromkeys(columns)))
     try:
         if _format(path) in _TEXT_FORMATS:
             for batch in lazy.collect_batches(chunk_size=chunk_rows, maintain_order=True):
@@ -618,17 +641,18 @@ def _chunks(lazy: Any, path: Path, chunk_rows: int) -> Any:
         raise InvalidInputError(f"{path.name}: could not be read ({err})") from None
 
 
-def _exclude_ids(exclude: Collection[Any] | None, id_dtype: Any) -> list[Any] | None:
+def _exclude_ids(exclude: Collection[Any] | None, id_dtype: Any,
+                 name: str = "exclude") -> list[Any] | None:
     """``exclude`` ids as a list (None when empty), after checking they can match the id column's
     type (text ids against text, numbers against numbers): a mismatch would exclude
-    nothing, silently."""
+    nothing, silently. ``name``: the argument, for messages."""
     if exclude is None:
         return None
     import polars as pl
 
     if isinstance(exclude, str | bytes) or not isinstance(exclude, Collection):
         raise InvalidInputError(
-            f"exclude must be a collection of ids (a list, set or array), got "
+            f"{name} must be a collection of ids (a list, set or array), got "
             f"{type(exclude).__name__}")
     values = list(exclude.tolist() if isinstance(exclude, np.ndarray) else exclude)
     if not values:
@@ -639,12 +663,12 @@ def _exclude_ids(exclude: Collection[Any] | None, id_dtype: Any) -> list[Any] | 
     if want_text and not all(text):
         bad = values[text.index(False)]
         raise InvalidInputError(
-            f"exclude holds {bad!r} but the ids are text (CSV/NDJSON ids are read as "
+            f"{name} holds {bad!r} but the ids are text (CSV/NDJSON ids are read as "
             f"written); pass the ids as strings, e.g. {str(bad)!r}")
     if not want_text and not all(numbers):
         bad = values[numbers.index(False)]
         what = "row numbers" if id_dtype is None else f"{id_dtype} ids"
-        raise InvalidInputError(f"exclude holds {bad!r} but the file's ids are {what}")
+        raise InvalidInputError(f"{name} holds {bad!r} but the file's ids are {what}")
     return values
 
 

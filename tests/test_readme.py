@@ -97,7 +97,8 @@ def test_first_two_commands_are_unchanged():
     bash = re.findall(r"^```bash\n(.*?)^```", text, re.DOTALL | re.MULTILINE)
     assert bash[:2] == [
         'python3 -m venv .venv && .venv/bin/pip install ".[full]" && .venv/bin/alcore demo\n',
-        'python3 -m venv .venv && .venv/bin/pip install --quiet ".[test,labelstudio]" && '
+        'python3 -m venv .venv && .venv/bin/pip install --quiet '
+        '".[test,labelstudio,distributed]" && '
         ".venv/bin/ruff check . && .venv/bin/pytest --benchmark-disable\n",
     ]
     ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
