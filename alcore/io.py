@@ -242,13 +242,26 @@ def _pattern_columns(columns: list[str], spec: str, what: str) -> list[str]:
     return sorted(chosen, key=_natural_key)
 
 
-def probability_columns(columns: list[str], spec: str | None) -> list[str]:
-    """The columns :func:`probability_matrix` reads for ``spec``: one list/Array column (or a
-    binary model's single column), or one column per class. Readers select these alone, so
-    a pool file's embeddings are not decoded when only the scores are needed."""
+def list_columns(schema: Any) -> set[str]:
+    """The names of a polars schema's (or frame's) list/Array columns."""
+    import polars as pl
+
+    items = schema.schema.items() if hasattr(schema, "schema") else schema.items()
+    return {name for name, dtype in items if isinstance(dtype, pl.List | pl.Array)}
+
+
+def probability_columns(columns: list[str], spec: str | None,
+                        lists: Collection[str] = ()) -> list[str]:
+    """The columns :func:`probability_matrix` reads for ``spec`` (``lists``: the list/Array
+    columns among ``columns``): one list/Array column (or a binary model's single column),
+    or one column per class. Readers select these alone, so a pool file's embeddings are
+    not decoded when only the scores are needed; the checks are made on all ``columns``."""
     if spec is None and "probs" in columns:
         return ["probs"]
     if spec is not None and spec in columns:
+        if spec not in lists:
+            _refuse_one_of_numbered(columns, spec, "probs", "a binary model's positive-class "
+                                    "probability p ([1 - p, p])")
         return [spec]
     if spec is not None:
         return _pattern_columns(columns, spec, "probabilities")
@@ -260,13 +273,17 @@ def probability_columns(columns: list[str], spec: str | None) -> list[str]:
     return chosen
 
 
-def embedding_columns(columns: list[str], spec: str | None) -> list[str]:
+def embedding_columns(columns: list[str], spec: str | None,
+                      lists: Collection[str] = ()) -> list[str]:
     """The columns :func:`embedding_matrix` reads for ``spec`` (empty: no default column)."""
     if spec is None:
         spec = next((c for c in ("embedding", "emb") if c in columns), None)
         if spec is None:
             return []
+        return [spec]
     if spec in columns:
+        if spec not in lists:
+            _refuse_one_of_numbered(columns, spec, "embeddings", "a one-dimensional embedding")
         return [spec]
     if any(ch in spec for ch in "*?["):
         return _pattern_columns(columns, spec, "embeddings")
@@ -300,12 +317,9 @@ def probability_matrix(table: Any, spec: str | None = None, *, logits: bool = Fa
     import polars as pl
 
     columns = table.columns
-    chosen = probability_columns(columns, spec)
+    chosen = probability_columns(columns, spec, list_columns(table))
     if len(chosen) == 1 and isinstance(table[chosen[0]].dtype, pl.List | pl.Array):
         return _matrix_column(table, chosen[0], "probabilities", row_offset)
-    if spec is not None and spec in columns:
-        _refuse_one_of_numbered(columns, spec, "probs",
-                                "a binary model's positive-class probability p ([1 - p, p])")
     matrix = _numeric_columns(table, chosen, "probabilities", row_offset)
     if matrix.shape[1] == 1:
         x = matrix[:, 0]
@@ -322,13 +336,11 @@ def embedding_matrix(table: Any, spec: str | None = None) -> np.ndarray | None:
     import polars as pl
 
     columns = table.columns
-    chosen = embedding_columns(columns, spec)
+    chosen = embedding_columns(columns, spec, list_columns(table))
     if not chosen:
         return None
     if len(chosen) == 1 and isinstance(table[chosen[0]].dtype, pl.List | pl.Array):
         return _matrix_column(table, chosen[0], "embeddings")
-    if spec is not None and spec in columns:
-        _refuse_one_of_numbered(columns, spec, "embeddings", "a one-dimensional embedding")
     return _numeric_columns(table, chosen, "embeddings", 0)
 
 
@@ -544,7 +556,8 @@ def top_k_from_file(path: str | os.PathLike, k: int, *, score: Any = "margin",
     best_ids: np.ndarray | None = None
     n_never = 0
     offset = 0  # file row number of the batch's first row
-    used = [*([] if id is None else [id]), *probability_columns(columns, probs),
+    used = [*([] if id is None else [id]),
+            *probability_columns(columns, probs, list_columns(schema)),
             *([] if labeled is None else [labeled]), *(extra_columns or {}).values()]
     for chunk in _chunks(lazy, path, chunk_rows, used):
         offset, chunk_offset = offset + chunk.height, offset

@@ -190,15 +190,17 @@ def test_fewer_candidates_per_partition_says_when_the_merge_is_exact(client, tmp
     spread_out = _write(tmp_path / "shuffled", probs[np.argsort(order)],
                         emb[np.argsort(order)], splits=(1000, 2000, 3000))
     # Spread over the partitions: one candidate more than any partition holds of the true
-    # top 10 proves the merge; one fewer cannot be proven (and is wrong).
-    truth = top_ref(margin_ref(probs[np.argsort(order)]), 10)
+    # 200 best proves the merge; one fewer cannot be proven.
+    shuffled = probs[np.argsort(order)]
+    truth = top_ref(margin_ref(shuffled), 200)
     most = int(np.bincount(np.searchsorted([1000, 2000, 3000], truth, side="right")).max())
-    enough = ad.select(spread_out, 10, client=client, candidates_per_partition=most + 1)
-    assert enough.exact
-    np.testing.assert_array_equal(enough.indices, truth)
-    if most > 1:
-        short = ad.select(spread_out, 10, client=client, candidates_per_partition=most - 1)
-        assert not short.exact and not np.array_equal(short.indices, truth)
+    options = {"client": client, "diversity": "kcenter", "candidates": 20}
+    whole = ad.select(spread_out, 10, **options)
+    enough = ad.select(spread_out, 10, candidates_per_partition=most + 1, **options)
+    short = ad.select(spread_out, 10, candidates_per_partition=most - 1, **options)
+    assert whole.exact and enough.exact and not short.exact
+    np.testing.assert_array_equal(enough.indices, whole.indices)
+    assert enough.config["bytes_returned"] < whole.config["bytes_returned"]
 
 
 # --- density ------------------------------------------------------------------------------
@@ -385,3 +387,130 @@ def test_a_utility_is_picklable():
 
 def _module_level_utility(p):
     return 1.0 - p.max()
+
+
+# --- from the hostile review -------------------------------------------------------------
+
+def test_a_single_numbered_column_is_refused_as_before(tmp_path):
+    probs, _ = _pool(n=300)
+    path = tmp_path / "numbered.parquet"
+    pl.DataFrame({"id": np.arange(300), **{f"p{j}": probs[:, j] for j in range(4)}}
+                 ).write_parquet(path)
+    for call in (lambda: alcore.io.top_k_from_file(path, 3, probs="p0"),
+                 lambda: ad.select([str(path)], 3, probs="p0", client="sync")):
+        with pytest.raises(InvalidInputError, match=r"probs='p0' names one column.*'p\*'"):
+            call()
+    got = ad.select([str(path)], 3, probs="p*", client="sync")
+    np.testing.assert_array_equal(got.indices, alcore.select_top(probs, 3))
+
+
+def test_partitions_must_agree_on_columns_and_types(tmp_path):
+    probs, emb = _pool(n=400)
+    cases = {
+        "precision": ([probs[:200], probs[200:].astype(np.float64)], None, None,
+                      r"probability dtype float32 then float64"),
+        "classes": ([probs[:200, :3] / probs[:200, :3].sum(1, keepdims=True), probs[200:]],
+                    None, None, r"classes 3 then 4"),
+        "width": ([probs[:200], probs[200:]], [emb[:200, :4], emb[200:, :5]], None,
+                  r"embedding width 4 then 5"),
+        "ids": ([probs[:200], probs[200:]], None, [np.arange(200), np.array(
+            [f"x{i}" for i in range(200)])], r"id type integer then text"),
+    }
+    for name, (parts, embs, ids, message) in cases.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        paths = []
+        for i, block in enumerate(parts):
+            columns = {"id": np.arange(i * 200, i * 200 + len(block)) if ids is None
+                       else ids[i], "probs": block}
+            if embs is not None:
+                columns["embedding"] = embs[i]
+            paths.append(str(folder / f"p{i}.parquet"))
+            pl.DataFrame(columns).write_parquet(paths[-1])
+        kwargs = {"diversity": "kcenter"} if embs is not None else {}
+        with pytest.raises(InvalidInputError, match=message):
+            ad.select(paths, 5, client="sync", **kwargs)
+    # ids of two types with an id set: a clear error from the partition that differs
+    folder = tmp_path / "ids"
+    with pytest.raises(InvalidInputError, match=r"p1\.parquet: its id column 'id' is String"):
+        ad.select([str(folder / "p0.parquet"), str(folder / "p1.parquet")], 5,
+                  client="sync", exclude=[3])
+
+
+def test_more_rejections_from_the_review(pool, tmp_path):
+    probs, emb, paths = pool
+    generator = np.random.default_rng(9)
+    state = generator.bit_generator.state
+    cases = [
+        (dict(candidates_per_partition=4), "candidates_per_partition=4 is below k=5"),
+        (dict(probs=3), "probs= names a table's probability columns"),
+        (dict(labeled=np.zeros(6000, bool)), "labeled= takes the items' ids here"),
+        (dict(density="knn", density_sample=3), "raise density_sample"),
+        (dict(source=[paths[0], paths[0].replace("/part000", "/./part000")]),
+         "lists a file twice"),
+        (dict(client="not a url"), "no Dask scheduler answered"),
+    ]
+    for change, message in cases:
+        arguments = {"source": paths, "k": 5, "client": "sync", "seed": generator, **change}
+        with pytest.raises(InvalidInputError, match=message):
+            ad.select(arguments.pop("source"), arguments.pop("k"), **arguments)
+        assert generator.bit_generator.state == state
+    bad = emb.copy()
+    bad[4000, 2] = np.nan
+    (tmp_path / "nan").mkdir()
+    files = _write(tmp_path / "nan", probs, bad, splits=(2500,))
+    for kwargs in ({"diversity": "kcenter"}, {"density": "knn"}):
+        with pytest.raises(InvalidInputError, match=r"part001\.parquet: .*row 1500\b"):
+            ad.select(files, 5, client="sync", **kwargs)
+    with pytest.raises(InvalidInputError, match="drop probs="):
+        ad.select(da.from_array(probs, chunks=(1000, 4)), 5, client="sync", probs="p*")
+
+
+def test_a_refused_scheduler_address_fails_fast(pool):
+    start = time.monotonic()
+    with pytest.raises(InvalidInputError, match="no Dask scheduler answered"):
+        ad.select(pool[2], 5, client="tcp://127.0.0.1:1")
+    assert time.monotonic() - start < 20
+
+
+def test_client_none_closes_the_cluster_it_made(pool, tmp_path):
+    # In a fresh process: this module's own client would be the default one here.
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "none.py"
+    script.write_text(textwrap.dedent(f"""
+        import multiprocessing, time
+        import numpy as np
+        import alcore, alcore.distributed as ad
+        if __name__ == "__main__":
+            for _ in range(2):
+                got = ad.select({pool[2]!r}, 5, client=None)
+            deadline = time.monotonic() + 30
+            while multiprocessing.active_children() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            print(got.indices.tolist(), len(multiprocessing.active_children()))
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=180, env={**os.environ, "PYTHONPATH": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    indices, children = done.stdout.split("]")
+    assert indices + "]" == str(alcore.select_top(pool[0], 5).tolist())
+    assert children.strip() == "0"
+
+
+def test_a_scheduler_address_and_a_port_that_is_not_one(client, pool, monkeypatch):
+    import socket
+
+    from alcore.distributed import _select
+
+    got = ad.select(pool[2], 5, client=client.scheduler.address)
+    np.testing.assert_array_equal(got.indices, alcore.select_top(pool[0], 5))
+    monkeypatch.setattr(_select, "CONNECT_TIMEOUT", "1s")
+    with socket.socket() as silent:  # listens, never speaks: as an HTTP server would
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(InvalidInputError, match="sent no Dask handshake within 1s"):
+            ad.select(pool[2], 5, client=address)

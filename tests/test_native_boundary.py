@@ -41,11 +41,13 @@ def top_reference(scores, k, exclude=None):
     return order[:k]
 
 
-def hammer_thread_count(stop):
+def hammer_thread_count(stop, pause=0.0):
     i = 0
     while not stop.is_set():
         _core.set_num_threads(i % 7 + 1)  # 1..7: more chunks than cores
         i += 1
+        if pause:
+            time.sleep(pause)
 
 
 def test_thread_count_changing_during_calls(restore_threads):
@@ -243,7 +245,10 @@ def test_custom_pass_with_thread_count_changing(restore_threads):
     want = top_reference(want_scores, k, exclude)
     extra = np.ascontiguousarray(weight[:, None])
     stop = threading.Event()
-    hammer = threading.Thread(target=hammer_thread_count, args=(stop,))
+    # The per-row callbacks take the GIL, which a hammer that never sleeps holds for whole
+    # switch intervals (a minute for this test); 50 us pauses still change the count
+    # thousands of times during each call.
+    hammer = threading.Thread(target=hammer_thread_count, args=(stop, 5e-5))
     hammer.start()
     try:
         for _ in range(4):

@@ -78,6 +78,7 @@ class PartitionTop:
     labeled_ids: np.ndarray
     labeled_probs: np.ndarray | None
     labeled_embeddings: np.ndarray | None
+    layout: tuple | None  # (classes, probability dtype, embedding width, id kind); None: empty
 
     @property
     def nbytes(self) -> int:
@@ -97,6 +98,8 @@ def table_chunks(table: Any, start: int, plan: Plan, offset: int,
     emb = io_module.embedding_matrix(table, plan.embeddings) if need_embeddings else None
     if need_embeddings and emb is None:
         raise InvalidInputError(f"{label}: no embedding column; name it with embeddings=")
+    if emb is not None:
+        emb = _checked_embeddings(emb, start)
     extra = None if not plan.extra_columns else {
         param: table[column].to_numpy() for param, column in plan.extra_columns.items()}
     return Chunk(start, ids, probs, emb, extra, table if plan.id is not None else None)
@@ -110,16 +113,24 @@ def file_chunks(path: str, plan: Plan, offset: int) -> Iterator[Chunk]:
     path_ = Path(path)
     lazy = io_module._scanner(path_, () if plan.id is None else (plan.id,))
     try:
-        columns = list(lazy.collect_schema().names())
+        schema = lazy.collect_schema()
     except Exception as err:
         raise InvalidInputError(f"{path_.name}: could not be read ({err})") from None
+    columns, lists = list(schema.names()), io_module.list_columns(schema)
     if plan.id is not None and plan.id not in columns:
-        raise InvalidInputError(f"{path_.name}: no id column {plan.id!r}")
+        raise InvalidInputError(
+            f"{path_.name}: no id column {plan.id!r}; columns are "
+            f"{io_module._columns_text(columns)}")
+    missing = [c for c in (plan.extra_columns or {}).values() if c not in columns]
+    if missing:
+        raise InvalidInputError(
+            f"{path_.name}: no column {', '.join(map(repr, missing))} for the score "
+            f"function's extra inputs; columns are {io_module._columns_text(columns)}")
     used = [*([] if plan.id is None else [plan.id]),
-            *io_module.probability_columns(columns, plan.probs),
+            *io_module.probability_columns(columns, plan.probs, lists),
             *(plan.extra_columns or {}).values()]
     if plan.keep_embeddings or plan.density is not None:
-        used += io_module.embedding_columns(columns, plan.embeddings)
+        used += io_module.embedding_columns(columns, plan.embeddings, lists)
     start = 0
     for table in io_module._chunks(lazy, path_, plan.chunk_rows, used):
         yield table_chunks(table, start, plan, offset, path_.name)
@@ -146,7 +157,17 @@ def array_chunks(probs: np.ndarray, emb: np.ndarray | None, plan: Plan,
         stop = min(len(probs), start + plan.chunk_rows)
         ids = np.arange(offset + start, offset + stop, dtype=np.int64)
         yield Chunk(start, ids, probs[start:stop],
-                    None if emb is None else v.embeddings_matrix(emb[start:stop]), None, None)
+                    None if emb is None else _checked_embeddings(emb[start:stop], start), None,
+                    None)
+
+
+def _checked_embeddings(emb: Any, start: int) -> np.ndarray:
+    """float32 (n, d) embeddings, finite: checked where they are read, so that a bad row is
+    named by its row in the partition (not in the merged candidates)."""
+    try:
+        return v.embeddings_matrix(emb)
+    except InvalidInputError as err:
+        raise InvalidInputError(io_module._shift_rows(str(err), start)) from None
 
 
 def _members(chunk: Chunk, wanted: list[Any] | None, id_name: str | None) -> np.ndarray:
@@ -154,7 +175,14 @@ def _members(chunk: Chunk, wanted: list[Any] | None, id_name: str | None) -> np.
     if not wanted:
         return np.zeros(len(chunk.ids), dtype=bool)
     if chunk.table is not None:
-        return chunk.table[id_name].is_in(wanted).to_numpy()
+        column = chunk.table[id_name]
+        try:
+            return column.is_in(wanted).to_numpy()
+        except Exception:  # polars refuses to compare text ids with numbers
+            raise InvalidInputError(
+                f"its id column {id_name!r} is {column.dtype}, which the labeled/exclude ids "
+                f"({type(wanted[0]).__name__}) cannot match; every partition's ids must have "
+                f"one type") from None
     return np.isin(chunk.ids, np.asarray(wanted))
 
 
@@ -198,9 +226,12 @@ def score_partition(chunks: Iterator[Chunk], plan: Plan, partition: int,
     best: dict[str, Any] = {}
     lab_parts: list[tuple[np.ndarray, np.ndarray, Any, Any]] = []
     n_rows = n_never = 0
+    layout = None
     for chunk in chunks:
         n = len(chunk.ids)
         n_rows += n
+        if n:
+            layout = _layout(chunk, layout)
         labeled = _members(chunk, plan.labeled, plan.id)
         never = labeled | _members(chunk, plan.exclude, plan.id)
         n_never += int(never.sum())
@@ -232,8 +263,7 @@ def score_partition(chunks: Iterator[Chunk], plan: Plan, partition: int,
                 dens = all_density[picked]
                 combined = all_combined[picked]
         except InvalidInputError as err:
-            raise InvalidInputError(
-                f"{label}: {io_module._shift_rows(str(err), chunk.start)}") from None
+            raise InvalidInputError(io_module._shift_rows(str(err), chunk.start)) from None
         found = {
             "rows": picked + chunk.start, "ids": chunk.ids[picked], "scores": combined,
             "uncertainty": uncertainty, "density": dens,
@@ -247,7 +277,28 @@ def score_partition(chunks: Iterator[Chunk], plan: Plan, partition: int,
     lab = _concatenated(lab_parts)
     return PartitionTop(partition, n_rows, n_never, best["rows"], best["ids"],
                         best["scores"], best["uncertainty"], best["density"], best["probs"],
-                        best["embeddings"], *lab)
+                        best["embeddings"], *lab, layout)
+
+
+def _layout(chunk: Chunk, before: tuple | None) -> tuple:
+    """What must be the same in every row of the pool: the number of classes, the
+    probabilities' precision (scores computed at two precisions do not rank alike), the
+    embedding width and whether ids are text."""
+    ids = chunk.ids
+    kind = "text" if ids.dtype.kind in "OUS" else "integer"
+    layout = (chunk.probs.shape[1], str(chunk.probs.dtype),
+              None if chunk.embeddings is None else chunk.embeddings.shape[1], kind)
+    if before is not None and layout != before:
+        raise InvalidInputError(_layout_difference(before, layout, f"row {chunk.start}"))
+    return layout
+
+
+def _layout_difference(first: tuple, other: tuple, where: str) -> str:
+    names = ("classes", "probability dtype", "embedding width", "id type")
+    changed = [f"{name} {a} then {b}" for name, a, b in zip(names, first, other, strict=True)
+               if a != b]
+    return (f"the pool changes at {where}: {', '.join(changed)}; every partition must hold "
+            f"the same columns in the same types (write the probabilities in one precision)")
 
 
 def _top_scores(plan: Plan, chunk: Chunk, take: int,

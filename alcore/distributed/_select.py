@@ -24,6 +24,7 @@ DIVERSITIES = (None, "kcenter", "badge", "typiclust", "probcover", "spread")
 DEFAULT_CANDIDATES = 5
 DEFAULT_SAMPLE = 20_000
 DEFAULT_CHUNK_ROWS = 262_144
+CONNECT_TIMEOUT = "10s"
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,10 @@ class DistributedSelection(_pipeline.Selection):
     exact: bool = True
 
 
-def _client(client: Any) -> tuple[Any, Any]:
+def _client(client: Any) -> tuple[Any, list[Any]]:
     """(the client to use, or None to run in this process; what to close afterwards)."""
     if isinstance(client, str) and client == "sync":
-        return None, None
+        return None, []
     try:
         import distributed
     except ImportError:
@@ -59,24 +60,65 @@ def _client(client: Any) -> tuple[Any, Any]:
             "(or pass client='sync' to run in this process)") from None
     if client is None:
         try:
-            return distributed.default_client(), None
+            return distributed.default_client(), []
         except ValueError:  # no client yet: a local cluster of processes, for this call
             cluster = distributed.LocalCluster(processes=True, dashboard_address=None)
             made = distributed.Client(cluster)
-            return made, made
+            return made, [made, cluster]
     if isinstance(client, str):
+        import dask
+
+        _probe(client)
+        # A refused connection is retried until the timeout: a few seconds, not Dask's 30.
         try:
-            made = distributed.Client(client, timeout="30s")
-        except OSError as err:
+            with dask.config.set({"distributed.comm.timeouts.connect": CONNECT_TIMEOUT}):
+                made = distributed.Client(client, timeout=CONNECT_TIMEOUT)
+        except (OSError, ValueError, TypeError) as err:
             raise InvalidInputError(
-                f"client={client!r}: no Dask scheduler answered there ({err})") from None
-        return made, made
+                f"client={client!r}: no Dask scheduler answered there within "
+                f"{CONNECT_TIMEOUT} ({type(err).__name__}: {err}); pass the scheduler's "
+                f"address, e.g. 'tcp://host:8786'") from None
+        return made, [made]
     if isinstance(client, distributed.Client):
-        return client, None
+        return client, []
     raise InvalidInputError(
         f"client must be a dask.distributed.Client, a scheduler address such as "
         f"'tcp://host:8786', 'sync' (this process) or None (the default client, else a "
         f"LocalCluster), got {type(client).__name__}")
+
+
+def _probe(address: str) -> None:
+    """Refuse a tcp:// address where nothing speaks first: a Dask scheduler sends its
+    handshake as soon as a connection opens, while Dask's own client would wait forever on
+    a service that waits for a request (an HTTP server, say)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if not address.startswith("tcp://"):
+        return  # tls:// and in-process addresses: Dask's own connect decides
+    try:
+        parts = urlsplit(address)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not host or not port:
+        raise InvalidInputError(
+            f"client={address!r} is not a scheduler address; pass e.g. 'tcp://host:8786'")
+    seconds = float(CONNECT_TIMEOUT.rstrip("s"))
+    try:
+        with socket.create_connection((host, port), timeout=seconds) as sock:
+            sock.settimeout(seconds)
+            first = sock.recv(1)
+    except TimeoutError:
+        first = b""
+    except OSError as err:
+        raise InvalidInputError(
+            f"client={address!r}: no Dask scheduler answered there ({err}); pass the "
+            f"scheduler's address, e.g. 'tcp://host:8786'") from None
+    if not first:
+        raise InvalidInputError(
+            f"client={address!r}: something listens there but sent no Dask handshake within "
+            f"{CONNECT_TIMEOUT}; is it the scheduler's port (8786 by default)?")
 
 
 def select(source: Any, k: int, *, score: Any = "margin", logits: bool = False,
@@ -147,12 +189,14 @@ def select(source: Any, k: int, *, score: Any = "margin", logits: bool = False,
     diversity : {None, "kcenter", "badge", "typiclust", "probcover", "spread"}
         ``"cluster_margin"`` clusters the whole pool and is not available here.
     candidates : int, optional
-        With a diversity stage: the merged pool is ``candidates * k`` items (default 5,
-        as :func:`alcore.select`'s default).
+        With a diversity stage: the merged pool is ``candidates * k`` items. Default 5, the
+        pool of :func:`alcore.select`'s ``diversity="auto"``; ``alcore.select`` with an
+        explicit diversity and no ``candidates`` runs over the whole pool, which no driver
+        holds, so pass the same ``candidates=`` to both to compare them.
     candidates_per_partition : int, optional
-        Candidates each partition sends; default ``M``, which makes the merge exact. Fewer
-        send less; ``DistributedSelection.exact`` then says whether the merge was still
-        provably exact.
+        Candidates each partition sends, at least k; default ``M``, which makes the merge
+        exact. Fewer send less; ``DistributedSelection.exact`` then says whether the merge
+        was still provably exact.
     extra : dict of str to str, optional
         For a custom utility with extra parameters: parameter -> column (table sources).
     chunk_rows : int
@@ -184,7 +228,7 @@ def select(source: Any, k: int, *, score: Any = "margin", logits: bool = False,
                        candidates=candidates,
                        candidates_per_partition=candidates_per_partition, extra=extra,
                        chunk_rows=chunk_rows, client=client, seed=seed, **diversity_params)
-    except InvalidInputError:
+    except BaseException:  # a rejected or failed call changes no state
         if state is not None:
             seed.bit_generator.state = state
         raise
@@ -192,7 +236,7 @@ def select(source: Any, k: int, *, score: Any = "margin", logits: bool = False,
 
 def _options(k: Any, score: Any, logits: Any, normalize: Any, atol: Any, density: Any,
              beta: Any, density_k: Any, density_sample: Any, diversity: Any, candidates: Any,
-             candidates_per_partition: Any, extra: Any, chunk_rows: Any, id: Any,
+             candidates_per_partition: Any, extra: Any, chunk_rows: Any, probs: Any, id: Any,
              seed: Any, params: dict[str, Any]) -> dict[str, Any]:
     """Every option checked, before any data is touched or a cluster is made."""
     k = v.count(k)
@@ -232,6 +276,15 @@ def _options(k: Any, score: Any, logits: Any, normalize: Any, atol: Any, density
     merged = k if diversity is None else candidates * k
     per_partition = (merged if candidates_per_partition is None
                      else v.count(candidates_per_partition, "candidates_per_partition"))
+    if per_partition < k:
+        # One partition may hold the whole top k: fewer would not even find the top k.
+        raise InvalidInputError(
+            f"candidates_per_partition={per_partition} is below k={k}; one partition may hold "
+            f"all of the best k, so each must send at least k (it sends {merged} by default)")
+    if probs is not None and not isinstance(probs, str):
+        raise InvalidInputError(
+            f"probs= names a table's probability columns (a column or a pattern such as "
+            f"'p*'), got {v.shown(probs)}")
     if id is not None and not isinstance(id, str):
         raise InvalidInputError(f"id must be a column name or None, got {v.shown(id)}")
     v.rng(seed)
@@ -252,12 +305,21 @@ def _select(source: Any, k: Any, *, score: Any, logits: Any, normalize: Any, ato
     timings: dict[str, float] = {}
     start = time.perf_counter()
     o = _options(k, score, logits, normalize, atol, density, beta, density_k, density_sample,
-                 diversity, candidates, candidates_per_partition, extra, chunk_rows, id, seed,
-                 diversity_params)
+                 diversity, candidates, candidates_per_partition, extra, chunk_rows, probs, id,
+                 seed, diversity_params)
     parts = _sources.partitions(source, id=None if _sources._is_dask_array(source) else id,
                                 embeddings=embeddings)
+    if parts.kind == "array" and probs is not None:
+        raise InvalidInputError(
+            "probs= names a table's columns, but source is a Dask array of probabilities; "
+            "drop probs=")
     row_ids = parts.kind == "array" or id is None
     id_dtype = None if row_ids else parts.id_dtype
+    for name, ids in (("labeled", labeled), ("exclude", exclude)):
+        if isinstance(ids, np.ndarray) and ids.dtype == bool:
+            raise InvalidInputError(
+                f"{name}= takes the items' ids here (a partitioned pool has no global mask), "
+                f"got a boolean array; pass the ids it selects")
     lab_ids = io_module._exclude_ids(labeled, id_dtype, "labeled")
     exc_ids = io_module._exclude_ids(exclude, id_dtype, "exclude")
     extra_columns = None
@@ -301,8 +363,8 @@ def _select(source: Any, k: Any, *, score: Any, logits: Any, normalize: Any, ato
         tops = _sources.run(parts, _sources.score_task, arguments, plan, cluster_client)
         timings["score"] = time.perf_counter() - start
     finally:
-        if to_close is not None:
-            to_close.close()
+        for resource in to_close:
+            resource.close()
     return _finish(tops, o, plan, timings, generator, len(parts))
 
 
@@ -317,8 +379,9 @@ def _with_density(plan: part.Plan, parts: _sources.Partitions, sizes: list[int],
     n_sample = min(o["density_sample"], total)
     if n_sample <= o["density_k"]:
         raise InvalidInputError(
-            f"density='knn' with density_k={o['density_k']} needs more than "
-            f"{o['density_k']} items, the pool has {total}; lower density_k")
+            f"density='knn' with density_k={o['density_k']} needs a sample of more than "
+            f"{o['density_k']} items; got {n_sample} (density_sample={o['density_sample']}, "
+            f"{total} items in the pool): raise density_sample or lower density_k")
     chosen = np.sort(generator.choice(total, n_sample, replace=False))
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     which = np.searchsorted(bounds, chosen, side="right") - 1
@@ -329,8 +392,13 @@ def _with_density(plan: part.Plan, parts: _sources.Partitions, sizes: list[int],
                                  [parts.items[p] for p in wanted], parts.columns,
                                  parts.id_dtype)
     arguments = [(per_partition[p], int(bounds[p])) for p in wanted]
-    sample = np.concatenate(_sources.run(subset, _sources.rows_task, arguments, reading,
-                                         client))
+    blocks = _sources.run(subset, _sources.rows_task, arguments, reading, client)
+    widths = {block.shape[1] for block in blocks if len(block)}
+    if len(widths) > 1:
+        raise InvalidInputError(
+            f"the partitions' embeddings have different widths ({sorted(widths)}); every "
+            f"partition must hold embeddings of one dimension")
+    sample = np.concatenate(blocks)
     index = SampleIndex(sample, int(generator.integers(2**31)))
     sq = index.neighbours(sample, o["density_k"], np.arange(n_sample))
     with np.errstate(divide="ignore"):
@@ -350,6 +418,7 @@ def _finish(tops: list[part.PartitionTop], o: dict[str, Any], plan: part.Plan,
     start = time.perf_counter()
     k, merged_size = o["k"], o["merged"]
     tops = sorted(tops, key=lambda t: t.partition)
+    _check_layouts(tops, n_parts)
     offsets = np.concatenate([[0], np.cumsum([t.n_rows for t in tops])[:-1]])
     n_rows = int(sum(t.n_rows for t in tops))
     n_pickable = n_rows - int(sum(t.n_never for t in tops))
@@ -412,6 +481,17 @@ def _finish(tops: list[part.PartitionTop], o: dict[str, Any], plan: part.Plan,
     return DistributedSelection(chosen_rows, np.asarray(combined, dtype=np.float64),
                                 components, reasons, None, shortfall, timings, config,
                                 ids=chosen_ids, exact=exact)
+
+
+def _check_layouts(tops: list[part.PartitionTop], n_parts: int) -> None:
+    """Every non-empty partition has the first one's classes, precision, embedding width
+    and id type (a worker checks its own chunks; this compares the partitions)."""
+    filled = [t for t in tops if t.layout is not None]
+    for top in filled[1:]:
+        if top.layout != filled[0].layout:
+            raise InvalidInputError(part._layout_difference(
+                filled[0].layout, top.layout, f"partition {top.partition} of {n_parts} "
+                f"(partition {filled[0].partition} is the first with rows)"))
 
 
 def _merge_exact(tops: list[part.PartitionTop], rows: np.ndarray, order: np.ndarray,

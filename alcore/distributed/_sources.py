@@ -75,7 +75,7 @@ def _file_partitions(source: Any, id: str | None) -> Partitions:
             f"glob of them (e.g. 'pool/*.parquet'), got {type(source).__name__}")
     if not paths:
         raise InvalidInputError("source is an empty list of files; pass at least one")
-    if len(set(paths)) != len(paths):
+    if len({os.path.realpath(p) for p in paths}) != len(paths):
         raise InvalidInputError("source lists a file twice; its rows would be scored twice")
     for path in paths:
         io_module._format(Path(path))
@@ -192,11 +192,19 @@ def _chunks_of(kind: str, item: Any, plan: part.Plan, offset: int, label: str) -
     return part.array_chunks(probs, emb, plan, offset)
 
 
+def _labelled(label: str, err: InvalidInputError) -> InvalidInputError:
+    text = str(err)
+    return InvalidInputError(text if text.startswith(f"{label}:") else f"{label}: {text}")
+
+
 def score_task(kind: str, item: Any, plan: part.Plan, partition: int, offset: int,
                label: str) -> part.PartitionTop:
     """The task a worker runs: one partition's candidates."""
-    return part.score_partition(_chunks_of(kind, item, plan, offset, label), plan, partition,
-                                label)
+    try:
+        return part.score_partition(_chunks_of(kind, item, plan, offset, label), plan,
+                                    partition, label)
+    except InvalidInputError as err:
+        raise _labelled(label, err) from None
 
 
 def rows_task(kind: str, item: Any, plan: part.Plan, rows: np.ndarray, offset: int,
@@ -204,12 +212,15 @@ def rows_task(kind: str, item: Any, plan: part.Plan, rows: np.ndarray, offset: i
     """The embeddings (float32) of the given rows (sorted, within the partition): the
     density sample."""
     out = []
-    for chunk in _chunks_of(kind, item, plan, offset, label):
-        if chunk.embeddings is None:
-            raise InvalidInputError(f"{label}: density='knn' needs embeddings")
-        lo, hi = np.searchsorted(rows, [chunk.start, chunk.start + len(chunk.ids)])
-        if hi > lo:
-            out.append(chunk.embeddings[rows[lo:hi] - chunk.start])
+    try:
+        for chunk in _chunks_of(kind, item, plan, offset, label):
+            if chunk.embeddings is None:
+                raise InvalidInputError("density='knn' needs embeddings")
+            lo, hi = np.searchsorted(rows, [chunk.start, chunk.start + len(chunk.ids)])
+            if hi > lo:
+                out.append(chunk.embeddings[rows[lo:hi] - chunk.start])
+    except InvalidInputError as err:
+        raise _labelled(label, err) from None
     return np.concatenate(out) if out else np.empty((0, 0), np.float32)
 
 
