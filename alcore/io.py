@@ -457,6 +457,37 @@ def _scanner(path: Path, text_columns: Collection[str]) -> Any:
         raise InvalidInputError(f"{path.name}: could not be read as {fmt} ({err})") from None
 
 
+def file_score(score: Any, extra: Any) -> Any:
+    """``score=`` of a file reader: a built-in row score's name, or a custom utility (as an
+    :class:`alcore.Utility`); ``extra=`` (columns for its parameters) only with the latter."""
+    from alcore import _utility
+
+    if _utility.is_custom(score):
+        return _utility.as_utility(score)
+    score = v.choice(score, "score", _SCORES)
+    if extra is not None:
+        raise InvalidInputError(
+            "extra= maps a custom score function's parameters to columns; the built-in "
+            "scores take no extra inputs")
+    return score
+
+
+def scan_with_schema(path: Path, id: str | None) -> tuple[Any, Any]:
+    """A lazy scan of a pool file and its schema, the id column checked (``id=None``: row
+    numbers)."""
+    lazy = _scanner(path, () if id is None else (id,))
+    try:
+        schema = lazy.collect_schema()
+    except Exception as err:
+        raise InvalidInputError(f"{path.name}: could not be read ({err})") from None
+    if id is not None and id not in schema.names():
+        raise InvalidInputError(
+            f"{path.name}: no id column {id!r}; columns are "
+            f"{_columns_text(list(schema.names()))}; name the id column with id=, or pass "
+            f"id=None to use row numbers")
+    return lazy, schema
+
+
 def top_k_from_file(path: str | os.PathLike, k: int, *, score: Any = "margin",
                     probs: str | None = None, id: str | None = "id",
                     labeled: str | None = None, exclude: Collection[Any] | None = None,
@@ -522,29 +553,14 @@ def top_k_from_file(path: str | os.PathLike, k: int, *, score: Any = "margin",
 
     k = v.count(k)
     chunk_rows = v.count(chunk_rows, "chunk_rows")
-    utility = None
-    if _utility.is_custom(score):
-        utility = score = _utility.as_utility(score)
-    else:
-        score = v.choice(score, "score", _SCORES)
-        if extra is not None:
-            raise InvalidInputError(
-                "extra= maps a custom score function's parameters to columns; the built-in "
-                "scores take no extra inputs")
+    score = file_score(score, extra)
+    utility = score if _utility.is_custom(score) else None
     logits = v.flag(logits, "logits")
     normalize = v.flag(normalize, "normalize")
     atol = v.tolerance(atol)
     path = Path(path)
-    lazy = _scanner(path, () if id is None else (id,))
-    try:
-        schema = lazy.collect_schema()
-    except Exception as err:
-        raise InvalidInputError(f"{path.name}: could not be read ({err})") from None
+    lazy, schema = scan_with_schema(path, id)
     columns = list(schema.names())
-    if id is not None and id not in columns:
-        raise InvalidInputError(
-            f"{path.name}: no id column {id!r}; columns are {_columns_text(columns)}; name "
-            f"the id column with id=, or pass id=None to use row numbers")
     if labeled is not None and labeled not in columns:
         raise InvalidInputError(
             f"no column {labeled!r} for labeled=; columns are {_columns_text(columns)}")

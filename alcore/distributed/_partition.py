@@ -111,16 +111,8 @@ def file_chunks(path: str, plan: Plan, offset: int) -> Iterator[Chunk]:
     from pathlib import Path
 
     path_ = Path(path)
-    lazy = io_module._scanner(path_, () if plan.id is None else (plan.id,))
-    try:
-        schema = lazy.collect_schema()
-    except Exception as err:
-        raise InvalidInputError(f"{path_.name}: could not be read ({err})") from None
+    lazy, schema = io_module.scan_with_schema(path_, plan.id)
     columns, lists = list(schema.names()), io_module.list_columns(schema)
-    if plan.id is not None and plan.id not in columns:
-        raise InvalidInputError(
-            f"{path_.name}: no id column {plan.id!r}; columns are "
-            f"{io_module._columns_text(columns)}")
     missing = [c for c in (plan.extra_columns or {}).values() if c not in columns]
     if missing:
         raise InvalidInputError(

@@ -240,14 +240,7 @@ def _options(k: Any, score: Any, logits: Any, normalize: Any, atol: Any, density
              seed: Any, params: dict[str, Any]) -> dict[str, Any]:
     """Every option checked, before any data is touched or a cluster is made."""
     k = v.count(k)
-    if _utility.is_custom(score):
-        score = _utility.as_utility(score)
-    else:
-        score = v.choice(score, "score", io_module._SCORES)
-        if extra is not None:
-            raise InvalidInputError(
-                "extra= maps a custom score function's parameters to columns; the built-in "
-                "scores take no extra inputs")
+    score = io_module.file_score(score, extra)
     density = v.choice(density, "density", (None, "knn"))
     beta = v.number(beta, "beta", low=0.0, hint="beta is the exponent of the density")
     if density is None and beta != 1.0:
@@ -365,7 +358,7 @@ def _select(source: Any, k: Any, *, score: Any, logits: Any, normalize: Any, ato
     finally:
         for resource in to_close:
             resource.close()
-    return _finish(tops, o, plan, timings, generator, len(parts))
+    return _finish(tops, o, plan, timings, len(parts))
 
 
 def _with_density(plan: part.Plan, parts: _sources.Partitions, sizes: list[int],
@@ -412,8 +405,7 @@ def _with_density(plan: part.Plan, parts: _sources.Partitions, sizes: list[int],
 
 
 def _finish(tops: list[part.PartitionTop], o: dict[str, Any], plan: part.Plan,
-            timings: dict[str, float], generator: np.random.Generator,
-            n_parts: int) -> DistributedSelection:
+            timings: dict[str, float], n_parts: int) -> DistributedSelection:
     """Merge the partitions' candidates exactly and run the diversity stage on them."""
     start = time.perf_counter()
     k, merged_size = o["k"], o["merged"]
@@ -466,7 +458,7 @@ def _finish(tops: list[part.PartitionTop], o: dict[str, Any], plan: part.Plan,
     else:
         chosen_rows, chosen_ids, combined, components, reasons, shortfall = _diverse(
             candidates, lab_rows, joined("ids", True), joined("embeddings", True),
-            joined("probs", True), o, n_pickable, generator)
+            joined("probs", True), o, n_pickable)
     timings["diversity"] = time.perf_counter() - start
     config = {"k": k, "score": _score_name(o), "logits": o["logits"],
               "normalize": o["normalize"], "atol": o["atol"], "density": o["density"],
@@ -514,7 +506,7 @@ def _merge_exact(tops: list[part.PartitionTop], rows: np.ndarray, order: np.ndar
 
 def _diverse(candidates: dict[str, Any], lab_rows: np.ndarray, lab_ids: np.ndarray,
              lab_emb: np.ndarray | None, lab_probs: np.ndarray | None, o: dict[str, Any],
-             n_pickable: int, generator: np.random.Generator) -> tuple:
+             n_pickable: int) -> tuple:
     """alcore.select's diversity stage on [labeled items, candidates by global row]: the
     arrays it would build from the whole pool, so the picks are the same."""
     by_row = np.argsort(candidates["rows"], kind="stable")
@@ -541,9 +533,8 @@ def _diverse(candidates: dict[str, Any], lab_rows: np.ndarray, lab_ids: np.ndarr
     masks = v.item_masks(len(sub_rows), "candidates",
                          labeled=np.arange(n_lab) if n_lab else None)
     # The pool, best first: the candidates' places in the sub-arrays, in merged order.
-    place = np.empty(len(by_row), dtype=np.int64)
-    place[by_row] = np.arange(n_lab, len(sub_rows))
-    pool = place
+    pool = np.empty(len(by_row), dtype=np.int64)
+    pool[by_row] = np.arange(n_lab, len(sub_rows))
     seed = o["seed"]  # as alcore.select passes it, so the same seed gives the same picks
     chosen, explained = _pipeline._diverse(o["diversity"], o["k"], pool, emb, masks, x,
                                            o["logits"], o["normalize"], o["atol"], combined,

@@ -81,17 +81,8 @@ def _file_partitions(source: Any, id: str | None) -> Partitions:
         io_module._format(Path(path))
         if not Path(path).is_file():
             raise InvalidInputError(f"source: {path}: no such file")
-    lazy = io_module._scanner(Path(paths[0]), () if id is None else (id,))
-    try:
-        schema = lazy.collect_schema()
-    except Exception as err:
-        raise InvalidInputError(f"{Path(paths[0]).name}: could not be read ({err})") from None
+    _, schema = io_module.scan_with_schema(Path(paths[0]), id)
     columns = list(schema.names())
-    if id is not None and id not in columns:
-        raise InvalidInputError(
-            f"{Path(paths[0]).name}: no id column {id!r}; columns are "
-            f"{io_module._columns_text(columns)}; name it with id=, or pass id=None for "
-            f"row numbers")
     id_dtype = None if id is None else schema[id]
     if id_dtype is not None and id_dtype != pl.String and not id_dtype.is_integer():
         raise InvalidInputError(
