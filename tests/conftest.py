@@ -22,8 +22,11 @@ settings.register_profile(
     "default", deadline=None, max_examples=60,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+# CI: the same examples on every run (a failure reproduces), 80 of them: with the sanitizer
+# passes over the same files, 120 kept CI above its 20-minute aim; local runs draw 60 new
+# ones each time, so the examples tried keep growing.
 settings.register_profile(
-    "ci", deadline=None, max_examples=120, derandomize=True,
+    "ci", deadline=None, max_examples=80, derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile("ci" if os.environ.get("CI") else "default")
