@@ -113,11 +113,8 @@ def file_chunks(path: str, plan: Plan, offset: int) -> Iterator[Chunk]:
     path_ = Path(path)
     lazy, schema = io_module.scan_with_schema(path_, plan.id)
     columns, lists = list(schema.names()), io_module.list_columns(schema)
-    missing = [c for c in (plan.extra_columns or {}).values() if c not in columns]
-    if missing:
-        raise InvalidInputError(
-            f"{path_.name}: no column {', '.join(map(repr, missing))} for the score "
-            f"function's extra inputs; columns are {io_module._columns_text(columns)}")
+    if plan.extra_columns:  # the driver checked the first file; each file has its own
+        io_module._extra_columns(plan.score, plan.extra_columns, columns, path_)
     used = [*([] if plan.id is None else [plan.id]),
             *io_module.probability_columns(columns, plan.probs, lists),
             *(plan.extra_columns or {}).values()]
@@ -180,13 +177,12 @@ def _members(chunk: Chunk, wanted: list[Any] | None, id_name: str | None) -> np.
 
 def _uncertainty(plan: Plan, chunk: Chunk, label: str) -> np.ndarray:
     """Every row's score (float64), the values checked as the single-machine calls check."""
+    x, is_logits, name = v.outputs_matrix(chunk.probs, plan.logits)
     if isinstance(plan.score, _utility.Utility):
-        x, is_logits, name = v.outputs_matrix(chunk.probs, plan.logits)
         extra = (None if chunk.extra is None
                  else _utility.extra_matrix(plan.score, chunk.extra, len(chunk.ids)))
         return _utility.scores_custom(plan.score, x, is_logits, name, plan.normalize,
                                       plan.atol, extra)
-    x, is_logits, name = v.outputs_matrix(chunk.probs, plan.logits)
     return scores_module._score_validated(
         plan.score, x, is_logits, name, normalize=plan.normalize,
         atol=plan.atol).astype(np.float64)
@@ -204,10 +200,15 @@ def _density(plan: Plan, chunk: Chunk, partition: int) -> np.ndarray:
         hit = (at < len(rows)) & (rows[np.minimum(at, len(rows) - 1)] == local)
         self_rows[hit] = positions[at[hit]]
     sq = plan.density.neighbours(chunk.embeddings, plan.density_k, self_rows)
-    mean = np.sqrt(sq).mean(axis=1)
+    return inverse_mean_distance(sq) / plan.density_scale
+
+
+def inverse_mean_distance(sq: np.ndarray) -> np.ndarray:
+    """1 / the mean of each row's distances (from squared ones), float64: the raw k-NN
+    density of the workers and of the driver's scale alike. k copies (mean 0) get the
+    largest finite float32, as :func:`alcore.density.knn_density` gives them."""
     with np.errstate(divide="ignore"):
-        raw = np.minimum(1.0 / mean, np.finfo(np.float32).max)
-    return raw / plan.density_scale
+        return np.minimum(1.0 / np.sqrt(sq).mean(axis=1), np.finfo(np.float32).max)
 
 
 def score_partition(chunks: Iterator[Chunk], plan: Plan, partition: int,

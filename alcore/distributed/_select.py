@@ -393,9 +393,8 @@ def _with_density(plan: part.Plan, parts: _sources.Partitions, sizes: list[int],
             f"partition must hold embeddings of one dimension")
     sample = np.concatenate(blocks)
     index = SampleIndex(sample, int(generator.integers(2**31)))
-    sq = index.neighbours(sample, o["density_k"], np.arange(n_sample))
-    with np.errstate(divide="ignore"):
-        own = np.minimum(1.0 / np.sqrt(sq).mean(axis=1), np.finfo(np.float32).max)
+    own = part.inverse_mean_distance(index.neighbours(sample, o["density_k"],
+                                                      np.arange(n_sample)))
     positions, at = {}, 0
     for p in wanted:
         positions[p] = (per_partition[p], np.arange(at, at + len(per_partition[p])))
@@ -428,8 +427,12 @@ def _finish(tops: list[part.PartitionTop], o: dict[str, Any], plan: part.Plan,
             return None
         return np.concatenate(values)
 
-    rows = np.concatenate([t.rows + offsets[i] for i, t in enumerate(tops) if len(t.rows)]
-                          or [np.empty(0, np.int64)])
+    def global_rows(name: str) -> np.ndarray:
+        """A row field (partition rows) of every partition, as global rows, joined."""
+        return np.concatenate([getattr(t, name) + offsets[i] for i, t in enumerate(tops)
+                               if len(getattr(t, name))] or [np.empty(0, np.int64)])
+
+    rows = global_rows("rows")
     scores = joined("scores")
     # Global row order is (partition, row) order: ties to the lower row, as select_top.
     order = np.lexsort((rows, -scores))
@@ -443,8 +446,7 @@ def _finish(tops: list[part.PartitionTop], o: dict[str, Any], plan: part.Plan,
     timings["merge"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    lab_rows = np.concatenate([t.labeled_rows + offsets[i] for i, t in enumerate(tops)
-                               if len(t.labeled_rows)] or [np.empty(0, np.int64)])
+    lab_rows = global_rows("labeled_rows")
     if o["diversity"] is None:
         chosen_rows, chosen_ids = candidates["rows"][:k], candidates["ids"][:k]
         components = {"uncertainty": candidates["uncertainty"][:k],

@@ -19,8 +19,10 @@ from alcore.distributed import _partition as part
 @dataclass
 class Partitions:
     """A source cut into partitions, in order: the global row of a partition's row r is
-    ``offsets[p] + r`` (offsets known up front for files and arrays; for a dataframe
-    only when asked for, since counting its rows computes it)."""
+    the rows of the partitions before it plus r. ``sizes`` (rows per partition) is known
+    up front for a Dask array; for files and dataframes :func:`count_rows` fills it when
+    row-number ids or the density sample need it (Parquet and Arrow from their metadata,
+    text files and dataframes by reading them)."""
 
     kind: str  # "files", "array" or "frame"
     labels: list[str]
